@@ -1,0 +1,343 @@
+"""Typed, frozen configuration.
+
+A config is a YAML file validated by these pydantic models: unknown keys are errors, units are in the names,
+and every error names the file, line and field (``load_config`` maps pydantic's error locations back to the
+YAML nodes). Environment variables ``HEDGEWATCH__SECTION__KEY[__SUBKEY]`` override the file; their values
+are parsed as YAML scalars so ``HEDGEWATCH__HTTP__PORT=9200`` is an int. Secrets are ``SecretStr`` and can
+also be read from a file named by the ``*_file`` sibling key; their values never reach a log or repr.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
+
+from service.errors import ConfigError, Problem, SecretError
+
+ENV_PREFIX = "HEDGEWATCH__"
+DEFAULT_CONFIG = Path(__file__).parent / "defaults" / "live.yaml"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- sources -------------------------------------------------------------------------------------------
+
+
+class SourceConfig(Section):
+    """One venue connection set. ``symbols`` are asset names (``BTC``); the connector maps them to the
+    venue's instruments from the venue's own instrument list."""
+
+    exchange: str
+    symbols: tuple[str, ...]
+    ws_url: str | None = None
+    rest_url: str | None = None
+    channels: tuple[str, ...] | None = None
+    quote: str = "USDT"
+    open_interest_poll_s: float = Field(default=10.0, gt=0)
+    max_streams_per_connection: int = Field(default=200, ge=1, le=1024)
+    weight: float = Field(default=1.0, gt=0)
+    enabled: bool = True
+
+    @field_validator("symbols")
+    @classmethod
+    def _upper(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v:
+            raise ValueError("at least one symbol is required")
+        return tuple(s.upper() for s in v)
+
+
+# --- index ---------------------------------------------------------------------------------------------
+
+Weighting = Literal["cap", "free_float", "equal", "capped", "fixed"]
+
+
+class RebalanceConfig(Section):
+    schedule: Literal["monthly", "quarterly", "manual"] = "quarterly"
+    day: Literal["last_business"] | int = "last_business"
+    time_utc: str = "16:00"
+    preview_s: float = Field(default=86400.0, ge=0)
+
+
+class SelectionConfig(Section):
+    """Rules to select constituents instead of a fixed list."""
+
+    top_n: int = Field(gt=0)
+    provider: Literal["file", "rest"] = "file"
+    path: str | None = None
+    url: str | None = None
+    min_volume_usd: float = 0.0
+    rank_buffer: int = Field(default=2, ge=0)
+    exclude: tuple[str, ...] = ()
+
+
+class FuturesLegConfig(Section):
+    mode: Literal["synthetic", "contract"] = "synthetic"
+    exchange: str | None = None
+    symbol: str | None = None
+    multiplier: float = Field(default=1.0, gt=0)
+    expiry: str | None = None
+
+
+class IndexConfig(Section):
+    name: str = "HW"
+    constituents: tuple[str, ...] = ()
+    selection: SelectionConfig | None = None
+    weighting: Weighting = "equal"
+    weights: dict[str, float] = Field(default_factory=dict)
+    market_caps: dict[str, float] = Field(default_factory=dict)
+    free_float: dict[str, float] = Field(default_factory=dict)
+    cap_ratio: float = Field(default=0.25, gt=0, le=1)
+    base_level: float = Field(default=1000.0, gt=0)
+    rebalance: RebalanceConfig = RebalanceConfig()
+    futures: FuturesLegConfig = FuturesLegConfig()
+    publish_interval_s: float = Field(default=1.0, ge=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> IndexConfig:
+        if not self.constituents and self.selection is None:
+            raise ValueError("either constituents or selection is required")
+        if self.weighting == "fixed" and not self.weights:
+            raise ValueError("weighting 'fixed' needs weights")
+        if self.weighting in ("cap", "capped", "free_float") and not self.market_caps and self.selection is None:
+            raise ValueError(f"weighting '{self.weighting}' needs market_caps or a selection provider")
+        return self
+
+
+# --- oracle --------------------------------------------------------------------------------------------
+
+
+class OracleConfig(Section):
+    max_age_s: float = Field(default=10.0, gt=0)
+    exclude_band_ratio: float = Field(default=0.05, gt=0, lt=1)
+    readmit_after_s: float = Field(default=60.0, ge=0)
+    quorum: int = Field(default=1, ge=1)
+    weights: dict[str, float] = Field(default_factory=dict)
+    markets: tuple[str, ...] = ("perp", "spot")
+    stable_quotes: tuple[str, ...] = ("USDT", "USDC")
+    max_jump_ratio: float = Field(default=0.5, gt=0)
+
+
+# --- portfolio / hedge ---------------------------------------------------------------------------------
+
+
+class PortfolioConfig(Section):
+    holdings: dict[str, float] = Field(default_factory=dict)
+    cash_usd: float = 0.0
+    hedge_ratio: float = Field(default=0.0, ge=0, le=1.5)
+    hedge_ratio_min: float = Field(default=0.0, ge=0)
+    hedge_ratio_max: float = Field(default=1.0, le=1.5)
+    multiplier: float = Field(default=1.0, gt=0)
+    lot_size: float = Field(default=0.001, gt=0)
+    position_contracts: float = 0.0
+    tolerance_ratio: float = Field(default=0.05, ge=0)
+    beta: float | Literal["rolling"] = 1.0
+
+
+# --- rules ---------------------------------------------------------------------------------------------
+
+
+class RulesConfig(Section):
+    files: tuple[str, ...] = ()
+    eval_interval_s: float = Field(default=1.0, ge=0)
+
+
+# --- outputs -------------------------------------------------------------------------------------------
+
+
+class RedisConfig(Section):
+    url: SecretStr | None = None
+    url_file: str | None = None
+    prefix: str = "hedgewatch"
+    stream_maxlen: int = Field(default=100_000, gt=0)
+    heartbeat_ttl_s: float = Field(default=15.0, gt=0)
+    heartbeat_interval_s: float = Field(default=5.0, gt=0)
+    queue_size: int = Field(default=10_000, gt=0)
+    batch_size: int = Field(default=100, gt=0)
+    outbox_dir: str = "var/outbox"
+
+    def resolved_url(self) -> str | None:
+        return read_secret(self.url, self.url_file, "redis.url")
+
+
+class HttpConfig(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=9108, ge=0, le=65535)
+
+
+class SlackConfig(Section):
+    webhook_url: SecretStr | None = None
+    webhook_url_file: str | None = None
+    severities: tuple[str, ...] = ()
+
+
+class TelegramConfig(Section):
+    bot_token: SecretStr | None = None
+    bot_token_file: str | None = None
+    chat_id: str | None = None
+    api_url: str = "https://api.telegram.org"
+    severities: tuple[str, ...] = ()
+
+
+class NotifyConfig(Section):
+    slack: SlackConfig | None = None
+    telegram: TelegramConfig | None = None
+    group_wait_s: float = Field(default=0.0, ge=0)
+    repeat_interval_s: float = Field(default=4 * 3600.0, ge=0)
+    consumer_group: str = "notify"
+    consumer_name: str | None = None
+
+
+class Config(Section):
+    sources: tuple[SourceConfig, ...]
+    index: IndexConfig
+    oracle: OracleConfig = OracleConfig()
+    portfolio: PortfolioConfig = PortfolioConfig()
+    rules: RulesConfig = RulesConfig()
+    redis: RedisConfig = RedisConfig()
+    http: HttpConfig = HttpConfig()
+    notify: NotifyConfig = NotifyConfig()
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _constituents_have_sources(self) -> Config:
+        quoted = {s for src in self.sources if src.enabled for s in src.symbols}
+        missing = [c for c in self.index.constituents if c not in quoted]
+        if missing:
+            raise ValueError(f"index constituents without any source: {', '.join(missing)}")
+        return self
+
+
+# --- secrets -------------------------------------------------------------------------------------------
+
+
+def read_secret(value: SecretStr | None, path: str | None, name: str) -> str | None:
+    """The secret's value from the config/env, else from the file it names; None when neither is set.
+    Errors name the setting and the file, never the value."""
+    if value is not None:
+        return value.get_secret_value()
+    if path is None:
+        return None
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise SecretError(f"{name}: cannot read secret file {path}: {exc.strerror}") from exc
+
+
+# --- loading -------------------------------------------------------------------------------------------
+
+
+def _yaml() -> YAML:
+    y = YAML(typ="rt")
+    y.allow_duplicate_keys = False
+    return y
+
+
+def _plain(node: Any) -> Any:
+    if isinstance(node, Mapping):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return node
+
+
+def _locate(root: Any, loc: tuple[int | str, ...]) -> tuple[int | None, int | None]:
+    """1-based line and column of the deepest YAML node along ``loc`` that exists."""
+    line: int | None = None
+    col: int | None = None
+    node = root
+    for part in loc:
+        if isinstance(node, CommentedMap) and part in node:
+            ln, cl = node.lc.key(part)
+            line, col = ln + 1, cl + 1
+            node = node[part]
+        elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
+            ln, cl = node.lc.item(part)
+            line, col = ln + 1, cl + 1
+            node = node[part]
+        else:
+            break
+    return line, col
+
+
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> list[str]:
+    """Apply ``HEDGEWATCH__A__B=value`` overrides in place; returns the dotted names applied."""
+    applied = []
+    scalar = YAML(typ="safe")
+    for key, raw in sorted(env.items()):
+        if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX:
+            continue
+        path = [p.lower() for p in key[len(ENV_PREFIX):].split("__") if p]
+        node = data
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        try:
+            value = scalar.load(raw) if raw.strip() else raw
+        except Exception:
+            value = raw
+        node[path[-1]] = value if value is not None else raw
+        applied.append(".".join(path))
+    return applied
+
+
+def _pydantic_problems(exc: ValidationError, file: str, root: Any, env_keys: list[str]) -> list[Problem]:
+    problems = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        field = ".".join(str(p) for p in loc)
+        line, col = _locate(root, loc)
+        source = file
+        if field and any(field == k or field.startswith(k + ".") for k in env_keys):
+            source = ENV_PREFIX + "__".join(str(p).upper() for p in loc)
+            line = col = None
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        problems.append(Problem(source, line, col, field, msg))
+    return problems
+
+
+def parse_config(text: str, file: str = "<config>", env: Mapping[str, str] | None = None) -> Config:
+    """Parse and validate config text; raises ConfigError listing every problem."""
+    try:
+        root = _yaml().load(io.StringIO(text))
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        col = mark.column + 1 if mark else None
+        raise ConfigError([Problem(file, line, col, "", f"invalid YAML: {exc.problem or exc}")]) from exc
+    except Exception as exc:  # ruamel raises a few non-marked errors (duplicate keys, bad anchors)
+        raise ConfigError([Problem(file, None, None, "", f"invalid YAML: {exc}")]) from exc
+    if root is None:
+        root = CommentedMap()
+    if not isinstance(root, Mapping):
+        raise ConfigError([Problem(file, 1, 1, "", "the config must be a mapping of sections")])
+    data = _plain(root)
+    env_keys = _apply_env(data, os.environ if env is None else env)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_pydantic_problems(exc, file, root, env_keys)) from exc
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Load a config file (the bundled live default when ``path`` is None)."""
+    p = Path(path) if path is not None else DEFAULT_CONFIG
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError([Problem(str(p), None, None, "", f"cannot read: {exc.strerror}")]) from exc
+    return parse_config(text, str(p), env)

@@ -1,0 +1,47 @@
+"""Every Redis name hedgewatch reads or writes, in one place (DESIGN: Redis)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str = "hedgewatch"
+
+    def index_channel(self, index: str) -> str:
+        """pub/sub: index snapshot JSON."""
+        return f"{self.prefix}:index:{index}"
+
+    def hedge_channel(self, index: str) -> str:
+        """pub/sub: hedge recommendation JSON."""
+        return f"{self.prefix}:hedge:{index}"
+
+    def state(self, index: str) -> str:
+        """key: last snapshot and persisted rule/hedge state."""
+        return f"{self.prefix}:state:{index}"
+
+    @property
+    def alerts_channel(self) -> str:
+        """pub/sub: alert JSON."""
+        return f"{self.prefix}:alerts"
+
+    @property
+    def alerts_stream(self) -> str:
+        """stream (MAXLEN ~): the same alerts, durable."""
+        return f"{self.prefix}:alerts:stream"
+
+    @property
+    def heartbeat(self) -> str:
+        """key with TTL, set while the daemon is healthy."""
+        return f"{self.prefix}:heartbeat"
+
+    @property
+    def silences(self) -> str:
+        """hash: silence id -> silence JSON, read by the notifier."""
+        return f"{self.prefix}:silences"
+
+    @property
+    def delivered(self) -> str:
+        """hash: alert id -> delivery time, the notifier's dedup record."""
+        return f"{self.prefix}:notify:delivered"
