@@ -38,6 +38,7 @@ class SourceConfig(Section):
     venue's instruments from the venue's own instrument list."""
 
     exchange: str
+    name: str | None = None
     symbols: tuple[str, ...]
     ws_url: str | None = None
     rest_url: str | None = None
@@ -47,6 +48,12 @@ class SourceConfig(Section):
     max_streams_per_connection: int = Field(default=200, ge=1, le=1024)
     weight: float = Field(default=1.0, gt=0)
     enabled: bool = True
+
+    @property
+    def source_id(self) -> str:
+        """The name this source goes by in events, metrics and the oracle (several sources may share a
+        protocol, e.g. two venues speaking Binance's): ``name`` when given, else the exchange id."""
+        return self.name or self.exchange
 
     @field_validator("symbols")
     @classmethod
@@ -210,6 +217,10 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _constituents_have_sources(self) -> Config:
+        ids = [src.source_id for src in self.sources]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"sources share a name, give each a distinct 'name': {', '.join(dupes)}")
         quoted = {s for src in self.sources if src.enabled for s in src.symbols}
         missing = [c for c in self.index.constituents if c not in quoted]
         if missing:
