@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from rules.candles import CandleSeries
@@ -44,6 +45,13 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float) and v.is_integer():
         v = int(v)
     return str(v)
+
+
+def _epoch(t: Any) -> float:
+    if isinstance(t, str):
+        dt = datetime.fromisoformat(t.replace("Z", "+00:00"))
+        return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+    return float(t)
 
 
 def _int(v: Any, what: str, lo: int = 1, hi: int = 100_000) -> int:
@@ -343,8 +351,8 @@ class SignalBook:
         spec = self.trendlines.get(name)
         if spec is None:
             raise ValueError(f"unknown trendline '{name}' (known: {', '.join(self.trendlines)})")
-        if "anchors" in spec:
-            (t1, p1), (t2, p2) = spec["anchors"]
+        if spec.get("anchors"):
+            (t1, p1), (t2, p2) = ((_epoch(t), float(p)) for t, p in spec["anchors"])
             return f"trendline_{name}", lambda: line_through(t1, p1, t2, p2, self.now)
         tf = parse_timeframe(spec.get("timeframe", "1d"))
         window = parse_duration(spec.get("window", "180d"))
