@@ -164,16 +164,16 @@ class _FileLoader:
             self.problem(pos, where, "a rule is a mapping")
             return
         before = len(self.problems)
-        for key in r:
-            if key not in RULE_KEYS:
-                self.problem(self.key_pos(r, key), f"{where}.{key}", "unknown key")
         name = r.get("name", r.get("alert"))
         if not isinstance(name, str) or not name.strip():
             self.problem(pos, f"{where}.name", "a rule needs a name")
             name = "?"
         where = f"{where} ({name})"
+        for key in r:
+            if key not in RULE_KEYS:
+                self.problem(self.key_pos(r, key), f"{where}.{key}", "unknown key")
         rule = Rule(name=name, group=group, file=self.file, line=pos[0] if pos else 0, order=self.order,
-                    action=Action("notify"))
+                    action=Action("notify"), column=pos[1] if pos else 0)
         self.order += 1
         if ("expr" in r) == ("event" in r):
             self.problem(pos, where, "a rule needs exactly one of 'expr' (a condition) or 'event'")
@@ -331,7 +331,7 @@ def load_rules(paths: Iterable[str], book: SignalBook) -> list[Rule]:
         for rule in fl.rules:
             if rule.name in seen:
                 first = seen[rule.name]
-                problems.append(Problem(rule.file, rule.line, None, rule.name,
+                problems.append(Problem(rule.file, rule.line, rule.column or None, rule.name,
                                         f"duplicate rule name (first at {first.file}:{first.line})"))
                 continue
             seen[rule.name] = rule

@@ -55,6 +55,7 @@ class Rule:
     line: int
     order: int
     action: Action
+    column: int = 0
     expr: Compiled | None = None
     resolve: Compiled | None = None
     for_s: float = 0.0
