@@ -148,8 +148,10 @@ class History:
     def add(self, ts: float, value: float) -> None:
         s = self.samples
         if s and ts - s[-1][0] < self.spacing_s:
-            if ts >= s[-1][0]:
-                s[-1] = (s[-1][0], value) if len(s) > 1 else s[-1]
+            # Within one spacing the latest value wins, at the sample's time (the first sample, the base of
+            # the oldest window, is kept as it was).
+            if len(s) > 1 and ts >= s[-1][0]:
+                s[-1] = (s[-1][0], value)
             return
         s.append((ts, value))
         cutoff = ts - self.horizon_s - self.spacing_s
