@@ -36,7 +36,9 @@ groups:
         priority: 20
         action: {adjust_hedge: +30%}
         annotations:
-          summary: "{{ $index }} near R1 with funding {{ .funding_rate_8h | pct }} and OI +{{ .oi_change_1h | pct }}"
+          summary: >-
+            {{ $index }} near R1 with funding {{ .funding_rate_8h | pct }}
+            and OI +{{ .oi_change_1h | pct }}
       - name: BelowMA50
         expr: price < sma(50, "1d")
         for: 10m
@@ -66,7 +68,7 @@ def script() -> list[tuple[str, float, float, float, float]]:
     rows = []
     t = T0 + 60 * DAY + 3600.0
     oi = 1.0e10
-    for i in range(30):  # 1: baseline
+    for _ in range(30):  # 1: baseline
         rows.append(("1", t, 1000.0, 0.0001, oi))
         t += 60
     for i in range(60):  # 2: towards R1 = 1050, funding 0.05%/8h, OI +6% an hour
