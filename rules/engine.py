@@ -31,23 +31,21 @@ class RuleState:
     fired_at: float | None = None  # start of the current (or last) firing
     clearing_since: float | None = None  # when the resolve condition started holding while firing
     resolved_at: float | None = None
-    value: float | None = None
-    values: dict[str, Any] = field(default_factory=dict)
+    value: float | None = None  # $value at the last alert
+    values: dict[str, Any] = field(default_factory=dict)  # the inputs at the last alert
 
     def dump(self) -> dict[str, Any]:
         return {"state": self.state, "since": self.since, "fired_at": self.fired_at,
                 "clearing_since": self.clearing_since, "resolved_at": self.resolved_at, "value": self.value,
                 "values": self.values}
 
-    @classmethod
-    def load(cls, d: dict[str, Any]) -> RuleState:
-        st = cls()
+    def restore(self, d: dict[str, Any]) -> None:
+        """Take the saved fields in place (the engine's evaluation plan holds this object)."""
         for k in ("state", "since", "fired_at", "clearing_since", "resolved_at", "value", "values"):
             if k in d:
-                setattr(st, k, d[k])
-        if st.state not in STATE_CODE:
-            st.state = "inactive"
-        return st
+                setattr(self, k, d[k])
+        if self.state not in STATE_CODE:
+            self.state = "inactive"
 
 
 @dataclass
@@ -69,6 +67,8 @@ class Engine:
         self.index = index
         self.rules = [r for r in rules if r.expr is not None]
         self.states: dict[str, RuleState] = {r.name: RuleState() for r in self.rules}
+        # per rule, precomputed for the hot path: state, inputs getter, input keys
+        self._plan = [(r, self.states[r.name], r.inputs_getter(), r.keys) for r in self.rules]
         self.ratio = ratio
         self.ratio_min = ratio_min
         self.ratio_max = ratio_max
@@ -79,15 +79,20 @@ class Engine:
     def evaluate(self, env: dict[str, Any], status: str, now: float) -> Outcome:
         alerts: list[Alert] = []
         started: list[Rule] = []
-        for rule in self.rules:
-            st = self.states[rule.name]
-            change = self._step(rule, st, env, status, now)
-            if change == "firing":
-                alerts.append(self._alert(rule, st, "firing", now))
-                if rule.action.is_hedge:
-                    started.append(rule)
-            elif change == "resolved":
-                alerts.append(self._alert(rule, st, "resolved", now))
+        for rule, st, inputs, keys in self._plan:
+            if status not in rule.act_on:
+                st.health = f"skipped: index {status}"
+                continue
+            if None in inputs(env):
+                st.health = "unavailable: " + ", ".join(k for k in keys if env.get(k) is None)
+                continue
+            change = self._step(rule, st, env, now)
+            if change is None:
+                continue
+            self._capture(rule, st, env)
+            alerts.append(self._alert(rule, st, change, now))
+            if change == "firing" and rule.action.is_hedge:
+                started.append(rule)
         previous = self.ratio
         ratio = previous
         for rule in sorted(started, key=lambda r: (r.priority, r.order)):
@@ -96,29 +101,28 @@ class Engine:
             self.ratio = self.clamp(ratio)
         return Outcome(alerts, self.ratio, previous, [r.name for r in started])
 
-    def _step(self, rule: Rule, st: RuleState, env: dict[str, Any], status: str, now: float) -> str | None:
-        if status not in rule.act_on:
-            st.health = f"skipped: index {status}"
-            return None
-        missing = [k for k in rule.keys if env.get(k) is None]
-        if missing:
-            st.health = "unavailable: " + ", ".join(missing)
-            return None
+    @staticmethod
+    def _capture(rule: Rule, st: RuleState, env: dict[str, Any]) -> None:
+        """The inputs and ``$value`` an alert reports (only computed when there is an alert)."""
+        st.values = {k: env[k] for k in rule.keys}
+        st.value = None
+        if rule.expr is not None and rule.expr.value_fn is not None:
+            try:
+                st.value = float(rule.expr.value_fn(env))
+            except (ArithmeticError, TypeError, ValueError):
+                st.value = None
+
+    def _step(self, rule: Rule, st: RuleState, env: dict[str, Any], now: float) -> str | None:
         assert rule.expr is not None
         try:
             cond = bool(rule.expr.fn(env))
             cleared = (bool(rule.resolve.fn(env)) if rule.resolve is not None else not cond) \
                 if st.state == "firing" else False
-        except ArithmeticError as exc:
+        except (ArithmeticError, TypeError, ValueError) as exc:
+            # a malformed input (a string where a number belongs) holds the rule, never the daemon
             st.health = f"error: {exc}"
             return None
         st.health = "ok"
-        st.values = {k: env[k] for k in rule.keys}
-        if rule.expr.value_fn is not None:
-            try:
-                st.value = float(rule.expr.value_fn(env))
-            except ArithmeticError:
-                st.value = None
         if st.state == "firing":
             return self._while_firing(rule, st, cleared, now)
         if not cond:
@@ -171,7 +175,7 @@ class Engine:
             d = saved.get(r.name)
             if not d:
                 continue
-            self.states[r.name] = RuleState.load(d)
+            self.states[r.name].restore(d)
             for compiled, mem in ((r.expr, d.get("memory")), (r.resolve, d.get("resolve_memory"))):
                 if compiled is not None and mem and len(mem) == len(compiled.memory):
                     compiled.memory[:] = mem

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from rules.expr import Compiled
 from rules.templates import Template
@@ -77,3 +80,11 @@ class Rule:
         if self.resolve is not None:
             keys.update(dict.fromkeys(self.resolve.keys))
         return tuple(keys)
+
+    def inputs_getter(self) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+        """A C-level getter of all the rule's inputs as one tuple: ``None in getter(env)`` is the
+        availability check on the hot path."""
+        keys = self.keys
+        if not keys:
+            return lambda env: ()
+        return operator.itemgetter(*keys, keys[0])

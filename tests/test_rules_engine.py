@@ -210,3 +210,12 @@ groups:
     s2 = stage_for(tmp_path, Path(tmp_path / "rules.yaml").read_text())
     s2.restore_state(saved, 7.0)
     assert s2.on_transitions([{**ex, "exchange": "bybit"}], 8.0) == []
+
+
+def test_malformed_input_holds_the_rule_not_the_daemon(tmp_path: Path) -> None:
+    s = one(tmp_path)
+    bad = snap(111, 0)
+    bad["level"] = "111"
+    assert s.evaluate(bad, 0).alerts == []
+    assert s.engine.states["High"].health.startswith("error: ")
+    assert [a.status for a in s.evaluate(snap(111, 1), 1).alerts] == ["firing"]
