@@ -13,6 +13,7 @@ from rules.engine import STATE_CODE, Engine
 from rules.events import EventRules
 from rules.loader import load_rules
 from rules.signals import SignalBook
+from rules.synth import divisor_from, index_candles
 from service.alerts import Alert, HedgeChange
 from service.config import Config, RulesConfig
 from service.errors import ConfigError, Problem
@@ -52,14 +53,30 @@ class RuleStage:
         self.started_at = now
         self.evaluated_at: float | None = None
         self._announced = False
+        self._constituent_klines: list[Candle] = []
 
     # --- inputs -----------------------------------------------------------------------------------------
 
     def bootstrap(self, candles: Iterable[Candle]) -> None:
         """History from venue klines. Ordered by close time, finer first, so a coarser kline replaces what
-        finer ones aggregated for the same bucket."""
-        for c in sorted(candles, key=lambda c: (c.open_ts + c.timeframe_s, c.timeframe_s)):
+        finer ones aggregated for the same bucket. Without klines of the index itself, the constituents'
+        klines are kept and back-cast into index bars at the first snapshot (``rules.synth``)."""
+        ordered = sorted(candles, key=lambda c: (c.open_ts + c.timeframe_s, c.timeframe_s))
+        has_index = False
+        for c in ordered:
+            has_index = has_index or c.asset == self.index
             self.book.on_candle(c)
+        if not has_index:
+            self._constituent_klines = [c for c in ordered if c.asset != self.index]
+
+    def _backcast(self, snapshot: dict[str, Any]) -> None:
+        divisor = divisor_from(snapshot)
+        if divisor is None:
+            return
+        units = {a: float(c["units"]) for a, c in (snapshot.get("constituents") or {}).items()}
+        for c in index_candles(self._constituent_klines, units, divisor, self.index):
+            self.book.on_candle(c)
+        self._constituent_klines = []
 
     def on_candle(self, candle: Candle) -> None:
         self.book.on_candle(candle)
@@ -67,6 +84,8 @@ class RuleStage:
     def evaluate(self, snapshot: dict[str, Any], now: float) -> StageResult:
         status = str(snapshot.get("status") or "stale")
         self.status = status
+        if self._constituent_klines:
+            self._backcast(snapshot)
         self.env = self.book.update(snapshot, now)
         self.hedge.observe(snapshot, now)
         out = self.engine.evaluate(self.env, status, now)

@@ -182,3 +182,26 @@ def test_snapshot_signals_and_missing_values() -> None:
     assert env["contango"] is True and env["basis_annualized"] is None
     assert env["asset_funding_BTC"] == 0.0002 and env["volume_24h"] == 12.0
     assert env["index_degraded"] is True and env["confidence"] == 0.002 and env["sources_min"] == 3
+
+
+def test_index_history_back_cast_from_constituent_klines(tmp_path) -> None:
+    from rules.stage import RuleStage
+    from tests.rules_support import config_for
+
+    f = tmp_path / "r.yaml"
+    f.write_text('groups:\n  - name: g\n    rules:\n      - {name: M, expr: \'price < sma(3, "1d")\', '
+                 'action: notify}\n')
+    stage = RuleStage(config_for(f), 0.0)
+    klines = []
+    for d in range(4):
+        klines.append(kline(d * DAY, 100.0 + d, asset="BTC", volume=2.0))
+        klines.append(kline(d * DAY, 10.0, asset="ETH", volume=5.0))
+    klines.append(kline(4 * DAY, 50.0, asset="BTC"))  # no ETH bar that day: no index bar
+    stage.bootstrap(klines)
+    # units BTC 1, ETH 2; level 60 now with BTC 100, ETH 10 -> divisor (100 + 20) / 60 = 2
+    snap = {"index": "HW", "ts": 5 * DAY + 1, "level": 60.0, "status": "ok",
+            "constituents": {"BTC": {"price": 100.0, "units": 1.0}, "ETH": {"price": 10.0, "units": 2.0}}}
+    stage.evaluate(snap, 5 * DAY + 1)
+    closes = [(100.0 + d + 20.0) / 2 for d in range(4)]
+    assert stage.env["sma_3_1d"] == pytest.approx(sum(closes[-3:]) / 3)
+    assert stage.book.ath == pytest.approx(closes[-1])
