@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from rules.engine import make_alert
+from rules.loader import EVENT_FIELDS
 from rules.model import Rule
 from service.alerts import Alert
 
@@ -43,7 +44,7 @@ class EventRules:
         key = f"{asset}/{exchange}"
         series = self.series[rule.name].setdefault(key, {"fired_at": None, "firing": False})
         labels = {k: v for k, v in (("asset", asset), ("exchange", exchange)) if v}
-        values = {k: t.get(k) for k in ("kind", "asset", "exchange", "status", "reason", "ts") if k in t}
+        values: dict[str, Any] = {k: t.get(k) for k in EVENT_FIELDS if k in t}
         fires = kind in rule.events and self._matches(rule, t)
         if fires:
             fired_at = series["fired_at"]

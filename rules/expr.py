@@ -177,7 +177,7 @@ class _Compiler:
         a = self._want(node.left, NUM, f"'{sym}'")
         b = self._want(node.right, NUM, f"'{sym}'")
         if isinstance(node.right, ast.Constant):
-            c = float(node.right.value)
+            c = float(node.right.value)  # type: ignore[arg-type]  # a number: _want checked it
             if c == 0 and isinstance(node.op, ast.Div | ast.Mod):
                 raise _err(node.right, "division by zero")
             return (lambda env: op(a(env), c)), NUM
@@ -220,7 +220,7 @@ class _Compiler:
     def _cmp(op: Callable[[Any, Any], bool], fa: Fn, fb: Fn, na: ast.AST, nb: ast.AST) -> Fn:
         # Against a constant, one closure call fewer per comparison.
         if isinstance(nb, ast.Constant):
-            c = nb.value if isinstance(nb.value, bool) else float(nb.value)
+            c = nb.value if isinstance(nb.value, bool) else float(nb.value)  # type: ignore[arg-type]
             return lambda env: op(fa(env), c)
         return lambda env: op(fa(env), fb(env))
 
@@ -339,9 +339,9 @@ def parse(source: str) -> ast.expr:
     for n, node in enumerate(ast.walk(tree)):
         if n >= MAX_NODES:
             raise ExprError(f"expression too large (more than {MAX_NODES} nodes)")
-        if hasattr(node, "col_offset") and getattr(node, "lineno", 1) == 1:
+        if isinstance(node, ast.expr | ast.keyword) and node.lineno == 1:
             node.col_offset -= 1  # the '(' we added
-            if getattr(node, "end_lineno", None) == 1 and node.end_col_offset is not None:
+            if node.end_lineno == 1 and node.end_col_offset is not None:
                 node.end_col_offset -= 1
     return tree.body
 

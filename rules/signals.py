@@ -214,9 +214,9 @@ class SignalBook:
         return [c for c in (self.snap.get("constituents") or {}).values() if c]
 
     def _volume_24h(self) -> float | None:
-        vols = [(a or {}).get("volume_24h") for a in (self.snap.get("assets") or {}).values()]
-        vols = [v for v in vols if v is not None]
-        return float(sum(vols)) if vols else None
+        raw = [(a or {}).get("volume_24h") for a in (self.snap.get("assets") or {}).values()]
+        vols = [float(v) for v in raw if v is not None]
+        return sum(vols) if vols else None
 
     def _asset_field(self, section: str, field: str, args: tuple[Any, ...], prefix: str
                      ) -> tuple[str, Getter]:

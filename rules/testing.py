@@ -109,7 +109,8 @@ def _snapshot(inputs: dict[str, list[Any]], i: int, t: float) -> dict[str, Any]:
 def _config(doc: dict[str, Any], base: Path) -> Config:
     files = [f if f.startswith(BUILTIN_PREFIX) else str((base / f).resolve())
              for f in doc.get("rule_files", [])]
-    rules = {"files": files, **{k: doc[k] for k in ("levels", "trendlines", "pivot_strength") if k in doc}}
+    rules: dict[str, Any] = {"files": files}
+    rules.update({k: doc[k] for k in ("levels", "trendlines", "pivot_strength") if k in doc})
     portfolio = doc.get("portfolio") or {"cash_usd": 1_000_000.0}
     return Config.model_validate({"sources": [{"exchange": "test", "symbols": ["BTC"]}],
                                   "index": {"name": "HW", "constituents": ["BTC"]},
@@ -128,7 +129,7 @@ def _bootstrap(specs: list[dict[str, Any]], stage: RuleStage) -> None:
 
 def _check_alerts(case: dict[str, Any], at: float, firing: dict[str, dict[str, Alert]]) -> list[str]:
     errors = []
-    name = case.get("alertname")
+    name = str(case.get("alertname"))
     got = sorted(firing.get(name, {}).values(), key=lambda a: sorted(a.labels.items()))
     want = case.get("exp_alerts") or []
     if len(got) != len(want):
