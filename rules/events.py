@@ -11,8 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from rules.engine import make_alert
-from rules.loader import EVENT_FIELDS
-from rules.model import Rule
+from rules.model import EVENT_FIELDS, Rule
 from service.alerts import Alert
 
 

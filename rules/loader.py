@@ -37,7 +37,7 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from rules.durations import parse_duration, parse_ratio
 from rules.expr import ExprError, compile_expr
-from rules.model import ACTIONS, EVENT_KINDS, INDEX_STATUSES, SEVERITIES, Action, Rule
+from rules.model import ACTIONS, EVENT_FIELDS, EVENT_KINDS, INDEX_STATUSES, SEVERITIES, Action, Rule
 from rules.signals import SignalBook
 from rules.templates import TemplateError, parse_template
 from service.errors import ConfigError, Problem
@@ -48,7 +48,6 @@ RULE_KEYS = frozenset({
     "name", "alert", "expr", "for", "resolve", "keep_firing_for", "cooldown", "severity", "priority",
     "act_on", "labels", "annotations", "action", "event", "match", "resolve_event",
 })
-EVENT_FIELDS = ("kind", "asset", "exchange", "status", "reason", "ts")
 
 
 def resolve_path(path: str) -> Path:

@@ -15,6 +15,7 @@ ACTIONS = (*HEDGE_ACTIONS, "notify")
 SEVERITIES = ("critical", "warning", "info")
 INDEX_STATUSES = ("ok", "degraded", "stale")
 EVENT_KINDS = ("source_excluded", "source_readmitted", "source_stale", "oracle_status")
+EVENT_FIELDS = ("kind", "asset", "exchange", "status", "reason", "ts")
 
 
 @dataclass(frozen=True)

@@ -137,6 +137,20 @@ class OracleConfig(Section):
 # --- portfolio / hedge ---------------------------------------------------------------------------------
 
 
+class BalancesConfig(Section):
+    """Read-only balances and hedge position from one venue through ccxt. The credentials are read from the
+    environment variables named here; the file never holds them."""
+
+    exchange: str
+    api_key_env: str = "HEDGEWATCH_BALANCES_API_KEY"
+    secret_env: str = "HEDGEWATCH_BALANCES_SECRET"
+    password_env: str | None = None
+    position_symbol: str | None = None
+    assets: tuple[str, ...] = ()
+    min_units: float = Field(default=0.0, ge=0)
+    poll_s: float = Field(default=60.0, gt=0)
+
+
 class PortfolioConfig(Section):
     holdings: dict[str, float] = Field(default_factory=dict)
     cash_usd: float = 0.0
@@ -150,6 +164,7 @@ class PortfolioConfig(Section):
     beta: float | Literal["rolling"] = 1.0
     beta_window: int = Field(default=720, ge=3)
     beta_interval_s: float = Field(default=3600.0, gt=0)
+    balances: BalancesConfig | None = None
 
     @model_validator(mode="after")
     def _range(self) -> PortfolioConfig:

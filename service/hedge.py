@@ -119,6 +119,7 @@ class HedgeBook:
         self.index = index
         self.config = config
         self.position = config.position_contracts
+        self.holdings = dict(config.holdings)
         self.rolling = (RollingBeta(config.beta_window, config.beta_interval_s)
                         if config.beta == "rolling" else None)
         self.last: Sizing | None = None
@@ -135,7 +136,7 @@ class HedgeBook:
         """Feed the rolling beta (when configured)."""
         if self.rolling is None:
             return
-        value = portfolio_value(self.config.holdings, 0.0, snapshot)
+        value = portfolio_value(self.holdings, 0.0, snapshot)
         level = snapshot.get("level")
         if value is not None and level:
             self.rolling.add(snapshot.get("ts") or now, value, float(level))
@@ -143,7 +144,7 @@ class HedgeBook:
     def size(self, snapshot: dict[str, Any], ratio: float, now: float) -> Sizing | None:
         """The hedge at ``ratio``; None when the portfolio or the futures price cannot be valued."""
         c = self.config
-        value = portfolio_value(c.holdings, c.cash_usd, snapshot)
+        value = portfolio_value(self.holdings, c.cash_usd, snapshot)
         deriv = snapshot.get("derivatives") or {}
         fut = deriv.get("futures_price") or snapshot.get("level")
         if value is None or not fut:
@@ -195,6 +196,10 @@ class HedgeBook:
     def set_position(self, contracts: float) -> None:
         """The venue's reported position (read-only balances), signed."""
         self.position = contracts
+
+    def set_holdings(self, holdings: dict[str, float]) -> None:
+        """Holdings read from the venue replace the configured ones."""
+        self.holdings = dict(holdings)
 
     def dump(self) -> dict[str, Any]:
         return {"position": self.position, "last_emitted": self.last_emitted}
