@@ -1,0 +1,400 @@
+"""``MarketState``: the facade the daemon feeds with events and asks for snapshots.
+
+It owns one ``AssetOracle`` per asset, the ``Basket`` and the ``Derivatives`` book, routes each event to
+them in O(1), and turns their state into the index snapshot JSON, the ``/state`` JSON and Prometheus
+gauges. Pure and synchronous: the time is an argument (``tick``/``snapshot``/``state``/``export``) or the
+event's receive time (``apply``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from service.config import Config
+from service.derivatives import Derivatives
+from service.events import (
+    Candle,
+    CompositeIndex,
+    Event,
+    FeedStatus,
+    Funding,
+    Market,
+    MarkPrice,
+    OpenInterest,
+    Quote,
+    Trade,
+)
+from service.index import Basket
+from service.metrics import Metrics
+from service.oracle import DEGRADED, OK, STALE, STATUS_CODE, AssetOracle, SourceTransition
+from service.rebalance import Rebalancer
+
+# Full recomputation of the running basket sum off the hot path, to bound floating drift.
+RECOMPUTE_EVERY_S = 60.0
+
+
+class MarketState:
+    """Oracle + index + derivatives for one configured index."""
+
+    def __init__(self, config: Config, now: float) -> None:
+        self.config = config
+        self.name = config.index.name
+        ocfg = config.oracle
+        self._transitions: list[SourceTransition] = []
+        self._markets = frozenset(ocfg.markets)
+        self._stable = frozenset(ocfg.stable_quotes)
+        self._venue_index = ocfg.use_venue_index
+        self._max_age = ocfg.max_age_s
+        self._quorum = ocfg.quorum
+        src_weights = {s.source_id: s.weight for s in config.sources}
+        src_weights.update(ocfg.weights)
+        self._src_weights = src_weights
+        self._oracles: dict[str, AssetOracle] = {}
+        for src in config.sources:
+            if not src.enabled:
+                continue
+            for sym in src.symbols:
+                oracle = self._oracles.get(sym)
+                if oracle is None:
+                    oracle = self._oracles[sym] = AssetOracle(sym, ocfg, self._transitions, src_weights)
+                oracle.source(src.source_id)
+        for sym in config.index.constituents:
+            if sym not in self._oracles:
+                self._oracles[sym] = AssetOracle(sym, ocfg, self._transitions, src_weights)
+        self._last_quote: dict[tuple[str, str], float] = {}
+        self._assumed_rates: set[str] = set()
+        self.basket = Basket()
+        self.derivatives = Derivatives(config.index)
+        self.rebalancer = Rebalancer(config, self._oracles, now)
+        self._members: frozenset[str] = frozenset()
+        self._status = STALE
+        self._status_reason = "not built yet"
+        self._last_recompute = now
+        self.tracking: dict[str, float | None] = {"venue_price": None, "tracking_error": None, "ts": None}
+        self._children: dict[tuple[Any, ...], Any] = {}
+        self.feeds: dict[str, str] = {}
+        self._handlers: dict[type, Callable[[Any], bool]] = {
+            Quote: self._on_quote,
+            Trade: self._on_trade,
+            MarkPrice: self._on_mark,
+            Funding: self._on_funding,
+            OpenInterest: self._on_open_interest,
+            Candle: self._on_candle,
+            CompositeIndex: self._on_composite,
+            FeedStatus: self._on_feed_status,
+        }
+        self._try_build(now)
+
+    # --- events ------------------------------------------------------------------------------------
+
+    def _usd_rate(self, quote: str) -> float:
+        if quote == "USD":
+            return 1.0
+        if quote in self._stable:
+            o = self._oracles.get(quote)
+            if o is not None and o.price is not None and o.status != STALE:
+                return o.price
+            self._assumed_rates.add(quote)
+        return 1.0
+
+    def _feed(self, asset: str, source: str, price: float, quote: str, now: float) -> bool:
+        oracle = self._oracles.get(asset)
+        if oracle is None or asset == quote:
+            return False
+        if not oracle.update(source, price * self._usd_rate(quote), now):
+            return False
+        return self._after_oracle(oracle, now)
+
+    def _after_oracle(self, oracle: AssetOracle, now: float) -> bool:
+        """Propagate an oracle change to the basket; True when the level or the status moved."""
+        asset = oracle.asset
+        if oracle.price is not None:
+            self.basket.set_price(asset, oracle.price)
+        if asset not in self._members:
+            if not self.basket.built:
+                return self._try_build(now)
+            return False
+        return self._update_status(now) or True
+
+    def apply(self, event: Event) -> bool:
+        """Feed one normalized event; True when the index level or status changed. O(1) per tick."""
+        handler = self._handlers.get(type(event))
+        return handler(event) if handler is not None else False
+
+    def _on_quote(self, ev: Quote) -> bool:
+        market = ev.market
+        if market not in self._markets:
+            if market == Market.FUTURE:
+                self.derivatives.on_dated(ev.exchange, ev.asset, ev.instrument, ev.mid, ev.ts_recv)
+            return False
+        src = ev.exchange if market == Market.PERP else f"{ev.exchange}:{market}"
+        self._last_quote[(ev.asset, src)] = ev.ts_recv
+        return self._feed(ev.asset, src, (ev.bid + ev.ask) * 0.5, ev.quote, ev.ts_recv)
+
+    def _on_trade(self, ev: Trade) -> bool:
+        if ev.market not in self._markets:
+            return False
+        src = ev.exchange if ev.market == Market.PERP else f"{ev.exchange}:{ev.market}"
+        # A source's quotes win over its trades; trades stand in when it sends no (fresh) quotes.
+        if self._last_quote.get((ev.asset, src), -1e18) >= ev.ts_recv - self._max_age:
+            return False
+        return self._feed(ev.asset, src, ev.price, ev.quote, ev.ts_recv)
+
+    def _on_mark(self, ev: MarkPrice) -> bool:
+        self.derivatives.on_mark(ev, self._usd_rate(ev.quote))
+        if self._venue_index and ev.index is not None:
+            return self._feed(ev.asset, f"{ev.exchange}:index", ev.index, ev.quote, ev.ts_recv)
+        return False
+
+    def _on_funding(self, ev: Funding) -> bool:
+        self.derivatives.on_funding(ev)
+        return False
+
+    def _on_open_interest(self, ev: OpenInterest) -> bool:
+        self.derivatives.on_open_interest(ev)
+        return False
+
+    def _on_candle(self, ev: Candle) -> bool:
+        self.derivatives.on_candle(ev, 1.0)
+        return False
+
+    def _on_feed_status(self, ev: FeedStatus) -> bool:
+        # Staleness is judged per source from its prices; a connection's state is informational here.
+        self.feeds[ev.exchange if not ev.channel else f"{ev.exchange}/{ev.channel}"] = ev.state
+        return False
+
+    def _on_composite(self, ev: CompositeIndex) -> bool:
+        if self.config.index.track is None or ev.symbol != self.config.index.track:
+            return False
+        changed = self.rebalancer.on_composite(ev, self.basket)
+        if changed:
+            self._adopt_members()
+            self._update_status(ev.ts_recv)
+        level = self.basket.level
+        self.tracking = {
+            "venue_price": ev.price,
+            "tracking_error": level / ev.price - 1.0 if level and ev.price > 0 else None,
+            "ts": ev.ts_recv,
+        }
+        return changed
+
+    # --- building, status, rebalancing -------------------------------------------------------------
+
+    def _try_build(self, now: float) -> bool:
+        if self.rebalancer.initial(self.basket, now) is None:
+            return False
+        self._adopt_members()
+        self._update_status(now)
+        return True
+
+    def _adopt_members(self) -> None:
+        """Take the basket's members as the index's, with an oracle for each (a venue-defined composite
+        may name assets no source was configured for: they stay unpriced and the index not ready)."""
+        self._members = frozenset(self.basket.units)
+        for a in self._members:
+            if a not in self._oracles:
+                self._oracles[a] = AssetOracle(a, self.config.oracle, self._transitions, self._src_weights)
+
+    def _update_status(self, now: float) -> bool:
+        """Index status from its members': stale when none has a usable price, degraded when any member
+        is degraded or stale, ok otherwise. Recomputed only when an oracle status may have changed."""
+        if not self.basket.built:
+            status, reason = STALE, "not built yet"
+        else:
+            st = [self._oracles[a].status for a in self._members]
+            bad = [a for a in self._members if self._oracles[a].status != OK]
+            if all(s == STALE for s in st):
+                status, reason = STALE, "every constituent is stale"
+            elif bad:
+                status, reason = DEGRADED, "not ok: " + ", ".join(sorted(bad)[:10])
+            else:
+                status, reason = OK, ""
+        self._status_reason = reason
+        if status != self._status:
+            tr = SourceTransition(now, "index", self.name, "", self._status, status, reason)
+            self._transitions.append(tr)
+            self._status = status
+            return True
+        return False
+
+    def tick(self, now: float) -> bool:
+        """Staleness, re-admission and scheduled rebalances at ``now``; True if the index changed."""
+        changed = False
+        for oracle in self._oracles.values():
+            if oracle.refresh(now):
+                if oracle.price is not None:
+                    self.basket.set_price(oracle.asset, oracle.price)
+                changed = changed or oracle.asset in self._members
+        if not self.basket.built:
+            changed = self._try_build(now) or changed
+        elif self.rebalancer.due(now) and self.rebalancer.run(self.basket, now):
+            self._adopt_members()
+            changed = True
+        if now - self._last_recompute >= RECOMPUTE_EVERY_S:
+            self.basket.recompute()
+            self._last_recompute = now
+        return self._update_status(now) or changed
+
+    def rebalance_now(self, now: float) -> bool:
+        """A manual (on demand) rebalance at ``now``; True when it happened."""
+        if not self.basket.built or not self.rebalancer.run(self.basket, now, manual=True):
+            return False
+        self._adopt_members()
+        self._update_status(now)
+        return True
+
+    # --- reading -----------------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """Every constituent has an oracle price from at least ``quorum`` valid sources."""
+        if not self.basket.built:
+            return False
+        q = self._quorum
+        for a in self._members:
+            o = self._oracles[a]
+            if o.price is None or o.n_valid < q:
+                return False
+        return True
+
+    @property
+    def level(self) -> float | None:
+        return self.basket.level
+
+    @property
+    def status(self) -> str:
+        return self._status
+
+    def oracle(self, asset: str) -> AssetOracle | None:
+        return self._oracles.get(asset)
+
+    def drain_transitions(self) -> list[SourceTransition]:
+        out = self._transitions[:]
+        self._transitions.clear()
+        return out
+
+    def _derivatives(self, now: float) -> dict[str, Any]:
+        b = self.basket
+        return self.derivatives.summary(b.units, b.divisor, b.prices, b.level, now)
+
+    def _assets(self, now: float) -> dict[str, Any]:
+        d = self.derivatives
+        out = {}
+        for a in self._members:
+            o = self._oracles[a]
+            out[a] = {
+                "funding_rate_8h": d.asset_funding(a, now),
+                "open_interest_usd": d.asset_open_interest(a, o.price, now),
+                "volume_24h": d.asset_volume_24h(a, now),
+                "mark_price": d.asset_mark(a, now),
+            }
+            ts = d.term_structure(a, now)
+            if ts is not None:
+                out[a]["term_structure"] = ts
+        return out
+
+    def snapshot(self, now: float) -> dict[str, Any]:
+        """The index snapshot JSON published on ``hedgewatch:index:<INDEX>``."""
+        b = self.basket
+        current = b.weights()
+        targets = self.rebalancer.targets
+        constituents = {}
+        for a in sorted(b.units):
+            o = self._oracles[a]
+            constituents[a] = {
+                "price": o.price,
+                "weight": current.get(a),
+                "target_weight": targets.get(a),
+                "units": b.units[a],
+                "status": o.status,
+                "sources": o.n_valid,
+                "confidence": o.confidence,
+            }
+        snap: dict[str, Any] = {
+            "index": self.name,
+            "ts": now,
+            "level": b.level,
+            "status": self._status,
+            "status_reason": self._status_reason,
+            "divisor": b.divisor,
+            "weighting": self.config.index.weighting,
+            "constituents": constituents,
+            "derivatives": self._derivatives(now),
+            "assets": self._assets(now),
+            "rebalance": self.rebalancer.info(now),
+            "quote_rates_assumed": sorted(self._assumed_rates),
+        }
+        if self.config.index.track is not None:
+            snap["tracking"] = self.tracking
+        return snap
+
+    def state(self, now: float) -> dict[str, Any]:
+        """The fuller ``/state`` JSON: the snapshot plus every asset's oracle with per-source status."""
+        return {
+            "index": self.snapshot(now),
+            "oracle": {a: o.to_dict(now) for a, o in sorted(self._oracles.items())},
+            "ready": self.ready,
+        }
+
+    # --- metrics -----------------------------------------------------------------------------------
+
+    def _gauge(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def export(self, metrics: Metrics, now: float) -> None:
+        """Set the oracle, index and derivatives gauges (called ~1/s, not per tick)."""
+        g, m, name = self._gauge, metrics, self.name
+        if self.basket.level is not None:
+            g(m.index_price, name).set(self.basket.level)
+        g(m.index_status, name).set(STATUS_CODE[self._status])
+        m.ready.set(1 if self.ready else 0)
+        for a, w in self.basket.weights().items():
+            g(m.index_constituent_weight, name, a).set(w)
+        te = self.tracking.get("tracking_error")
+        if te is not None:
+            g(m.index_tracking_error, name).set(te)
+        self._export_oracles(m, now)
+        self._export_derivatives(m, now)
+
+    def _export_oracles(self, m: Metrics, now: float) -> None:
+        g = self._gauge
+        for a, o in self._oracles.items():
+            if o.price is not None:
+                g(m.asset_price, a).set(o.price)
+            g(m.asset_status, a).set(STATUS_CODE[o.status])
+            g(m.oracle_sources, a).set(o.n_valid)
+            if o.confidence is not None:
+                g(m.asset_confidence, a).set(o.confidence)
+            for s in o.sources:
+                if s.price is not None:
+                    g(m.source_price, a, s.name).set(s.price)
+                    g(m.source_age, a, s.name).set(max(0.0, now - s.ts))
+                g(m.source_excluded, a, s.name).set(0 if s.status == OK else 1)
+
+    def _export_derivatives(self, m: Metrics, now: float) -> None:
+        g, name = self._gauge, self.name
+        deriv = self._derivatives(now)
+        for key, metric in (
+            ("funding_rate_8h", m.index_funding_rate),
+            ("open_interest_usd", m.index_open_interest_usd),
+            ("basis_ratio", m.index_basis_ratio),
+            ("basis_annualized", m.index_basis_annualized_ratio),
+            ("futures_price", m.index_futures_price),
+        ):
+            if deriv.get(key) is not None:
+                g(metric, name).set(deriv[key])
+        d = self.derivatives
+        for a, venues in d.funding.items():
+            for ex, (rate, _) in venues.items():
+                g(m.asset_funding_rate, a, ex).set(rate)
+        for a, by_venue in d.oi.items():
+            price = self._oracles[a].price if a in self._oracles else None
+            for ex, (base, usd, _) in by_venue.items():
+                value = usd if usd is not None else (base * price if price is not None else None)
+                if value is not None:
+                    g(m.asset_open_interest_usd, a, ex).set(value)
