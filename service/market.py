@@ -69,7 +69,7 @@ class MarketState:
         self.rebalancer = Rebalancer(config, self._oracles, now)
         self._members: frozenset[str] = frozenset()
         self._status = STALE
-        self._status_reason = "not built yet"
+        self._counts = dict.fromkeys((OK, DEGRADED, STALE), 0)
         self._last_recompute = now
         self.tracking: dict[str, float | None] = {"venue_price": None, "tracking_error": None, "ts": None}
         self._children: dict[tuple[Any, ...], Any] = {}
@@ -102,11 +102,12 @@ class MarketState:
         oracle = self._oracles.get(asset)
         if oracle is None or asset == quote:
             return False
+        old = oracle.status
         if not oracle.update(source, price * self._usd_rate(quote), now):
             return False
-        return self._after_oracle(oracle, now)
+        return self._after_oracle(oracle, old, now)
 
-    def _after_oracle(self, oracle: AssetOracle, now: float) -> bool:
+    def _after_oracle(self, oracle: AssetOracle, old: str, now: float) -> bool:
         """Propagate an oracle change to the basket; True when the level or the status moved."""
         asset = oracle.asset
         if oracle.price is not None:
@@ -115,7 +116,13 @@ class MarketState:
             if not self.basket.built:
                 return self._try_build(now)
             return False
-        return self._update_status(now) or True
+        new = oracle.status
+        if new is not old:
+            counts = self._counts
+            counts[old] -= 1
+            counts[new] += 1
+            self._update_status(now, recount=False)
+        return True
 
     def apply(self, event: Event) -> bool:
         """Feed one normalized event; True when the index level or status changed. O(1) per tick."""
@@ -196,27 +203,40 @@ class MarketState:
             if a not in self._oracles:
                 self._oracles[a] = AssetOracle(a, self.config.oracle, self._transitions, self._src_weights)
 
-    def _update_status(self, now: float) -> bool:
-        """Index status from its members': stale when none has a usable price, degraded when any member
-        is degraded or stale, ok otherwise. Recomputed only when an oracle status may have changed."""
-        if not self.basket.built:
-            status, reason = STALE, "not built yet"
+    def _update_status(self, now: float, recount: bool = True) -> bool:
+        """Index status from its members': stale when every member is stale, degraded when any member is
+        degraded or stale, ok otherwise. ``recount`` recounts member statuses (O(n), off the hot path);
+        per tick the counts are adjusted incrementally instead."""
+        if recount:
+            counts = dict.fromkeys((OK, DEGRADED, STALE), 0)
+            for a in self._members:
+                counts[self._oracles[a].status] += 1
+            self._counts = counts
+        n = len(self._members)
+        if not self.basket.built or n == 0:
+            status = STALE
+        elif self._counts[STALE] == n:
+            status = STALE
+        elif self._counts[OK] < n:
+            status = DEGRADED
         else:
-            st = [self._oracles[a].status for a in self._members]
-            bad = [a for a in self._members if self._oracles[a].status != OK]
-            if all(s == STALE for s in st):
-                status, reason = STALE, "every constituent is stale"
-            elif bad:
-                status, reason = DEGRADED, "not ok: " + ", ".join(sorted(bad)[:10])
-            else:
-                status, reason = OK, ""
-        self._status_reason = reason
+            status = OK
         if status != self._status:
-            tr = SourceTransition(now, "index", self.name, "", self._status, status, reason)
+            tr = SourceTransition(now, "index", self.name, "", self._status, status, self._why(status))
             self._transitions.append(tr)
             self._status = status
             return True
         return False
+
+    def _why(self, status: str) -> str:
+        if status == OK:
+            return ""
+        if not self.basket.built:
+            return "not built yet"
+        bad = sorted(a for a in self._members if self._oracles[a].status != OK)
+        if status == STALE:
+            return "every constituent is stale"
+        return "not ok: " + ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
 
     def tick(self, now: float) -> bool:
         """Staleness, re-admission and scheduled rebalances at ``now``; True if the index changed."""
@@ -316,7 +336,7 @@ class MarketState:
             "ts": now,
             "level": b.level,
             "status": self._status,
-            "status_reason": self._status_reason,
+            "status_reason": self._why(self._status),
             "divisor": b.divisor,
             "weighting": self.config.index.weighting,
             "constituents": constituents,
