@@ -213,9 +213,7 @@ class MarketState:
                 counts[self._oracles[a].status] += 1
             self._counts = counts
         n = len(self._members)
-        if not self.basket.built or n == 0:
-            status = STALE
-        elif self._counts[STALE] == n:
+        if not self.basket.built or n == 0 or self._counts[STALE] == n:
             status = STALE
         elif self._counts[OK] < n:
             status = DEGRADED

@@ -6,6 +6,8 @@ Methodology (DESIGN "Oracle, per asset"; every number comes from ``OracleConfig`
 - With 3 or more fresh sources the reference is the weighted median of all fresh sources; a source further
   than ``exclude_band_ratio`` from it is excluded, and re-admitted only after it has stayed within half the
   band for ``readmit_after_s`` (hysteresis: a venue flapping at the band edge does not flap the price).
+  One addition: when the excluded sources are no longer a minority of the fresh ones (the market moved and
+  they were the first to show it), those within half the band of the median are re-admitted at once.
 - The published value depends on the number of valid (fresh, not excluded) sources:
   3+ the weighted median, ``ok``; 2 their mean, ``ok``, unless they disagree by more than the band, then
   the last value is held and marked ``degraded``; 1 used only if within the band of the last value (or when
@@ -73,7 +75,7 @@ class SourceTransition:
 class Source:
     """One venue's latest price for one asset, in USD."""
 
-    __slots__ = ("inside_since", "name", "price", "reason", "rejected", "status", "ts", "weight")
+    __slots__ = ("inside_since", "name", "outlier", "price", "reason", "rejected", "status", "ts", "weight")
 
     def __init__(self, name: str, weight: float) -> None:
         self.name = name
@@ -84,6 +86,8 @@ class Source:
         self.reason = "no price yet"
         self.rejected = 0
         self.inside_since: float | None = None
+        # Remembered across staleness and rejected ticks: going quiet must not launder an exclusion.
+        self.outlier = False
 
     @property
     def excluded(self) -> bool:
@@ -185,6 +189,10 @@ class AssetOracle:
         return self._sources
 
     def _set_source(self, src: Source, status: str, reason: str, now: float, ref: float | None) -> None:
+        if status == EXCLUDED:
+            src.outlier = True
+        elif status == VALID:
+            src.outlier = False
         if src.status != status:
             self._sink.append(
                 SourceTransition(
@@ -214,9 +222,12 @@ class AssetOracle:
                 return self._recompute(now)
         src.price = price
         src.ts = now
-        if src.status == REJECTED or src.status == PENDING or src.status == SRC_STALE:
+        if src.status in (REJECTED, PENDING, SRC_STALE):
             # An excluded source stays excluded until the hysteresis re-admits it.
-            self._set_source(src, VALID, "fresh", now, last)
+            if src.outlier:
+                self._set_source(src, EXCLUDED, "fresh again, still an outlier until re-admitted", now, last)
+            else:
+                self._set_source(src, VALID, "fresh", now, last)
         return self._recompute(now)
 
     def refresh(self, now: float) -> bool:
@@ -235,22 +246,38 @@ class AssetOracle:
         band, half = self._band, self._half_band
         for s in fresh:
             dev = abs(s.price / ref - 1.0)  # type: ignore[operator]
-            if s.status == EXCLUDED:
-                if dev <= half:
-                    if s.inside_since is None:
-                        s.inside_since = now
-                    if now - s.inside_since >= self._readmit:
+            if dev <= band and s.status == VALID:
+                continue  # the common case, kept inline for speed
+            self._screen_one(s, dev, ref, now, may_exclude)
+        if may_exclude:
+            # When the excluded sources are no longer a minority, the market moved and they were the first
+            # to show it: those back near the median are re-admitted at once instead of leaving a single
+            # venue (or none) to price the asset through the hold period.
+            valid = sum(1 for s in fresh if s.status == VALID)
+            if valid * 2 <= len(fresh):
+                for s in fresh:
+                    if s.status == EXCLUDED and abs(s.price / ref - 1.0) <= half:  # type: ignore[operator]
                         s.inside_since = None
-                        why = f"re-admitted after {self._readmit:g}s within half the band"
-                        self._set_source(s, VALID, why, now, ref)
-                    else:
-                        s.reason = f"re-admitting: {dev:.2%} from median, within half band"
-                else:
+                        self._set_source(s, VALID, "re-admitted: the consensus moved to it", now, ref)
+
+    def _screen_one(self, s: Source, dev: float, ref: float, now: float, may_exclude: bool) -> None:
+        band = self._band
+        if s.status == EXCLUDED:
+            if dev <= self._half_band:
+                if s.inside_since is None:
+                    s.inside_since = now
+                if now - s.inside_since >= self._readmit:
                     s.inside_since = None
-                    s.reason = f"outlier: {dev:.2%} from median > {band:.2%}"
-            elif may_exclude and dev > band:
+                    why = f"re-admitted after {self._readmit:g}s within half the band"
+                    self._set_source(s, VALID, why, now, ref)
+                else:
+                    s.reason = f"re-admitting: {dev:.2%} from median, within half band"
+            else:
                 s.inside_since = None
-                self._set_source(s, EXCLUDED, f"outlier: {dev:.2%} from median > {band:.2%}", now, ref)
+                s.reason = f"outlier: {dev:.2%} from median > {band:.2%}"
+        elif may_exclude and dev > band:
+            s.inside_since = None
+            self._set_source(s, EXCLUDED, f"outlier: {dev:.2%} from median > {band:.2%}", now, ref)
 
     def _recompute(self, now: float) -> bool:  # noqa: C901 - one pass over the modes DESIGN lists
         fresh: list[Source] = []
