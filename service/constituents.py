@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 from ruamel.yaml import YAML
 
+from service.config import SelectionConfig
 from service.errors import ConfigError, FeedError, Problem
 
 # Known stablecoins, wrapped, staked and pegged tokens: never index members, whatever the provider says.
@@ -183,6 +184,13 @@ class RestProvider:
             return parse_candidates(resp.json())
         except (httpx.HTTPError, ValueError) as exc:
             raise FeedError(f"market-cap provider {self.url}: {exc}") from exc
+
+
+def rest_provider(selection: SelectionConfig | None) -> RestProvider | None:
+    """The REST provider a selection config asks for, if any (the daemon polls its ``fetch``)."""
+    if selection is None or selection.provider != "rest" or not selection.url:
+        return None
+    return RestProvider(selection.url)
 
 
 def parse_index_info(data: Any, symbol: str) -> dict[str, float]:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from service.config import Config
+from service.constituents import Candidate
 from service.derivatives import Derivatives
 from service.events import (
     Candle,
@@ -195,6 +196,12 @@ class MarketState:
         self._update_status(now)
         return True
 
+    def _note_rebalance(self, now: float) -> None:
+        last = self.rebalancer.history[-1]
+        why = f"added {', '.join(last['added']) or '-'}; removed {', '.join(last['removed']) or '-'}"
+        tr = SourceTransition(now, "rebalance", self.name, "", "", "done", why, self.level)
+        self._transitions.append(tr)
+
     def _adopt_members(self) -> None:
         """Take the basket's members as the index's, with an oracle for each (a venue-defined composite
         may name assets no source was configured for: they stay unpriced and the index not ready)."""
@@ -248,17 +255,25 @@ class MarketState:
             changed = self._try_build(now) or changed
         elif self.rebalancer.due(now) and self.rebalancer.run(self.basket, now):
             self._adopt_members()
+            self._note_rebalance(now)
             changed = True
         if now - self._last_recompute >= RECOMPUTE_EVERY_S:
             self.basket.recompute()
             self._last_recompute = now
         return self._update_status(now) or changed
 
+    def set_candidates(self, candidates: list[Candidate], now: float) -> bool:
+        """New market-cap data from a selection provider (the daemon fetches it at its edge). Builds the
+        index if it waited for it; otherwise it shapes the next scheduled (or manual) rebalance."""
+        self.rebalancer.set_candidates(candidates)
+        return not self.basket.built and self._try_build(now)
+
     def rebalance_now(self, now: float) -> bool:
         """A manual (on demand) rebalance at ``now``; True when it happened."""
         if not self.basket.built or not self.rebalancer.run(self.basket, now, manual=True):
             return False
         self._adopt_members()
+        self._note_rebalance(now)
         self._update_status(now)
         return True
 

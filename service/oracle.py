@@ -46,7 +46,8 @@ PENDING = "pending"
 @dataclass(slots=True)
 class SourceTransition:
     """One status change, for alerts and logs. ``kind`` is ``source`` (``source`` names the venue),
-    ``oracle`` (an asset's oracle status) or ``index`` (the index status; ``asset`` holds the index name)."""
+    ``oracle`` (an asset's oracle status), ``index`` (the index status; ``asset`` holds the index name) or
+    ``rebalance`` (a rebalance happened; ``reason`` lists members added and removed)."""
 
     ts: float
     kind: str
