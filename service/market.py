@@ -27,8 +27,9 @@ from service.events import (
     Trade,
 )
 from service.index import Basket
+from service.market_metrics import GaugeExporter
 from service.metrics import Metrics
-from service.oracle import DEGRADED, OK, STALE, STATUS_CODE, AssetOracle, SourceTransition
+from service.oracle import DEGRADED, OK, STALE, AssetOracle, SourceTransition
 from service.rebalance import Rebalancer
 
 # Full recomputation of the running basket sum off the hot path, to bound floating drift.
@@ -73,7 +74,7 @@ class MarketState:
         self._counts = dict.fromkeys((OK, DEGRADED, STALE), 0)
         self._last_recompute = now
         self.tracking: dict[str, float | None] = {"venue_price": None, "tracking_error": None, "ts": None}
-        self._children: dict[tuple[Any, ...], Any] = {}
+        self._exporter = GaugeExporter()
         self.feeds: dict[str, str] = {}
         self._handlers: dict[type, Callable[[Any], bool]] = {
             Quote: self._on_quote,
@@ -302,12 +303,18 @@ class MarketState:
     def oracle(self, asset: str) -> AssetOracle | None:
         return self._oracles.get(asset)
 
+    @property
+    def oracles(self) -> dict[str, AssetOracle]:
+        """Every asset's oracle (constituents and the rest: quote currencies, candidates)."""
+        return self._oracles
+
     def drain_transitions(self) -> list[SourceTransition]:
         out = self._transitions[:]
         self._transitions.clear()
         return out
 
-    def _derivatives(self, now: float) -> dict[str, Any]:
+    def derivatives_summary(self, now: float) -> dict[str, Any]:
+        """The index-level derivatives block (computed on demand, O(members))."""
         b = self.basket
         return self.derivatives.summary(b.units, b.divisor, b.prices, b.level, now)
 
@@ -353,7 +360,7 @@ class MarketState:
             "divisor": b.divisor,
             "weighting": self.config.index.weighting,
             "constituents": constituents,
-            "derivatives": self._derivatives(now),
+            "derivatives": self.derivatives_summary(now),
             "assets": self._assets(now),
             "rebalance": self.rebalancer.info(now),
             "quote_rates_assumed": sorted(self._assumed_rates),
@@ -372,62 +379,6 @@ class MarketState:
 
     # --- metrics -----------------------------------------------------------------------------------
 
-    def _gauge(self, metric: Any, *labels: str) -> Any:
-        key = (id(metric), *labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return child
-
     def export(self, metrics: Metrics, now: float) -> None:
         """Set the oracle, index and derivatives gauges (called ~1/s, not per tick)."""
-        g, m, name = self._gauge, metrics, self.name
-        if self.basket.level is not None:
-            g(m.index_price, name).set(self.basket.level)
-        g(m.index_status, name).set(STATUS_CODE[self._status])
-        m.ready.set(1 if self.ready else 0)
-        for a, w in self.basket.weights().items():
-            g(m.index_constituent_weight, name, a).set(w)
-        te = self.tracking.get("tracking_error")
-        if te is not None:
-            g(m.index_tracking_error, name).set(te)
-        self._export_oracles(m, now)
-        self._export_derivatives(m, now)
-
-    def _export_oracles(self, m: Metrics, now: float) -> None:
-        g = self._gauge
-        for a, o in self._oracles.items():
-            if o.price is not None:
-                g(m.asset_price, a).set(o.price)
-            g(m.asset_status, a).set(STATUS_CODE[o.status])
-            g(m.oracle_sources, a).set(o.n_valid)
-            if o.confidence is not None:
-                g(m.asset_confidence, a).set(o.confidence)
-            for s in o.sources:
-                if s.price is not None:
-                    g(m.source_price, a, s.name).set(s.price)
-                    g(m.source_age, a, s.name).set(max(0.0, now - s.ts))
-                g(m.source_excluded, a, s.name).set(0 if s.status == OK else 1)
-
-    def _export_derivatives(self, m: Metrics, now: float) -> None:
-        g, name = self._gauge, self.name
-        deriv = self._derivatives(now)
-        for key, metric in (
-            ("funding_rate_8h", m.index_funding_rate),
-            ("open_interest_usd", m.index_open_interest_usd),
-            ("basis_ratio", m.index_basis_ratio),
-            ("basis_annualized", m.index_basis_annualized_ratio),
-            ("futures_price", m.index_futures_price),
-        ):
-            if deriv.get(key) is not None:
-                g(metric, name).set(deriv[key])
-        d = self.derivatives
-        for a, venues in d.funding.items():
-            for ex, (rate, _) in venues.items():
-                g(m.asset_funding_rate, a, ex).set(rate)
-        for a, by_venue in d.oi.items():
-            price = self._oracles[a].price if a in self._oracles else None
-            for ex, (base, usd, _) in by_venue.items():
-                value = usd if usd is not None else (base * price if price is not None else None)
-                if value is not None:
-                    g(m.asset_open_interest_usd, a, ex).set(value)
+        self._exporter.export(self, metrics, now)
