@@ -343,15 +343,16 @@ class AssetOracle:
     # --- reporting ---------------------------------------------------------------------------------
 
     def to_dict(self, now: float) -> dict[str, object]:
-        """The oracle value with its status and per-source detail (for ``/state``)."""
+        """The oracle value with its status, the number of valid sources and each source's price, status,
+        reason and age (for ``/state``)."""
         return {
             "price": self.price,
             "status": self.status,
             "reason": self.reason,
-            "sources": self.n_valid,
+            "valid_sources": self.n_valid,
             "confidence": self.confidence,
             "ts": self.ts,
-            "per_source": {
+            "sources": {
                 s.name: {
                     "price": s.price,
                     "status": s.status,

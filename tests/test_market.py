@@ -46,7 +46,7 @@ def test_one_venue_at_plus_50_percent_is_excluded_and_barely_moves_the_index() -
     m.drain_transitions()
     m.apply(quote("okx", "BTC", 150_000.0, 1.5))
     assert abs(m.level / before - 1) < 0.001
-    snap = m.state(1.5)["oracle"]["BTC"]["per_source"]["okx"]
+    snap = m.state(1.5)["oracle"]["BTC"]["sources"]["okx"]
     assert snap["excluded"] and snap["status"] in ("excluded", "rejected")
     kinds = [(t.source, t.new) for t in m.drain_transitions() if t.kind == "source"]
     assert ("okx", snap["status"]) in kinds
@@ -109,7 +109,7 @@ def test_snapshot_state_and_metrics_shapes() -> None:
     assert snap["assets"]["BTC"]["funding_rate_8h"] == pytest.approx(0.0001)
     st = m.state(2.0)
     json.dumps(st)
-    assert st["oracle"]["BTC"]["per_source"]["okx"]["age_s"] == pytest.approx(1.0)
+    assert st["oracle"]["BTC"]["sources"]["okx"]["age_s"] == pytest.approx(1.0)
     metrics = Metrics()
     m.export(metrics, 2.0)
     text = metrics.render().decode()

@@ -169,9 +169,9 @@ def test_per_source_detail_and_confidence() -> None:
     o, _ = oracle()
     feed(o, {"a": 99.0, "b": 100.0, "c": 101.0}, 1.0)
     d = o.to_dict(3.0)
-    assert d["sources"] == 3 and d["status"] == OK
+    assert d["valid_sources"] == 3 and d["status"] == OK
     assert d["confidence"] == pytest.approx(0.02)
-    assert d["per_source"]["a"] == {
+    assert d["sources"]["a"] == {
         "price": 99.0, "status": "ok", "reason": "fresh", "age_s": 2.0, "weight": 1.0, "excluded": False,
         "rejected": 0,
     }
