@@ -204,7 +204,7 @@ class Daemon:
             await self._restore()
         try:
             async with asyncio.TaskGroup() as tg:
-                feeds = [tg.create_task(c.run(), name=f"feed:{c.name}") for c in self.connectors]
+                feeds = [tg.create_task(_supervised(c), name=f"feed:{c.name}") for c in self.connectors]
                 pipeline = tg.create_task(self._pipeline(), name="pipeline")
                 others = [tg.create_task(self._ticker(), name="ticker")]
                 if self.publisher is not None:
@@ -259,6 +259,22 @@ class Daemon:
             self.stats.snapshots, self.bus.dropped, queued, "ok" if flushed else "FAILED",
             self.clock() - t0, f", stragglers: {', '.join(stragglers)}" if stragglers else "",
         )
+
+
+async def _supervised(connector: Connector, backoff_s: float = 1.0, max_backoff_s: float = 60.0) -> None:
+    """Run a connector forever. Connectors handle their venue's failures themselves; this catches a bug
+    (an unexpected exception) so one broken feed cannot take the daemon down: it is logged with its
+    traceback and the connector restarted after a growing pause."""
+    while True:
+        try:
+            await connector.run()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("feed %s crashed; restarting in %.0f s", connector.name, backoff_s)
+            await asyncio.sleep(backoff_s)
+            backoff_s = min(backoff_s * 2, max_backoff_s)
 
 
 async def _settle(tasks: list[asyncio.Task[None]], timeout_s: float) -> list[str]:
