@@ -321,7 +321,7 @@ class MarketState:
     def _assets(self, now: float) -> dict[str, Any]:
         d = self.derivatives
         out = {}
-        for a in self._members:
+        for a in sorted(self._members):
             o = self._oracles[a]
             out[a] = {
                 "funding_rate_8h": d.asset_funding(a, now),
@@ -358,7 +358,7 @@ class MarketState:
             "status": self._status,
             "status_reason": self._why(self._status),
             "divisor": b.divisor,
-            "weighting": self.config.index.weighting,
+            "weighting": "venue" if self.config.index.track else self.config.index.weighting,
             "constituents": constituents,
             "derivatives": self.derivatives_summary(now),
             "assets": self._assets(now),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from service.events import FeedStatus, Funding, MarkPrice, OpenInterest, Quote, Trade
 from service.market import MarketState
@@ -126,3 +128,25 @@ def test_snapshot_state_and_metrics_shapes() -> None:
     ):
         assert name in text
     assert isinstance(m.apply(Quote("okx", "DOGE", "DOGEUSDT", 1, 1, 1, 1)), bool)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    n_venues=st.integers(3, 5),
+    factor=st.one_of(st.floats(0.01, 0.9), st.floats(1.1, 100.0)),
+    noise=st.lists(st.floats(-0.0002, 0.0002), min_size=5, max_size=5),
+    bad=st.integers(0, 4),
+)
+def test_any_single_manipulated_venue_moves_the_index_by_less_than_0_1_percent(
+    n_venues, factor, noise, bad
+) -> None:
+    venues = VENUES[:n_venues]
+    m = MarketState(config(venues=venues), now=0.0)
+    feed_all(m, 1.0, venues=venues)
+    before = m.level
+    for i, v in enumerate(venues):
+        m.apply(quote(v, "BTC", 100_000.0 * (1 + noise[i]), 2.0))
+    m.apply(quote(venues[bad % n_venues], "ETH", 3_000.0 * factor, 2.0))
+    assert abs(m.level / before - 1) < 0.001
+    src = m.state(2.0)["oracle"]["ETH"]["sources"][venues[bad % n_venues]]
+    assert src["excluded"]
