@@ -153,6 +153,15 @@ def ms(v: Any) -> float:
         raise RejectedMessage("non_numeric", "timestamp") from None
 
 
+def ms_of(d: Any, key: str) -> float:
+    """``d[key]`` as epoch milliseconds to seconds, a reject when absent."""
+    try:
+        v = d[key]
+    except (KeyError, TypeError, IndexError):
+        raise RejectedMessage("missing_field", key) from None
+    return ms(v)
+
+
 # --- routes: one per subscribed channel ----------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -39,9 +40,6 @@ TIMEFRAMES = {"1m": 60, "3m": 180, "5m": 300, "15m": 900, "30m": 1800, "1h": 360
               "1d": 86400}
 MAX_FUNDING_RATE = 1.0  # per interval; real caps are a few percent
 
-_loads = orjson.loads
-_JSONError = orjson.JSONDecodeError
-
 
 class BinanceProtocol(WsProtocol):
     """Combined-stream protocol of one Binance connection. ``handle`` is the hot path: one ``loads``, one
@@ -61,46 +59,67 @@ class BinanceProtocol(WsProtocol):
         self._sink = ctx.sink
         self._clock = ctx.clock
         self._slow = {MARK: self._mark, TRADE: self._trade, KLINE: self._kline, COMPOSITE: self._composite}
+        self.handle = self._make_handler()  # type: ignore[method-assign]
 
     def subscribe_frame(self, req_id: int, routes: list[Route], unsubscribe: bool = False) -> tuple[str, Any]:
         method = "UNSUBSCRIBE" if unsubscribe else "SUBSCRIBE"
         text = orjson.dumps({"method": method, "params": [r.key for r in routes], "id": req_id}).decode()
         return text, req_id
 
-    def handle(self, raw: bytes) -> None:
-        now = self._clock()
-        try:
-            msg = _loads(raw)
-        except _JSONError:
-            raise RejectedMessage("malformed") from None
-        try:
-            r = self.by_stream[msg["stream"]]
-            d = msg["data"]
-        except (KeyError, TypeError):
-            self._control(msg)
-            return
-        r.last = now
-        if r.kind != BOOK:
-            self._slow[r.kind](r, d, now)
+    def handle(self, raw: bytes) -> None:  # replaced per instance by the closure from _make_handler
+        self.handle(raw)
+
+    def _make_handler(self) -> Callable[[bytes], None]:
+        """The hot path as a closure: its collaborators are cell variables, not attribute lookups."""
+        loads = orjson.loads
+        json_error = orjson.JSONDecodeError
+        by_stream = self.by_stream
+        clock = self._clock
+        sink = self._sink
+        ex = self._ex
+        slow = self._slow
+        control = self._control
+        book_fields = self._book_fields
+        max_price = MAX_PRICE
+        jump = MAX_JUMP_FACTOR
+        streak_reset = ABSURD_STREAK_RESET
+
+        def handle(raw: bytes) -> None:
+            now = clock()
+            try:
+                msg = loads(raw)
+            except json_error:
+                raise RejectedMessage("malformed") from None
+            try:
+                r = by_stream[msg["stream"]]
+                d = msg["data"]
+            except (KeyError, TypeError):
+                control(msg)
+                return
+            r.last = now
+            if r.kind:  # everything but bookTicker
+                slow[r.kind](r, d, now)
+                r.count += 1
+                return
+            try:
+                bid = float(d["b"])
+                ask = float(d["a"])
+                ts = d["E"] / 1000.0
+            except (KeyError, TypeError, ValueError):
+                bid, ask, ts = book_fields(d)
+            if not (0.0 < bid <= ask < max_price):
+                _book_reject(bid, ask)
+            ref = r.ref
+            if ref and (bid > ref * jump or ask * jump < ref):
+                r.absurd_streak += 1
+                if r.absurd_streak < streak_reset:
+                    raise RejectedMessage("absurd", r.key)
+                r.absurd_streak = 0
+            r.ref = bid
+            sink(Quote(ex, r.asset, r.instrument, bid, ask, ts, now, r.quote))
             r.count += 1
-            return
-        try:
-            bid = float(d["b"])
-            ask = float(d["a"])
-            ts = d["E"] / 1000.0
-        except (KeyError, TypeError, ValueError):
-            bid, ask, ts = self._book_fields(d)
-        if not (0.0 < bid <= ask < MAX_PRICE):
-            _book_reject(bid, ask)
-        ref = r.ref
-        if ref and (bid > ref * MAX_JUMP_FACTOR or ask * MAX_JUMP_FACTOR < ref):
-            r.absurd_streak += 1
-            if r.absurd_streak < ABSURD_STREAK_RESET:
-                raise RejectedMessage("absurd", r.key)
-        r.absurd_streak = 0
-        r.ref = bid
-        self._sink(Quote(self._ex, r.asset, r.instrument, bid, ask, ts, now, r.quote))
-        r.count += 1
+
+        return handle
 
     # -- slow paths ---------------------------------------------------------------------------------------
     def _control(self, msg: Any) -> None:

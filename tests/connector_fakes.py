@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -14,6 +14,40 @@ import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
+
+from connectors import build_connector
+from connectors.base import Tuning
+from service.config import SourceConfig
+from service.metrics import Metrics
+
+# Production timing scaled down so the fault tests take fractions of a second.
+FAST = Tuning(backoff_base_s=0.05, backoff_cap_s=0.2, stable_after_s=0.5, silence_factor=1.0,
+              silence_floor_s=0.3, watchdog_interval_s=0.05, flush_interval_s=0.05, ack_timeout_s=1.0,
+              open_timeout_s=1.0, rest_timeout_s=1.0)
+
+
+@contextlib.asynccontextmanager
+async def running(source: SourceConfig,
+                  tuning: Tuning = FAST) -> AsyncIterator[tuple[Any, list[Any], Metrics]]:
+    events: list[Any] = []
+    metrics = Metrics()
+    conn = build_connector(source, events.append, metrics, tuning=tuning)
+    task = asyncio.create_task(conn.run(), name="connector")
+    try:
+        yield conn, events, metrics
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert task.cancelled()
+
+
+def metric(metrics: Metrics, name: str, **labels: str) -> float:
+    return metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+def of(events: list[Any], cls: type) -> list[Any]:
+    return [e for e in events if isinstance(e, cls)]
 
 
 class FakeVenue:

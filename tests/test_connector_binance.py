@@ -15,20 +15,15 @@ import orjson
 import pytest
 from websockets.asyncio.server import ServerConnection
 
-from connectors import build_connector
-from connectors.base import FeedContext, Route, Tuning
+from connectors.base import FeedContext, Route
 from connectors.binance import BOOK, COMPOSITE, KLINE, MARK, TRADE, BinanceProtocol
 from connectors.instruments import binance_usdm
 from service.config import SourceConfig
 from service.errors import RejectedMessage
 from service.events import Candle, CompositeIndex, FeedStatus, Funding, MarkPrice, OpenInterest, Quote, Trade
 from service.metrics import Metrics
-from tests.connector_fakes import FakeVenue, RefusingServer
+from tests.connector_fakes import FAST, FakeVenue, RefusingServer, metric, of, running
 from tests.support import wait_for
-
-FAST = Tuning(backoff_base_s=0.05, backoff_cap_s=0.2, stable_after_s=0.5, silence_factor=1.0,
-              silence_floor_s=0.3, watchdog_interval_s=0.05, flush_interval_s=0.05, ack_timeout_s=1.0,
-              open_timeout_s=1.0, rest_timeout_s=1.0)
 
 # Frames in the venue's documented format (Binance USDⓈ-M websocket market streams documentation; the
 # kline example's open is raised from 0.0010 to 0.0016 so that low <= open as in any real bar).
@@ -185,26 +180,6 @@ class FakeBinance(FakeVenue):
         return [orjson.dumps({"stream": topic, "data": d}).decode()]
 
 
-@contextlib.asynccontextmanager
-async def running(source: SourceConfig,
-                  tuning: Tuning = FAST) -> AsyncIterator[tuple[Any, list[Any], Metrics]]:
-    events: list[Any] = []
-    metrics = Metrics()
-    conn = build_connector(source, events.append, metrics, tuning=tuning)
-    task = asyncio.create_task(conn.run(), name="connector")
-    try:
-        yield conn, events, metrics
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        assert task.cancelled()
-
-
-def metric(metrics: Metrics, name: str, **labels: str) -> float:
-    return metrics.registry.get_sample_value(name, labels) or 0.0
-
-
 @pytest.fixture
 async def venue() -> AsyncIterator[FakeBinance]:
     v = await FakeBinance().start()
@@ -218,10 +193,6 @@ def src(v: FakeVenue | None, **kw: Any) -> SourceConfig:
         base.update(ws_url=v.ws_url, rest_url=v.url)
     base.update(kw)
     return SourceConfig.model_validate(base)
-
-
-def of(events: list[Any], cls: type) -> list[Any]:
-    return [e for e in events if isinstance(e, cls)]
 
 
 async def test_streams_routes_and_open_interest(venue: FakeBinance) -> None:
