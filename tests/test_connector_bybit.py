@@ -23,6 +23,7 @@ from service.metrics import Metrics
 from tests.connector_fakes import FAST, FakeVenue, metric, of, running
 from tests.support import FRAMES, wait_for
 
+
 def dumps(obj: Any) -> str:
     return orjson.dumps(obj).decode()
 
