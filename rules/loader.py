@@ -52,8 +52,9 @@ RULE_KEYS = frozenset({
 
 def resolve_path(path: str) -> Path:
     """``builtin:default`` names a bundled rule set; anything else is a file path."""
-    if path.startswith(BUILTIN_PREFIX):
-        return RULESETS / f"{path[len(BUILTIN_PREFIX):]}.yaml"
+    if BUILTIN_PREFIX in path:  # also when a caller joined it to a directory
+        name = path[path.index(BUILTIN_PREFIX) + len(BUILTIN_PREFIX):]
+        return RULESETS / f"{name}.yaml"
     return Path(path)
 
 

@@ -118,3 +118,13 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_unknown_level_is_reported_with_known_names(tmp_path: Path) -> None:
     got = problems(tmp_path, GOOD.replace('sma(50, "1d")', 'level("R7")'))
     assert "level(): unknown level 'R7' (known: P, R1, R2, R3, S1, S2, S3" in got[0]
+
+
+def test_check_sees_configured_levels_and_builtin_names(tmp_path: Path) -> None:
+    from service.config import RulesConfig
+
+    f = tmp_path / "r.yaml"
+    f.write_text(GOOD.replace('sma(50, "1d")', 'level("big")'))
+    assert "unknown level 'big'" in check_rules([str(f)])[0].message
+    assert check_rules([str(f)], RulesConfig(levels={"big": 5.0})) == []
+    assert check_rules([str(tmp_path / "builtin:default")]) == []
