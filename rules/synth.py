@@ -19,6 +19,8 @@ from service.events import Candle
 
 def divisor_from(snapshot: dict[str, Any]) -> float | None:
     """The divisor implied by a snapshot's constituents (price x units) and level."""
+    if snapshot.get("divisor"):
+        return float(snapshot["divisor"])
     level = snapshot.get("level")
     consts = snapshot.get("constituents") or {}
     total = 0.0

@@ -54,6 +54,22 @@ def portfolio_value(holdings: dict[str, float], cash_usd: float, snapshot: dict[
     return total
 
 
+def roll_cost_annualized(snapshot: dict[str, Any]) -> float | None:
+    """The index's roll cost: the derivatives block's own figure, else the constituents' term-structure
+    roll costs weighted by their index weights (assets without dated futures are left out)."""
+    deriv = snapshot.get("derivatives") or {}
+    if deriv.get("roll_cost_annualized") is not None:
+        return float(deriv["roll_cost_annualized"])
+    num = den = 0.0
+    consts = snapshot.get("constituents") or {}
+    for asset, a in (snapshot.get("assets") or {}).items():
+        rc = ((a or {}).get("term_structure") or {}).get("roll_cost_annualized")
+        w = (consts.get(asset) or {}).get("weight")
+        if rc is not None and w:
+            num, den = num + float(rc) * float(w), den + float(w)
+    return num / den if den > 0 else None
+
+
 class RollingBeta:
     """Beta of portfolio returns on index returns over the last ``window`` samples, one sample per
     ``interval_s`` (OLS slope: cov / var)."""
@@ -157,7 +173,7 @@ class HedgeBook:
         within = abs(held_notional - notional) <= c.tolerance_ratio * value
         short_notional = target * float(fut) * c.multiplier
         fr = deriv.get("funding_rate_8h")
-        roll = deriv.get("roll_cost_annualized")
+        roll = roll_cost_annualized(snapshot)
         sizing = Sizing(
             index=self.index, ts=snapshot.get("ts") or now, ratio=ratio, beta=beta, portfolio_value_usd=value,
             target_notional_usd=notional, futures_price=float(fut), multiplier=c.multiplier,

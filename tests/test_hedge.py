@@ -88,3 +88,15 @@ def test_carrying_cost_of_the_short() -> None:
 
 def test_short_pnl() -> None:
     assert short_pnl(2.0, 100.0, 2000.0, 1900.0) == 20_000.0
+
+
+def test_roll_cost_from_constituent_term_structures() -> None:
+    from service.hedge import roll_cost_annualized
+
+    snap = {"constituents": {"BTC": {"weight": 0.75}, "ETH": {"weight": 0.25}},
+            "assets": {"BTC": {"term_structure": {"roll_cost_annualized": 0.08}},
+                       "ETH": {"term_structure": {"roll_cost_annualized": 0.04}}},
+            "derivatives": {}}
+    assert roll_cost_annualized(snap) == pytest.approx(0.07)
+    assert roll_cost_annualized({**snap, "derivatives": {"roll_cost_annualized": 0.01}}) == 0.01
+    assert roll_cost_annualized({"assets": {"BTC": {}}}) is None
