@@ -108,6 +108,21 @@ class CandleSeries:
             self._close_forming()
         return True
 
+    def credit_volume(self, open_ts: float, timeframe_s: int, amount: float) -> None:
+        """Add ``amount`` to the volume of the bar (forming, or one of the last few closed) that contains
+        the finer kline starting at ``open_ts``: klines close after their bucket, often when the bar here
+        has just closed."""
+        if timeframe_s > self.timeframe_s or self.timeframe_s % timeframe_s:
+            return
+        b = self.bucket(open_ts)
+        if self.forming is not None and self.forming.open_ts == b:
+            self.forming.volume += amount
+            return
+        for k in range(1, min(3, len(self.closed)) + 1):
+            if self.closed[-k].open_ts == b:
+                self.closed[-k].volume += amount
+                return
+
     def last(self, ago: int) -> Bar | None:
         """``ago`` = 0: the forming bar (else the last closed); 1: the last closed bar; 2: the one before."""
         if ago == 0:

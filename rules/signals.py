@@ -20,6 +20,7 @@ from rules.indicators import EMA, SMA, History, Pivots, fit_line, floor_pivots, 
 from service.events import Candle
 
 Getter = Callable[[], Any]
+SYNTHETIC = "synthetic"  # the exchange name of index bars back-cast from constituent klines
 
 _DERIV_NUM = ("futures_price", "basis", "basis_ratio", "basis_annualized", "funding_rate_8h",
               "funding_annualized", "open_interest_usd", "roll_cost_annualized")
@@ -90,6 +91,7 @@ class SignalBook:
         self.oi = History(86400.0, 60.0)
         self.snap: dict[str, Any] = {}
         self.deriv: dict[str, Any] = {}
+        self.index_klines = False
         self.ath: float | None = None
         self.atl: float | None = None
         self.now = 0.0
@@ -123,10 +125,17 @@ class SignalBook:
     # --- data in ----------------------------------------------------------------------------------------
 
     def on_candle(self, c: Candle) -> None:
+        """A venue kline: into the series of its asset (the index's own, or a constituent's). While no
+        kline of the index itself has been seen, a constituent's closed kline also credits its USD volume
+        to the index bars it falls in (the index's price bars come from the snapshots)."""
         asset = "" if c.asset == self.index else c.asset
+        if asset == "" and c.exchange != SYNTHETIC:
+            self.index_klines = True
         for (a, _tf), s in self.series.items():
             if a == asset:
                 s.add(c.open_ts, c.timeframe_s, c.open, c.high, c.low, c.close, c.volume, c.closed)
+            elif a == "" and c.closed and not self.index_klines and asset in self.assets:
+                s.credit_volume(c.open_ts, c.timeframe_s, c.volume * c.close)
         if asset == "" and c.closed:
             self._extremes(c.high, c.low)
 
@@ -245,7 +254,19 @@ class SignalBook:
         return self._ma(EMA, args, "ema")
 
     def _f_volume_sma(self, args: tuple[Any, ...]) -> tuple[str, Getter]:
-        return self._ma(SMA, args, "volume_sma", field="volume")
+        # Read from the closed bars rather than kept incrementally: constituent klines credit their volume
+        # to a bar that may have just closed (see on_candle).
+        _arity(args, 1, 2, "volume_sma")
+        n = _int(args[0], "the length")
+        tf = self._tf(args[1]) if len(args) > 1 else 86400
+        s = self._series("", tf, n)
+
+        def get() -> float | None:
+            if len(s.closed) < n:
+                return None
+            return sum(s.closed[-k].volume for k in range(1, n + 1)) / n
+
+        return f"volume_sma_{n}_{format_timeframe(tf)}", get
 
     def _f_asset_sma(self, args: tuple[Any, ...]) -> tuple[str, Getter]:
         _arity(args, 2, 3, "asset_sma")

@@ -205,3 +205,19 @@ def test_index_history_back_cast_from_constituent_klines(tmp_path) -> None:
     closes = [(100.0 + d + 20.0) / 2 for d in range(4)]
     assert stage.env["sma_3_1d"] == pytest.approx(sum(closes[-3:]) / 3)
     assert stage.book.ath == pytest.approx(closes[-1])
+    assert not stage.book.index_klines  # back-cast bars are ours: live constituent klines still credit volume
+
+
+def test_live_constituent_klines_credit_usd_volume_to_index_bars() -> None:
+    b = book_with('volume("1h", 1) > volume_sma(2, "1h")', assets=("BTC", "ETH"))
+    b.update({"level": 100.0, "ts": 0.0}, 0.0)
+    b.on_candle(kline(0, 50.0, tf=60, asset="BTC", volume=2.0))  # 100 USD into the forming hour
+    b.update({"level": 101.0, "ts": 3600.0}, 3600.0)  # the hour closes
+    b.on_candle(kline(3540, 10.0, tf=60, asset="ETH", volume=3.0))  # late kline of the closed hour: +30
+    b.on_candle(kline(3600, 10.0, tf=60, asset="ETH", volume=1.0, closed=False))  # unclosed: ignored
+    env = b.update({"level": 102.0, "ts": 7200.0}, 7200.0)
+    assert env["volume_1h_1"] == 0.0 and b.series[("", 3600)].closed[-2].volume == 130.0
+    assert env["volume_sma_2_1h"] == 65.0
+    b.on_candle(kline(7200, 1.0, tf=60))  # a kline of the index itself: constituent credit stops
+    b.on_candle(kline(7200, 50.0, tf=60, asset="BTC", volume=2.0))
+    assert b.series[("", 3600)].forming.volume == 1.0
