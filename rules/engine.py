@@ -4,7 +4,8 @@ States: ``inactive`` -> ``pending`` (the condition holds, waiting out ``for``) -
 (the resolve condition, ``resolve`` or else "not expr", held for ``keep_firing_for``) -> ``pending`` again
 when the condition returns. ``cooldown`` keeps a rule from firing again sooner than that after its last
 firing started (it waits in pending). A rule whose inputs are not all available, or whose index status is
-not in its ``act_on``, is not evaluated: its state is held and its ``health`` says why.
+not in its ``act_on``, is not evaluated: its state is held (a pending rule on an index it may not act on
+starts over) and its ``health`` says why.
 
 Actions apply once, when a rule starts firing (so a restart that restores the states re-applies nothing,
 and ``adjust_hedge`` applies exactly once per firing). Rules starting to fire in the same evaluation are
@@ -82,6 +83,8 @@ class Engine:
         for rule, st, inputs, keys in self._plan:
             if status not in rule.act_on:
                 st.health = f"skipped: index {status}"
+                if st.state == "pending":  # `for` counts only what was seen on a trustworthy index
+                    st.state, st.since = "inactive", None
                 continue
             if None in inputs(env):
                 st.health = "unavailable: " + ", ".join(k for k in keys if env.get(k) is None)

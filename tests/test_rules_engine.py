@@ -139,6 +139,16 @@ def test_degraded_index_holds_rules_unless_they_opt_in(tmp_path: Path) -> None:
     assert s.evaluate(snap(111, 1, status="stale"), 1).alerts == []
 
 
+def test_pending_starts_over_after_a_degraded_spell(tmp_path: Path) -> None:
+    s = one(tmp_path, for_="60s")
+    s.evaluate(snap(111, 0), 0)
+    assert s.engine.states["High"].state == "pending"
+    s.evaluate(snap(111, 30, status="degraded"), 30)
+    assert s.engine.states["High"].state == "inactive"
+    assert s.evaluate(snap(111, 61), 61).alerts == []  # counts again from 61
+    assert [a.status for a in s.evaluate(snap(111, 121), 121).alerts] == ["firing"]
+
+
 def test_missing_signal_holds_the_rule_and_says_so(tmp_path: Path) -> None:
     s = stage_for(tmp_path, """
 groups:
