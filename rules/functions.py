@@ -25,7 +25,6 @@ DEFAULT_TRENDLINES: dict[str, dict[str, Any]] = {
 }
 
 
-
 def _fmt(v: Any) -> str:
     if isinstance(v, float) and v.is_integer():
         v = int(v)

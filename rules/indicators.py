@@ -141,9 +141,11 @@ class History:
         self.samples: deque[tuple[float, float]] = deque()
 
     def widen(self, horizon_s: float) -> None:
+        """Keep at least ``horizon_s``; beyond a day samples thin out (at most ~4096 kept) so memory and
+        window scans stay bounded; funding moves every few hours, so nothing is lost."""
         if horizon_s > self.horizon_s:
             self.horizon_s = horizon_s
-            self.spacing_s = max(1.0, min(self.spacing_s, horizon_s / 512))
+            self.spacing_s = max(self.spacing_s, horizon_s / 4096)
 
     def add(self, ts: float, value: float) -> None:
         s = self.samples

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from tests.rules_support import snap, stage_for
 
 ONE = """
@@ -229,3 +232,19 @@ def test_malformed_input_holds_the_rule_not_the_daemon(tmp_path: Path) -> None:
     assert s.evaluate(bad, 0).alerts == []
     assert s.engine.states["High"].health.startswith("error: ")
     assert [a.status for a in s.evaluate(snap(111, 1), 1).alerts] == ["firing"]
+
+
+@given(st.lists(st.tuples(st.integers(80, 130), st.sampled_from(["ok", "ok", "degraded"])), max_size=60),
+       st.sampled_from(["0s", "2m"]), st.sampled_from(["0s", "3m"]), st.sampled_from(["0s", "5m"]))
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_alerts_alternate_and_the_ratio_stays_in_range(tmp_path: Path, steps, for_, keep, cooldown) -> None:
+    s = one(tmp_path, for_=for_, keep=keep, cooldown=cooldown, action="{adjust_hedge: 0.3}",
+            portfolio=", hedge_ratio_max: 0.9")
+    statuses = []
+    for i, (level, status) in enumerate(steps):
+        res = s.evaluate(snap(float(level), i * 60.0, status=status), i * 60.0)
+        statuses += [a.status for a in res.alerts]
+        assert 0.0 <= s.engine.ratio <= 0.9
+    assert statuses == ["firing", "resolved"] * (len(statuses) // 2) + ["firing"] * (len(statuses) % 2)
+    fired = statuses.count("firing")
+    assert round(s.engine.ratio, 9) == round(min(0.2 + 0.3 * fired, 0.9), 9)  # adjust: once per firing
