@@ -134,7 +134,7 @@ class Engine:
             return None
         if st.state != "pending":
             st.state, st.since = "pending", now
-        if now - (st.since or now) < rule.for_s:
+        if st.since is not None and now - st.since < rule.for_s:
             return None
         if st.fired_at is not None and now < st.fired_at + rule.cooldown_s:
             st.health = f"cooldown until {st.fired_at + rule.cooldown_s:.0f}"

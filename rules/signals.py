@@ -101,7 +101,7 @@ class SignalBook(IndicatorFunctions):
         self.snap = snapshot
         self.deriv = snapshot.get("derivatives") or {}
         self.now = now
-        ts = snapshot.get("ts") or now
+        ts = now if snapshot.get("ts") is None else snapshot["ts"]
         level = snapshot.get("level")
         consts = snapshot.get("constituents") or {}
         for (asset, _tf), s in self.series.items():

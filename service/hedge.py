@@ -155,7 +155,7 @@ class HedgeBook:
         value = portfolio_value(self.holdings, 0.0, snapshot)
         level = snapshot.get("level")
         if value is not None and level:
-            self.rolling.add(snapshot.get("ts") or now, value, float(level))
+            self.rolling.add(now if snapshot.get("ts") is None else snapshot["ts"], value, float(level))
 
     def size(self, snapshot: dict[str, Any], ratio: float, now: float) -> Sizing | None:
         """The hedge at ``ratio``; None when the portfolio or the futures price cannot be valued."""
@@ -175,7 +175,8 @@ class HedgeBook:
         fr = deriv.get("funding_rate_8h")
         roll = roll_cost_annualized(snapshot)
         sizing = Sizing(
-            index=self.index, ts=snapshot.get("ts") or now, ratio=ratio, beta=beta, portfolio_value_usd=value,
+            index=self.index, ts=now if snapshot.get("ts") is None else snapshot["ts"], ratio=ratio,
+            beta=beta, portfolio_value_usd=value,
             target_notional_usd=notional, futures_price=float(fut), multiplier=c.multiplier,
             lot_size=c.lot_size, target_contracts=target, position_contracts=self.position,
             delta_contracts=round(delta, 10), side="none" if abs(delta) < c.lot_size / 2 else
