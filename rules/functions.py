@@ -71,12 +71,16 @@ class IndicatorFunctions:
     snap: dict[str, Any]
     deriv: dict[str, Any]
     now: float
+    needs: dict[tuple[str, int], int]
 
-    def _series(self, asset: str, tf: int, keep: int = 2) -> CandleSeries:
+    def _series(self, asset: str, tf: int, keep: int = 2, history: int = 0) -> CandleSeries:
+        """The series of ``asset`` ("" for the index) at ``tf``, keeping ``keep`` closed bars; ``history`` is
+        how many bars of klines the indicator wants at start (see ``SignalBook.history_needed``)."""
         s = self.series.get((asset, tf))
         if s is None:
             s = self.series[(asset, tf)] = CandleSeries(tf, keep)
         s.ensure_capacity(keep)
+        self.needs[(asset, tf)] = max(self.needs.get((asset, tf), 0), keep, history)
         return s
 
     def _tf(self, v: Any) -> int:
@@ -98,7 +102,8 @@ class IndicatorFunctions:
         n = _int(args[0], "the length")
         tf = self._tf(args[1]) if len(args) > 1 else 86400
         ind = SMA(n, field) if cls is SMA else EMA(n)
-        self._series(asset, tf).listeners.append(ind.on_bar)
+        # an EMA forgets its seed after a few lengths: ask for three
+        self._series(asset, tf, history=n if cls is SMA else 3 * n).listeners.append(ind.on_bar)
         prefix = f"{name}_{asset}" if asset else name
         return f"{prefix}_{n}_{format_timeframe(tf)}", lambda: ind.value
 
@@ -180,7 +185,7 @@ class IndicatorFunctions:
         p = self.pivots.get(("", tf))
         if p is None:
             p = self.pivots[("", tf)] = Pivots(self.pivot_strength)
-            self._series("", tf).listeners.append(p.on_bar)
+            self._series("", tf, history=2 * self.pivot_strength + 30).listeners.append(p.on_bar)
         return p
 
     def _f_swing_high(self, args: tuple[Any, ...]) -> tuple[str, Getter]:
@@ -233,6 +238,7 @@ class IndicatorFunctions:
         tf = parse_timeframe(spec.get("timeframe", "1d"))
         window = parse_duration(spec.get("window", "180d"))
         p = self._pivots(tf)
+        self._series("", tf, history=int(window // tf) + self.pivot_strength)
         points = p.lows if spec.get("fit", "lows") == "lows" else p.highs
 
         def get() -> float | None:

@@ -49,6 +49,7 @@ class SignalBook(IndicatorFunctions):
         self.snap: dict[str, Any] = {}
         self.deriv: dict[str, Any] = {}
         self.index_klines = False
+        self.needs: dict[tuple[str, int], int] = {}
         self.ath: float | None = None
         self.atl: float | None = None
         self.now = 0.0
@@ -78,6 +79,14 @@ class SignalBook(IndicatorFunctions):
         key, getter = method(args)
         self.getters.setdefault(key, getter)
         return key, NUM
+
+    def history_needed(self) -> dict[str, dict[int, int]]:
+        """Bars of klines to bootstrap, per asset ("" is the index: its own klines, or every constituent's
+        for the back-cast) and timeframe in seconds."""
+        out: dict[str, dict[int, int]] = {}
+        for (asset, tf), n in sorted(self.needs.items()):
+            out.setdefault(asset, {})[tf] = n
+        return out
 
     # --- data in ----------------------------------------------------------------------------------------
 

@@ -78,6 +78,11 @@ class RuleStage:
             self.book.on_candle(c)
         self._constituent_klines = []
 
+    def history_needed(self) -> dict[str, dict[int, int]]:
+        """What ``bootstrap`` should be given: bars per asset ("" = the index, or all its constituents)
+        and timeframe (seconds). Also fetch long daily history: the all-time high is only as long as it."""
+        return self.book.history_needed()
+
     def on_candle(self, candle: Candle) -> None:
         self.book.on_candle(candle)
 

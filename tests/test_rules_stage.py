@@ -73,3 +73,14 @@ portfolio: {holdings: {BTC: 5}, hedge_ratio: 0.2}
     health = {r["name"]: r["health"] for r in s.state()["rules"]}
     assert health["BelowMA50d"] == "unavailable: sma_50_1d"
     assert health["IndexNotOk"] == "ok"
+
+
+def test_history_needed_tells_the_daemon_what_to_fetch(tmp_path: Path) -> None:
+    s = stage_for(tmp_path, """
+groups:
+  - name: g
+    rules:
+      - {name: A, expr: 'price < sma(50, "1d") and price > ema(20, "4h")', action: notify}
+      - {name: B, expr: 'price < trendline("long_term") and asset_sma("BTC", 10, "1h") > 0', action: notify}
+""")
+    assert s.history_needed() == {"": {4 * 3600: 60, DAY: 183}, "BTC": {3600: 10}}
