@@ -134,19 +134,32 @@ async def test_rest_endpoints(scenario: Scenario) -> None:
     async with Simulator(scenario) as sim, httpx.AsyncClient(base_url=sim.endpoints[0].rest_url) as http:
         info = (await http.get("/fapi/v1/exchangeInfo")).json()
         btc = next(s for s in info["symbols"] if s["symbol"] == "BTCUSDT")
-        assert (btc["baseAsset"], btc["quoteAsset"], btc["contractType"], btc["status"]) == \
-            ("BTC", "USDT", "PERPETUAL", "TRADING")
+        assert (btc["baseAsset"], btc["quoteAsset"], btc["contractType"], btc["status"]) == (
+            "BTC",
+            "USDT",
+            "PERPETUAL",
+            "TRADING",
+        )
         assert {f["filterType"] for f in btc["filters"]} >= {"PRICE_FILTER", "LOT_SIZE"}
         prem = (await http.get("/fapi/v1/premiumIndex", params={"symbol": "BTCUSDT"})).json()
-        assert set(prem) == {"symbol", "markPrice", "indexPrice", "estimatedSettlePrice", "lastFundingRate",
-                             "interestRate", "nextFundingTime", "time"}
+        assert set(prem) == {
+            "symbol",
+            "markPrice",
+            "indexPrice",
+            "estimatedSettlePrice",
+            "lastFundingRate",
+            "interestRate",
+            "nextFundingTime",
+            "time",
+        }
         assert len((await http.get("/fapi/v1/premiumIndex")).json()) == 2
         oi = (await http.get("/fapi/v1/openInterest", params={"symbol": "BTCUSDT"})).json()
         assert set(oi) == {"openInterest", "symbol", "time"} and float(oi["openInterest"]) > 0
         bad = await http.get("/fapi/v1/openInterest", params={"symbol": "NOPEUSDT"})
         assert bad.status_code == 400 and bad.json()["code"] == -1121
-        kl = (await http.get("/fapi/v1/klines", params={"symbol": "BTCUSDT", "interval": "1h",
-                                                         "limit": 50})).json()
+        kl = (
+            await http.get("/fapi/v1/klines", params={"symbol": "BTCUSDT", "interval": "1h", "limit": 50})
+        ).json()
         assert len(kl) == 50 and all(len(row) == 12 for row in kl)
         assert all(kl[i][0] + 3_600_000 == kl[i + 1][0] for i in range(49))
         assert abs(float(kl[-1][4]) / sim.reference_price("BTC") - 1) < 0.01
