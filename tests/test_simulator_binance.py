@@ -130,6 +130,28 @@ async def test_server_pings_and_connection_lifetime(scenario: Scenario) -> None:
             assert info.value.rcvd is not None and info.value.rcvd.code == 1001
 
 
+async def test_server_pings_a_raw_client_and_drops_it_without_pong(scenario: Scenario) -> None:
+    venue = scenario.venues[0].model_copy(update={"ping_interval_s": 0.05, "pong_timeout_s": 0.2})
+    async with Simulator(scenario.model_copy(update={"venues": (venue,)})) as sim:
+        port = int(sim.endpoints[0].ws_url.rsplit(":", 1)[1])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 101")
+        opcodes = []
+        while True:  # a client that never answers: pings, then the server gives up and closes
+            hdr = await asyncio.wait_for(reader.readexactly(2), 5)
+            opcodes.append(hdr[0] & 0x0F)
+            await reader.readexactly(hdr[1] & 0x7F)
+            if opcodes[-1] == 0x8:
+                break
+        assert opcodes[0] == 0x9 and opcodes[-1] == 0x8
+        writer.close()
+
+
 async def test_rest_endpoints(scenario: Scenario) -> None:
     async with Simulator(scenario) as sim, httpx.AsyncClient(base_url=sim.endpoints[0].rest_url) as http:
         info = (await http.get("/fapi/v1/exchangeInfo")).json()
