@@ -137,9 +137,12 @@ class MarketState:
             if market == Market.FUTURE:
                 self.derivatives.on_dated(ev.exchange, ev.asset, ev.instrument, ev.mid, ev.ts_recv)
             return False
+        bid, ask = ev.bid, ev.ask
+        if not (0.0 < bid <= ask):
+            return False  # one-sided or crossed book: no mid to trust; trades may stand in
         src = ev.exchange if market == Market.PERP else f"{ev.exchange}:{market}"
         self._last_quote[(ev.asset, src)] = ev.ts_recv
-        return self._feed(ev.asset, src, (ev.bid + ev.ask) * 0.5, ev.quote, ev.ts_recv)
+        return self._feed(ev.asset, src, (bid + ask) * 0.5, ev.quote, ev.ts_recv)
 
     def _on_trade(self, ev: Trade) -> bool:
         if ev.market not in self._markets:
@@ -258,6 +261,11 @@ class MarketState:
             self._adopt_members()
             self._note_rebalance(now)
             changed = True
+        preview = self.rebalancer.announce(now)
+        if preview is not None:
+            why = (f"rebalance at {preview['effective_ts']:.0f}: added {', '.join(preview['added']) or '-'}; "
+                   f"removed {', '.join(preview['removed']) or '-'}")
+            self._transitions.append(SourceTransition(now, "rebalance_preview", self.name, "", "", "", why))
         if now - self._last_recompute >= RECOMPUTE_EVERY_S:
             self.basket.recompute()
             self._last_recompute = now
@@ -375,6 +383,8 @@ class MarketState:
             "index": self.snapshot(now),
             "oracle": {a: o.to_dict(now) for a, o in sorted(self._oracles.items())},
             "ready": self.ready,
+            "feeds": dict(sorted(self.feeds.items())),
+            "rebalance_history": list(self.rebalancer.history),
         }
 
     # --- metrics -----------------------------------------------------------------------------------

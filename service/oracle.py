@@ -47,7 +47,8 @@ PENDING = "pending"
 class SourceTransition:
     """One status change, for alerts and logs. ``kind`` is ``source`` (``source`` names the venue),
     ``oracle`` (an asset's oracle status), ``index`` (the index status; ``asset`` holds the index name) or
-    ``rebalance`` (a rebalance happened; ``reason`` lists members added and removed)."""
+    ``rebalance`` (a rebalance happened; ``reason`` lists members added and removed) or
+    ``rebalance_preview`` (a scheduled rebalance's preview window opened)."""
 
     ts: float
     kind: str
