@@ -13,8 +13,8 @@ Methodology (DESIGN "Oracle, per asset"; every number comes from ``OracleConfig`
   the last value is held and marked ``degraded``; 1 used only if within the band of the last value (or when
   there is no last value yet), ``degraded``, else the last value is held, ``degraded``; 0 the last value is
   held, ``stale``.
-- A tick further than ``max_jump_ratio`` from the current (non-stale) oracle value, or non-positive, is
-  rejected: it is not stored and the source is invalid until its next acceptable tick.
+- A tick further than ``max_jump_ratio`` from the current oracle value while the oracle is ``ok``, or a
+  non-positive one, is rejected: it is not stored and the source is invalid until its next acceptable tick.
 
 Every change of a source's status, and of the oracle's own status, is recorded as a ``SourceTransition`` in
 a list shared with the caller, which drains it for metrics and alerts.
@@ -216,7 +216,9 @@ class AssetOracle:
             self._set_source(src, REJECTED, "non-positive or non-finite price", now, self.price)
             return self._recompute(now)
         last = self.price
-        if last is not None and self.status != STALE:
+        # Only a healthy oracle is a reference for "absurd": when degraded or stale the quorum rules
+        # below protect the value, and a genuine big move must be able to get through.
+        if last is not None and self.status == OK:
             dev = price / last - 1.0
             if dev > self._jump or -dev > self._jump:
                 src.rejected += 1
