@@ -65,7 +65,7 @@ class MarketState:
             if sym not in self._oracles:
                 self._oracles[sym] = AssetOracle(sym, ocfg, self._transitions, src_weights)
         self._last_quote: dict[tuple[str, str], float] = {}
-        self._assumed_rates: set[str] = set()
+        self._rates: dict[str, tuple[float, bool]] = {}  # quote -> (USD rate, assumed at par)
         self.basket = Basket()
         self.derivatives = Derivatives(config.index)
         self.rebalancer = Rebalancer(config, self._oracles, now)
@@ -91,31 +91,35 @@ class MarketState:
     # --- events ------------------------------------------------------------------------------------
 
     def _usd_rate(self, quote: str) -> float:
+        """USD per unit of ``quote``: the oracle's own price of a stablecoin when it has a usable one,
+        else 1.0, and the quote is flagged as assumed at par."""
         if quote == "USD":
             return 1.0
         if quote in self._stable:
             o = self._oracles.get(quote)
             if o is not None and o.price is not None and o.status != STALE:
+                self._rates[quote] = (o.price, False)
                 return o.price
-            self._assumed_rates.add(quote)
+            self._rates[quote] = (1.0, True)
         return 1.0
 
     def _feed(self, asset: str, source: str, price: float, quote: str, now: float) -> bool:
         oracle = self._oracles.get(asset)
         if oracle is None or asset == quote:
             return False
-        old = oracle.status
+        old, first = oracle.status, oracle.price is None
         if not oracle.update(source, price * self._usd_rate(quote), now):
             return False
-        return self._after_oracle(oracle, old, now)
+        return self._after_oracle(oracle, old, first, now)
 
-    def _after_oracle(self, oracle: AssetOracle, old: str, now: float) -> bool:
+    def _after_oracle(self, oracle: AssetOracle, old: str, first: bool, now: float) -> bool:
         """Propagate an oracle change to the basket; True when the level or the status moved."""
         asset = oracle.asset
         if oracle.price is not None:
             self.basket.set_price(asset, oracle.price)
         if asset not in self._members:
-            if not self.basket.built:
+            # Building needs every member priced: worth trying only when an asset gets its first price.
+            if first and not self.basket.built:
                 return self._try_build(now)
             return False
         new = oracle.status
@@ -371,7 +375,8 @@ class MarketState:
             "derivatives": self.derivatives_summary(now),
             "assets": self._assets(now),
             "rebalance": self.rebalancer.info(now),
-            "quote_rates_assumed": sorted(self._assumed_rates),
+            "quote_rates": {q: {"rate": r, "assumed": a} for q, (r, a) in sorted(self._rates.items())},
+            "quote_rates_assumed": sorted(q for q, (_, a) in self._rates.items() if a),
         }
         if self.config.index.track is not None:
             snap["tracking"] = self.tracking

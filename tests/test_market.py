@@ -74,6 +74,9 @@ def test_usdt_quotes_converted_through_the_oracles_usdt_price() -> None:
     m.apply(quote("kraken", "USDT", 0.99, 2.0, "USD"))
     m.apply(quote("kraken", "BTC", 100_000.0, 3.0, "USDT"))
     assert m.oracle("BTC").price == pytest.approx(99_000.0)
+    snap = m.snapshot(3.0)
+    assert snap["quote_rates_assumed"] == []
+    assert snap["quote_rates"]["USDT"] == {"rate": 0.99, "assumed": False}
 
 
 def test_staleness_on_tick_makes_the_index_stale_and_holds_the_level() -> None:
