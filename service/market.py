@@ -332,7 +332,7 @@ class MarketState:
 
     def _assets(self, now: float) -> dict[str, Any]:
         d = self.derivatives
-        out = {}
+        out: dict[str, Any] = {}
         for a in sorted(self._members):
             o = self._oracles[a]
             out[a] = {

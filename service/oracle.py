@@ -302,6 +302,7 @@ class AssetOracle:
         valid = [s for s in fresh if s.status == VALID]
         n = len(valid)
         last, old_status = self.price, self.status
+        price: float | None
         if n >= 3:
             price = self._reference(valid)
             status, reason = OK, ""
