@@ -196,11 +196,12 @@ class AssetOracle:
         elif status == VALID:
             src.outlier = False
         if src.status != status:
-            self._sink.append(
-                SourceTransition(
-                    now, "source", self.asset, src.name, src.status, status, reason, src.price, ref
+            if src.status != PENDING or status != VALID:  # a first price is not news
+                self._sink.append(
+                    SourceTransition(
+                        now, "source", self.asset, src.name, src.status, status, reason, src.price, ref
+                    )
                 )
-            )
             src.status = status
         src.reason = reason
 

@@ -170,7 +170,7 @@ def test_stale_sources_drop_out_and_come_back() -> None:
     assert o.sources[2].status == "stale" and o.price == 100.5 and o.n_valid == 2
     o.update("c", 102.0, 11.0)
     assert o.sources[2].status == OK and o.price == 101.0
-    assert [t.new for t in sink if t.source == "c"] == ["ok", "stale", "ok"]
+    assert [(t.old, t.new) for t in sink if t.source == "c"] == [("ok", "stale"), ("stale", "ok")]
 
 
 def test_per_source_detail_and_confidence() -> None:
