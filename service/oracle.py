@@ -16,6 +16,9 @@ Methodology (DESIGN "Oracle, per asset"; every number comes from ``OracleConfig`
 - A tick further than ``max_jump_ratio`` from the current oracle value while the oracle is ``ok``, or a
   non-positive one, is rejected: it is not stored and the source is invalid until its next acceptable tick.
 
+Published with the value: its status, the number of valid sources and a confidence, the relative spread
+``(max - min) / price`` of the valid sources (0 with one source, None with none).
+
 Every change of a source's status, and of the oracle's own status, is recorded as a ``SourceTransition`` in
 a list shared with the caller, which drains it for metrics and alerts.
 
