@@ -207,15 +207,16 @@ class Daemon:
                 feeds = [tg.create_task(_supervised(c), name=f"feed:{c.name}") for c in self.connectors]
                 pipeline = tg.create_task(self._pipeline(), name="pipeline")
                 others = [tg.create_task(self._ticker(), name="ticker")]
+                writer = None
                 if self.publisher is not None:
-                    others.append(tg.create_task(self.publisher.run(), name="redis-publisher"))
+                    writer = tg.create_task(self.publisher.run(), name="redis-publisher")
                 self.started.set()
                 log.info(
                     "running index %s over %d sources; http %s:%d",
                     self.index_name, len(self.connectors), self.http.host, self.http.port,
                 )
                 await stop.wait()
-                await self._shutdown(feeds, pipeline, others)
+                await self._shutdown(feeds, pipeline, writer, others)
         finally:
             await self.http.close()
             if self.publisher is not None:
@@ -230,7 +231,11 @@ class Daemon:
             log.info("restored persisted state of %s saved at %s", self.index_name, saved.get("saved_at"))
 
     async def _shutdown(
-        self, feeds: list[asyncio.Task[None]], pipeline: asyncio.Task[None], others: list[asyncio.Task[None]]
+        self,
+        feeds: list[asyncio.Task[None]],
+        pipeline: asyncio.Task[None],
+        writer: asyncio.Task[None] | None,
+        others: list[asyncio.Task[None]],
     ) -> None:
         t0 = self.clock()
         for t in feeds:
@@ -246,9 +251,13 @@ class Daemon:
             pipeline.cancel()
             await _settle([pipeline], self.deadlines.cancel_s)
         flushed = True
-        if self.publisher is not None:
+        if self.publisher is not None and writer is not None:
             self._publish(self.clock())
-            flushed = await asyncio.shield(self.publisher.flush(self.deadlines.flush_s))
+            self.publisher.stop()  # the writer returns once the final snapshot is written
+            flushed = not await _settle([writer], self.deadlines.flush_s) and self.publisher.pending == 0
+            if not writer.done():
+                writer.cancel()
+                others.append(writer)
         for t in others:
             t.cancel()
         stragglers = await _settle(others, self.deadlines.cancel_s)
@@ -281,7 +290,11 @@ async def _settle(tasks: list[asyncio.Task[None]], timeout_s: float) -> list[str
     """Wait for cancelled tasks to finish; returns the names of those that did not in time."""
     if not tasks:
         return []
-    done, pending = await asyncio.wait(tasks, timeout=timeout_s)
+    _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+    for t in pending:
+        frames = t.get_stack(limit=3)
+        where = ", ".join(f"{f.f_code.co_filename}:{f.f_lineno}" for f in frames)
+        log.warning("task %s did not stop within %.1f s (at %s)", t.get_name(), timeout_s, where)
     return [t.get_name() for t in pending]
 
 

@@ -23,7 +23,7 @@ from websockets.asyncio.server import ServerConnection
 from connectors.simulator import binance_rest
 from connectors.simulator.candles import INTERVALS_MS, Bar
 from connectors.simulator.transport import RestError, VenueServer
-from connectors.simulator.venue import AssetQuote, decimals
+from connectors.simulator.venue import AssetQuote
 
 PUBLIC_CHANNELS = frozenset({"bookTicker", "depth"})
 CHANNELS = ("bookTicker", "aggTrade", "markPrice", "kline", "ticker", "depth", "compositeIndex")
@@ -41,8 +41,14 @@ def parse_stream(name: str) -> tuple[str, str, str] | None:
         return f"!markPrice@{low}", "markPrice", ""
     if sym == "!bookticker" and not low:
         return None
-    table = {"bookticker": "bookTicker", "aggtrade": "aggTrade", "markprice": "markPrice",
-             "markprice@1s": "markPrice@1s", "ticker": "ticker", "compositeindex": "compositeIndex"}
+    table = {
+        "bookticker": "bookTicker",
+        "aggtrade": "aggTrade",
+        "markprice": "markPrice",
+        "markprice@1s": "markPrice@1s",
+        "ticker": "ticker",
+        "compositeindex": "compositeIndex",
+    }
     if low in table:
         canon = table[low]
         return f"{sym}@{canon}", canon.split("@")[0], sym
@@ -68,8 +74,6 @@ class BinanceServer(VenueServer):
         self.composites = {c.symbol.lower(): c for c in self.model.path.scenario.composite_indexes}
         self._subs: dict[ServerConnection, list[str]] = {}
         self._start_prices = {a: self.model.path.price(a) for a in self.model.path.names}
-        self._px = {a: decimals(self.model.path.scenario.assets[a].tick_size) for a in self.model.assets}
-        self._qx = {a: decimals(self.model.path.scenario.assets[a].qty_step) for a in self.model.assets}
 
     # --- websocket -------------------------------------------------------------------------------------
 
@@ -221,14 +225,12 @@ class BinanceServer(VenueServer):
         return mark
 
     def _depth_streams(self, sym: str) -> list[tuple[str, int]]:
-        return [(f"{sym}@depth{lv}{sp}", lv) for lv in (5, 10, 20) for sp in DEPTH_SPEEDS
-                if self._wanted(f"{sym}@depth{lv}{sp}")]
-
-    def _p(self, a: str, x: float) -> str:
-        return f"{x:.{self._px[a]}f}"
-
-    def _q(self, a: str, x: float) -> str:
-        return f"{x:.{self._qx[a]}f}"
+        return [
+            (f"{sym}@depth{lv}{sp}", lv)
+            for lv in (5, 10, 20)
+            for sp in DEPTH_SPEEDS
+            if self._wanted(f"{sym}@depth{lv}{sp}")
+        ]
 
     def book_ticker(self, q: AssetQuote) -> dict[str, Any]:
         a = q.asset
@@ -236,51 +238,117 @@ class BinanceServer(VenueServer):
         factor = self.model.take_absurd(a)
         if factor is not None:
             bid, ask = bid * factor, ask * factor
-        return {"e": "bookTicker", "u": q.update_id, "s": self.symbols[a], "b": self._p(a, bid),
-                "B": self._q(a, q.bid_qty), "a": self._p(a, ask), "A": self._q(a, q.ask_qty),
-                "T": q.ts_ms, "E": q.ts_ms}
+        return {
+            "e": "bookTicker",
+            "u": q.update_id,
+            "s": self.symbols[a],
+            "b": self._p(a, bid),
+            "B": self._q(a, q.bid_qty),
+            "a": self._p(a, ask),
+            "A": self._q(a, q.ask_qty),
+            "T": q.ts_ms,
+            "E": q.ts_ms,
+        }
 
     def agg_trade(self, q: AssetQuote, trade: tuple[int, float, float, bool]) -> dict[str, Any]:
         tid, price, qty, maker = trade
         a = q.asset
-        return {"e": "aggTrade", "E": q.ts_ms, "a": tid, "s": self.symbols[a], "p": self._p(a, price),
-                "q": self._q(a, qty), "f": tid * 3, "l": tid * 3 + 2, "T": q.ts_ms, "m": maker}
+        return {
+            "e": "aggTrade",
+            "E": q.ts_ms,
+            "a": tid,
+            "s": self.symbols[a],
+            "p": self._p(a, price),
+            "q": self._q(a, qty),
+            "f": tid * 3,
+            "l": tid * 3 + 2,
+            "T": q.ts_ms,
+            "m": maker,
+        }
 
     def mark_price(self, q: AssetQuote) -> dict[str, Any]:
-        return {"e": "markPriceUpdate", "E": q.ts_ms, "s": self.symbols[q.asset], "p": f"{q.mark:.8f}",
-                "P": f"{q.index:.8f}", "i": f"{q.index:.8f}", "r": f"{q.funding_rate:.8f}",
-                "T": q.next_funding_ms}
+        return {
+            "e": "markPriceUpdate",
+            "E": q.ts_ms,
+            "s": self.symbols[q.asset],
+            "p": f"{q.mark:.8f}",
+            "P": f"{q.index:.8f}",
+            "i": f"{q.index:.8f}",
+            "r": f"{q.funding_rate:.8f}",
+            "T": q.next_funding_ms,
+        }
 
     def ticker(self, q: AssetQuote) -> dict[str, Any]:
         a, last = q.asset, q.last
         change = last - q.open_24h
-        return {"e": "24hrTicker", "E": q.ts_ms, "s": self.symbols[a], "p": self._p(a, change),
-                "P": f"{change / q.open_24h * 100:.3f}", "w": self._p(a, q.turnover_24h / q.volume_24h),
-                "c": self._p(a, last), "Q": self._q(a, q.last_qty), "o": self._p(a, q.open_24h),
-                "h": self._p(a, q.high_24h), "l": self._p(a, q.low_24h), "v": self._q(a, q.volume_24h),
-                "q": f"{q.turnover_24h:.2f}", "O": q.ts_ms - 86_400_000, "C": q.ts_ms,
-                "F": max(0, q.trade_id * 3 - 100_000), "L": q.trade_id * 3, "n": 100_000}
+        return {
+            "e": "24hrTicker",
+            "E": q.ts_ms,
+            "s": self.symbols[a],
+            "p": self._p(a, change),
+            "P": f"{change / q.open_24h * 100:.3f}",
+            "w": self._p(a, q.turnover_24h / q.volume_24h),
+            "c": self._p(a, last),
+            "Q": self._q(a, q.last_qty),
+            "o": self._p(a, q.open_24h),
+            "h": self._p(a, q.high_24h),
+            "l": self._p(a, q.low_24h),
+            "v": self._q(a, q.volume_24h),
+            "q": f"{q.turnover_24h:.2f}",
+            "O": q.ts_ms - 86_400_000,
+            "C": q.ts_ms,
+            "F": max(0, q.trade_id * 3 - 100_000),
+            "L": q.trade_id * 3,
+            "n": 100_000,
+        }
 
     def _kline_body(self, a: str, bar: Bar, interval: str, closed: bool) -> dict[str, Any]:
         iv = INTERVALS_MS[interval]
-        return {"t": int(bar[0]), "T": int(bar[0]) + iv - 1, "s": self.symbols[a], "i": interval,
-                "f": 0, "L": int(bar[6]), "o": self._p(a, bar[1]), "c": self._p(a, bar[4]),
-                "h": self._p(a, bar[2]), "l": self._p(a, bar[3]), "v": self._q(a, bar[5]), "n": int(bar[6]),
-                "x": closed, "q": f"{bar[5] * bar[4]:.4f}", "V": self._q(a, bar[5] / 2),
-                "Q": f"{bar[5] * bar[4] / 2:.4f}", "B": "0"}
+        return {
+            "t": int(bar[0]),
+            "T": int(bar[0]) + iv - 1,
+            "s": self.symbols[a],
+            "i": interval,
+            "f": 0,
+            "L": int(bar[6]),
+            "o": self._p(a, bar[1]),
+            "c": self._p(a, bar[4]),
+            "h": self._p(a, bar[2]),
+            "l": self._p(a, bar[3]),
+            "v": self._q(a, bar[5]),
+            "n": int(bar[6]),
+            "x": closed,
+            "q": f"{bar[5] * bar[4]:.4f}",
+            "V": self._q(a, bar[5] / 2),
+            "Q": f"{bar[5] * bar[4] / 2:.4f}",
+            "B": "0",
+        }
 
     def kline(self, q: AssetQuote, interval: str) -> dict[str, Any]:
         bar = self.model.candles.current(q.asset, INTERVALS_MS[interval], q.ts_ms)
-        return {"e": "kline", "E": q.ts_ms, "s": self.symbols[q.asset],
-                "k": self._kline_body(q.asset, bar, interval, False)}
+        return {
+            "e": "kline",
+            "E": q.ts_ms,
+            "s": self.symbols[q.asset],
+            "k": self._kline_body(q.asset, bar, interval, False),
+        }
 
     def depth(self, q: AssetQuote, levels: int) -> dict[str, Any]:
         a = q.asset
         tick = self.model.path.scenario.assets[a].tick_size
         bids = [[self._p(a, q.bid - i * tick), self._q(a, q.bid_qty * (1 + i))] for i in range(levels)]
         asks = [[self._p(a, q.ask + i * tick), self._q(a, q.ask_qty * (1 + i))] for i in range(levels)]
-        return {"e": "depthUpdate", "E": q.ts_ms, "T": q.ts_ms, "s": self.symbols[a], "U": q.update_id,
-                "u": q.update_id, "pu": q.update_id - 1, "b": bids, "a": asks}
+        return {
+            "e": "depthUpdate",
+            "E": q.ts_ms,
+            "T": q.ts_ms,
+            "s": self.symbols[a],
+            "U": q.update_id,
+            "u": q.update_id,
+            "pu": q.update_id - 1,
+            "b": bids,
+            "a": asks,
+        }
 
     def _composite_parts(self, key: str) -> list[tuple[str, float, float, float]]:
         """(asset, weight in quantity, weight in percent now, price) for a composite index."""
@@ -293,10 +361,23 @@ class BinanceServer(VenueServer):
     def composite(self, key: str) -> dict[str, Any]:
         parts = self._composite_parts(key)
         value = sum(q * p for _, q, _, p in parts)
-        return {"e": "compositeIndex", "E": self.now_ms(), "s": self.composites[key].symbol,
-                "p": f"{value:.8f}", "C": "baseAsset",
-                "c": [{"b": a, "q": self.model.path.scenario.quote, "w": f"{q:.8f}", "W": f"{w:.8f}",
-                       "i": f"{p:.8f}"} for a, q, w, p in parts]}
+        return {
+            "e": "compositeIndex",
+            "E": self.now_ms(),
+            "s": self.composites[key].symbol,
+            "p": f"{value:.8f}",
+            "C": "baseAsset",
+            "c": [
+                {
+                    "b": a,
+                    "q": self.model.path.scenario.quote,
+                    "w": f"{q:.8f}",
+                    "W": f"{w:.8f}",
+                    "i": f"{p:.8f}",
+                }
+                for a, q, w, p in parts
+            ],
+        }
 
     # --- REST ------------------------------------------------------------------------------------------
 
@@ -304,8 +385,13 @@ class BinanceServer(VenueServer):
         sym = params.get("symbol")
         if not sym:
             if required:
-                raise RestError(400, {"code": -1102, "msg": "Mandatory parameter 'symbol' was not sent, "
-                                                             "was empty/null, or malformed."})
+                raise RestError(
+                    400,
+                    {
+                        "code": -1102,
+                        "msg": "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.",
+                    },
+                )
             return None
         asset = self.by_symbol.get(sym.lower())
         if asset is None:

@@ -18,8 +18,13 @@ def sources_yaml(scenario: Scenario, endpoints: list[VenueEndpoint]) -> str:
     for ep in endpoints:
         spec = scenario.venue(ep.name)
         symbols = ", ".join(spec.assets or tuple(scenario.assets))
-        lines += [f"  - exchange: {ep.exchange}", f"    name: {ep.name}", f"    symbols: [{symbols}]",
-                  f"    ws_url: {ep.ws_url}", f"    rest_url: {ep.rest_url}"]
+        lines += [
+            f"  - exchange: {ep.exchange}",
+            f"    name: {ep.name}",
+            f"    symbols: [{symbols}]",
+            f"    ws_url: {ep.ws_url}",
+            f"    rest_url: {ep.rest_url}",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -25,16 +25,37 @@ DEFAULT_SCENARIO = SCENARIOS / "default.yaml"
 
 Protocol = Literal["binanceusdm", "bybit", "okx"]
 FaultKind = Literal[
-    "drop", "stall", "stall_channel", "garbage", "absurd_price", "lag", "manipulate", "disconnect",
+    "drop",
+    "stall",
+    "stall_channel",
+    "garbage",
+    "absurd_price",
+    "lag",
+    "manipulate",
+    "disconnect",
 ]
 
 # Channel cadences in messages per second per symbol, as the venues publish them (configurable per venue).
 DEFAULT_RATES: dict[str, dict[str, float]] = {
-    "binanceusdm": {"bookTicker": 10.0, "aggTrade": 5.0, "markPrice": 1.0, "kline": 4.0, "ticker": 0.5,
-                    "depth": 4.0, "compositeIndex": 1.0},
+    "binanceusdm": {
+        "bookTicker": 10.0,
+        "aggTrade": 5.0,
+        "markPrice": 1.0,
+        "kline": 4.0,
+        "ticker": 0.5,
+        "depth": 4.0,
+        "compositeIndex": 1.0,
+    },
     "bybit": {"tickers": 10.0, "publicTrade": 5.0, "kline": 1.0},
-    "okx": {"tickers": 10.0, "mark-price": 1.0, "index-tickers": 1.0, "funding-rate": 1.0 / 30,
-            "open-interest": 1.0 / 3, "trades": 5.0, "candle": 1.0},
+    "okx": {
+        "tickers": 10.0,
+        "mark-price": 1.0,
+        "index-tickers": 1.0,
+        "funding-rate": 1.0 / 30,
+        "open-interest": 1.0 / 3,
+        "trades": 5.0,
+        "candle": 1.0,
+    },
 }
 
 

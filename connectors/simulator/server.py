@@ -90,8 +90,9 @@ class Simulator:
             self.servers[spec.name] = protocols[spec.protocol](model, self._now_ms)
         for name, srv in self.servers.items():
             port = await srv.start(self.host)
-            self._endpoints.append(VenueEndpoint(name, srv.exchange, f"ws://{self.host}:{port}",
-                                                 f"http://{self.host}:{port}"))
+            self._endpoints.append(
+                VenueEndpoint(name, srv.exchange, f"ws://{self.host}:{port}", f"http://{self.host}:{port}")
+            )
         self.faults = FaultRunner(sc.faults, self.models, self.servers)
         self._runner = asyncio.create_task(self._run(), name="simulator")
         return self.endpoints
@@ -162,8 +163,9 @@ class Simulator:
         return self.models[venue].quotes[asset].mid
 
 
-async def run_simulator(scenario: Scenario,
-                        on_ready: Callable[[list[VenueEndpoint]], None] | None = None) -> None:
+async def run_simulator(
+    scenario: Scenario, on_ready: Callable[[list[VenueEndpoint]], None] | None = None
+) -> None:
     """Serve the scenario until cancelled; ``on_ready`` gets the endpoints once every venue listens."""
     sim = Simulator(scenario)
     try:

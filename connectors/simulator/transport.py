@@ -25,7 +25,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from connectors.simulator.scenario import VenueSpec
-from connectors.simulator.venue import VenueModel
+from connectors.simulator.venue import VenueModel, decimals
 
 log = logging.getLogger("hedgewatch.simulator")
 
@@ -63,6 +63,17 @@ class VenueServer:
         self.last_activity: dict[ServerConnection, float] = {}
         self._server: Server | None = None
         self.port = 0
+        assets = model.path.scenario.assets
+        self._px = {a: decimals(assets[a].tick_size) for a in model.assets}
+        self._qx = {a: decimals(assets[a].qty_step) for a in model.assets}
+
+    def _p(self, asset: str, x: float) -> str:
+        """A price as the venue prints it: fixed decimals of the tick size."""
+        return f"{x:.{self._px[asset]}f}"
+
+    def _q(self, asset: str, x: float) -> str:
+        """A size as the venue prints it: fixed decimals of the quantity step."""
+        return f"{x:.{self._qx[asset]}f}"
 
     # --- lifecycle -------------------------------------------------------------------------------------
 
@@ -71,9 +82,16 @@ class VenueServer:
         if ping is None:
             ping = self.default_ping_interval_s
         self._server = await serve(
-            self._handle, host, self.spec.port, process_request=self._process_request,
-            ping_interval=ping, ping_timeout=self.spec.pong_timeout_s if ping else None,
-            compression=None, max_queue=64, server_header=None, logger=log,
+            self._handle,
+            host,
+            self.spec.port,
+            process_request=self._process_request,
+            ping_interval=ping,
+            ping_timeout=self.spec.pong_timeout_s if ping else None,
+            compression=None,
+            max_queue=64,
+            server_header=None,
+            logger=log,
         )
         sock = next(iter(self._server.sockets))
         self.port = int(sock.getsockname()[1])
@@ -213,6 +231,7 @@ class VenueServer:
 
 def _json_response(status: int, body: Any) -> Response:
     data = orjson.dumps(body)
-    headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(data))),
-                       ("Connection", "close")])
+    headers = Headers(
+        [("Content-Type", "application/json"), ("Content-Length", str(len(data))), ("Connection", "close")]
+    )
     return Response(status, HTTPStatus(status).phrase, headers, data)
