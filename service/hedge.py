@@ -41,13 +41,11 @@ def short_pnl(contracts: float, multiplier: float, price_from: float, price_to: 
 
 def portfolio_value(holdings: dict[str, float], cash_usd: float, snapshot: dict[str, Any]) -> float | None:
     """Value at the snapshot's oracle prices; None when a held asset has no price."""
-    consts = snapshot.get("constituents") or {}
+    prices = {a: (c or {}).get("price") for a, c in (snapshot.get("constituents") or {}).items()}
+    prices[snapshot.get("index") or ""] = snapshot.get("level")
     total = cash_usd
     for asset, qty in holdings.items():
-        if asset == snapshot.get("index"):
-            price = snapshot.get("level")
-        else:
-            price = (consts.get(asset) or {}).get("price")
+        price = prices.get(asset)
         if price is None:
             return None
         total += qty * float(price)
