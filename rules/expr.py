@@ -185,7 +185,13 @@ class _Compiler:
 
     def _BoolOp(self, node: ast.BoolOp) -> tuple[Fn, str]:
         word = "and" if isinstance(node.op, ast.And) else "or"
+        crossings = len(self.memory)
         fns = [self._want(v, BOOL, f"'{word}'") for v in node.values]
+        if len(self.memory) != crossings:
+            # a crossing must see every evaluation to mean "since the previous one": no short circuit
+            if word == "and":
+                return (lambda env: all([f(env) for f in fns])), BOOL
+            return (lambda env: any([f(env) for f in fns])), BOOL
         if len(fns) == 2:
             a, b = fns
             if word == "and":
@@ -226,10 +232,13 @@ class _Compiler:
 
     def _IfExp(self, node: ast.IfExp) -> tuple[Fn, str]:
         c = self._want(node.test, BOOL, "the condition of 'if'")
+        crossings = len(self.memory)
         a, ta = self.compile(node.body)
         b, tb = self.compile(node.orelse)
         if ta != tb:
             raise _err(node, f"both branches of 'if' must have one type, got {ta} and {tb}")
+        if len(self.memory) != crossings:  # evaluate both branches, so crossings see every evaluation
+            return (lambda env: (lambda x, y: x if c(env) else y)(a(env), b(env))), ta
         return (lambda env: a(env) if c(env) else b(env)), ta
 
     # --- calls ------------------------------------------------------------------------------------------

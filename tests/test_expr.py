@@ -81,3 +81,13 @@ def test_arithmetic_matches_python(a: float, b: float, c: float) -> None:
     e = _compile("(price - ath) / atl * 2 + abs(basis) > min(price, ath) - max(1, basis)")
     env = {"price": a, "ath": b, "atl": c, "basis": a - b}
     assert e.fn(env) == ((a - b) / c * 2 + abs(a - b) > min(a, b) - max(1.0, a - b))
+
+
+def test_crossings_are_not_short_circuited() -> None:
+    c = _compile("contango and crossed_above(price, 10)")
+    seq = [(5.0, False), (11.0, False), (12.0, True)]
+    # the crossing at 11 happened while contango was false; at 12 nothing crosses any more
+    assert [c.fn({"price": p, "contango": k}) for p, k in seq] == [False, False, False]
+    d = _compile("crossed_below(price, 10) if contango else false")
+    assert [d.fn({"price": p, "contango": k}) for p, k in [(11.0, False), (9.0, False), (8.0, True)]] == [
+        False, False, False]
