@@ -213,6 +213,15 @@ class Outbox:
             self._current = None
 
 
+def check_cancelled() -> None:
+    """Re-raise a cancellation that a library swallowed. redis-py's asyncio client can catch the
+    CancelledError thrown into a command and return its result; the task then still counts as cancelling
+    but runs on, and a TaskGroup or ``asyncio.timeout`` waiting for it waits forever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def redis_factory(url: str, *, timeout_s: float = 5.0) -> Callable[[], aredis.Redis]:
     """A factory of clients for ``url`` (``redis://`` or ``rediss://``, password included) with timeouts, so
     a vanished server is noticed instead of waited on forever. The URL stays out of every log line."""
@@ -369,6 +378,7 @@ class AlertSink:
             args += [rec.seq, rec.alert_id, rec.payload]
         k = self._keys
         added = await self._script(keys=[k.outbox_marker, k.alerts_stream, k.alerts_channel], args=args)
+        check_cancelled()
         self._metrics.redis_up.set(1)
         await asyncio.to_thread(self._outbox.ack, max(batch[-1].seq, self._give_up_to))
         # submit() may have given up some of these meanwhile (the bound): pop by sequence, not by count
