@@ -82,7 +82,8 @@ class FakeChat:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-chat", daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-chat",
+                         daemon=True).start()
 
     def stop(self) -> None:
         self.release.set()
