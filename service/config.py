@@ -399,7 +399,15 @@ def parse_config(text: str, file: str = "<config>", env: Mapping[str, str] | Non
         root = CommentedMap()
     if not isinstance(root, Mapping):
         raise ConfigError([Problem(file, 1, 1, "", "the config must be a mapping of sections")])
-    data = _plain(root)
+    return config_from_dict(_plain(root), file, env, root)
+
+
+def config_from_dict(
+    data: dict[str, Any], file: str = "<config>", env: Mapping[str, str] | None = None, root: Any = None
+) -> Config:
+    """Validate an already-parsed config (e.g. one the demo builds), applying environment overrides.
+    ``root`` is the YAML node tree, when there is one, for line numbers in errors."""
+    data = _plain(data)
     env_keys = _apply_env(data, os.environ if env is None else env)
     try:
         return Config.model_validate(data)

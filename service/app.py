@@ -1,0 +1,302 @@
+"""The daemon: wiring of connectors → bus → pricing core → outputs, its tasks, readiness and shutdown.
+
+Every task lives in one ``asyncio.TaskGroup`` and has a name. Shutdown (SIGTERM/SIGINT or ``stop``):
+intake stops (connector tasks cancelled, the bus closed), the pipeline drains what is queued under a
+deadline, the last snapshot and state are flushed to Redis under a deadline, the remaining tasks are
+cancelled, stragglers are named, and one summary line is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from connectors import Connector, build_connector
+from service.bus import MemoryBus
+from service.config import Config
+from service.errors import ClosedError
+from service.events import Event
+from service.http import HttpServer
+from service.keys import Keys
+from service.market import MarketState
+from service.metrics import Metrics
+from service.publisher import RedisPublisher, redacted, redis_client
+
+log = logging.getLogger("hedgewatch")
+
+TICK_INTERVAL_S = 0.25
+EXPORT_INTERVAL_S = 1.0
+BATCH_MAX = 4096
+
+
+@dataclass
+class Deadlines:
+    """Shutdown budget (the whole stop must fit in 5 s)."""
+
+    drain_s: float = 1.5
+    flush_s: float = 1.5
+    cancel_s: float = 1.0
+
+
+@dataclass
+class Stats:
+    started: float = field(default_factory=time.time)
+    events: int = 0
+    index_updates: int = 0
+    snapshots: int = 0
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.time,
+        deadlines: Deadlines | None = None,
+    ) -> None:
+        self.config = config
+        self.metrics = metrics or Metrics()
+        self.clock = clock
+        self.deadlines = deadlines or Deadlines()
+        self.index_name = config.index.name
+        self.keys = Keys(config.redis.prefix)
+        self.bus: MemoryBus[Event] = MemoryBus(config.redis.queue_size, name="ingest")
+        self.market = MarketState(config, clock())
+        self.connectors: list[Connector] = [
+            build_connector(src, self.bus.put, self.metrics, clock=clock) for src in config.sources if src.enabled
+        ]
+        url = config.redis.resolved_url()
+        self.publisher: RedisPublisher | None = None
+        if url:
+            self.publisher = RedisPublisher(
+                lambda: redis_client(url),
+                self.keys,
+                self.metrics,
+                where=redacted(url),
+                heartbeat_interval_s=config.redis.heartbeat_interval_s,
+                heartbeat_ttl_s=config.redis.heartbeat_ttl_s,
+                healthy=self._healthy,
+                clock=clock,
+            )
+        self.http = HttpServer(
+            config.http.host, config.http.port, self.metrics, ready=self._readiness, state=self.state
+        )
+        self.stats = Stats(started=clock())
+        self.started = asyncio.Event()
+        self._dirty_since: float | None = None
+        self._newest_tick: float | None = None
+        self._last_publish = 0.0
+        self.metrics.queue_capacity.labels("ingest").set(self.bus.capacity)
+
+    # --- views -----------------------------------------------------------------------------------------
+
+    def _healthy(self) -> bool:
+        return not self.bus.closed
+
+    def _readiness(self) -> tuple[bool, dict[str, Any]]:
+        ready = self.market.ready
+        return ready, {"index": self.index_name, "level": self.market.level}
+
+    def state(self) -> dict[str, Any]:
+        now = self.clock()
+        return {
+            "ts": now,
+            "uptime_s": now - self.stats.started,
+            "market": self.market.state(now),
+            "feeds": {c.name: c.status() for c in self.connectors},
+            "pipeline": {
+                "events": self.stats.events,
+                "index_updates": self.stats.index_updates,
+                "queue_depth": len(self.bus),
+                "queue_capacity": self.bus.capacity,
+                "queue_dropped": self.bus.dropped,
+                "redis": None
+                if self.publisher is None
+                else {"connected": self.publisher.connected, "published": self.publisher.published},
+            },
+        }
+
+    # --- stages ----------------------------------------------------------------------------------------
+
+    async def _pipeline(self) -> None:
+        """Consume the bus in batches; every index change is timed and, when due, published."""
+        apply = self.market.apply
+        observe = self.metrics.tick_to_index.observe
+        bus = self.bus
+        interval = self.config.index.publish_interval_s
+        while True:
+            try:
+                batch = await bus.get_batch(BATCH_MAX)
+            except ClosedError:
+                return
+            first_change: float | None = None
+            newest_change = 0.0
+            for ev in batch:
+                if apply(ev):
+                    ts = ev.ts_recv
+                    if first_change is None:
+                        first_change = ts
+                    newest_change = ts
+            self.stats.events += len(batch)
+            if first_change is None:
+                continue
+            now = self.clock()
+            # the batch's oldest changing tick waited longest: observing it keeps the histogram honest
+            observe(now - first_change)
+            self.stats.index_updates += 1
+            self._newest_tick = newest_change
+            if self._dirty_since is None:
+                self._dirty_since = now
+            if now - self._last_publish >= interval:
+                self._publish(now)
+
+    def _publish(self, now: float) -> None:
+        self._dirty_since = None
+        self._last_publish = now
+        if self.publisher is None:
+            return
+        snap = self.market.snapshot(now)
+        self.publisher.publish_snapshot(self.index_name, snap, self._newest_tick)
+        self.publisher.save_state(self.index_name, self._persisted(snap, now))
+        self.stats.snapshots += 1
+
+    def _persisted(self, snap: dict[str, Any], now: float) -> dict[str, Any]:
+        return {"snapshot": snap, "saved_at": now}
+
+    async def _ticker(self) -> None:
+        """Staleness, scheduled work, throttled publishing and metric export, on a fixed cadence."""
+        next_export = 0.0
+        interval = self.config.index.publish_interval_s
+        while True:
+            await asyncio.sleep(TICK_INTERVAL_S)
+            now = self.clock()
+            if self.market.tick(now) and self._dirty_since is None:
+                self._dirty_since = now
+            if self._dirty_since is not None and now - self._last_publish >= interval:
+                self._publish(now)
+            if now >= next_export:
+                self._export(now)
+                next_export = now + EXPORT_INTERVAL_S
+
+    def _export(self, now: float) -> None:
+        self.market.export(self.metrics, now)
+        m = self.metrics
+        m.queue_depth.labels("ingest").set(len(self.bus))
+        m.ready.set(1 if self.market.ready else 0)
+        if self.publisher is not None:
+            m.queue_depth.labels("redis_hedge").set(len(self.publisher._hedges))
+
+    # --- lifecycle -------------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> int:
+        """Run until ``stop`` is set; returns the process exit code."""
+        self.metrics.up.set(1)
+        self.metrics.start_time.set(self.stats.started)
+        await self.http.start()
+        if self.publisher is not None:
+            await self._restore()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                feeds = [tg.create_task(_supervised(c), name=f"feed:{c.name}") for c in self.connectors]
+                pipeline = tg.create_task(self._pipeline(), name="pipeline")
+                others = [tg.create_task(self._ticker(), name="ticker")]
+                if self.publisher is not None:
+                    others.append(tg.create_task(self.publisher.run(), name="redis-publisher"))
+                self.started.set()
+                log.info(
+                    "running index %s over %d sources; http %s:%d",
+                    self.index_name, len(self.connectors), self.http.host, self.http.port,
+                )
+                await stop.wait()
+                await self._shutdown(feeds, pipeline, others)
+        finally:
+            await self.http.close()
+            if self.publisher is not None:
+                await self.publisher.close()
+            self.metrics.up.set(0)
+        return 0
+
+    async def _restore(self) -> None:
+        assert self.publisher is not None
+        saved = await self.publisher.load_state(self.index_name)
+        if saved:
+            log.info("restored persisted state of %s saved at %s", self.index_name, saved.get("saved_at"))
+
+    async def _shutdown(
+        self, feeds: list[asyncio.Task[None]], pipeline: asyncio.Task[None], others: list[asyncio.Task[None]]
+    ) -> None:
+        t0 = self.clock()
+        for t in feeds:
+            t.cancel()
+        await _settle(feeds, self.deadlines.cancel_s)
+        queued = len(self.bus)
+        self.bus.close()
+        try:
+            async with asyncio.timeout(self.deadlines.drain_s):
+                await asyncio.shield(pipeline)
+        except TimeoutError:
+            log.warning("drain deadline passed with %d events queued; dropping them", len(self.bus))
+            pipeline.cancel()
+            await _settle([pipeline], self.deadlines.cancel_s)
+        flushed = True
+        if self.publisher is not None:
+            self._publish(self.clock())
+            flushed = await asyncio.shield(self.publisher.flush(self.deadlines.flush_s))
+        for t in others:
+            t.cancel()
+        stragglers = await _settle(others, self.deadlines.cancel_s)
+        log.info(
+            "stopped after %.0f s: %d events, %d index updates, %d snapshots, %d dropped, %d drained at stop,"
+            " final flush %s, shutdown %.2f s%s",
+            self.clock() - self.stats.started, self.stats.events, self.stats.index_updates,
+            self.stats.snapshots, self.bus.dropped, queued, "ok" if flushed else "FAILED",
+            self.clock() - t0, f", stragglers: {', '.join(stragglers)}" if stragglers else "",
+        )
+
+
+async def _supervised(connector: Connector, backoff_s: float = 1.0, max_backoff_s: float = 60.0) -> None:
+    """Run a connector forever. Connectors handle their venue's failures themselves; this catches a bug
+    (an unexpected exception) so one broken feed cannot take the daemon down: it is logged with its
+    traceback and the connector restarted after a growing pause."""
+    while True:
+        try:
+            await connector.run()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("feed %s crashed; restarting in %.0f s", connector.name, backoff_s)
+            await asyncio.sleep(backoff_s)
+            backoff_s = min(backoff_s * 2, max_backoff_s)
+
+
+async def _settle(tasks: list[asyncio.Task[None]], timeout_s: float) -> list[str]:
+    """Wait for cancelled tasks to finish; returns the names of those that did not in time."""
+    if not tasks:
+        return []
+    done, pending = await asyncio.wait(tasks, timeout=timeout_s)
+    return [t.get_name() for t in pending]
+
+
+def install_signal_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+
+async def serve(config: Config, *, started: Callable[[Daemon], None] | None = None) -> int:
+    """Run the daemon on ``config`` until SIGTERM/SIGINT."""
+    stop = asyncio.Event()
+    install_signal_handlers(stop)
+    daemon = Daemon(config)
+    if started is not None:
+        started(daemon)
+    return await daemon.run(stop)

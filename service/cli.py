@@ -1,0 +1,119 @@
+"""The ``hedgewatch`` command line (DESIGN: CLI)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from service.config import Config, load_config
+from service.errors import ConfigError, HedgewatchError, Problem
+from service.logs import setup_logging
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Monitor and size a crypto index hedge.")
+rules_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Rule files: unit tests.")
+app.add_typer(rules_app, name="rules")
+
+ConfigOpt = Annotated[Path | None, typer.Option("-c", "--config", help="config file (YAML)")]
+
+
+def _print_problems(problems: list[Problem]) -> None:
+    for p in problems:
+        typer.echo(str(p), err=True)
+
+
+def _load(path: Path | None) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        _print_problems(exc.problems)
+        raise typer.Exit(1) from exc
+
+
+def _run_async(coro: object) -> int:
+    try:
+        return int(asyncio.run(coro) or 0)  # type: ignore[arg-type]
+    except KeyboardInterrupt:
+        return 0
+    except HedgewatchError as exc:
+        typer.echo(f"hedgewatch: {exc}", err=True)
+        return 1
+
+
+@app.command()
+def run(config: ConfigOpt = None) -> None:
+    """Run the daemon (without -c: the bundled live config for Binance USDⓈ-M, Bybit and OKX)."""
+    from service.app import serve
+
+    cfg = _load(config)
+    setup_logging(cfg.log_level)
+    raise typer.Exit(_run_async(serve(cfg)))
+
+
+@app.command()
+def demo(
+    scenario: Annotated[Path | None, typer.Option(help="simulator scenario file")] = None,
+    plain: Annotated[bool, typer.Option(help="plain status lines even on a terminal")] = False,
+) -> None:
+    """The daemon against the bundled exchange simulator on loopback, with a live view. Works offline."""
+    from service.demo import run_demo
+
+    setup_logging("WARNING" if sys.stdout.isatty() and not plain else "INFO")
+    raise typer.Exit(_run_async(run_demo(scenario, plain=plain or not sys.stdout.isatty())))
+
+
+@app.command()
+def check(file: Path) -> None:
+    """Validate a config and its rule files: exit 0, or 1 with every error's file, line and field."""
+    try:
+        cfg = load_config(file)
+    except ConfigError as exc:
+        _print_problems(exc.problems)
+        raise typer.Exit(1) from exc
+    problems = _check_rules(cfg, file)
+    if problems:
+        _print_problems(problems)
+        raise typer.Exit(1)
+    typer.echo(f"{file}: ok ({len(cfg.sources)} sources, index {cfg.index.name})")
+
+
+def _check_rules(cfg: Config, config_file: Path) -> list[Problem]:
+    try:
+        from rules.stage import check_rules
+    except ImportError:
+        return []
+    base = config_file.parent
+    return check_rules([str(p if Path(p).is_absolute() else base / p) for p in cfg.rules.files])
+
+
+@app.command()
+def notify(config: ConfigOpt = None) -> None:
+    """The alert delivery worker (Slack, Telegram) reading the durable alert stream."""
+    from service.notify import main as notify_main
+
+    setup_logging("INFO")
+    raise typer.Exit(notify_main(str(config) if config else None))
+
+
+@app.command()
+def simulate(scenario: Annotated[Path | None, typer.Option(help="scenario file (YAML)")] = None) -> None:
+    """Run the exchange simulator alone, on loopback."""
+    from connectors.simulator.cli import main as sim_main
+
+    setup_logging("INFO")
+    raise typer.Exit(sim_main(str(scenario) if scenario else None))
+
+
+@rules_app.command("test")
+def rules_test(file: Path) -> None:
+    """Run rule unit tests (input series and expected alerts), like promtool test rules."""
+    from rules.testing import run_rule_tests
+
+    raise typer.Exit(run_rule_tests(str(file)))
+
+
+def main() -> None:
+    app(prog_name="hedgewatch")

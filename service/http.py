@@ -1,0 +1,84 @@
+"""The daemon's one HTTP port: ``/metrics``, ``/healthz``, ``/readyz``, ``/state``.
+
+Binds to loopback unless configured otherwise. The handlers only read in-memory state; none of them waits
+on an exchange or on Redis, so the port answers even while every upstream is down.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from service.metrics import Metrics
+
+log = logging.getLogger("hedgewatch.http")
+
+
+class HttpServer:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        metrics: Metrics,
+        *,
+        ready: Callable[[], tuple[bool, dict[str, Any]]],
+        state: Callable[[], dict[str, Any]],
+        alive: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self._metrics = metrics
+        self._ready = ready
+        self._state = state
+        self._alive = alive
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> int:
+        """Start listening; returns the bound port (useful with port 0)."""
+        app = web.Application()
+        app.router.add_get("/metrics", self._get_metrics)
+        app.router.add_get("/healthz", self._get_healthz)
+        app.router.add_get("/readyz", self._get_readyz)
+        app.router.add_get("/state", self._get_state)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        await site.start()
+        server = site._server
+        if server is not None and server.sockets:  # type: ignore[union-attr]
+            self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        log.info("http listening on %s:%d (/metrics /healthz /readyz /state)", self.host, self.port)
+        return self.port
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _get_metrics(self, request: web.Request) -> web.Response:
+        body = self._metrics.render()
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _get_healthz(self, request: web.Request) -> web.Response:
+        ok = self._alive()
+        return _json({"status": "ok" if ok else "failing"}, 200 if ok else 503)
+
+    async def _get_readyz(self, request: web.Request) -> web.Response:
+        ok, detail = self._ready()
+        return _json({"ready": ok, **detail}, 200 if ok else 503)
+
+    async def _get_state(self, request: web.Request) -> web.Response:
+        return _json(self._state(), 200)
+
+
+def _json(body: dict[str, Any], status: int) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS),
+        status=status,
+        content_type="application/json",
+    )

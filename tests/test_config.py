@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from service.config import load_config, parse_config
+from service.errors import ConfigError, SecretError
+from tests.support import REPO
+
+GOOD = """\
+sources:
+  - exchange: binanceusdm
+    symbols: [btc, ETH]
+index:
+  name: HW
+  constituents: [BTC, ETH]
+redis:
+  url: redis://:hunter2@127.0.0.1:6379/0
+"""
+
+
+def test_valid_config_and_defaults() -> None:
+    cfg = parse_config(GOOD, "good.yaml", env={})
+    assert cfg.sources[0].symbols == ("BTC", "ETH")
+    assert cfg.http.host == "127.0.0.1" and cfg.http.port == 9108
+    assert cfg.oracle.max_age_s == 10 and cfg.oracle.exclude_band_ratio == 0.05
+    assert "hunter2" not in repr(cfg) and "hunter2" not in str(cfg.redis)
+    assert cfg.redis.resolved_url() == "redis://:hunter2@127.0.0.1:6379/0"
+
+
+def test_config_is_frozen() -> None:
+    cfg = parse_config(GOOD, env={})
+    with pytest.raises(Exception, match="frozen"):
+        cfg.http.port = 1  # type: ignore[misc]
+
+
+def test_env_overrides_are_typed() -> None:
+    env = {"HEDGEWATCH__HTTP__PORT": "9200", "HEDGEWATCH__REDIS__PREFIX": "hw2", "OTHER": "x"}
+    cfg = parse_config(GOOD, env=env)
+    assert cfg.http.port == 9200 and cfg.redis.prefix == "hw2"
+
+
+def test_env_override_error_names_the_variable() -> None:
+    with pytest.raises(ConfigError) as ei:
+        parse_config(GOOD, "good.yaml", env={"HEDGEWATCH__HTTP__PORT": "many"})
+    assert "HEDGEWATCH__HTTP__PORT" in str(ei.value)
+
+
+def test_every_error_with_file_line_and_field() -> None:
+    text = GOOD.replace("    symbols: [btc, ETH]\n", "    symbols: [btc, ETH]\n    colour: red\n") + \
+        "http:\n  port: lots\n"
+    with pytest.raises(ConfigError) as ei:
+        parse_config(text, "bad.yaml", env={})
+    msgs = [str(p) for p in ei.value.problems]
+    assert "bad.yaml:4:5: sources.0.colour: unknown key" in msgs
+    assert any(m.startswith("bad.yaml:11:3: http.port:") and "integer" in m for m in msgs)
+
+
+def test_bad_yaml_has_a_line() -> None:
+    with pytest.raises(ConfigError) as ei:
+        parse_config("sources: [\n  - a\nindex: {", "broken.yaml", env={})
+    (p,) = ei.value.problems
+    assert p.file == "broken.yaml" and p.line is not None and "invalid YAML" in p.message
+
+
+def test_constituent_without_a_source_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="SOL"):
+        parse_config(GOOD.replace("[BTC, ETH]", "[BTC, ETH, SOL]"), env={})
+
+
+def test_missing_secret_file_names_setting_not_value(tmp_path: Path) -> None:
+    cfg = parse_config(GOOD.replace("  url: redis://:hunter2@127.0.0.1:6379/0",
+                                    f"  url_file: {tmp_path / 'nope'}"), env={})
+    with pytest.raises(SecretError, match="redis.url"):
+        cfg.redis.resolved_url()
+    (tmp_path / "pw").write_text("redis://:s3@127.0.0.1/0\n")
+    cfg = parse_config(GOOD.replace("  url: redis://:hunter2@127.0.0.1:6379/0",
+                                    f"  url_file: {tmp_path / 'pw'}"), env={})
+    assert cfg.redis.resolved_url() == "redis://:s3@127.0.0.1/0"
+
+
+def test_bundled_live_config_is_valid() -> None:
+    cfg = load_config(None, env={})
+    assert {s.exchange for s in cfg.sources} == {"binanceusdm", "bybit", "okx"}
+
+
+def _check(path: Path) -> subprocess.CompletedProcess[str]:
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+    return subprocess.run([sys.executable, "-m", "service", "check", str(path)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_check_command_ok_and_failures(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(GOOD)
+    r = _check(good)
+    assert r.returncode == 0, r.stderr
+    assert "ok" in r.stdout
+
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text(GOOD + "surprise: 1\n")
+    r = _check(unknown)
+    assert r.returncode == 1
+    assert f"{unknown}:9:1: surprise: unknown key" in r.stderr
+
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(GOOD + "oracle:\n  max_age_s: soon\n")
+    r = _check(wrong)
+    assert r.returncode == 1 and f"{wrong}:10:3: oracle.max_age_s:" in r.stderr
+
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("sources: [\n")
+    r = _check(broken)
+    assert r.returncode == 1 and "invalid YAML" in r.stderr and str(broken) in r.stderr

@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import orjson
+import redis.asyncio as aioredis
+
+from service.keys import Keys
+from service.metrics import Metrics
+from service.publisher import RedisPublisher, redacted, redis_client
+from tests.support import RedisServer, wait_for
+
+
+def test_redacted_hides_credentials() -> None:
+    assert redacted("redis://:s3cret@10.0.0.1:6379/0") == "redis://10.0.0.1:6379/0"
+    assert redacted("rediss://user:pw@host:6380") == "rediss://host:6380"
+    assert "pw" not in redacted("garbage-pw")
+
+
+async def test_publishes_snapshots_state_hedges_and_heartbeat(redis_srv: RedisServer) -> None:
+    keys = Keys("t")
+    metrics = Metrics()
+    pub = RedisPublisher(lambda: redis_client(redis_srv.url), keys, metrics, heartbeat_ttl_s=30)
+    sub_client = aioredis.Redis.from_url(redis_srv.url)
+    ps = sub_client.pubsub()
+    await ps.subscribe(keys.index_channel("HW"), keys.hedge_channel("HW"))
+    for _ in range(2):
+        await ps.get_message(timeout=1)  # subscribe confirmations
+    task = asyncio.create_task(pub.run())
+    try:
+        pub.publish_snapshot("HW", {"level": 1.0}, None)
+        pub.publish_snapshot("HW", {"level": 2.0}, None)  # latest wins: 1.0 is superseded
+        pub.save_state("HW", {"snapshot": {"level": 2.0}})
+        pub.publish_hedge("HW", {"to_ratio": 0.5})
+        msgs = []
+        async def two() -> bool:
+            m = await ps.get_message(timeout=0.1)
+            if m and m["type"] == "message":
+                msgs.append((m["channel"].decode(), orjson.loads(m["data"])))
+            return len(msgs) >= 2
+        await wait_for(two, 5, "two pub/sub messages")
+        assert (keys.index_channel("HW"), {"level": 2.0}) in msgs
+        assert (keys.hedge_channel("HW"), {"to_ratio": 0.5}) in msgs
+        assert pub.dropped == 1
+        assert orjson.loads(await sub_client.get(keys.state("HW"))) == {"snapshot": {"level": 2.0}}
+        assert 0 < await sub_client.pttl(keys.heartbeat) <= 30_000
+        assert await pub.load_state("HW") == {"snapshot": {"level": 2.0}}
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await pub.close()
+        await ps.aclose()
+        await sub_client.aclose()
+
+
+async def test_survives_redis_outage_and_delivers_latest(redis_srv: RedisServer) -> None:
+    keys = Keys("t")
+    metrics = Metrics()
+    pub = RedisPublisher(lambda: redis_client(redis_srv.url), keys, metrics)
+    task = asyncio.create_task(pub.run())
+    try:
+        pub.save_state("HW", {"n": 0})
+        await wait_for(lambda: pub.connected, 5, "first write")
+        redis_srv.stop()
+        for n in range(1, 50):
+            pub.save_state("HW", {"n": n})
+            await asyncio.sleep(0)
+        await wait_for(lambda: not pub.connected, 5, "outage noticed")
+        assert metrics.registry.get_sample_value("hedgewatch_redis_up") == 0
+        assert pub.pending == 1  # only the latest state is kept while Redis is away
+        redis_srv.start()
+        await wait_for(lambda: pub.connected and pub.pending == 0, 15, "reconnect and flush")
+        client = aioredis.Redis.from_url(redis_srv.url)
+        assert orjson.loads(await client.get(keys.state("HW"))) == {"n": 49}
+        await client.aclose()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await pub.close()
+
+
+async def test_flush_gives_up_within_deadline_when_redis_is_gone() -> None:
+    from tests.support import free_port
+
+    pub = RedisPublisher(lambda: redis_client(f"redis://127.0.0.1:{free_port()}"), Keys(), Metrics())
+    pub.save_state("HW", {"n": 1})
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    assert await pub.flush(1.0) is False
+    assert loop.time() - t0 < 2.5
+    assert pub.pending == 1
+    await pub.close()
