@@ -108,11 +108,21 @@ class IndexConfig(Section):
     rebalance: RebalanceConfig = RebalanceConfig()
     futures: FuturesLegConfig = FuturesLegConfig()
     publish_interval_s: float = Field(default=1.0, ge=0)
+    # Track a venue's published composite index (e.g. Binance "DEFIUSDT"): its units are our units and its
+    # published value is the reference for the tracking error. ``definition_path`` holds a saved
+    # ``/fapi/v1/indexInfo`` response; without it the first ``compositeIndex`` event defines the basket.
+    track: str | None = None
+    definition_path: str | None = None
+    derivatives_max_age_s: float = Field(default=60.0, gt=0)
+    flat_band_ratio: float = Field(default=0.0005, ge=0)
+    oi_windows_s: dict[str, float] = Field(
+        default_factory=lambda: {"1h": 3600.0, "4h": 14400.0, "24h": 86400.0}
+    )
 
     @model_validator(mode="after")
     def _check(self) -> IndexConfig:
-        if not self.constituents and self.selection is None:
-            raise ValueError("either constituents or selection is required")
+        if not self.constituents and self.selection is None and self.track is None:
+            raise ValueError("either constituents, selection or track is required")
         if self.weighting == "fixed" and not self.weights:
             raise ValueError("weighting 'fixed' needs weights")
         if self.weighting in ("cap", "capped", "free_float") and not self.market_caps and self.selection is None:
@@ -132,6 +142,7 @@ class OracleConfig(Section):
     markets: tuple[str, ...] = ("perp", "spot")
     stable_quotes: tuple[str, ...] = ("USDT", "USDC")
     max_jump_ratio: float = Field(default=0.5, gt=0)
+    use_venue_index: bool = False
 
 
 # --- portfolio / hedge ---------------------------------------------------------------------------------

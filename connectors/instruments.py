@@ -1,0 +1,116 @@
+"""Symbol mapping: from an asset name (``BTC``) to each venue's instrument, read from the venue's own REST
+instrument list at start, never from a hand-written table.
+
+The parsers are pure (a decoded REST body in, ``Instrument``s out) so they are tested on recorded bodies;
+``get_json`` is the one place REST transport errors are translated into ``FeedError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+
+from service.errors import FeedError
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    """One venue instrument for one configured asset. ``ct_val`` is base units per contract (OKX ``ctVal``;
+    1.0 where sizes are already in base units); ``funding_interval_h`` when the list states it."""
+
+    asset: str
+    instrument: str
+    quote: str
+    ct_val: float = 1.0
+    funding_interval_h: float | None = None
+    composite: bool = False
+
+
+async def get_json(client: httpx.AsyncClient, path: str, params: dict[str, Any] | None = None) -> Any:
+    """GET and decode JSON; every transport, status or decoding failure becomes a ``FeedError``."""
+    try:
+        resp = await client.get(path, params=params)
+    except httpx.HTTPError as exc:
+        raise FeedError(f"GET {path}: {type(exc).__name__}: {exc}") from exc
+    if resp.status_code != 200:
+        raise FeedError(f"GET {path}: HTTP {resp.status_code}")
+    try:
+        return orjson.loads(resp.content)
+    except orjson.JSONDecodeError as exc:
+        raise FeedError(f"GET {path}: invalid JSON") from exc
+
+
+def _by_asset(candidates: Iterable[Instrument], assets: Iterable[str]) -> list[Instrument]:
+    found: dict[str, Instrument] = {}
+    for inst in candidates:
+        found.setdefault(inst.asset, inst)
+    return [found[a] for a in assets if a in found]
+
+
+def binance_usdm(info: dict[str, Any], assets: Iterable[str], quote: str) -> list[Instrument]:
+    """``/fapi/v1/exchangeInfo``: the TRADING PERPETUAL symbol of each asset with the configured quote.
+    Composite-index perpetuals (``underlyingType`` INDEX, e.g. DEFIUSDT) are flagged so their
+    ``compositeIndex`` stream is subscribed."""
+    out = []
+    for s in info.get("symbols", ()):
+        if s.get("contractType") != "PERPETUAL" or s.get("status") != "TRADING":
+            continue
+        if s.get("quoteAsset") != quote:
+            continue
+        out.append(Instrument(s["baseAsset"], s["symbol"], quote,
+                              composite=s.get("underlyingType") == "INDEX"))
+    return _by_asset(out, assets)
+
+
+def binance_funding_intervals(rows: Any) -> dict[str, float]:
+    """``/fapi/v1/fundingInfo`` lists only the symbols whose interval differs from the default 8 h."""
+    out = {}
+    if isinstance(rows, list):
+        for row in rows:
+            try:
+                out[str(row["symbol"])] = float(row["fundingIntervalHours"])
+            except (KeyError, TypeError, ValueError):
+                continue
+    return out
+
+
+def bybit_linear(body: dict[str, Any], assets: Iterable[str], quote: str) -> list[Instrument]:
+    """``/v5/market/instruments-info?category=linear``: the Trading LinearPerpetual of each asset."""
+    if body.get("retCode") != 0:
+        raise FeedError(f"bybit instruments-info: retCode {body.get('retCode')} {body.get('retMsg', '')}")
+    out = []
+    for s in body.get("result", {}).get("list", ()):
+        if s.get("contractType") != "LinearPerpetual" or s.get("status") != "Trading":
+            continue
+        if s.get("quoteCoin") != quote:
+            continue
+        interval = s.get("fundingInterval")
+        out.append(Instrument(s["baseCoin"], s["symbol"], quote,
+                              funding_interval_h=float(interval) / 60.0 if interval else None))
+    return _by_asset(out, assets)
+
+
+def okx_swaps(body: dict[str, Any], assets: Iterable[str], quote: str) -> list[Instrument]:
+    """``/api/v5/public/instruments?instType=SWAP``: the live linear swap ``<ASSET>-<QUOTE>-SWAP`` with its
+    contract value (``ctVal`` base units per contract)."""
+    if str(body.get("code")) != "0":
+        raise FeedError(f"okx instruments: code {body.get('code')} {body.get('msg', '')}")
+    out = []
+    for s in body.get("data", ()):
+        if s.get("state") != "live" or s.get("ctType") != "linear":
+            continue
+        base, _, q = str(s.get("uly") or s.get("instFamily") or "").partition("-")
+        if q != quote or s.get("ctValCcy") != base:
+            continue
+        try:
+            ct_val = float(s["ctVal"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if not ct_val > 0:
+            continue
+        out.append(Instrument(base, s["instId"], quote, ct_val=ct_val))
+    return _by_asset(out, assets)

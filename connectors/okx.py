@@ -1,0 +1,228 @@
+"""Native OKX v5 connector (linear USDT/USDC swaps).
+
+- Instruments: ``/api/v5/public/instruments?instType=SWAP``: the live linear ``<ASSET>-<QUOTE>-SWAP`` with its
+  ``ctVal`` (base units per contract), applied so trade and open-interest sizes are in base units.
+- Websocket ``/ws/v5/public``: ``tickers`` (best bid/ask only: that channel has no mark, index, funding or
+  open interest), ``mark-price``, ``index-tickers`` (index ids ``<ASSET>-<QUOTE>``), ``funding-rate``
+  (interval from ``nextFundingTime - fundingTime``), ``open-interest`` (``oi`` contracts, ``oiCcy`` base,
+  ``oiUsd``), ``trades``; ``/ws/v5/business``: ``candle1m``. Every subscribed argument is acked one by one
+  (``event: subscribe``); an ``event: error`` fails the pending request. Text ``ping`` every 20 s (the venue
+  drops a connection idle for 30 s) and its ``pong`` expected.
+- The venue's mark and index come on two channels; each update emits a ``MarkPrice`` carrying the latest of
+  both once the mark is known.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import orjson
+
+from connectors.base import MAX_PRICE, Route, ms, ms_of, num, positive
+from connectors.instruments import Instrument, get_json, okx_swaps
+from connectors.venue import VenueConnector
+from connectors.wsconn import WsConnection, WsProtocol
+from service.errors import FeedError, ProtocolError, RejectedMessage
+from service.events import Candle, Funding, MarkPrice, OpenInterest, Quote, Trade
+
+TICKERS, MARK, INDEX, FUNDING, OI, TRADES, CANDLE = range(7)
+
+
+class OkxProtocol(WsProtocol):
+    """One OKX public or business connection."""
+
+    keepalive_s = 20.0
+    ping_frame = "ping"
+    send_gap_s = 0.1
+    subscribe_batch = 20
+
+    def __init__(self, ctx: Any, url: str, routes: list[Route]) -> None:
+        super().__init__(ctx, url, routes)
+        self.by_arg: dict[str, dict[str, Route]] = {}
+        for r in routes:
+            self.by_arg.setdefault(r.topic["channel"], {})[r.topic["instId"]] = r
+        self.marks: dict[str, float] = {}     # asset -> latest mark, shared by the venue's connections
+        self.indexes: dict[str, float] = {}   # asset -> latest index, likewise
+        self._ex = ctx.exchange
+        self._sink = ctx.sink
+        self._clock = ctx.clock
+        self._decode = {TICKERS: self._tickers, MARK: self._mark, INDEX: self._index, FUNDING: self._funding,
+                        OI: self._oi, TRADES: self._trades, CANDLE: self._candle}
+
+    def subscribe_frame(self, req_id: int, routes: list[Route], unsubscribe: bool = False) -> tuple[str, Any]:
+        op = "unsubscribe" if unsubscribe else "subscribe"
+        return orjson.dumps({"op": op, "args": [r.topic for r in routes]}).decode(), None
+
+    async def subscribe(self, routes: list[Route], unsubscribe: bool = False) -> None:
+        """OKX acks each argument separately: wait for all of a batch's acks."""
+        op = "unsubscribe" if unsubscribe else "subscribe"
+        for i in range(0, len(routes), self.subscribe_batch):
+            batch = routes[i:i + self.subscribe_batch]
+            futs = [self.expect((op, r.topic["channel"], r.topic["instId"])) for r in batch]
+            text, _ = self.subscribe_frame(0, batch, unsubscribe)
+            await self.send(text)
+            try:
+                await asyncio.wait_for(asyncio.gather(*futs), self.ctx.tuning.ack_timeout_s)
+            except TimeoutError:
+                raise ProtocolError(f"no reply to {op}") from None
+
+    def handle(self, raw: bytes) -> None:
+        now = self._clock()
+        try:
+            msg = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            if raw == b"pong":
+                self.pong()
+                return
+            raise RejectedMessage("malformed") from None
+        try:
+            arg = msg["arg"]
+            r = self.by_arg[arg["channel"]][arg["instId"]]
+            rows = msg["data"]
+        except (KeyError, TypeError):
+            self._control(msg)
+            return
+        r.last = now
+        if not isinstance(rows, list):
+            raise RejectedMessage("malformed", "data")
+        decode = self._decode[r.kind]
+        for d in rows:
+            decode(r, d, now)
+        r.count += 1
+
+    def _control(self, msg: Any) -> None:
+        if not isinstance(msg, dict) or "event" not in msg:
+            raise RejectedMessage("unexpected")
+        event = msg["event"]
+        arg = msg.get("arg") or {}
+        if event in ("subscribe", "unsubscribe"):
+            self.resolve((event, arg.get("channel"), arg.get("instId")))
+        elif event == "error":
+            detail = f"refused: {msg.get('code')} {msg.get('msg')}"
+            for key in list(self._acks):
+                self.resolve(key, detail)
+            if not self._acks:
+                self.ctx.log.warning("%s: venue error %s", self._ex, detail)
+
+    # -- decoders: one data row each ------------------------------------------------------------------------
+    def _tickers(self, r: Route, d: dict[str, Any], now: float) -> None:
+        bid = positive(num(d, "bidPx"), "bid")
+        ask = positive(num(d, "askPx"), "ask")
+        if bid > ask:
+            raise RejectedMessage("crossed", r.key)
+        r.check_jump(bid)
+        self._sink(Quote(self._ex, r.asset, r.instrument, bid, ask, ms_of(d, "ts"), now, r.quote))
+
+    def _mark(self, r: Route, d: dict[str, Any], now: float) -> None:
+        mark = positive(num(d, "markPx"), "mark")
+        r.check_jump(mark)
+        self.marks[r.asset] = mark
+        index = self.indexes.get(r.asset)
+        self._sink(MarkPrice(self._ex, r.asset, r.instrument, mark, index, ms_of(d, "ts"), now, r.quote))
+
+    def _index(self, r: Route, d: dict[str, Any], now: float) -> None:
+        index = positive(num(d, "idxPx"), "index")
+        r.check_jump(index)
+        self.indexes[r.asset] = index
+        mark = self.marks.get(r.asset)
+        if mark is not None:
+            self._sink(MarkPrice(self._ex, r.asset, r.instrument, mark, index, ms_of(d, "ts"), now, r.quote))
+
+    def _funding(self, r: Route, d: dict[str, Any], now: float) -> None:
+        rate = num(d, "fundingRate")
+        if not -1.0 < rate < 1.0:
+            raise RejectedMessage("absurd", "funding")
+        this, nxt = ms(d.get("fundingTime")), d.get("nextFundingTime")
+        interval = (ms(nxt) - this) / 3600.0 if nxt else 8.0
+        if not 0.0 < interval <= 24.0:
+            interval = 8.0
+        ts = ms(d["ts"]) if d.get("ts") else now
+        self._sink(Funding(self._ex, r.asset, r.instrument, rate, interval, this, ts, now))
+
+    def _oi(self, r: Route, d: dict[str, Any], now: float) -> None:
+        self._sink(decode_open_interest(self._ex, r, d, now))
+
+    def _trades(self, r: Route, d: dict[str, Any], now: float) -> None:
+        price = positive(num(d, "px"), "price")
+        qty = positive(num(d, "sz"), "qty") * r.scale
+        r.check_jump(price)
+        self._sink(Trade(self._ex, r.asset, r.instrument, price, qty, ms_of(d, "ts"), now, r.quote))
+
+    def _candle(self, r: Route, row: Any, now: float) -> None:
+        if not isinstance(row, list) or len(row) < 9:
+            raise RejectedMessage("malformed", "candle")
+        try:
+            o, h, lo, c = (float(x) for x in row[1:5])
+            vol = float(row[6]) if row[6] not in ("", None) else float(row[5]) * r.scale
+            start = ms(row[0])
+        except (TypeError, ValueError):
+            raise RejectedMessage("non_numeric", "candle") from None
+        if not (0.0 < lo <= min(o, c) <= max(o, c) <= h < MAX_PRICE and 0.0 <= vol < 1e15):
+            raise RejectedMessage("absurd", "ohlcv")
+        r.check_jump(c)
+        self._sink(Candle(self._ex, r.asset, r.instrument, 60, start, o, h, lo, c, vol, row[8] == "1", start,
+                          now))
+
+
+def decode_open_interest(ex: str, r: Route, d: dict[str, Any], now: float) -> OpenInterest:
+    """One ``open-interest`` row (websocket channel or REST ``/api/v5/public/open-interest``)."""
+    contracts = num(d, "oi")
+    base = num(d, "oiCcy") if d.get("oiCcy") not in (None, "") else contracts * r.scale
+    usd = num(d, "oiUsd") if d.get("oiUsd") not in (None, "") else None
+    for v in (contracts, base, usd if usd is not None else 0.0):
+        if not 0.0 <= v < 1e15:
+            raise RejectedMessage("non_positive" if v < 0 else "absurd", "open interest")
+    return OpenInterest(ex, r.asset, r.instrument, contracts, base, usd, ms_of(d, "ts"), now)
+
+
+class OkxConnector(VenueConnector):
+    """OKX v5 linear swaps: see the module docstring."""
+
+    default_ws = "wss://ws.okx.com:8443"
+    default_rest = "https://www.okx.com"
+
+    async def load_instruments(self, http: httpx.AsyncClient) -> list[Instrument]:
+        body = await get_json(http, "/api/v5/public/instruments", {"instType": "SWAP"})
+        if not isinstance(body, dict):
+            raise FeedError("instruments: unexpected body")
+        return okx_swaps(body, self.source.symbols, self.source.quote)
+
+    def routes(self) -> tuple[list[Route], list[Route]]:
+        public: list[Route] = []
+        business: list[Route] = []
+        ch = self.channels
+
+        def add(out: list[Route], channel: str, inst_id: str, kind: int, inst: Instrument, cadence: float,
+                critical: bool = True) -> None:
+            out.append(Route(f"{channel}:{inst_id}", channel, kind, inst.asset, inst.instrument, inst.quote,
+                             cadence, topic={"channel": channel, "instId": inst_id}, scale=inst.ct_val,
+                             critical=critical))
+
+        for inst in self.instruments:
+            swap, index_id = inst.instrument, f"{inst.asset}-{inst.quote}"
+            if "quotes" in ch:
+                add(public, "tickers", swap, TICKERS, inst, 0.1)
+            if "mark" in ch:
+                add(public, "mark-price", swap, MARK, inst, 2.0)
+                add(public, "index-tickers", index_id, INDEX, inst, 2.0)
+            if "funding" in ch:
+                add(public, "funding-rate", swap, FUNDING, inst, 60.0, critical=False)
+            if "open_interest" in ch:
+                add(public, "open-interest", swap, OI, inst, 3.0)
+            if "trades" in ch:
+                add(public, "trades", swap, TRADES, inst, 6.0, critical=False)
+            if "candles" in ch:
+                add(business, "candle1m", swap, CANDLE, inst, 12.0, critical=False)
+        return public, business
+
+    def build(self, http: httpx.AsyncClient) -> None:
+        n = self.source.max_streams_per_connection
+        marks: dict[str, float] = {}
+        indexes: dict[str, float] = {}
+        for path, routes in zip(("public", "business"), self.routes(), strict=True):
+            for i in range(0, len(routes), n):
+                proto = OkxProtocol(self.ctx, f"{self.ws_base}/ws/v5/{path}", routes[i:i + n])
+                proto.marks, proto.indexes = marks, indexes  # mark and index may sit on two connections
+                self.connections.append(WsConnection(self.ctx, proto, f"{path}-{i // n}"))

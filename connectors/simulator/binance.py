@@ -1,0 +1,319 @@
+"""Binance USDⓈ-M futures, as ``fstream.binance.com`` and ``fapi.binance.com`` speak it.
+
+Websocket: routed paths ``/public`` (bookTicker, depth) and ``/market`` (markPrice, aggTrade, ticker, kline,
+compositeIndex), and the plain ``/ws`` and ``/stream`` paths serving everything. Raw streams
+(``/ws/btcusdt@bookTicker``, payloads as they are) and combined streams (``/stream?streams=a/b``, payloads
+wrapped as ``{"stream":..,"data":..}``). ``SUBSCRIBE``/``UNSUBSCRIBE``/``LIST_SUBSCRIPTIONS`` answer
+``{"result":..,"id":N}``. The server pings every 3 minutes (the client must pong within 10), disconnects a
+client sending more than 10 messages a second, and closes a connection after 24 hours.
+REST: ``/fapi/v1/exchangeInfo``, ``premiumIndex``, ``openInterest``, ``klines``, ``indexInfo``, ``time``,
+``ping``, ``ticker/bookTicker``, ``fundingRate`` and ``/futures/data/openInterestHist``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import orjson
+from websockets.asyncio.server import ServerConnection
+
+from connectors.simulator import binance_rest
+from connectors.simulator.candles import INTERVALS_MS, Bar
+from connectors.simulator.transport import RestError, VenueServer
+from connectors.simulator.venue import AssetQuote, decimals
+
+PUBLIC_CHANNELS = frozenset({"bookTicker", "depth"})
+CHANNELS = ("bookTicker", "aggTrade", "markPrice", "kline", "ticker", "depth", "compositeIndex")
+DEPTH_SPEEDS = ("", "@100ms", "@250ms", "@500ms")
+
+
+def parse_stream(name: str) -> tuple[str, str, str] | None:
+    """``btcusdt@kline_1m`` -> (canonical name, channel, lowercase symbol); None when not a stream."""
+    sym, sep, kind = name.partition("@")
+    if not sep or not sym:
+        return None
+    sym = sym.lower()
+    low = kind.lower()
+    if sym == "!markprice" and low in ("arr", "arr@1s"):
+        return f"!markPrice@{low}", "markPrice", ""
+    if sym == "!bookticker" and not low:
+        return None
+    table = {"bookticker": "bookTicker", "aggtrade": "aggTrade", "markprice": "markPrice",
+             "markprice@1s": "markPrice@1s", "ticker": "ticker", "compositeindex": "compositeIndex"}
+    if low in table:
+        canon = table[low]
+        return f"{sym}@{canon}", canon.split("@")[0], sym
+    if low.startswith("kline_") and low[6:] in INTERVALS_MS:
+        return f"{sym}@kline_{low[6:]}", "kline", sym
+    levels, _, speed = low.partition("@")
+    if levels in ("depth5", "depth10", "depth20") and speed in ("", "100ms", "250ms", "500ms"):
+        return f"{sym}@{low}", "depth", sym
+    return None
+
+
+class BinanceServer(VenueServer):
+    """A Binance USDⓈ-M venue on one loopback port."""
+
+    exchange = "binanceusdm"
+    default_ping_interval_s = 180.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        quote = self.model.path.scenario.quote
+        self.symbols = {a: f"{a}{quote}" for a in self.model.assets}
+        self.by_symbol = {s.lower(): a for a, s in self.symbols.items()}
+        self.composites = {c.symbol.lower(): c for c in self.model.path.scenario.composite_indexes}
+        self._subs: dict[ServerConnection, list[str]] = {}
+        self._start_prices = {a: self.model.path.price(a) for a in self.model.path.names}
+        self._px = {a: decimals(self.model.path.scenario.assets[a].tick_size) for a in self.model.assets}
+        self._qx = {a: decimals(self.model.path.scenario.assets[a].qty_step) for a in self.model.assets}
+
+    # --- websocket -------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _split(path: str) -> tuple[str, str, str] | None:
+        """(route, kind, rest): route ``public``/``market``/``""``, kind ``ws``/``stream``."""
+        parts = path.strip("/").split("/", 2)
+        route = ""
+        if parts and parts[0] in ("public", "market"):
+            route = parts.pop(0)
+            parts = "/".join(parts).split("/", 1)
+        if not parts or parts[0] not in ("ws", "stream"):
+            return None
+        return route, parts[0], "/".join(parts[1:])
+
+    def accepts_path(self, path: str, query: str) -> bool:
+        return self._split(path) is not None
+
+    def _wrong_route(self, route: str, channel: str) -> bool:
+        return bool(route) and ((channel in PUBLIC_CHANNELS) != (route == "public"))
+
+    async def serve_ws(self, ws: ServerConnection) -> None:
+        url = urlsplit(ws.request.path if ws.request else "/ws")
+        route, kind, rest = self._split(url.path) or ("", "ws", "")
+        combined = kind == "stream"
+        names = rest.split("/") if kind == "ws" and rest else []
+        if combined:
+            names = dict(parse_qsl(url.query)).get("streams", "").split("/")
+        self._subs[ws] = []
+        for name in filter(None, names):
+            parsed = parse_stream(name)
+            if parsed and not self._wrong_route(route, parsed[1]):
+                self._add(ws, parsed[0], combined)
+        window: deque[float] = deque()
+        limit = self.spec.max_incoming_per_s
+        while True:
+            msg = await self.recv(ws)
+            if msg is None:
+                return
+            now = time.monotonic()
+            window.append(now)
+            while window and window[0] <= now - 1.0:
+                window.popleft()
+            if len(window) > limit:
+                await ws.close(1008, "too many requests")
+                return
+            reply = self._method(ws, msg, route, combined)
+            if reply is not None:
+                await ws.send(orjson.dumps(reply).decode())
+
+    def _add(self, ws: ServerConnection, name: str, combined: bool) -> None:
+        if name not in self._subs[ws]:
+            self._subs[ws].append(name)
+        self.subscribe(ws, ("c:" if combined else "r:") + name)
+
+    def forget(self, ws: ServerConnection) -> None:
+        self._subs.pop(ws, None)
+
+    def _method(self, ws: ServerConnection, msg: str | bytes, route: str, combined: bool) -> dict[str, Any]:
+        try:
+            req = orjson.loads(msg)
+        except orjson.JSONDecodeError:
+            return {"code": 3, "msg": "Invalid JSON: expected value at line 1 column 1", "id": None}
+        if not isinstance(req, dict):
+            return {"code": 2, "msg": "Invalid request: request must be an object", "id": None}
+        rid = req.get("id")
+        if rid is not None and (not isinstance(rid, int) or isinstance(rid, bool) or rid < 0):
+            return {"code": 2, "msg": "Invalid request: request ID must be an unsigned integer", "id": None}
+        method = req.get("method")
+        params = req.get("params", [])
+        if method == "LIST_SUBSCRIPTIONS":
+            return {"result": list(self._subs.get(ws, [])), "id": rid}
+        if method not in ("SUBSCRIBE", "UNSUBSCRIBE"):
+            return {"code": 2, "msg": "Invalid request: unknown variable", "id": rid}
+        if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
+            return {"code": 1, "msg": "Invalid value type: expected array of strings", "id": rid}
+        error = self._check_streams(params, route)
+        if error:
+            return {"code": 2, "msg": f"Invalid request: {error}", "id": rid}
+        for name in params:
+            canon = parse_stream(name)[0]  # type: ignore[index]
+            if method == "SUBSCRIBE":
+                self._add(ws, canon, combined)
+                continue
+            subs = self._subs.get(ws, [])
+            if canon in subs:
+                subs.remove(canon)
+            self.unsubscribe(ws, ("c:" if combined else "r:") + canon)
+        return {"result": None, "id": rid}
+
+    def _check_streams(self, names: list[str], route: str) -> str | None:
+        for name in names:
+            parsed = parse_stream(name)
+            if parsed is None:
+                return f"unknown stream {name}"
+            if self._wrong_route(route, parsed[1]):
+                return f"{name} is not served on /{route}"
+        return None
+
+    # --- frames ----------------------------------------------------------------------------------------
+
+    def _emit(self, channel: str, name: str, payload: Any) -> None:
+        raw, comb = "r:" + name, "c:" + name
+        if self.has_subscribers(raw):
+            self.fanout(channel, raw, payload)
+        if self.has_subscribers(comb):
+            self.fanout(channel, comb, {"stream": name, "data": payload})
+
+    def _wanted(self, name: str) -> bool:
+        return self.has_subscribers("r:" + name) or self.has_subscribers("c:" + name)
+
+    def publish(self, step: int) -> None:
+        tick_s = self.model.path.dt_s
+        due = {ch for ch in CHANNELS if self.every(ch, step, tick_s)}
+        if step % max(1, round(3.0 / tick_s)) == 0:
+            due.add("markPrice3s")  # the plain markPrice stream: every 3 s
+        marks = [self._publish_asset(a, due) for a in self.model.assets]
+        if "markPrice" in due:
+            self._emit("markPrice", "!markPrice@arr@1s", marks)
+        if "markPrice3s" in due:
+            self._emit("markPrice", "!markPrice@arr", marks)
+        if "compositeIndex" in due:
+            for key in self.composites:
+                if self._wanted(f"{key}@compositeIndex"):
+                    self._emit("compositeIndex", f"{key}@compositeIndex", self.composite(key))
+
+    def _publish_asset(self, a: str, due: set[str]) -> dict[str, Any]:
+        q = self.model.quotes[a]
+        sym = self.symbols[a].lower()
+        if "bookTicker" in due and self._wanted(f"{sym}@bookTicker"):
+            self._emit("bookTicker", f"{sym}@bookTicker", self.book_ticker(q))
+        if "aggTrade" in due and q.trades and self._wanted(f"{sym}@aggTrade"):
+            for trade in q.trades:
+                self._emit("aggTrade", f"{sym}@aggTrade", self.agg_trade(q, trade))
+        mark = self.mark_price(q)
+        if "markPrice" in due:
+            self._emit("markPrice", f"{sym}@markPrice@1s", mark)
+        if "markPrice3s" in due:
+            self._emit("markPrice", f"{sym}@markPrice", mark)
+        if "ticker" in due and self._wanted(f"{sym}@ticker"):
+            self._emit("ticker", f"{sym}@ticker", self.ticker(q))
+        if "kline" in due:
+            for iv in INTERVALS_MS:
+                if self._wanted(f"{sym}@kline_{iv}"):
+                    self._emit("kline", f"{sym}@kline_{iv}", self.kline(q, iv))
+        if "depth" in due:
+            for name, levels in self._depth_streams(sym):
+                self._emit("depth", name, self.depth(q, levels))
+        return mark
+
+    def _depth_streams(self, sym: str) -> list[tuple[str, int]]:
+        return [(f"{sym}@depth{lv}{sp}", lv) for lv in (5, 10, 20) for sp in DEPTH_SPEEDS
+                if self._wanted(f"{sym}@depth{lv}{sp}")]
+
+    def _p(self, a: str, x: float) -> str:
+        return f"{x:.{self._px[a]}f}"
+
+    def _q(self, a: str, x: float) -> str:
+        return f"{x:.{self._qx[a]}f}"
+
+    def book_ticker(self, q: AssetQuote) -> dict[str, Any]:
+        a = q.asset
+        bid, ask = q.bid, q.ask
+        factor = self.model.take_absurd(a)
+        if factor is not None:
+            bid, ask = bid * factor, ask * factor
+        return {"e": "bookTicker", "u": q.update_id, "s": self.symbols[a], "b": self._p(a, bid),
+                "B": self._q(a, q.bid_qty), "a": self._p(a, ask), "A": self._q(a, q.ask_qty),
+                "T": q.ts_ms, "E": q.ts_ms}
+
+    def agg_trade(self, q: AssetQuote, trade: tuple[int, float, float, bool]) -> dict[str, Any]:
+        tid, price, qty, maker = trade
+        a = q.asset
+        return {"e": "aggTrade", "E": q.ts_ms, "a": tid, "s": self.symbols[a], "p": self._p(a, price),
+                "q": self._q(a, qty), "f": tid * 3, "l": tid * 3 + 2, "T": q.ts_ms, "m": maker}
+
+    def mark_price(self, q: AssetQuote) -> dict[str, Any]:
+        return {"e": "markPriceUpdate", "E": q.ts_ms, "s": self.symbols[q.asset], "p": f"{q.mark:.8f}",
+                "P": f"{q.index:.8f}", "i": f"{q.index:.8f}", "r": f"{q.funding_rate:.8f}",
+                "T": q.next_funding_ms}
+
+    def ticker(self, q: AssetQuote) -> dict[str, Any]:
+        a, last = q.asset, q.last
+        change = last - q.open_24h
+        return {"e": "24hrTicker", "E": q.ts_ms, "s": self.symbols[a], "p": self._p(a, change),
+                "P": f"{change / q.open_24h * 100:.3f}", "w": self._p(a, q.turnover_24h / q.volume_24h),
+                "c": self._p(a, last), "Q": self._q(a, q.last_qty), "o": self._p(a, q.open_24h),
+                "h": self._p(a, q.high_24h), "l": self._p(a, q.low_24h), "v": self._q(a, q.volume_24h),
+                "q": f"{q.turnover_24h:.2f}", "O": q.ts_ms - 86_400_000, "C": q.ts_ms,
+                "F": max(0, q.trade_id * 3 - 100_000), "L": q.trade_id * 3, "n": 100_000}
+
+    def _kline_body(self, a: str, bar: Bar, interval: str, closed: bool) -> dict[str, Any]:
+        iv = INTERVALS_MS[interval]
+        return {"t": int(bar[0]), "T": int(bar[0]) + iv - 1, "s": self.symbols[a], "i": interval,
+                "f": 0, "L": int(bar[6]), "o": self._p(a, bar[1]), "c": self._p(a, bar[4]),
+                "h": self._p(a, bar[2]), "l": self._p(a, bar[3]), "v": self._q(a, bar[5]), "n": int(bar[6]),
+                "x": closed, "q": f"{bar[5] * bar[4]:.4f}", "V": self._q(a, bar[5] / 2),
+                "Q": f"{bar[5] * bar[4] / 2:.4f}", "B": "0"}
+
+    def kline(self, q: AssetQuote, interval: str) -> dict[str, Any]:
+        bar = self.model.candles.current(q.asset, INTERVALS_MS[interval], q.ts_ms)
+        return {"e": "kline", "E": q.ts_ms, "s": self.symbols[q.asset],
+                "k": self._kline_body(q.asset, bar, interval, False)}
+
+    def depth(self, q: AssetQuote, levels: int) -> dict[str, Any]:
+        a = q.asset
+        tick = self.model.path.scenario.assets[a].tick_size
+        bids = [[self._p(a, q.bid - i * tick), self._q(a, q.bid_qty * (1 + i))] for i in range(levels)]
+        asks = [[self._p(a, q.ask + i * tick), self._q(a, q.ask_qty * (1 + i))] for i in range(levels)]
+        return {"e": "depthUpdate", "E": q.ts_ms, "T": q.ts_ms, "s": self.symbols[a], "U": q.update_id,
+                "u": q.update_id, "pu": q.update_id - 1, "b": bids, "a": asks}
+
+    def _composite_parts(self, key: str) -> list[tuple[str, float, float, float]]:
+        """(asset, weight in quantity, weight in percent now, price) for a composite index."""
+        spec = self.composites[key]
+        total = sum(spec.weights.values())
+        qty = {a: w / total * 1000.0 / self._start_prices[a] for a, w in spec.weights.items()}
+        value = sum(qty[a] * self.model.path.price(a) for a in qty)
+        return [(a, qty[a], qty[a] * self.model.path.price(a) / value, self.model.path.price(a)) for a in qty]
+
+    def composite(self, key: str) -> dict[str, Any]:
+        parts = self._composite_parts(key)
+        value = sum(q * p for _, q, _, p in parts)
+        return {"e": "compositeIndex", "E": self.now_ms(), "s": self.composites[key].symbol,
+                "p": f"{value:.8f}", "C": "baseAsset",
+                "c": [{"b": a, "q": self.model.path.scenario.quote, "w": f"{q:.8f}", "W": f"{w:.8f}",
+                       "i": f"{p:.8f}"} for a, q, w, p in parts]}
+
+    # --- REST ------------------------------------------------------------------------------------------
+
+    def _asset(self, params: dict[str, str], required: bool = True) -> str | None:
+        sym = params.get("symbol")
+        if not sym:
+            if required:
+                raise RestError(400, {"code": -1102, "msg": "Mandatory parameter 'symbol' was not sent, "
+                                                             "was empty/null, or malformed."})
+            return None
+        asset = self.by_symbol.get(sym.lower())
+        if asset is None:
+            raise RestError(400, {"code": -1121, "msg": "Invalid symbol."})
+        return asset
+
+    def rest(self, path: str, params: dict[str, str]) -> Any:
+        handler = binance_rest.ROUTES.get(path)
+        if handler is None:
+            raise RestError(404, {"code": -5000, "msg": f"Path {path}, Method GET is invalid"})
+        return handler(self, params)

@@ -1,0 +1,56 @@
+"""``hedgewatch simulate``: run the simulator alone, print its endpoints as config, stop on SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+
+from connectors.simulator.scenario import Scenario, load_scenario
+from connectors.simulator.server import VenueEndpoint, run_simulator
+from service.errors import ConfigError
+
+
+def sources_yaml(scenario: Scenario, endpoints: list[VenueEndpoint]) -> str:
+    """The endpoints as ``sources:`` entries a hedgewatch config can paste."""
+    lines = ["sources:"]
+    for ep in endpoints:
+        spec = scenario.venue(ep.name)
+        symbols = ", ".join(spec.assets or tuple(scenario.assets))
+        lines += [f"  - exchange: {ep.exchange}", f"    name: {ep.name}", f"    symbols: [{symbols}]",
+                  f"    ws_url: {ep.ws_url}", f"    rest_url: {ep.rest_url}"]
+    return "\n".join(lines) + "\n"
+
+
+async def _serve(scenario: Scenario, print_endpoints: bool) -> None:
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, task.cancel)
+
+    def ready(endpoints: list[VenueEndpoint]) -> None:
+        if print_endpoints:
+            sys.stdout.write(f"# hedgewatch simulator, seed {scenario.seed}; Ctrl-C stops it\n")
+            sys.stdout.write(sources_yaml(scenario, endpoints))
+            sys.stdout.flush()
+
+    await run_simulator(scenario, ready)
+
+
+def main(scenario: str | None = None, print_endpoints: bool = True) -> int:
+    """Load ``scenario`` (None: the bundled default), serve it until SIGINT/SIGTERM; exit code."""
+    try:
+        sc = load_scenario(scenario)
+    except ConfigError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 1
+    with contextlib.suppress(asyncio.CancelledError, KeyboardInterrupt):
+        asyncio.run(_serve(sc, print_endpoints))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1] if len(sys.argv) > 1 else None))

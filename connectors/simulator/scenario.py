@@ -1,0 +1,243 @@
+"""Scenario files: what the simulator plays, with a seed.
+
+A scenario is YAML validated by these frozen pydantic models (unknown keys are errors). Errors name the
+file, line and field the same way ``service.config`` does, using its YAML locator. The format is described
+in ``connectors/simulator/README.md``; the bundled files live in ``scenarios/``.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.error import MarkedYAMLError
+
+from service.config import _locate, _plain, _yaml
+from service.errors import ConfigError, Problem
+
+SCENARIOS = Path(__file__).parent / "scenarios"
+DEFAULT_SCENARIO = SCENARIOS / "default.yaml"
+
+Protocol = Literal["binanceusdm", "bybit", "okx"]
+FaultKind = Literal[
+    "drop", "stall", "stall_channel", "garbage", "absurd_price", "lag", "manipulate", "disconnect",
+]
+
+# Channel cadences in messages per second per symbol, as the venues publish them (configurable per venue).
+DEFAULT_RATES: dict[str, dict[str, float]] = {
+    "binanceusdm": {"bookTicker": 10.0, "aggTrade": 5.0, "markPrice": 1.0, "kline": 4.0, "ticker": 0.5,
+                    "depth": 4.0, "compositeIndex": 1.0},
+    "bybit": {"tickers": 10.0, "publicTrade": 5.0, "kline": 1.0},
+    "okx": {"tickers": 10.0, "mark-price": 1.0, "index-tickers": 1.0, "funding-rate": 1.0 / 30,
+            "open-interest": 1.0 / 3, "trades": 5.0, "candle": 1.0},
+}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AssetSpec(_Model):
+    """One asset's shared ("true") path: GBM with optional jumps, plus its derivatives baseline."""
+
+    price: float = Field(gt=0)
+    volatility: float = Field(default=0.6, ge=0, description="annualized")
+    drift: float = Field(default=0.0, description="annualized log drift")
+    jumps_per_day: float = Field(default=0.0, ge=0)
+    jump_std: float = Field(default=0.02, ge=0, description="std of the log jump size")
+    jump_mean: float = 0.0
+    open_interest: float = Field(default=10_000.0, gt=0, description="base units, whole market")
+    funding_rate: float = Field(default=0.0001, description="per funding interval")
+    funding_interval_h: int = Field(default=8, gt=0)
+    okx_ct_val: float = Field(default=0.01, gt=0, description="OKX contract value in base units")
+    tick_size: float = Field(default=0.1, gt=0)
+    qty_step: float = Field(default=0.001, gt=0)
+
+
+class CompositeIndexSpec(_Model):
+    """A Binance composite-index perpetual (e.g. ``DEFIUSDT``): constituents and their weights."""
+
+    symbol: str
+    weights: dict[str, float]
+
+
+class VenueSpec(_Model):
+    """One simulated venue: a protocol, a listening port, and how it deviates from the shared path."""
+
+    name: str
+    protocol: Protocol
+    port: int = Field(default=0, ge=0, le=65535)
+    noise_bps: float = Field(default=1.0, ge=0)
+    bias_bps: float = 0.0
+    spread_bps: float = Field(default=1.0, ge=0)
+    latency_ms: float = Field(default=0.0, ge=0)
+    funding_offset: float = 0.0
+    oi_share: float = Field(default=0.33, gt=0)
+    assets: tuple[str, ...] | None = None
+    rates: dict[str, float] = Field(default_factory=dict, description="channel -> messages/s per symbol")
+    ping_interval_s: float | None = Field(default=None, description="server pings; None = venue default")
+    pong_timeout_s: float = Field(default=600.0, gt=0)
+    idle_timeout_s: float | None = Field(default=None, description="drop a silent client; None = default")
+    max_connection_age_s: float = Field(default=86_400.0, gt=0)
+    max_incoming_per_s: int = Field(default=10, gt=0, description="Binance only")
+
+    def rate(self, channel: str) -> float:
+        return self.rates.get(channel, DEFAULT_RATES[self.protocol].get(channel, 1.0))
+
+
+class Regime(_Model):
+    """From ``at_s`` (simulated seconds since start) on, override the path and derivatives parameters of
+    the named assets (all when empty). Unset values keep what the previous regime set."""
+
+    at_s: float = Field(ge=0)
+    assets: tuple[str, ...] = ()
+    drift: float | None = None
+    volatility: float | None = Field(default=None, ge=0)
+    funding_rate: float | None = None
+    oi_growth_per_hour: float | None = None
+
+
+class Fault(_Model):
+    """A fault on one venue at ``at_s`` simulated seconds, lasting ``duration_s`` where that applies.
+
+    drop: abort every connection (no close frame). disconnect: close every connection with a close frame.
+    stall: stop sending data (sockets stay open, pings answered). stall_channel: stop one ``channel``.
+    garbage: send ``count`` non-JSON frames. absurd_price: quote ``value`` x the price for ``count`` frames.
+    lag: add ``value`` seconds of latency. manipulate: quote ``1 + value`` x the price (e.g. 0.5 = +50%).
+    """
+
+    at_s: float = Field(ge=0)
+    venue: str
+    kind: FaultKind
+    duration_s: float = Field(default=0.0, ge=0)
+    channel: str | None = None
+    asset: str | None = None
+    value: float | None = None
+    count: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> Fault:
+        if self.kind == "stall_channel" and not self.channel:
+            raise ValueError("stall_channel needs a channel")
+        if self.kind in ("lag", "manipulate") and self.value is None:
+            raise ValueError(f"{self.kind} needs a value")
+        if self.kind in ("stall", "stall_channel", "lag", "manipulate") and self.duration_s <= 0:
+            raise ValueError(f"{self.kind} needs a positive duration_s")
+        return self
+
+
+class Scenario(_Model):
+    """Everything the simulator plays: the seed, the assets' shared path, the venues and the script."""
+
+    seed: int = 1
+    start_time_ms: int | None = Field(default=None, description="simulated start; None = wall clock")
+    speed: float = Field(default=1.0, gt=0, description="simulated seconds per wall second")
+    tick_interval_s: float = Field(default=0.1, gt=0)
+    history_days: int = Field(default=60, ge=1, le=1000)
+    history_drift: float = Field(default=0.0, description="annualized drift of the generated history")
+    assets: dict[str, AssetSpec]
+    correlation: float = Field(default=0.6, gt=-1, lt=1, description="pairwise, unless overridden")
+    correlations: dict[str, float] = Field(default_factory=dict, description='"BTC/ETH": 0.8')
+    quote: str = "USDT"
+    composite_indexes: tuple[CompositeIndexSpec, ...] = ()
+    venues: tuple[VenueSpec, ...]
+    regimes: tuple[Regime, ...] = ()
+    faults: tuple[Fault, ...] = ()
+
+    @model_validator(mode="after")
+    def _check(self) -> Scenario:
+        if not self.assets:
+            raise ValueError("at least one asset is required")
+        if not self.venues:
+            raise ValueError("at least one venue is required")
+        names = [v.name for v in self.venues]
+        if len(set(names)) != len(names):
+            raise ValueError("venue names must be distinct")
+        for v in self.venues:
+            unknown = set(v.assets or ()) - set(self.assets)
+            if unknown:
+                raise ValueError(f"venue {v.name} quotes unknown assets: {', '.join(sorted(unknown))}")
+        for f in self.faults:
+            if f.venue not in names:
+                raise ValueError(f"fault at {f.at_s}s names unknown venue {f.venue!r}")
+        for pair in self.correlations:
+            a, _, b = pair.partition("/")
+            if a not in self.assets or b not in self.assets:
+                raise ValueError(f"correlation {pair!r} names an unknown asset")
+        cholesky(self.correlation_matrix())
+        return self
+
+    def correlation_matrix(self) -> list[list[float]]:
+        names = list(self.assets)
+        m = [[1.0 if i == j else self.correlation for j in range(len(names))] for i in range(len(names))]
+        for pair, rho in self.correlations.items():
+            a, _, b = pair.partition("/")
+            i, j = names.index(a), names.index(b)
+            m[i][j] = m[j][i] = rho
+        return m
+
+    def venue(self, name: str) -> VenueSpec:
+        for v in self.venues:
+            if v.name == name:
+                return v
+        raise KeyError(name)
+
+
+def cholesky(m: list[list[float]]) -> list[list[float]]:
+    """Lower-triangular L with L L^T = m; ValueError when m is not positive definite."""
+    n = len(m)
+    low = [[0.0] * n for _ in range(n)]
+    for i in range(n):
+        for j in range(i + 1):
+            s = m[i][j] - sum(low[i][k] * low[j][k] for k in range(j))
+            if i == j:
+                if s <= 0:
+                    raise ValueError("the correlation matrix is not positive definite")
+                low[i][j] = math.sqrt(s)
+            else:
+                low[i][j] = s / low[j][j]
+    return low
+
+
+def parse_scenario(text: str, file: str = "<scenario>") -> Scenario:
+    """Parse and validate scenario text; raises ConfigError listing every problem with file and line."""
+    try:
+        root = _yaml().load(io.StringIO(text))
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        col = mark.column + 1 if mark else None
+        raise ConfigError([Problem(file, line, col, "", f"invalid YAML: {exc.problem or exc}")]) from exc
+    except Exception as exc:  # ruamel raises a few non-marked errors (duplicate keys, bad anchors)
+        raise ConfigError([Problem(file, None, None, "", f"invalid YAML: {exc}")]) from exc
+    if root is None:
+        root = CommentedMap()
+    if not isinstance(root, Mapping):
+        raise ConfigError([Problem(file, 1, 1, "", "a scenario must be a mapping")])
+    try:
+        return Scenario.model_validate(_plain(root))
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            line, col = _locate(root, loc)
+            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            problems.append(Problem(file, line, col, ".".join(str(p) for p in loc), msg))
+        raise ConfigError(problems) from exc
+
+
+def load_scenario(path: str | Path | None = None) -> Scenario:
+    """Load a scenario file; ``None`` loads the bundled default (three venues, one per protocol)."""
+    p = Path(path) if path is not None else DEFAULT_SCENARIO
+    if not p.exists() and not p.is_absolute() and (SCENARIOS / p).exists():
+        p = SCENARIOS / p  # a bundled scenario by its file name, e.g. "faults.yaml"
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError([Problem(str(p), None, None, "", f"cannot read: {exc.strerror}")]) from exc
+    return parse_scenario(text, str(p))

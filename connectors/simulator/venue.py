@@ -1,0 +1,147 @@
+"""One venue's view of the shared path: its own noise, spread, funding, open interest and trades.
+
+Pure and deterministic: each venue draws from its own seeded generator, once per step, so adding a venue
+never changes another venue's numbers. Price faults (manipulation, absurd prices) are applied here; transport
+faults (drops, stalls, garbage) belong to the servers.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+
+from connectors.simulator.candles import CandleBook, hash_str
+from connectors.simulator.market import HOUR_MS, PricePath
+from connectors.simulator.scenario import VenueSpec
+
+
+def decimals(step: float) -> int:
+    """Number of decimals a price or size step needs (0.1 -> 1, 0.001 -> 3)."""
+    return max(0, round(-math.log10(step))) if step < 1 else 0
+
+
+@dataclass
+class AssetQuote:
+    """Everything a venue publishes about one asset at one step."""
+
+    asset: str
+    ts_ms: int = 0
+    bid: float = 0.0
+    ask: float = 0.0
+    bid_qty: float = 0.0
+    ask_qty: float = 0.0
+    mark: float = 0.0
+    index: float = 0.0
+    funding_rate: float = 0.0
+    next_funding_ms: int = 0
+    funding_interval_h: int = 8
+    open_interest: float = 0.0
+    update_id: int = 0
+    trade_id: int = 0
+    # Trades printed at this step: (id, price, qty, buyer is maker)
+    trades: list[tuple[int, float, float, bool]] = field(default_factory=list)
+    open_24h: float = 0.0
+    high_24h: float = 0.0
+    low_24h: float = 0.0
+    volume_24h: float = 0.0
+    turnover_24h: float = 0.0
+    last: float = 0.0
+    last_qty: float = 0.0
+
+    @property
+    def mid(self) -> float:
+        return (self.bid + self.ask) * 0.5
+
+
+class VenueModel:
+    """Quotes of one venue for its assets, recomputed at every step of the shared path."""
+
+    def __init__(self, spec: VenueSpec, path: PricePath) -> None:
+        self.spec = spec
+        self.path = path
+        self.assets = list(spec.assets or path.names)
+        self._rng = random.Random(f"venue:{path.scenario.seed}:{spec.name}")
+        self._noise = dict.fromkeys(self.assets, 0.0)
+        self._oi_noise = dict.fromkeys(self.assets, 0.0)
+        self.candles = CandleBook(path, hash_str(spec.name))
+        self.quotes = {a: AssetQuote(a) for a in self.assets}
+        self.manipulation: dict[str, float] = {}  # asset ("" = all) -> price factor
+        self.absurd: dict[str, tuple[float, int]] = {}  # asset ("" = all) -> (factor, frames left)
+        self.extra_lag_s = 0.0  # a lag fault in force
+        for a in self.assets:
+            self._init_24h(a)
+
+    def _init_24h(self, asset: str) -> None:
+        q = self.quotes[asset]
+        closes = self.path.history[asset][-24:]
+        q.open_24h = closes[0]
+        q.high_24h = max(closes) * 1.002
+        q.low_24h = min(closes) * 0.998
+        q.volume_24h = self.path.scenario.assets[asset].open_interest * 0.5 * self.spec.oi_share
+        q.turnover_24h = q.volume_24h * closes[-1]
+
+    def step(self, trade_prob: float) -> None:
+        """Recompute every quote from the path's current step; print a trade with ``trade_prob``."""
+        now, prices = self.path.lookback(self.spec.latency_ms / 1000.0 + self.extra_lag_s)
+        for a in self.assets:
+            self._quote(a, now, prices[a], trade_prob)
+
+    def _quote(self, a: str, now: int, ref: float, trade_prob: float) -> None:
+        spec = self.spec
+        aspec = self.path.scenario.assets[a]
+        rng = self._rng
+        q = self.quotes[a]
+        # AR(1) noise keeps the venue near the path without a random walk of its own.
+        self._noise[a] = 0.9 * self._noise[a] + 0.4359 * spec.noise_bps * 1e-4 * rng.gauss(0.0, 1.0)
+        mid = ref * (1.0 + spec.bias_bps * 1e-4 + self._noise[a]) * self.price_factor(a)
+        half = max(mid * spec.spread_bps * 0.5e-4, aspec.tick_size * 0.5)
+        tick = aspec.tick_size
+        q.bid = math.floor((mid - half) / tick + 1e-9) * tick
+        q.ask = max(math.ceil((mid + half) / tick - 1e-9) * tick, q.bid + tick)
+        step = aspec.qty_step
+        q.bid_qty = max(step, round(rng.expovariate(1.0) * 2000 * step / step) * step)
+        q.ask_qty = max(step, round(rng.expovariate(1.0) * 2000 * step / step) * step)
+        q.ts_ms = now
+        q.update_id += 1
+        q.index = ref * (1.0 + 0.2e-4 * rng.gauss(0.0, 1.0))
+        st = self.path.assets[a]
+        q.funding_rate = st.funding_rate + spec.funding_offset + 2e-6 * rng.gauss(0.0, 1.0)
+        q.mark = q.index * (1.0 + q.funding_rate * 0.5) * self.price_factor(a)
+        q.funding_interval_h = aspec.funding_interval_h
+        period = aspec.funding_interval_h * HOUR_MS
+        q.next_funding_ms = now - now % period + period
+        self._oi_noise[a] = 0.99 * self._oi_noise[a] + 0.0005 * rng.gauss(0.0, 1.0)
+        q.open_interest = self.path.open_interest(a) * spec.oi_share * (1.0 + self._oi_noise[a])
+        q.trades = []
+        if rng.random() < trade_prob:
+            buyer_maker = rng.random() < 0.5
+            price = q.bid if buyer_maker else q.ask
+            qty = max(step, round(rng.expovariate(1.0) * 100) * step)
+            q.trade_id += 1
+            q.trades.append((q.trade_id, price, qty, buyer_maker))
+            q.last, q.last_qty = price, qty
+            q.volume_24h += qty
+            q.turnover_24h += qty * price
+            self.candles.record(a, now, price, qty, 1)
+        elif q.last == 0.0:
+            q.last, q.last_qty = q.mid, step
+        q.high_24h = max(q.high_24h, q.ask)
+        q.low_24h = min(q.low_24h, q.bid)
+        self.candles.record(a, now, q.mid)
+
+    def price_factor(self, asset: str) -> float:
+        """The manipulation factor in force for ``asset`` (1.0 when none)."""
+        return self.manipulation.get(asset, self.manipulation.get("", 1.0))
+
+    def take_absurd(self, asset: str) -> float | None:
+        """Consume one absurd-price frame for ``asset``: the factor to apply, or None."""
+        key = asset if asset in self.absurd else "" if "" in self.absurd else None
+        if key is None:
+            return None
+        factor, left = self.absurd[key]
+        if left <= 1:
+            del self.absurd[key]
+        else:
+            self.absurd[key] = (factor, left - 1)
+        return factor

@@ -1,0 +1,165 @@
+"""The shell every native connector shares: resolve instruments over REST (retrying forever), then run the
+venue's websocket connections and REST pollers in one task group, and report their state."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+
+from connectors.base import Backoff, FeedContext, Tuning
+from connectors.instruments import Instrument
+from connectors.wsconn import WsConnection
+from service.config import SourceConfig
+from service.errors import FeedError, RejectedMessage
+from service.events import Event, FeedState
+from service.metrics import Metrics
+
+# Channel names a source may list in ``channels``; None means the venue's default set.
+CHANNELS = ("quotes", "trades", "mark", "funding", "open_interest", "candles", "composite_index")
+DEFAULT_CHANNELS = ("quotes", "trades", "mark", "funding", "open_interest", "composite_index")
+
+
+class Poller:
+    """Calls ``fetch`` for each item every ``interval_s``, spreading the calls over the interval (venue
+    REST rate limits), backing off on failures and logging them once per burst. ``fetch`` raises
+    ``FeedError`` for transport trouble and ``RejectedMessage`` for a bad body."""
+
+    def __init__(self, ctx: FeedContext, name: str, items: list[Any], interval_s: float,
+                 fetch: Callable[[Any], Awaitable[None]]) -> None:
+        self.ctx = ctx
+        self.name = name
+        self.items = items
+        self.interval_s = interval_s
+        self.fetch = fetch
+        self.ok = 0
+        self.failures = 0
+        self.last_ok: float | None = None
+        self.last_error = ""
+        self.state = FeedState.CONNECTING
+
+    async def run(self) -> None:
+        tn = self.ctx.tuning
+        backoff = Backoff(tn.backoff_base_s, max(tn.backoff_cap_s, self.interval_s))
+        gap = self.interval_s / max(1, len(self.items))
+        while True:
+            failed = False
+            for item in self.items:
+                try:
+                    await self.fetch(item)
+                except RejectedMessage as exc:
+                    self.ctx.reject(exc, self.name)
+                except FeedError as exc:
+                    failed = True
+                    self._fail(str(exc))
+                else:
+                    self._ok()
+                await asyncio.sleep(gap)
+            if failed:
+                await asyncio.sleep(backoff.next())
+            else:
+                backoff.reset()
+
+    def _ok(self) -> None:
+        self.ok += 1
+        self.last_ok = self.ctx.clock()
+        if self.state != FeedState.SUBSCRIBED:
+            self.state = FeedState.SUBSCRIBED
+            self.ctx.status(self.name, FeedState.SUBSCRIBED, "polling")
+            self.ctx.burst.clear(f"poll:{self.name}", f"{self.ctx.exchange}: {self.name} polling recovered")
+
+    def _fail(self, reason: str) -> None:
+        self.failures += 1
+        self.last_error = reason
+        if self.state != FeedState.DISCONNECTED:
+            self.state = FeedState.DISCONNECTED
+            self.ctx.status(self.name, FeedState.DISCONNECTED, reason)
+        self.ctx.burst.event(f"poll:{self.name}", f"{self.ctx.exchange}: {self.name} poll failed: {reason}")
+
+    def status(self) -> dict[str, Any]:
+        now = self.ctx.clock()
+        return {"state": str(self.state), "ok": self.ok, "failures": self.failures,
+                "last_ok_age_s": None if self.last_ok is None else round(now - self.last_ok, 3),
+                "interval_s": self.interval_s, "last_error": self.last_error}
+
+
+class VenueConnector:
+    """Base of the native connectors. Subclasses set ``default_ws``/``default_rest`` and implement
+    ``load_instruments`` and ``build``."""
+
+    default_ws = ""
+    default_rest = ""
+
+    def __init__(self, source: SourceConfig, sink: Callable[[Event], None], metrics: Metrics, *,
+                 clock: Callable[[], float] = time.time, tuning: Tuning | None = None) -> None:
+        self.source = source
+        self.name = source.source_id
+        self.ctx = FeedContext(self.name, sink, metrics, clock, tuning or Tuning())
+        self.ws_base = (source.ws_url or self.default_ws).rstrip("/")
+        self.rest_base = (source.rest_url or self.default_rest).rstrip("/")
+        channels = source.channels if source.channels is not None else DEFAULT_CHANNELS
+        unknown = [c for c in channels if c not in CHANNELS]
+        if unknown:
+            raise FeedError(f"{self.name}: unknown channels {unknown}; known: {', '.join(CHANNELS)}")
+        self.channels = frozenset(channels)
+        self.instruments: list[Instrument] = []
+        self.connections: list[WsConnection] = []
+        self.pollers: list[Poller] = []
+        self.state = "resolving instruments"
+
+    async def load_instruments(self, http: httpx.AsyncClient) -> list[Instrument]:
+        raise NotImplementedError
+
+    def build(self, http: httpx.AsyncClient) -> None:
+        """Create ``self.connections`` and ``self.pollers`` from ``self.instruments``."""
+        raise NotImplementedError
+
+    async def run(self) -> None:
+        tn = self.ctx.tuning
+        async with httpx.AsyncClient(base_url=self.rest_base, timeout=tn.rest_timeout_s,
+                                     trust_env=False) as http:
+            self.instruments = await self._resolve(http)
+            self.build(http)
+            self.state = "running"
+            async with asyncio.TaskGroup() as tg:
+                for conn in self.connections:
+                    tg.create_task(conn.run(), name=f"{self.name}:{conn.name}")
+                for poller in self.pollers:
+                    tg.create_task(poller.run(), name=f"{self.name}:{poller.name}")
+
+    async def _resolve(self, http: httpx.AsyncClient) -> list[Instrument]:
+        tn = self.ctx.tuning
+        backoff = Backoff(tn.backoff_base_s, tn.backoff_cap_s)
+        key = "instruments"
+        while True:
+            try:
+                found = await self.load_instruments(http)
+            except FeedError as exc:
+                self.ctx.burst.event(key, f"{self.name}: cannot load the instrument list from "
+                                          f"{self.rest_base} ({exc}); retrying with backoff")
+                await asyncio.sleep(backoff.next())
+                continue
+            self.ctx.burst.clear(key, f"{self.name}: instrument list loaded")
+            missing = sorted(set(self.source.symbols) - {i.asset for i in found})
+            if missing:
+                self.ctx.log.warning("%s: no %s instrument for %s; those assets are skipped", self.name,
+                                     self.source.quote, ", ".join(missing))
+            if found:
+                return found
+            self.ctx.burst.event(key, f"{self.name}: none of {', '.join(self.source.symbols)} is listed; "
+                                      "retrying")
+            await asyncio.sleep(backoff.next())
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "exchange": self.source.exchange,
+            "state": self.state,
+            "instruments": {i.asset: i.instrument for i in self.instruments},
+            "reconnects": self.ctx.reconnects,
+            "rejected": dict(self.ctx.rejected),
+            "connections": {c.name: c.status() for c in self.connections},
+            "pollers": {p.name: p.status() for p in self.pollers},
+        }

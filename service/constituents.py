@@ -1,0 +1,214 @@
+"""Constituent selection: market data providers and the selection rule.
+
+A provider returns ``Candidate`` rows (symbol, market cap, 24 h volume, optional free-float ratio and
+category tags). ``select`` is pure: top N by market cap among eligible candidates, excluding stablecoins,
+wrapped/staked and pegged tokens, those below a minimum volume and those no source quotes, with a rank
+buffer (a current member stays while it ranks within ``top_n + rank_buffer``; newcomers fill the remaining
+places by rank), so members do not churn at the boundary.
+
+Providers:
+- ``load_candidates_file``: JSON or YAML, either a list of our rows or CoinGecko's ``/coins/markets`` shape.
+- ``RestProvider``: the same shapes over HTTP. The fetch is async (it lives at the daemon's edge); parsing
+  is the same pure function the file provider uses.
+- ``load_index_info``: a venue composite index definition (Binance ``/fapi/v1/indexInfo``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Container, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from ruamel.yaml import YAML
+
+from service.config import SelectionConfig
+from service.errors import ConfigError, FeedError, Problem
+
+# Known stablecoins, wrapped, staked and pegged tokens: never index members, whatever the provider says.
+_STABLE = "USDT USDC DAI FDUSD TUSD BUSD USDP USDD USDE PYUSD FRAX GUSD LUSD SUSD USDS USD1 RLUSD EURC EURT"
+_WRAPPED = "WBTC WETH WBNB WBETH STETH WSTETH CBETH RETH WEETH EETH METH BTCB CBBTC TBTC SOLVBTC LBTC"
+_STAKED = "JITOSOL MSOL BNSOL STSOL WTRX WAVAX WMATIC WSOL"
+STABLECOINS = frozenset([*_STABLE.split(" "), "EURS", "GHO", "CRVUSD", "USDB", "USDX", "USDJ"])
+WRAPPED = frozenset([*_WRAPPED.split(" "), *_STAKED.split(" ")])
+PEGGED = frozenset({"PAXG", "XAUT"})
+EXCLUDED_TAGS = frozenset({"stablecoin", "stablecoins", "wrapped", "wrapped-tokens", "staked", "pegged",
+                           "liquid-staking-tokens", "bridged"})
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One asset as a market-data provider describes it."""
+
+    symbol: str
+    market_cap_usd: float
+    volume_24h_usd: float = 0.0
+    free_float_ratio: float | None = None
+    tags: tuple[str, ...] = ()
+
+    @property
+    def excluded_kind(self) -> str | None:
+        """Why this asset can never be a member (``stablecoin``, ``wrapped``, ``pegged``), or None."""
+        s = self.symbol
+        if s in STABLECOINS or s.startswith("USD") or s.endswith("USD"):
+            return "stablecoin"
+        if s in WRAPPED:
+            return "wrapped"
+        if s in PEGGED:
+            return "pegged"
+        for t in self.tags:
+            if t.lower() in EXCLUDED_TAGS:
+                return t.lower()
+        return None
+
+
+def eligible(
+    candidates: Iterable[Candidate],
+    min_volume_usd: float = 0.0,
+    exclude: Container[str] = (),
+    allowed: Container[str] | None = None,
+) -> list[Candidate]:
+    """Candidates that may be members, ranked by market cap (largest first)."""
+    out = [
+        c for c in candidates
+        if c.market_cap_usd > 0
+        and c.excluded_kind is None
+        and c.symbol not in exclude
+        and c.volume_24h_usd >= min_volume_usd
+        and (allowed is None or c.symbol in allowed)
+    ]
+    out.sort(key=lambda c: (-c.market_cap_usd, c.symbol))
+    return out
+
+
+def select(
+    candidates: Iterable[Candidate],
+    top_n: int,
+    current: Sequence[str] = (),
+    rank_buffer: int = 0,
+    min_volume_usd: float = 0.0,
+    exclude: Container[str] = (),
+    allowed: Container[str] | None = None,
+) -> list[str]:
+    """The members after a selection: current members ranked within ``top_n + rank_buffer`` stay (the
+    best ``top_n`` of them if more), then the best-ranked newcomers fill up to ``top_n``. Ordered by rank."""
+    ranked = [c.symbol for c in eligible(candidates, min_volume_usd, exclude, allowed)]
+    rank = {s: i for i, s in enumerate(ranked)}
+    held = set(current)
+    stay = [s for s in ranked[: top_n + rank_buffer] if s in held][:top_n]
+    chosen = set(stay)
+    for s in ranked:
+        if len(chosen) >= top_n:
+            break
+        chosen.add(s)
+    return sorted(chosen, key=rank.__getitem__)
+
+
+# --- parsing -------------------------------------------------------------------------------------------
+
+
+def _num(v: Any) -> float:
+    try:
+        return float(v) if v is not None else 0.0
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def parse_candidates(data: Any) -> list[Candidate]:
+    """Rows in our shape (``symbol``, ``market_cap_usd``, ``volume_24h_usd``, ``free_float_ratio``,
+    ``tags``) or CoinGecko's ``/coins/markets`` (``symbol``, ``market_cap``, ``total_volume``,
+    ``circulating_supply``, ``total_supply``; free float = circulating / total supply). A mapping with a
+    ``data`` or ``candidates`` list is unwrapped."""
+    if isinstance(data, dict):
+        data = data.get("candidates", data.get("data", []))
+    if not isinstance(data, list):
+        raise ValueError("expected a list of assets")
+    out = []
+    for row in data:
+        if not isinstance(row, dict) or not row.get("symbol"):
+            continue
+        ff = row.get("free_float_ratio")
+        if ff is None and _num(row.get("total_supply")) > 0 and _num(row.get("circulating_supply")) > 0:
+            ff = min(1.0, _num(row["circulating_supply"]) / _num(row["total_supply"]))
+        tags = row.get("tags") or row.get("categories") or ()
+        out.append(
+            Candidate(
+                symbol=str(row["symbol"]).upper(),
+                market_cap_usd=_num(row.get("market_cap_usd", row.get("market_cap"))),
+                volume_24h_usd=_num(row.get("volume_24h_usd", row.get("total_volume"))),
+                free_float_ratio=None if ff is None else float(ff),
+                tags=tuple(str(t) for t in tags),
+            )
+        )
+    return out
+
+
+def _load_file(path: str | Path) -> Any:
+    p = Path(path)
+    try:
+        text = p.read_text()
+        if p.suffix in (".yaml", ".yml"):
+            return YAML(typ="safe").load(text)
+        return json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise ConfigError([Problem(str(p), None, None, "", f"cannot load: {exc}")]) from exc
+
+
+def load_candidates_file(path: str | Path) -> list[Candidate]:
+    """The file provider."""
+    try:
+        return parse_candidates(_load_file(path))
+    except ValueError as exc:
+        raise ConfigError([Problem(str(path), None, None, "", str(exc))]) from exc
+
+
+class RestProvider:
+    """Market-cap data over HTTP (a CoinGecko-style ``/coins/markets`` endpoint or one serving our rows)."""
+
+    def __init__(self, url: str, client: httpx.AsyncClient | None = None, timeout_s: float = 10.0) -> None:
+        self.url = url
+        self._client = client
+        self._timeout = timeout_s
+
+    async def fetch(self) -> list[Candidate]:
+        """Fetch and parse; raises FeedError on any transport or format failure."""
+        try:
+            if self._client is not None:
+                resp = await self._client.get(self.url, timeout=self._timeout)
+            else:
+                async with httpx.AsyncClient() as client:
+                    resp = await client.get(self.url, timeout=self._timeout)
+            resp.raise_for_status()
+            return parse_candidates(resp.json())
+        except (httpx.HTTPError, ValueError) as exc:
+            raise FeedError(f"market-cap provider {self.url}: {exc}") from exc
+
+
+def rest_provider(selection: SelectionConfig | None) -> RestProvider | None:
+    """The REST provider a selection config asks for, if any (the daemon polls its ``fetch``)."""
+    if selection is None or selection.provider != "rest" or not selection.url:
+        return None
+    return RestProvider(selection.url)
+
+
+def parse_index_info(data: Any, symbol: str) -> dict[str, float]:
+    """Units (``weightInQuantity`` per base asset) of ``symbol`` from a Binance ``/fapi/v1/indexInfo``
+    response (a list of indices, or one index object)."""
+    rows = data if isinstance(data, list) else [data]
+    for row in rows:
+        if isinstance(row, dict) and row.get("symbol") == symbol:
+            return {
+                str(c["baseAsset"]).upper(): float(c["weightInQuantity"])
+                for c in row.get("baseAssetList", [])
+                if float(c.get("weightInQuantity", 0)) > 0
+            }
+    raise ValueError(f"index {symbol} not in the definition")
+
+
+def load_index_info(path: str | Path, symbol: str) -> dict[str, float]:
+    try:
+        return parse_index_info(_load_file(path), symbol)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError([Problem(str(path), None, None, "index.definition_path", str(exc))]) from exc

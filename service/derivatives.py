@@ -1,0 +1,247 @@
+"""Derivatives signals for the index: the futures leg, basis, funding, open interest, term structure.
+
+Pure bookkeeping fed by normalized events, summarized on demand (at publish time, ~1/s) rather than per
+tick, because nothing here has to move with every quote:
+
+- Futures leg: the synthetic basket perpetual, ``sum(mark_i * units_i) / divisor`` with the index's own
+  units and divisor (so it is in index points), or a configured real contract's mark price.
+- Basis ``F - S``, basis ratio ``F / S - 1``, annualized ``ratio * 365 / days_to_expiry`` for a dated
+  contract; for a perpetual the annualized carry comes from funding (DESIGN "Futures leg").
+- Index funding: the notional-weighted mean of the members' funding rates, each normalized to 8 h (a
+  member's rate is the mean over its venues); annualized cost ``rate_8h * 3 * 365``.
+- Open interest summed in USD (the venue's USD figure, else base units at the oracle price) and its change
+  over configured windows.
+- Term structure of dated futures per asset, and the roll cost ``(F_next / F_front - 1) * 365 / days``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import calendar
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from service.config import IndexConfig
+from service.events import Candle, Funding, Market, MarkPrice, OpenInterest
+
+DAY_S = 86400.0
+FUNDINGS_PER_YEAR_8H = 3 * 365
+_MONTHS = {m.upper(): i for i, m in enumerate(calendar.month_abbr) if m}
+_YYMMDD = re.compile(r"[-_](\d{2})(\d{2})(\d{2})$")
+_DDMONYY = re.compile(r"-(\d{1,2})([A-Za-z]{3})(\d{2})$")
+SETTLEMENT_HOUR_UTC = 8  # Binance, OKX, Bybit and Deribit settle dated futures at 08:00 UTC
+OI_SAMPLE_S = 10.0
+
+
+def expiry_from_instrument(instrument: str) -> float | None:
+    """The settlement time of a dated future from its venue id (``BTCUSDT_250328``, ``BTC-USD-250328``,
+    ``BTC-28MAR25``); None for perpetuals and unknown shapes."""
+    m = _YYMMDD.search(instrument)
+    if m:
+        y, mo, d = (int(g) for g in m.groups())
+    else:
+        m = _DDMONYY.search(instrument)
+        if not m or m.group(2).upper() not in _MONTHS:
+            return None
+        d, mo, y = int(m.group(1)), _MONTHS[m.group(2).upper()], int(m.group(3))
+    try:
+        return datetime(2000 + y, mo, d, SETTLEMENT_HOUR_UTC, tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
+
+
+def parse_expiry(text: str | None) -> float | None:
+    """An ISO date/time (UTC when naive) as epoch seconds."""
+    if not text:
+        return None
+    dt = datetime.fromisoformat(text)
+    if dt.tzinfo is None:
+        dt = dt.replace(hour=dt.hour or SETTLEMENT_HOUR_UTC, tzinfo=UTC)
+    return dt.timestamp()
+
+
+def roll_cost(f_front: float, f_next: float, days: float) -> float:
+    """Annualized cost of rolling from the front to the next contract."""
+    return (f_next / f_front - 1.0) * 365.0 / days
+
+
+def _fresh_mean(values: Mapping[str, tuple[float, float]], limit: float) -> float | None:
+    xs = [v for v, ts in values.values() if ts >= limit]
+    return sum(xs) / len(xs) if xs else None
+
+
+def _fresh_median(values: Mapping[str, tuple[float, float]], limit: float) -> float | None:
+    xs = sorted(v for v, ts in values.values() if ts >= limit)
+    if not xs:
+        return None
+    h = len(xs) // 2
+    return xs[h] if len(xs) % 2 else (xs[h - 1] + xs[h]) / 2
+
+
+class Derivatives:
+    """Latest derivatives data per asset and venue, and the index-level signals computed from it."""
+
+    def __init__(self, config: IndexConfig) -> None:
+        self._cfg = config
+        self._max_age = config.derivatives_max_age_s
+        self.marks: dict[str, dict[str, tuple[float, float]]] = {}
+        self.funding: dict[str, dict[str, tuple[float, float]]] = {}
+        self.oi: dict[str, dict[str, tuple[float, float | None, float]]] = {}
+        self.dated: dict[str, dict[str, tuple[float, float, float, str]]] = {}
+        self._volumes: dict[str, dict[str, dict[float, float]]] = {}
+        self._volume_tf: dict[tuple[str, str], int] = {}
+        self.contract: tuple[float, float] | None = None
+        self._contract_expiry = parse_expiry(config.futures.expiry)
+        self._oi_ts: list[float] = []
+        self._oi_val: list[float] = []
+
+    # --- feeding -----------------------------------------------------------------------------------
+
+    def on_mark(self, ev: MarkPrice, usd_rate: float) -> None:
+        fut = self._cfg.futures
+        if fut.mode == "contract" and ev.instrument == fut.symbol and fut.exchange in (None, ev.exchange):
+            self.contract = (ev.mark, ev.ts_recv)
+        if ev.market == Market.PERP:
+            self.marks.setdefault(ev.asset, {})[ev.exchange] = (ev.mark * usd_rate, ev.ts_recv)
+        elif ev.market == Market.FUTURE:
+            self.on_dated(ev.exchange, ev.asset, ev.instrument, ev.mark * usd_rate, ev.ts_recv)
+
+    def on_dated(self, exchange: str, asset: str, instrument: str, price: float, ts: float) -> None:
+        expiry = expiry_from_instrument(instrument)
+        if expiry is not None:
+            self.dated.setdefault(asset, {})[f"{exchange}:{instrument}"] = (expiry, price, ts, exchange)
+
+    def on_funding(self, ev: Funding) -> None:
+        interval = ev.interval_h if ev.interval_h > 0 else 8.0
+        self.funding.setdefault(ev.asset, {})[ev.exchange] = (ev.rate * 8.0 / interval, ev.ts_recv)
+
+    def on_open_interest(self, ev: OpenInterest) -> None:
+        self.oi.setdefault(ev.asset, {})[ev.exchange] = (ev.base, ev.usd, ev.ts_recv)
+
+    def on_candle(self, ev: Candle, usd_rate: float) -> None:
+        """Keep per-venue bar volumes in USD for the last 24 h (one timeframe per venue and asset)."""
+        key = (ev.asset, ev.exchange)
+        tf = self._volume_tf.setdefault(key, ev.timeframe_s)
+        if ev.timeframe_s != tf or tf > DAY_S:
+            return
+        bars = self._volumes.setdefault(ev.asset, {}).setdefault(ev.exchange, {})
+        bars[ev.open_ts] = ev.volume * ev.close * usd_rate
+        if len(bars) > DAY_S / tf + 2:
+            for t in sorted(bars)[: len(bars) - int(DAY_S / tf) - 2]:
+                del bars[t]
+
+    # --- per-asset summaries -----------------------------------------------------------------------
+
+    def asset_funding(self, asset: str, now: float) -> float | None:
+        return _fresh_mean(self.funding.get(asset, {}), now - self._max_age)
+
+    def asset_mark(self, asset: str, now: float) -> float | None:
+        return _fresh_median(self.marks.get(asset, {}), now - self._max_age)
+
+    def asset_open_interest(self, asset: str, price: float | None, now: float) -> float | None:
+        limit = now - self._max_age
+        total, seen = 0.0, False
+        for base, usd, ts in self.oi.get(asset, {}).values():
+            if ts < limit:
+                continue
+            if usd is not None:
+                total, seen = total + usd, True
+            elif price is not None:
+                total, seen = total + base * price, True
+        return total if seen else None
+
+    def asset_volume_24h(self, asset: str, now: float) -> float | None:
+        venues = self._volumes.get(asset)
+        if not venues:
+            return None
+        start = now - DAY_S
+        return sum(v for bars in venues.values() for t, v in bars.items() if t >= start)
+
+    def term_structure(self, asset: str, now: float) -> dict[str, object] | None:
+        rows = sorted(
+            (exp, price, key) for key, (exp, price, ts, _) in self.dated.get(asset, {}).items()
+            if exp > now and ts >= now - self._max_age
+        )
+        if not rows:
+            return None
+        curve = [{"contract": k, "expiry_ts": e, "days": (e - now) / DAY_S, "price": p} for e, p, k in rows]
+        out: dict[str, object] = {"curve": curve}
+        if len(rows) >= 2 and rows[1][0] > rows[0][0]:
+            out["roll_cost_annualized"] = roll_cost(rows[0][1], rows[1][1], (rows[1][0] - rows[0][0]) / DAY_S)
+        return out
+
+    # --- index level -------------------------------------------------------------------------------
+
+    def _oi_change(self, total: float, now: float) -> dict[str, float | None]:
+        if not self._oi_ts or now - self._oi_ts[-1] >= OI_SAMPLE_S:
+            self._oi_ts.append(now)
+            self._oi_val.append(total)
+            horizon = now - max(self._cfg.oi_windows_s.values(), default=0.0) - OI_SAMPLE_S
+            cut = bisect.bisect_left(self._oi_ts, horizon)
+            if cut > 0:
+                del self._oi_ts[:cut], self._oi_val[:cut]
+        out: dict[str, float | None] = {}
+        for name, window in self._cfg.oi_windows_s.items():
+            i = bisect.bisect_right(self._oi_ts, now - window) - 1
+            past = self._oi_val[i] if i >= 0 else None
+            out[name] = total / past - 1.0 if past else None
+        return out
+
+    def summary(
+        self, units: Mapping[str, float], divisor: float, prices: Mapping[str, float], level: float | None,
+        now: float,
+    ) -> dict[str, object]:
+        """The index-level derivatives block of the snapshot."""
+        value = sum(u * prices.get(a, 0.0) for a, u in units.items())
+        fut_sum, covered, funding_num, funding_den, oi_total, oi_seen = 0.0, 0.0, 0.0, 0.0, 0.0, False
+        for a, u in units.items():
+            p = prices.get(a)
+            if p is None:
+                continue
+            notional = u * p
+            mark = self.asset_mark(a, now)
+            if mark is None:
+                fut_sum += notional
+            else:
+                fut_sum += u * mark
+                covered += notional
+            f = self.asset_funding(a, now)
+            if f is not None:
+                funding_num += notional * f
+                funding_den += notional
+            oi = self.asset_open_interest(a, p, now)
+            if oi is not None:
+                oi_total, oi_seen = oi_total + oi, True
+        funding = funding_num / funding_den if funding_den > 0 else None
+        futures, expiry = None, None
+        if self._cfg.futures.mode == "contract":
+            if self.contract is not None and self.contract[1] >= now - self._max_age:
+                futures, expiry = self.contract[0], self._contract_expiry
+        elif covered > 0 and divisor:
+            futures = fut_sum / divisor
+        out: dict[str, object] = {
+            "mode": self._cfg.futures.mode,
+            "futures_price": futures,
+            "futures_coverage": covered / value if value else None,
+            "funding_rate_8h": funding,
+            "funding_annualized": None if funding is None else funding * FUNDINGS_PER_YEAR_8H,
+            "open_interest_usd": oi_total if oi_seen else None,
+            "open_interest_change": self._oi_change(oi_total, now) if oi_seen else {},
+            "basis": None,
+            "basis_ratio": None,
+            "basis_annualized": None,
+            "state": None,
+        }
+        if futures is not None and level:
+            ratio = futures / level - 1.0
+            band = self._cfg.flat_band_ratio
+            out["basis"] = futures - level
+            out["basis_ratio"] = ratio
+            if expiry is not None and expiry > now:
+                out["basis_annualized"] = ratio * 365.0 * DAY_S / (expiry - now)
+                out["days_to_expiry"] = (expiry - now) / DAY_S
+            else:
+                out["basis_annualized"] = out["funding_annualized"]
+            out["state"] = "contango" if ratio > band else "backwardation" if ratio < -band else "flat"
+        return out

@@ -1,0 +1,384 @@
+"""``MarketState``: the facade the daemon feeds with events and asks for snapshots.
+
+It owns one ``AssetOracle`` per asset, the ``Basket`` and the ``Derivatives`` book, routes each event to
+them in O(1), and turns their state into the index snapshot JSON, the ``/state`` JSON and Prometheus
+gauges. Pure and synchronous: the time is an argument (``tick``/``snapshot``/``state``/``export``) or the
+event's receive time (``apply``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from service.config import Config
+from service.constituents import Candidate
+from service.derivatives import Derivatives
+from service.events import (
+    Candle,
+    CompositeIndex,
+    Event,
+    FeedStatus,
+    Funding,
+    Market,
+    MarkPrice,
+    OpenInterest,
+    Quote,
+    Trade,
+)
+from service.index import Basket
+from service.market_metrics import GaugeExporter
+from service.metrics import Metrics
+from service.oracle import DEGRADED, OK, STALE, AssetOracle, SourceTransition
+from service.rebalance import Rebalancer
+
+# Full recomputation of the running basket sum off the hot path, to bound floating drift.
+RECOMPUTE_EVERY_S = 60.0
+
+
+class MarketState:
+    """Oracle + index + derivatives for one configured index."""
+
+    def __init__(self, config: Config, now: float) -> None:
+        self.config = config
+        self.name = config.index.name
+        ocfg = config.oracle
+        self._transitions: list[SourceTransition] = []
+        self._markets = frozenset(ocfg.markets)
+        self._stable = frozenset(ocfg.stable_quotes)
+        self._venue_index = ocfg.use_venue_index
+        self._max_age = ocfg.max_age_s
+        self._quorum = ocfg.quorum
+        src_weights = {s.source_id: s.weight for s in config.sources}
+        src_weights.update(ocfg.weights)
+        self._src_weights = src_weights
+        self._oracles: dict[str, AssetOracle] = {}
+        for src in config.sources:
+            if not src.enabled:
+                continue
+            for sym in src.symbols:
+                oracle = self._oracles.get(sym)
+                if oracle is None:
+                    oracle = self._oracles[sym] = AssetOracle(sym, ocfg, self._transitions, src_weights)
+                oracle.source(src.source_id)
+        for sym in config.index.constituents:
+            if sym not in self._oracles:
+                self._oracles[sym] = AssetOracle(sym, ocfg, self._transitions, src_weights)
+        self._last_quote: dict[tuple[str, str], float] = {}
+        self._assumed_rates: set[str] = set()
+        self.basket = Basket()
+        self.derivatives = Derivatives(config.index)
+        self.rebalancer = Rebalancer(config, self._oracles, now)
+        self._members: frozenset[str] = frozenset()
+        self._status = STALE
+        self._counts = dict.fromkeys((OK, DEGRADED, STALE), 0)
+        self._last_recompute = now
+        self.tracking: dict[str, float | None] = {"venue_price": None, "tracking_error": None, "ts": None}
+        self._exporter = GaugeExporter()
+        self.feeds: dict[str, str] = {}
+        self._handlers: dict[type, Callable[[Any], bool]] = {
+            Quote: self._on_quote,
+            Trade: self._on_trade,
+            MarkPrice: self._on_mark,
+            Funding: self._on_funding,
+            OpenInterest: self._on_open_interest,
+            Candle: self._on_candle,
+            CompositeIndex: self._on_composite,
+            FeedStatus: self._on_feed_status,
+        }
+        self._try_build(now)
+
+    # --- events ------------------------------------------------------------------------------------
+
+    def _usd_rate(self, quote: str) -> float:
+        if quote == "USD":
+            return 1.0
+        if quote in self._stable:
+            o = self._oracles.get(quote)
+            if o is not None and o.price is not None and o.status != STALE:
+                return o.price
+            self._assumed_rates.add(quote)
+        return 1.0
+
+    def _feed(self, asset: str, source: str, price: float, quote: str, now: float) -> bool:
+        oracle = self._oracles.get(asset)
+        if oracle is None or asset == quote:
+            return False
+        old = oracle.status
+        if not oracle.update(source, price * self._usd_rate(quote), now):
+            return False
+        return self._after_oracle(oracle, old, now)
+
+    def _after_oracle(self, oracle: AssetOracle, old: str, now: float) -> bool:
+        """Propagate an oracle change to the basket; True when the level or the status moved."""
+        asset = oracle.asset
+        if oracle.price is not None:
+            self.basket.set_price(asset, oracle.price)
+        if asset not in self._members:
+            if not self.basket.built:
+                return self._try_build(now)
+            return False
+        new = oracle.status
+        if new is not old:
+            counts = self._counts
+            counts[old] -= 1
+            counts[new] += 1
+            self._update_status(now, recount=False)
+        return True
+
+    def apply(self, event: Event) -> bool:
+        """Feed one normalized event; True when the index level or status changed. O(1) per tick."""
+        handler = self._handlers.get(type(event))
+        return handler(event) if handler is not None else False
+
+    def _on_quote(self, ev: Quote) -> bool:
+        market = ev.market
+        if market not in self._markets:
+            if market == Market.FUTURE:
+                self.derivatives.on_dated(ev.exchange, ev.asset, ev.instrument, ev.mid, ev.ts_recv)
+            return False
+        src = ev.exchange if market == Market.PERP else f"{ev.exchange}:{market}"
+        self._last_quote[(ev.asset, src)] = ev.ts_recv
+        return self._feed(ev.asset, src, (ev.bid + ev.ask) * 0.5, ev.quote, ev.ts_recv)
+
+    def _on_trade(self, ev: Trade) -> bool:
+        if ev.market not in self._markets:
+            return False
+        src = ev.exchange if ev.market == Market.PERP else f"{ev.exchange}:{ev.market}"
+        # A source's quotes win over its trades; trades stand in when it sends no (fresh) quotes.
+        if self._last_quote.get((ev.asset, src), -1e18) >= ev.ts_recv - self._max_age:
+            return False
+        return self._feed(ev.asset, src, ev.price, ev.quote, ev.ts_recv)
+
+    def _on_mark(self, ev: MarkPrice) -> bool:
+        self.derivatives.on_mark(ev, self._usd_rate(ev.quote))
+        if self._venue_index and ev.index is not None:
+            return self._feed(ev.asset, f"{ev.exchange}:index", ev.index, ev.quote, ev.ts_recv)
+        return False
+
+    def _on_funding(self, ev: Funding) -> bool:
+        self.derivatives.on_funding(ev)
+        return False
+
+    def _on_open_interest(self, ev: OpenInterest) -> bool:
+        self.derivatives.on_open_interest(ev)
+        return False
+
+    def _on_candle(self, ev: Candle) -> bool:
+        self.derivatives.on_candle(ev, 1.0)
+        return False
+
+    def _on_feed_status(self, ev: FeedStatus) -> bool:
+        # Staleness is judged per source from its prices; a connection's state is informational here.
+        self.feeds[ev.exchange if not ev.channel else f"{ev.exchange}/{ev.channel}"] = ev.state
+        return False
+
+    def _on_composite(self, ev: CompositeIndex) -> bool:
+        if self.config.index.track is None or ev.symbol != self.config.index.track:
+            return False
+        changed = self.rebalancer.on_composite(ev, self.basket)
+        if changed:
+            self._adopt_members()
+            self._update_status(ev.ts_recv)
+        level = self.basket.level
+        self.tracking = {
+            "venue_price": ev.price,
+            "tracking_error": level / ev.price - 1.0 if level and ev.price > 0 else None,
+            "ts": ev.ts_recv,
+        }
+        return changed
+
+    # --- building, status, rebalancing -------------------------------------------------------------
+
+    def _try_build(self, now: float) -> bool:
+        if self.rebalancer.initial(self.basket, now) is None:
+            return False
+        self._adopt_members()
+        self._update_status(now)
+        return True
+
+    def _note_rebalance(self, now: float) -> None:
+        last = self.rebalancer.history[-1]
+        why = f"added {', '.join(last['added']) or '-'}; removed {', '.join(last['removed']) or '-'}"
+        tr = SourceTransition(now, "rebalance", self.name, "", "", "done", why, self.level)
+        self._transitions.append(tr)
+
+    def _adopt_members(self) -> None:
+        """Take the basket's members as the index's, with an oracle for each (a venue-defined composite
+        may name assets no source was configured for: they stay unpriced and the index not ready)."""
+        self._members = frozenset(self.basket.units)
+        for a in self._members:
+            if a not in self._oracles:
+                self._oracles[a] = AssetOracle(a, self.config.oracle, self._transitions, self._src_weights)
+
+    def _update_status(self, now: float, recount: bool = True) -> bool:
+        """Index status from its members': stale when every member is stale, degraded when any member is
+        degraded or stale, ok otherwise. ``recount`` recounts member statuses (O(n), off the hot path);
+        per tick the counts are adjusted incrementally instead."""
+        if recount:
+            counts = dict.fromkeys((OK, DEGRADED, STALE), 0)
+            for a in self._members:
+                counts[self._oracles[a].status] += 1
+            self._counts = counts
+        n = len(self._members)
+        if not self.basket.built or n == 0 or self._counts[STALE] == n:
+            status = STALE
+        elif self._counts[OK] < n:
+            status = DEGRADED
+        else:
+            status = OK
+        if status != self._status:
+            tr = SourceTransition(now, "index", self.name, "", self._status, status, self._why(status))
+            self._transitions.append(tr)
+            self._status = status
+            return True
+        return False
+
+    def _why(self, status: str) -> str:
+        if status == OK:
+            return ""
+        if not self.basket.built:
+            return "not built yet"
+        bad = sorted(a for a in self._members if self._oracles[a].status != OK)
+        if status == STALE:
+            return "every constituent is stale"
+        return "not ok: " + ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+
+    def tick(self, now: float) -> bool:
+        """Staleness, re-admission and scheduled rebalances at ``now``; True if the index changed."""
+        changed = False
+        for oracle in self._oracles.values():
+            if oracle.refresh(now):
+                if oracle.price is not None:
+                    self.basket.set_price(oracle.asset, oracle.price)
+                changed = changed or oracle.asset in self._members
+        if not self.basket.built:
+            changed = self._try_build(now) or changed
+        elif self.rebalancer.due(now) and self.rebalancer.run(self.basket, now):
+            self._adopt_members()
+            self._note_rebalance(now)
+            changed = True
+        if now - self._last_recompute >= RECOMPUTE_EVERY_S:
+            self.basket.recompute()
+            self._last_recompute = now
+        return self._update_status(now) or changed
+
+    def set_candidates(self, candidates: list[Candidate], now: float) -> bool:
+        """New market-cap data from a selection provider (the daemon fetches it at its edge). Builds the
+        index if it waited for it; otherwise it shapes the next scheduled (or manual) rebalance."""
+        self.rebalancer.set_candidates(candidates)
+        return not self.basket.built and self._try_build(now)
+
+    def rebalance_now(self, now: float) -> bool:
+        """A manual (on demand) rebalance at ``now``; True when it happened."""
+        if not self.basket.built or not self.rebalancer.run(self.basket, now, manual=True):
+            return False
+        self._adopt_members()
+        self._note_rebalance(now)
+        self._update_status(now)
+        return True
+
+    # --- reading -----------------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """Every constituent has an oracle price from at least ``quorum`` valid sources."""
+        if not self.basket.built:
+            return False
+        q = self._quorum
+        for a in self._members:
+            o = self._oracles[a]
+            if o.price is None or o.n_valid < q:
+                return False
+        return True
+
+    @property
+    def level(self) -> float | None:
+        return self.basket.level
+
+    @property
+    def status(self) -> str:
+        return self._status
+
+    def oracle(self, asset: str) -> AssetOracle | None:
+        return self._oracles.get(asset)
+
+    @property
+    def oracles(self) -> dict[str, AssetOracle]:
+        """Every asset's oracle (constituents and the rest: quote currencies, candidates)."""
+        return self._oracles
+
+    def drain_transitions(self) -> list[SourceTransition]:
+        out = self._transitions[:]
+        self._transitions.clear()
+        return out
+
+    def derivatives_summary(self, now: float) -> dict[str, Any]:
+        """The index-level derivatives block (computed on demand, O(members))."""
+        b = self.basket
+        return self.derivatives.summary(b.units, b.divisor, b.prices, b.level, now)
+
+    def _assets(self, now: float) -> dict[str, Any]:
+        d = self.derivatives
+        out = {}
+        for a in sorted(self._members):
+            o = self._oracles[a]
+            out[a] = {
+                "funding_rate_8h": d.asset_funding(a, now),
+                "open_interest_usd": d.asset_open_interest(a, o.price, now),
+                "volume_24h": d.asset_volume_24h(a, now),
+                "mark_price": d.asset_mark(a, now),
+            }
+            ts = d.term_structure(a, now)
+            if ts is not None:
+                out[a]["term_structure"] = ts
+        return out
+
+    def snapshot(self, now: float) -> dict[str, Any]:
+        """The index snapshot JSON published on ``hedgewatch:index:<INDEX>``."""
+        b = self.basket
+        current = b.weights()
+        targets = self.rebalancer.targets
+        constituents = {}
+        for a in sorted(b.units):
+            o = self._oracles[a]
+            constituents[a] = {
+                "price": o.price,
+                "weight": current.get(a),
+                "target_weight": targets.get(a),
+                "units": b.units[a],
+                "status": o.status,
+                "sources": o.n_valid,
+                "confidence": o.confidence,
+            }
+        snap: dict[str, Any] = {
+            "index": self.name,
+            "ts": now,
+            "level": b.level,
+            "status": self._status,
+            "status_reason": self._why(self._status),
+            "divisor": b.divisor,
+            "weighting": "venue" if self.config.index.track else self.config.index.weighting,
+            "constituents": constituents,
+            "derivatives": self.derivatives_summary(now),
+            "assets": self._assets(now),
+            "rebalance": self.rebalancer.info(now),
+            "quote_rates_assumed": sorted(self._assumed_rates),
+        }
+        if self.config.index.track is not None:
+            snap["tracking"] = self.tracking
+        return snap
+
+    def state(self, now: float) -> dict[str, Any]:
+        """The fuller ``/state`` JSON: the snapshot plus every asset's oracle with per-source status."""
+        return {
+            "index": self.snapshot(now),
+            "oracle": {a: o.to_dict(now) for a, o in sorted(self._oracles.items())},
+            "ready": self.ready,
+        }
+
+    # --- metrics -----------------------------------------------------------------------------------
+
+    def export(self, metrics: Metrics, now: float) -> None:
+        """Set the oracle, index and derivatives gauges (called ~1/s, not per tick)."""
+        self._exporter.export(self, metrics, now)
