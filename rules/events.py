@@ -15,6 +15,26 @@ from rules.model import EVENT_FIELDS, Rule
 from service.alerts import Alert
 
 
+_SOURCE_KINDS = {"excluded": "source_excluded", "rejected": "source_excluded", "stale": "source_stale"}
+_UNHEALTHY = ("excluded", "rejected", "stale")
+
+
+def from_market(t: dict[str, Any]) -> dict[str, Any] | None:
+    """The pricing core's transition (``service.oracle.SourceTransition.to_dict``) in the vocabulary of
+    event rules; None for transitions no event rule watches (index status, rebalances)."""
+    kind, new, old = t.get("kind"), t.get("new"), t.get("old")
+    base = {"asset": t.get("asset"), "status": new, "reason": t.get("reason"), "ts": t.get("ts")}
+    if kind == "source":
+        if new in _SOURCE_KINDS:
+            return {"kind": _SOURCE_KINDS[str(new)], "exchange": t.get("source"), **base}
+        if new == "ok" and old in _UNHEALTHY:
+            return {"kind": "source_readmitted", "exchange": t.get("source"), **base}
+        return None
+    if kind == "oracle":
+        return {"kind": "oracle_status", **base}
+    return None
+
+
 class EventRules:
     def __init__(self, index: str, rules: list[Rule]) -> None:
         self.index = index
