@@ -73,6 +73,7 @@ class BinanceServer(VenueServer):
         self.by_symbol = {s.lower(): a for a, s in self.symbols.items()}
         self.composites = {c.symbol.lower(): c for c in self.model.path.scenario.composite_indexes}
         self._subs: dict[ServerConnection, list[str]] = {}
+        self._bar_start: dict[tuple[str, str], int] = {}
         self._start_prices = {a: self.model.path.price(a) for a in self.model.path.names}
 
     # --- websocket -------------------------------------------------------------------------------------
@@ -215,14 +216,19 @@ class BinanceServer(VenueServer):
             self._emit("markPrice", f"{sym}@markPrice", mark)
         if "ticker" in due and self._wanted(f"{sym}@ticker"):
             self._emit("ticker", f"{sym}@ticker", self.ticker(q))
+        self._publish_books(q, sym, due)
+        return mark
+
+    def _publish_books(self, q: AssetQuote, sym: str, due: set[str]) -> None:
+        """Klines and partial depth: several streams per symbol, each only when subscribed."""
         if "kline" in due:
             for iv in INTERVALS_MS:
                 if self._wanted(f"{sym}@kline_{iv}"):
-                    self._emit("kline", f"{sym}@kline_{iv}", self.kline(q, iv))
+                    for frame in self.klines_due(q, iv):
+                        self._emit("kline", f"{sym}@kline_{iv}", frame)
         if "depth" in due:
             for name, levels in self._depth_streams(sym):
                 self._emit("depth", name, self.depth(q, levels))
-        return mark
 
     def _depth_streams(self, sym: str) -> list[tuple[str, int]]:
         return [
@@ -324,13 +330,25 @@ class BinanceServer(VenueServer):
             "B": "0",
         }
 
-    def kline(self, q: AssetQuote, interval: str) -> dict[str, Any]:
-        bar = self.model.candles.current(q.asset, INTERVALS_MS[interval], q.ts_ms)
+    def klines_due(self, q: AssetQuote, interval: str) -> list[dict[str, Any]]:
+        """The open bar; preceded, when a bar has just closed, by that bar with ``x: true``."""
+        iv = INTERVALS_MS[interval]
+        bar = self.model.candles.current(q.asset, iv, q.ts_ms)
+        frames = []
+        prev = self._bar_start.get((q.asset, interval))
+        if prev is not None and prev != bar[0]:
+            closed = self.model.candles.klines(q.asset, iv, q.ts_ms, start_ms=prev, limit=1)
+            frames += [self._kline_frame(q, b, interval, True) for b in closed]
+        self._bar_start[(q.asset, interval)] = int(bar[0])
+        frames.append(self._kline_frame(q, bar, interval, False))
+        return frames
+
+    def _kline_frame(self, q: AssetQuote, bar: Bar, interval: str, closed: bool) -> dict[str, Any]:
         return {
             "e": "kline",
             "E": q.ts_ms,
             "s": self.symbols[q.asset],
-            "k": self._kline_body(q.asset, bar, interval, False),
+            "k": self._kline_body(q.asset, bar, interval, closed),
         }
 
     def depth(self, q: AssetQuote, levels: int) -> dict[str, Any]:
