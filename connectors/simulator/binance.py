@@ -71,10 +71,10 @@ class BinanceServer(VenueServer):
         quote = self.model.path.scenario.quote
         self.symbols = {a: f"{a}{quote}" for a in self.model.assets}
         self.by_symbol = {s.lower(): a for a, s in self.symbols.items()}
-        self.composites = {c.symbol.lower(): c for c in self.model.path.scenario.composite_indexes}
+        # composite index symbol (lowercase) -> its base name in the path (DEFIUSDT -> DEFI)
+        self.composites = {f"{b}{quote}".lower(): b for b in self.model.path.composites}
         self._subs: dict[ServerConnection, list[str]] = {}
         self._bar_start: dict[tuple[str, str], int] = {}
-        self._start_prices = {a: self.model.path.price(a) for a in self.model.path.names}
 
     # --- websocket -------------------------------------------------------------------------------------
 
@@ -353,7 +353,7 @@ class BinanceServer(VenueServer):
 
     def depth(self, q: AssetQuote, levels: int) -> dict[str, Any]:
         a = q.asset
-        tick = self.model.path.scenario.assets[a].tick_size
+        tick = self.model.path.specs[a].tick_size
         bids = [[self._p(a, q.bid - i * tick), self._q(a, q.bid_qty * (1 + i))] for i in range(levels)]
         asks = [[self._p(a, q.ask + i * tick), self._q(a, q.ask_qty * (1 + i))] for i in range(levels)]
         return {
@@ -370,9 +370,7 @@ class BinanceServer(VenueServer):
 
     def _composite_parts(self, key: str) -> list[tuple[str, float, float, float]]:
         """(asset, weight in quantity, weight in percent now, price) for a composite index."""
-        spec = self.composites[key]
-        total = sum(spec.weights.values())
-        qty = {a: w / total * 1000.0 / self._start_prices[a] for a, w in spec.weights.items()}
+        qty = self.model.path.composites[self.composites[key]]
         value = sum(qty[a] * self.model.path.price(a) for a in qty)
         return [(a, qty[a], qty[a] * self.model.path.price(a) / value, self.model.path.price(a)) for a in qty]
 
@@ -382,7 +380,7 @@ class BinanceServer(VenueServer):
         return {
             "e": "compositeIndex",
             "E": self.now_ms(),
-            "s": self.composites[key].symbol,
+            "s": key.upper(),
             "p": f"{value:.8f}",
             "C": "baseAsset",
             "c": [

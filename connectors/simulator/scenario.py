@@ -179,8 +179,14 @@ class Scenario(_Model):
         names = [v.name for v in self.venues]
         if len(set(names)) != len(names):
             raise ValueError("venue names must be distinct")
+        for comp in self.composite_indexes:
+            unknown = set(comp.weights) - set(self.assets)
+            if unknown:
+                raise ValueError(
+                    f"composite {comp.symbol} weighs unknown assets: {', '.join(sorted(unknown))}"
+                )
         for v in self.venues:
-            unknown = set(v.assets or ()) - set(self.assets)
+            unknown = set(v.assets or ()) - set(self.assets) - set(self.composite_bases())
             if unknown:
                 raise ValueError(f"venue {v.name} quotes unknown assets: {', '.join(sorted(unknown))}")
         for f in self.faults:
@@ -201,6 +207,18 @@ class Scenario(_Model):
             i, j = names.index(a), names.index(b)
             m[i][j] = m[j][i] = rho
         return m
+
+    def composite_bases(self) -> list[str]:
+        """The base names of the composite indexes (``DEFIUSDT`` -> ``DEFI``)."""
+        return [c.symbol.removesuffix(self.quote) for c in self.composite_indexes]
+
+    def venue_assets(self, name: str) -> tuple[str, ...]:
+        """What a venue quotes: its ``assets``, else every asset (and, on Binance, the composites)."""
+        v = self.venue(name)
+        if v.assets:
+            return v.assets
+        extra = tuple(self.composite_bases()) if v.protocol == "binanceusdm" else ()
+        return tuple(self.assets) + extra
 
     def venue(self, name: str) -> VenueSpec:
         for v in self.venues:

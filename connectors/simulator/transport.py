@@ -63,7 +63,7 @@ class VenueServer:
         self.last_activity: dict[ServerConnection, float] = {}
         self._server: Server | None = None
         self.port = 0
-        assets = model.path.scenario.assets
+        assets = model.path.specs
         self._px = {a: decimals(assets[a].tick_size) for a in model.assets}
         self._qx = {a: decimals(assets[a].qty_step) for a in model.assets}
 
