@@ -54,6 +54,16 @@ async def test_raw_stream_payloads_are_unwrapped(scenario: Scenario) -> None:
         assert float(frame["a"]) > float(frame["b"]) > 0
 
 
+async def test_all_market_book_ticker(scenario: Scenario) -> None:
+    async with (
+        Simulator(scenario) as sim,
+        websockets.connect(f"{sim.endpoints[0].ws_url}/public/ws/!bookTicker") as ws,
+    ):
+        symbols = set()
+        while symbols != {"BTCUSDT", "ETHUSDT", "DEFIUSDT"}:
+            symbols.add((await recv_json(ws))["s"])
+
+
 async def test_combined_stream_wraps_and_names_the_stream(scenario: Scenario) -> None:
     async with Simulator(scenario) as sim:
         url = sim.endpoints[0].ws_url

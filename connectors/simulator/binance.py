@@ -32,6 +32,8 @@ DEPTH_SPEEDS = ("", "@100ms", "@250ms", "@500ms")
 
 def parse_stream(name: str) -> tuple[str, str, str] | None:
     """``btcusdt@kline_1m`` -> (canonical name, channel, lowercase symbol); None when not a stream."""
+    if name.lower() == "!bookticker":
+        return "!bookTicker", "bookTicker", ""
     sym, sep, kind = name.partition("@")
     if not sep or not sym:
         return None
@@ -39,8 +41,6 @@ def parse_stream(name: str) -> tuple[str, str, str] | None:
     low = kind.lower()
     if sym == "!markprice" and low in ("arr", "arr@1s"):
         return f"!markPrice@{low}", "markPrice", ""
-    if sym == "!bookticker" and not low:
-        return None
     table = {
         "bookticker": "bookTicker",
         "aggtrade": "aggTrade",
@@ -204,8 +204,10 @@ class BinanceServer(VenueServer):
     def _publish_asset(self, a: str, due: set[str]) -> dict[str, Any]:
         q = self.model.quotes[a]
         sym = self.symbols[a].lower()
-        if "bookTicker" in due and self._wanted(f"{sym}@bookTicker"):
-            self._emit("bookTicker", f"{sym}@bookTicker", self.book_ticker(q))
+        if "bookTicker" in due and (self._wanted(f"{sym}@bookTicker") or self._wanted("!bookTicker")):
+            book = self.book_ticker(q)
+            self._emit("bookTicker", f"{sym}@bookTicker", book)
+            self._emit("bookTicker", "!bookTicker", book)
         if "aggTrade" in due and q.trades and self._wanted(f"{sym}@aggTrade"):
             for trade in q.trades:
                 self._emit("aggTrade", f"{sym}@aggTrade", self.agg_trade(q, trade))
