@@ -150,3 +150,15 @@ def test_four_phase_story_plays_out() -> None:
     assert days[4][0] < days[2][0] * 0.97  # 3: the fall goes on
     assert abs(days[6][0] / days[4][0] - 1) < 0.03  # 4: support
     assert path.assets["BTC"].funding_rate < 0
+
+
+def test_channels_are_checked_against_the_protocol() -> None:
+    with pytest.raises(ConfigError, match="unknown channel"):
+        parse_scenario(
+            SCENARIO.format(seed=1).replace("noise_bps: 2}", "noise_bps: 2, rates: {tickers: 5}}", 1)
+        )
+    with pytest.raises(ConfigError, match="has no channel"):
+        parse_scenario(
+            SCENARIO.format(seed=1)
+            + "faults:\n  - {at_s: 1, venue: b, kind: stall_channel, channel: bookTicker, duration_s: 1}\n"
+        )
