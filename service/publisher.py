@@ -85,7 +85,8 @@ class RedisPublisher:
         self.dropped = 0
         self.errors = 0
         self.last_publish_latency_s: float | None = None
-        self.on_published: Callable[[str, dict[str, Any], float], None] | None = None
+        # called after each snapshot is written: (index, snapshot, seconds from its newest tick's receipt)
+        self.on_published: Callable[[str, dict[str, Any], float | None], None] | None = None
         metrics.queue_capacity.labels("redis_hedge").set(hedge_capacity)
 
     # --- producer side: synchronous, never blocks -----------------------------------------------------
@@ -215,10 +216,11 @@ class RedisPublisher:
         self._mark_up()
         done = self._clock()
         for index, (snap, tick_ts) in snapshots.items():
-            if tick_ts is not None:
-                self.last_publish_latency_s = done - tick_ts
+            latency = None if tick_ts is None else done - tick_ts
+            if latency is not None:
+                self.last_publish_latency_s = latency
             if self.on_published is not None:
-                self.on_published(index, snap, done)
+                self.on_published(index, snap, latency)
 
     async def _send(
         self,
