@@ -54,6 +54,16 @@ async def test_raw_stream_payloads_are_unwrapped(scenario: Scenario) -> None:
         assert float(frame["a"]) > float(frame["b"]) > 0
 
 
+async def test_all_market_book_ticker(scenario: Scenario) -> None:
+    async with (
+        Simulator(scenario) as sim,
+        websockets.connect(f"{sim.endpoints[0].ws_url}/public/ws/!bookTicker") as ws,
+    ):
+        symbols = set()
+        while symbols != {"BTCUSDT", "ETHUSDT", "DEFIUSDT"}:
+            symbols.add((await recv_json(ws))["s"])
+
+
 async def test_combined_stream_wraps_and_names_the_stream(scenario: Scenario) -> None:
     async with Simulator(scenario) as sim:
         url = sim.endpoints[0].ws_url
@@ -174,7 +184,7 @@ async def test_rest_endpoints(scenario: Scenario) -> None:
             "nextFundingTime",
             "time",
         }
-        assert len((await http.get("/fapi/v1/premiumIndex")).json()) == 2
+        assert len((await http.get("/fapi/v1/premiumIndex")).json()) == 3  # BTC, ETH and the composite
         oi = (await http.get("/fapi/v1/openInterest", params={"symbol": "BTCUSDT"})).json()
         assert set(oi) == {"openInterest", "symbol", "time"} and float(oi["openInterest"]) > 0
         bad = await http.get("/fapi/v1/openInterest", params={"symbol": "NOPEUSDT"})
@@ -188,3 +198,27 @@ async def test_rest_endpoints(scenario: Scenario) -> None:
         idx = (await http.get("/fapi/v1/indexInfo")).json()
         assert idx[0]["symbol"] == "DEFIUSDT"
         assert {a["baseAsset"] for a in idx[0]["baseAssetList"]} == {"BTC", "ETH"}
+
+
+async def test_composite_index_perpetual_is_quoted_and_published(scenario: Scenario) -> None:
+    async with Simulator(scenario) as sim, httpx.AsyncClient(base_url=sim.endpoints[0].rest_url) as http:
+        info = (await http.get("/fapi/v1/exchangeInfo")).json()
+        defi = next(s for s in info["symbols"] if s["symbol"] == "DEFIUSDT")
+        assert (defi["baseAsset"], defi["underlyingType"], defi["contractType"]) == (
+            "DEFI",
+            "INDEX",
+            "PERPETUAL",
+        )
+        idx = (await http.get("/fapi/v1/indexInfo", params={"symbol": "DEFIUSDT"})).json()[0]
+        units = {a["baseAsset"]: float(a["weightInQuantity"]) for a in idx["baseAssetList"]}
+        streams = "defiusdt@compositeIndex/defiusdt@bookTicker"
+        async with websockets.connect(f"{sim.endpoints[0].ws_url}/stream?streams={streams}") as ws:
+            seen: dict[str, dict] = {}
+            while len(seen) < 2:
+                frame = await recv_json(ws)
+                seen[frame["stream"]] = frame["data"]
+        comp = seen["defiusdt@compositeIndex"]
+        value = sum(units[c["b"]] * float(c["i"]) for c in comp["c"])
+        assert float(comp["p"]) == pytest.approx(value, rel=1e-6)  # units printed with 8 decimals
+        book = seen["defiusdt@bookTicker"]
+        assert abs((float(book["b"]) + float(book["a"])) / 2 / float(comp["p"]) - 1) < 0.002

@@ -217,3 +217,24 @@ async def test_manipulated_venue_quotes_fifty_percent_higher() -> None:
         assert sim.venue_price("by", "ETH") / sim.reference_price("ETH") == pytest.approx(1.0, rel=0.001)
     finally:
         await sim.close()
+
+
+async def test_kline_closes_its_bar_with_x_true() -> None:
+    text = SCENARIO.replace("faults:\n", "start_time_ms: 1790000040000\n")  # minute-aligned
+    text = text.replace("tick_interval_s: 0.1", "tick_interval_s: 20")
+    sim = Simulator(parse_scenario(text.replace("aggTrade: 10}", "aggTrade: 10, kline: 1}")))
+    await sim.start()
+    try:
+        async with websockets.connect(url(sim, "bn", "/market/ws/btcusdt@kline_1m")) as ws:
+            frames = []
+            for _ in range(4):  # to 80 s after a minute's start: exactly one minute boundary
+                sim.step()
+            while len(frames) < 5:
+                frames.append((await recv_json(ws))["k"])
+            closed = [k for k in frames if k["x"]]
+            assert len(closed) == 1
+            after = frames[frames.index(closed[0]) + 1]
+            assert after["t"] == closed[0]["T"] + 1 and after["x"] is False
+            assert after["o"] != "" and closed[0]["c"] != ""
+    finally:
+        await sim.close()

@@ -127,3 +127,38 @@ def test_bundled_scenarios_load(name: str) -> None:
 
     sc = load_scenario(name)
     assert sc.venues and sc.assets
+
+
+def test_four_phase_story_plays_out() -> None:
+    """Resistance approached, a break below the 50-day average, the fall, then support."""
+    from connectors.simulator import load_scenario
+
+    sc = load_scenario("four_phase.yaml")
+    path = PricePath(sc, sc.start_time_ms or START)
+    hist = path.history["BTC"]
+    closes = [hist[i] for i in range(23, len(hist), 24)]
+    resistance = max(hist[-24 * 30 :])
+    days = []
+    for _ in range(7):
+        for _ in range(round(86_400 / sc.tick_interval_s)):
+            path.step()
+        closes.append(path.price("BTC"))
+        days.append((path.price("BTC"), sum(closes[-50:]) / 50))
+    start = sc.assets["BTC"].price
+    assert start < days[1][0] < resistance * 1.01 and days[1][0] > days[1][1]  # 1: up towards resistance
+    assert days[2][0] < days[2][1]  # 2: below the 50-day average
+    assert days[4][0] < days[2][0] * 0.97  # 3: the fall goes on
+    assert abs(days[6][0] / days[4][0] - 1) < 0.03  # 4: support
+    assert path.assets["BTC"].funding_rate < 0
+
+
+def test_channels_are_checked_against_the_protocol() -> None:
+    with pytest.raises(ConfigError, match="unknown channel"):
+        parse_scenario(
+            SCENARIO.format(seed=1).replace("noise_bps: 2}", "noise_bps: 2, rates: {tickers: 5}}", 1)
+        )
+    with pytest.raises(ConfigError, match="has no channel"):
+        parse_scenario(
+            SCENARIO.format(seed=1)
+            + "faults:\n  - {at_s: 1, venue: b, kind: stall_channel, channel: bookTicker, duration_s: 1}\n"
+        )

@@ -32,6 +32,8 @@ DEPTH_SPEEDS = ("", "@100ms", "@250ms", "@500ms")
 
 def parse_stream(name: str) -> tuple[str, str, str] | None:
     """``btcusdt@kline_1m`` -> (canonical name, channel, lowercase symbol); None when not a stream."""
+    if name.lower() == "!bookticker":
+        return "!bookTicker", "bookTicker", ""
     sym, sep, kind = name.partition("@")
     if not sep or not sym:
         return None
@@ -39,8 +41,6 @@ def parse_stream(name: str) -> tuple[str, str, str] | None:
     low = kind.lower()
     if sym == "!markprice" and low in ("arr", "arr@1s"):
         return f"!markPrice@{low}", "markPrice", ""
-    if sym == "!bookticker" and not low:
-        return None
     table = {
         "bookticker": "bookTicker",
         "aggtrade": "aggTrade",
@@ -71,9 +71,10 @@ class BinanceServer(VenueServer):
         quote = self.model.path.scenario.quote
         self.symbols = {a: f"{a}{quote}" for a in self.model.assets}
         self.by_symbol = {s.lower(): a for a, s in self.symbols.items()}
-        self.composites = {c.symbol.lower(): c for c in self.model.path.scenario.composite_indexes}
+        # composite index symbol (lowercase) -> its base name in the path (DEFIUSDT -> DEFI)
+        self.composites = {f"{b}{quote}".lower(): b for b in self.model.path.composites}
         self._subs: dict[ServerConnection, list[str]] = {}
-        self._start_prices = {a: self.model.path.price(a) for a in self.model.path.names}
+        self._bar_start: dict[tuple[str, str], int] = {}
 
     # --- websocket -------------------------------------------------------------------------------------
 
@@ -203,8 +204,10 @@ class BinanceServer(VenueServer):
     def _publish_asset(self, a: str, due: set[str]) -> dict[str, Any]:
         q = self.model.quotes[a]
         sym = self.symbols[a].lower()
-        if "bookTicker" in due and self._wanted(f"{sym}@bookTicker"):
-            self._emit("bookTicker", f"{sym}@bookTicker", self.book_ticker(q))
+        if "bookTicker" in due and (self._wanted(f"{sym}@bookTicker") or self._wanted("!bookTicker")):
+            book = self.book_ticker(q)
+            self._emit("bookTicker", f"{sym}@bookTicker", book)
+            self._emit("bookTicker", "!bookTicker", book)
         if "aggTrade" in due and q.trades and self._wanted(f"{sym}@aggTrade"):
             for trade in q.trades:
                 self._emit("aggTrade", f"{sym}@aggTrade", self.agg_trade(q, trade))
@@ -215,14 +218,19 @@ class BinanceServer(VenueServer):
             self._emit("markPrice", f"{sym}@markPrice", mark)
         if "ticker" in due and self._wanted(f"{sym}@ticker"):
             self._emit("ticker", f"{sym}@ticker", self.ticker(q))
+        self._publish_books(q, sym, due)
+        return mark
+
+    def _publish_books(self, q: AssetQuote, sym: str, due: set[str]) -> None:
+        """Klines and partial depth: several streams per symbol, each only when subscribed."""
         if "kline" in due:
             for iv in INTERVALS_MS:
                 if self._wanted(f"{sym}@kline_{iv}"):
-                    self._emit("kline", f"{sym}@kline_{iv}", self.kline(q, iv))
+                    for frame in self.klines_due(q, iv):
+                        self._emit("kline", f"{sym}@kline_{iv}", frame)
         if "depth" in due:
             for name, levels in self._depth_streams(sym):
                 self._emit("depth", name, self.depth(q, levels))
-        return mark
 
     def _depth_streams(self, sym: str) -> list[tuple[str, int]]:
         return [
@@ -324,18 +332,30 @@ class BinanceServer(VenueServer):
             "B": "0",
         }
 
-    def kline(self, q: AssetQuote, interval: str) -> dict[str, Any]:
-        bar = self.model.candles.current(q.asset, INTERVALS_MS[interval], q.ts_ms)
+    def klines_due(self, q: AssetQuote, interval: str) -> list[dict[str, Any]]:
+        """The open bar; preceded, when a bar has just closed, by that bar with ``x: true``."""
+        iv = INTERVALS_MS[interval]
+        bar = self.model.candles.current(q.asset, iv, q.ts_ms)
+        frames = []
+        prev = self._bar_start.get((q.asset, interval))
+        if prev is not None and prev != bar[0]:
+            closed = self.model.candles.klines(q.asset, iv, q.ts_ms, start_ms=prev, limit=1)
+            frames += [self._kline_frame(q, b, interval, True) for b in closed]
+        self._bar_start[(q.asset, interval)] = int(bar[0])
+        frames.append(self._kline_frame(q, bar, interval, False))
+        return frames
+
+    def _kline_frame(self, q: AssetQuote, bar: Bar, interval: str, closed: bool) -> dict[str, Any]:
         return {
             "e": "kline",
             "E": q.ts_ms,
             "s": self.symbols[q.asset],
-            "k": self._kline_body(q.asset, bar, interval, False),
+            "k": self._kline_body(q.asset, bar, interval, closed),
         }
 
     def depth(self, q: AssetQuote, levels: int) -> dict[str, Any]:
         a = q.asset
-        tick = self.model.path.scenario.assets[a].tick_size
+        tick = self.model.path.specs[a].tick_size
         bids = [[self._p(a, q.bid - i * tick), self._q(a, q.bid_qty * (1 + i))] for i in range(levels)]
         asks = [[self._p(a, q.ask + i * tick), self._q(a, q.ask_qty * (1 + i))] for i in range(levels)]
         return {
@@ -352,9 +372,7 @@ class BinanceServer(VenueServer):
 
     def _composite_parts(self, key: str) -> list[tuple[str, float, float, float]]:
         """(asset, weight in quantity, weight in percent now, price) for a composite index."""
-        spec = self.composites[key]
-        total = sum(spec.weights.values())
-        qty = {a: w / total * 1000.0 / self._start_prices[a] for a, w in spec.weights.items()}
+        qty = self.model.path.composites[self.composites[key]]
         value = sum(qty[a] * self.model.path.price(a) for a in qty)
         return [(a, qty[a], qty[a] * self.model.path.price(a) / value, self.model.path.price(a)) for a in qty]
 
@@ -364,7 +382,7 @@ class BinanceServer(VenueServer):
         return {
             "e": "compositeIndex",
             "E": self.now_ms(),
-            "s": self.composites[key].symbol,
+            "s": key.upper(),
             "p": f"{value:.8f}",
             "C": "baseAsset",
             "c": [

@@ -37,6 +37,21 @@ def _int(params: dict[str, str], key: str, default: int | None = None) -> int | 
         raise RestError(400, {"code": -1100, "msg": msg}) from exc
 
 
+def funding_info(srv: BinanceServer, params: dict[str, str]) -> Any:
+    """``/fapi/v1/fundingInfo``: only the symbols whose funding interval is not the default 8 h."""
+    return [
+        {
+            "symbol": srv.symbols[a],
+            "adjustedFundingRateCap": "0.02500000",
+            "adjustedFundingRateFloor": "-0.02500000",
+            "fundingIntervalHours": spec.funding_interval_h,
+            "disclaimer": False,
+        }
+        for a in srv.model.assets
+        if (spec := srv.model.path.specs[a]).funding_interval_h != 8
+    ]
+
+
 def ping(srv: BinanceServer, params: dict[str, str]) -> Any:
     return {}
 
@@ -46,7 +61,7 @@ def server_time(srv: BinanceServer, params: dict[str, str]) -> Any:
 
 
 def _symbol_info(srv: BinanceServer, asset: str) -> dict[str, Any]:
-    spec = srv.model.path.scenario.assets[asset]
+    spec = srv.model.path.specs[asset]
     quote = srv.model.path.scenario.quote
     tick, step = spec.tick_size, spec.qty_step
     px, qx = decimals(tick), decimals(step)
@@ -66,7 +81,7 @@ def _symbol_info(srv: BinanceServer, asset: str) -> dict[str, Any]:
         "quantityPrecision": qx,
         "baseAssetPrecision": 8,
         "quotePrecision": 8,
-        "underlyingType": "COIN",
+        "underlyingType": "INDEX" if asset in srv.model.path.composites else "COIN",
         "underlyingSubType": [],
         "settlePlan": 0,
         "triggerProtect": "0.0500",
@@ -118,15 +133,6 @@ def _symbol_info(srv: BinanceServer, asset: str) -> dict[str, Any]:
 def exchange_info(srv: BinanceServer, params: dict[str, str]) -> Any:
     quote = srv.model.path.scenario.quote
     symbols = [_symbol_info(srv, a) for a in srv.model.assets]
-    for comp in srv.composites.values():
-        info = _symbol_info(srv, next(iter(comp.weights)))
-        info.update(
-            symbol=comp.symbol,
-            pair=comp.symbol,
-            baseAsset=comp.symbol.removesuffix(quote),
-            underlyingType="INDEX",
-        )
-        symbols.append(info)
     return {
         "timezone": "UTC",
         "serverTime": srv.now_ms(),
@@ -232,12 +238,12 @@ def klines(srv: BinanceServer, params: dict[str, str]) -> Any:
 def index_info(srv: BinanceServer, params: dict[str, str]) -> Any:
     wanted = params.get("symbol", "").lower()
     out = []
-    for key, comp in srv.composites.items():
+    for key in srv.composites:
         if wanted and wanted != key:
             continue
         out.append(
             {
-                "symbol": comp.symbol,
+                "symbol": key.upper(),
                 "time": srv.now_ms(),
                 "component": "baseAsset",
                 "baseAssetList": [
@@ -304,4 +310,5 @@ ROUTES: dict[str, Callable[[BinanceServer, dict[str, str]], Any]] = {
     "/fapi/v1/indexInfo": index_info,
     "/fapi/v1/ticker/bookTicker": book_ticker,
     "/fapi/v1/fundingRate": funding_rate,
+    "/fapi/v1/fundingInfo": funding_info,
 }

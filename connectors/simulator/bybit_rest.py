@@ -71,7 +71,7 @@ def instruments_info(srv: BybitServer, params: dict[str, str]) -> Any:
     quote = srv.model.path.scenario.quote
     out = []
     for a in _assets(srv, params):
-        spec = srv.model.path.scenario.assets[a]
+        spec = srv.model.path.specs[a]
         px, qx = decimals(spec.tick_size), decimals(spec.qty_step)
         out.append(
             {

@@ -63,8 +63,8 @@ class CandleBook:
     def __init__(self, path: PricePath, venue_key: int) -> None:
         self.path = path
         self._key = venue_key
-        self._live: dict[str, dict[int, Bar]] = {a: {} for a in path.names}
-        self._asset_keys = {a: _mix(hash_str(f"{path.scenario.seed}:{a}")) for a in path.names}
+        self._live: dict[str, dict[int, Bar]] = {a: {} for a in path.all_names}
+        self._asset_keys = {a: _mix(hash_str(f"{path.scenario.seed}:{a}")) for a in path.all_names}
 
     def record(self, asset: str, t_ms: int, price: float, qty: float = 0.0, trades: int = 0) -> None:
         """Fold a quote (qty 0) or a trade into the minute bar holding ``t_ms``."""
@@ -172,7 +172,7 @@ class CandleBook:
         close = path.history_close(asset, hour)
         if close is None:
             if hour >= path.history_end_ms:  # the partial hour between the last history close and the start
-                close = path.scenario.assets[asset].price
+                close = path.specs[asset].price
             else:
                 return None
         prev = path.history_close(asset, hour - HOUR_MS) or close
@@ -196,7 +196,7 @@ class CandleBook:
     @functools.lru_cache(maxsize=4096)  # noqa: B019 - bounded, and the book lives as long as the simulator
     def _bridge(self, asset: str, hour: int, prev: float, close: float) -> tuple[float, ...]:
         rng = random.Random(self._asset_keys[asset] ^ hour)
-        vol = self.path.scenario.assets[asset].volatility
+        vol = self.path.specs[asset].volatility
         sd = vol * math.sqrt(MINUTE_MS / 1000.0 / SECONDS_PER_YEAR)
         walk = [0.0]
         for _ in range(60):
@@ -207,11 +207,11 @@ class CandleBook:
 
     def _synth(self, asset: str, t: int, o: float, c: float, span_ms: int) -> Bar:
         key = self._asset_keys[asset] ^ (t * 31)
-        vol = self.path.scenario.assets[asset].volatility
+        vol = self.path.specs[asset].volatility
         wiggle = vol * math.sqrt(span_ms / 1000.0 / SECONDS_PER_YEAR) * 0.5
         hi = max(o, c) * (1.0 + wiggle * _uniform(key))
         lo = min(o, c) * (1.0 - wiggle * _uniform(key + 1))
-        base = self.path.scenario.assets[asset].open_interest * 0.02 * span_ms / HOUR_MS
+        base = self.path.specs[asset].open_interest * 0.02 * span_ms / HOUR_MS
         volume = base * (0.5 + _uniform(key + 2 + self._key))
         return [t, o, hi, lo, c, volume, int(volume * 10) + 1]
 

@@ -16,8 +16,7 @@ def sources_yaml(scenario: Scenario, endpoints: list[VenueEndpoint]) -> str:
     """The endpoints as ``sources:`` entries a hedgewatch config can paste."""
     lines = ["sources:"]
     for ep in endpoints:
-        spec = scenario.venue(ep.name)
-        symbols = ", ".join(spec.assets or tuple(scenario.assets))
+        symbols = ", ".join(scenario.venue_assets(ep.name))
         lines += [
             f"  - exchange: {ep.exchange}",
             f"    name: {ep.name}",

@@ -41,7 +41,7 @@ class OkxServer(VenueServer):
         self.indexes = {a: f"{a}-{quote}" for a in self.model.assets}
         self.by_swap = {s: a for a, s in self.swaps.items()}
         self.by_index = {s: a for a, s in self.indexes.items()}
-        self.ct_val = {a: self.model.path.scenario.assets[a].okx_ct_val for a in self.model.assets}
+        self.ct_val = {a: self.model.path.specs[a].okx_ct_val for a in self.model.assets}
         self._conn_ids = itertools.count(0x49D9B4FC)
         self._subs: dict[ServerConnection, set[tuple[str, str]]] = {}
         self._bar_start: dict[tuple[str, str], int] = {}

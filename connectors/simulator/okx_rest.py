@@ -67,7 +67,7 @@ def instruments(srv: OkxServer, params: dict[str, str]) -> Any:
     quote = srv.model.path.scenario.quote
     out = []
     for a in _swaps(srv, params):
-        spec = srv.model.path.scenario.assets[a]
+        spec = srv.model.path.specs[a]
         ct = srv.ct_val[a]
         out.append(
             {

@@ -107,6 +107,16 @@ class VenueSpec(_Model):
     max_connection_age_s: float = Field(default=86_400.0, gt=0)
     max_incoming_per_s: int = Field(default=10, gt=0, description="Binance only")
 
+    @model_validator(mode="after")
+    def _check(self) -> VenueSpec:
+        unknown = set(self.rates) - set(DEFAULT_RATES[self.protocol])
+        if unknown:
+            known = ", ".join(DEFAULT_RATES[self.protocol])
+            raise ValueError(
+                f"unknown channel(s) {', '.join(sorted(unknown))} for {self.protocol} (known: {known})"
+            )
+        return self
+
     def rate(self, channel: str) -> float:
         return self.rates.get(channel, DEFAULT_RATES[self.protocol].get(channel, 1.0))
 
@@ -179,19 +189,31 @@ class Scenario(_Model):
         names = [v.name for v in self.venues]
         if len(set(names)) != len(names):
             raise ValueError("venue names must be distinct")
+        for comp in self.composite_indexes:
+            unknown = set(comp.weights) - set(self.assets)
+            if unknown:
+                raise ValueError(
+                    f"composite {comp.symbol} weighs unknown assets: {', '.join(sorted(unknown))}"
+                )
         for v in self.venues:
-            unknown = set(v.assets or ()) - set(self.assets)
+            unknown = set(v.assets or ()) - set(self.assets) - set(self.composite_bases())
             if unknown:
                 raise ValueError(f"venue {v.name} quotes unknown assets: {', '.join(sorted(unknown))}")
-        for f in self.faults:
-            if f.venue not in names:
-                raise ValueError(f"fault at {f.at_s}s names unknown venue {f.venue!r}")
+        self._check_faults(names)
         for pair in self.correlations:
             a, _, b = pair.partition("/")
             if a not in self.assets or b not in self.assets:
                 raise ValueError(f"correlation {pair!r} names an unknown asset")
         cholesky(self.correlation_matrix())
         return self
+
+    def _check_faults(self, venues: list[str]) -> None:
+        for f in self.faults:
+            if f.venue not in venues:
+                raise ValueError(f"fault at {f.at_s}s names unknown venue {f.venue!r}")
+            protocol = self.venue(f.venue).protocol
+            if f.channel is not None and f.channel not in DEFAULT_RATES[protocol]:
+                raise ValueError(f"fault at {f.at_s}s: {protocol} has no channel {f.channel!r}")
 
     def correlation_matrix(self) -> list[list[float]]:
         names = list(self.assets)
@@ -201,6 +223,18 @@ class Scenario(_Model):
             i, j = names.index(a), names.index(b)
             m[i][j] = m[j][i] = rho
         return m
+
+    def composite_bases(self) -> list[str]:
+        """The base names of the composite indexes (``DEFIUSDT`` -> ``DEFI``)."""
+        return [c.symbol.removesuffix(self.quote) for c in self.composite_indexes]
+
+    def venue_assets(self, name: str) -> tuple[str, ...]:
+        """What a venue quotes: its ``assets``, else every asset (and, on Binance, the composites)."""
+        v = self.venue(name)
+        if v.assets:
+            return v.assets
+        extra = tuple(self.composite_bases()) if v.protocol == "binanceusdm" else ()
+        return tuple(self.assets) + extra
 
     def venue(self, name: str) -> VenueSpec:
         for v in self.venues:

@@ -112,6 +112,12 @@ class Simulator:
         for srv in self.servers.values():
             await srv.close()
 
+    async def wait(self) -> None:
+        """Until the clock stops: forever unless a step fails, whose error is raised here."""
+        if self._runner is None:
+            raise ClosedError("simulator not started")
+        await self._runner
+
     async def __aenter__(self) -> Simulator:
         await self.start()
         return self
@@ -149,6 +155,7 @@ class Simulator:
             rate = model.spec.rate(TRADE_CHANNEL[model.spec.protocol])
             model.step(min(1.0, rate * self.path.dt_s))
             self.servers[name].publish(k)
+            self.servers[name].drop_slow_consumers()
         self.stepped.set()
         self.stepped.clear()
 
@@ -172,6 +179,6 @@ async def run_simulator(
         endpoints = await sim.start()
         if on_ready is not None:
             on_ready(endpoints)
-        await asyncio.Event().wait()
+        await sim.wait()
     finally:
         await asyncio.shield(sim.close())

@@ -29,6 +29,7 @@ from connectors.simulator.venue import VenueModel, decimals
 
 log = logging.getLogger("hedgewatch.simulator")
 
+SLOW_CONSUMER_BYTES = 8 << 20  # unsent bytes after which a client is cut off, as venues do with slow readers
 GARBAGE = '{"e":"bookTicker","s":\x00garbage'  # invalid JSON, as a broken proxy or a truncated frame sends
 
 
@@ -63,7 +64,7 @@ class VenueServer:
         self.last_activity: dict[ServerConnection, float] = {}
         self._server: Server | None = None
         self.port = 0
-        assets = model.path.scenario.assets
+        assets = model.path.specs
         self._px = {a: decimals(assets[a].tick_size) for a in model.assets}
         self._qx = {a: decimals(assets[a].qty_step) for a in model.assets}
 
@@ -210,6 +211,14 @@ class VenueServer:
         for ws in list(self.connections):
             with contextlib.suppress(Exception):
                 await ws.close(code, reason)
+
+    def drop_slow_consumers(self) -> None:
+        """Abort connections whose unsent backlog exceeds ``SLOW_CONSUMER_BYTES`` (a client that stopped
+        reading), so a stuck client cannot grow the simulator's memory without bound."""
+        for ws in list(self.connections):
+            if ws.transport.get_write_buffer_size() > SLOW_CONSUMER_BYTES:
+                log.info("%s: dropping a slow consumer", self.spec.name)
+                ws.transport.abort()
 
     def send_garbage(self, count: int) -> None:
         for _ in range(count):
