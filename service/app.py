@@ -107,6 +107,7 @@ class Daemon:
         self._newest_tick: float | None = None
         self._last_publish = 0.0
         self._last_eval = 0.0
+        self._warm: set[str] = set()  # assets whose oracle has been ok at least once
         self.metrics.queue_capacity.labels("ingest").set(self.bus.capacity)
 
     # --- views -----------------------------------------------------------------------------------------
@@ -187,19 +188,24 @@ class Daemon:
             self._emit(alert)
         if result.hedge is not None:
             h = result.hedge
-            log.info("hedge %s: %s", self.index_name, ", ".join(f"{k}={h[k]}" for k in sorted(h) if k != "rules"))
+            log.info("hedge %s (%s): ratio %s -> %s, target %s contracts (%s USD), trade %s %s", self.index_name,
+                     h.get("reason"), h.get("from_ratio"), h.get("ratio"), h.get("target_contracts"),
+                     h.get("target_notional_usd"), h.get("side"), h.get("trade_contracts"))
             if self.publisher is not None:
                 self.publisher.publish_hedge(self.index_name, h)
 
     def _transitions(self, now: float) -> None:
-        """Source and oracle transitions: logged, and handed to the event rules."""
+        """Source and oracle transitions: logged, and handed to the event rules once the asset has been
+        priced normally: sources arriving one by one at start-up are not an outage."""
         events = []
         for t in self.market.drain_transitions():
             d = t.to_dict()
             log.info("%s %s %s: %s -> %s (%s)", d["kind"], d["asset"], d.get("source") or "", d["old"],
                      d["new"], d["reason"])
+            if d["kind"] == "oracle" and d["new"] == "ok":
+                self._warm.add(str(d["asset"]))
             e = from_market(d)
-            if e is not None:
+            if e is not None and d["asset"] in self._warm:
                 events.append(e)
         if events:
             for alert in self.rules.on_transitions(events, now):
