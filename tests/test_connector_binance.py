@@ -121,6 +121,17 @@ def test_absurd_reference_is_dropped_after_a_streak() -> None:
     assert accepted == 30 - 19
 
 
+def test_absurd_streak_counts_consecutive_prices_only() -> None:
+    out: list[Any] = []
+    p = make_proto(out)
+    p.handle(orjson.dumps(BOOK_FRAME))
+    for _ in range(30):
+        with pytest.raises(RejectedMessage):
+            p.handle(book(b="2500", a="2501"))
+        p.handle(orjson.dumps(BOOK_FRAME))
+    assert all(q.bid == 25.3519 for q in out)
+
+
 def test_instrument_mapping_from_exchange_info() -> None:
     found = binance_usdm(EXCHANGE_INFO, ["BTC", "ETH", "DEFI", "XYZ"], "USDT")
     assert [(i.asset, i.instrument, i.composite) for i in found] == [
