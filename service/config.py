@@ -148,6 +148,20 @@ class OracleConfig(Section):
 # --- portfolio / hedge ---------------------------------------------------------------------------------
 
 
+class BalancesConfig(Section):
+    """Read-only balances and hedge position from one venue through ccxt. The credentials are read from the
+    environment variables named here; the file never holds them."""
+
+    exchange: str
+    api_key_env: str = "HEDGEWATCH_BALANCES_API_KEY"
+    secret_env: str = "HEDGEWATCH_BALANCES_SECRET"
+    password_env: str | None = None
+    position_symbol: str | None = None
+    assets: tuple[str, ...] = ()
+    min_units: float = Field(default=0.0, ge=0)
+    poll_s: float = Field(default=60.0, gt=0)
+
+
 class PortfolioConfig(Section):
     holdings: dict[str, float] = Field(default_factory=dict)
     cash_usd: float = 0.0
@@ -159,14 +173,39 @@ class PortfolioConfig(Section):
     position_contracts: float = 0.0
     tolerance_ratio: float = Field(default=0.05, ge=0)
     beta: float | Literal["rolling"] = 1.0
+    beta_window: int = Field(default=720, ge=3)
+    beta_interval_s: float = Field(default=3600.0, gt=0)
+    balances: BalancesConfig | None = None
+
+    @model_validator(mode="after")
+    def _range(self) -> PortfolioConfig:
+        if self.hedge_ratio_min > self.hedge_ratio_max:
+            raise ValueError("hedge_ratio_min is above hedge_ratio_max")
+        return self
 
 
 # --- rules ---------------------------------------------------------------------------------------------
 
 
+class TrendlineConfig(Section):
+    """Either two ``anchors`` (``[time, price]``, time as epoch seconds or ISO 8601) or a line ``fit`` by
+    least squares through the swing lows (or highs) of ``timeframe`` bars within ``window``."""
+
+    anchors: tuple[tuple[float | str, float], tuple[float | str, float]] | None = None
+    fit: Literal["lows", "highs"] = "lows"
+    timeframe: str = "1d"
+    window: str = "180d"
+
+
 class RulesConfig(Section):
-    files: tuple[str, ...] = ()
+    """Rule files (``builtin:default`` is the bundled trigger matrix), named price levels and trendlines the
+    rules can refer to (``level("R1")``, ``trendline("long_term")``), and the swing-pivot strength."""
+
+    files: tuple[str, ...] = ("builtin:default",)
     eval_interval_s: float = Field(default=1.0, ge=0)
+    levels: dict[str, float] = Field(default_factory=dict)
+    trendlines: dict[str, TrendlineConfig] = Field(default_factory=dict)
+    pivot_strength: int = Field(default=3, ge=1, le=50)
 
 
 # --- outputs -------------------------------------------------------------------------------------------
@@ -193,26 +232,79 @@ class HttpConfig(Section):
 
 
 class SlackConfig(Section):
+    """A Slack incoming webhook. The webhook URL is the secret (it carries its own credentials); tests and
+    proxies point it anywhere, loopback included."""
+
     webhook_url: SecretStr | None = None
     webhook_url_file: str | None = None
     severities: tuple[str, ...] = ()
+    # Slack documents 1 message per second per incoming webhook, short bursts tolerated
+    rate_limit_per_s: float = Field(default=1.0, gt=0)
+    timeout_s: float = Field(default=10.0, gt=0)
+
+    def resolved_url(self) -> str:
+        return require_secret(self.webhook_url, self.webhook_url_file, "notify.slack.webhook_url")
 
 
 class TelegramConfig(Section):
+    """A Telegram bot posting to one chat through the Bot API's ``sendMessage`` (HTML parse mode)."""
+
     bot_token: SecretStr | None = None
     bot_token_file: str | None = None
     chat_id: str | None = None
     api_url: str = "https://api.telegram.org"
     severities: tuple[str, ...] = ()
+    # Telegram's FAQ: about 1 message per second in one chat, at most 30 per second overall per bot
+    rate_limit_per_s: float = Field(default=1.0, gt=0)
+    global_rate_limit_per_s: float = Field(default=30.0, gt=0)
+    timeout_s: float = Field(default=10.0, gt=0)
+
+    def resolved_token(self) -> str:
+        return require_secret(self.bot_token, self.bot_token_file, "notify.telegram.bot_token")
+
+
+class RouteConfig(Section):
+    """Send alerts matching every condition here to ``destination``. Every matching route delivers (an
+    alert may go to Slack and Telegram); two routes to the same destination: the first wins."""
+
+    destination: Literal["slack", "telegram"]
+    severities: tuple[str, ...] = ()
+    match: dict[str, str] = Field(default_factory=dict)  # exact matches on rule, index, severity or a label
+    group_by: tuple[str, ...] = ("rule", "index")
+    group_wait_s: float | None = Field(default=None, ge=0)
+    group_interval_s: float | None = Field(default=None, ge=0)
+    repeat_interval_s: float | None = Field(default=None, ge=0)
+    send_resolved: bool = True
+
+
+class TemplatesConfig(Section):
+    """Message templates: ``{field}`` placeholders (alert fields, ``label_<name>``, ``value_<name>``,
+    ``annotation_<name>``, ``hedge_text``, ``STATUS``), nothing else is evaluated. Values are escaped for
+    the destination's markup; the template's own markup is kept."""
+
+    slack_title: str = "*[{STATUS}] {rule}* on {index} ({severity})"
+    slack_line: str = "{summary}{hedge_text}"
+    telegram_title: str = "<b>[{STATUS}] {rule}</b> on {index} ({severity})"
+    telegram_line: str = "{summary}{hedge_text}"
 
 
 class NotifyConfig(Section):
     slack: SlackConfig | None = None
     telegram: TelegramConfig | None = None
+    routes: tuple[RouteConfig, ...] = ()
+    templates: TemplatesConfig = TemplatesConfig()
     group_wait_s: float = Field(default=0.0, ge=0)
+    group_interval_s: float = Field(default=0.0, ge=0)
     repeat_interval_s: float = Field(default=4 * 3600.0, ge=0)
     consumer_group: str = "notify"
     consumer_name: str | None = None
+    reclaim_idle_s: float = Field(default=60.0, gt=0)
+    retry_min_s: float = Field(default=0.5, gt=0)
+    retry_max_s: float = Field(default=60.0, gt=0)
+    max_alert_age_s: float = Field(default=86400.0, gt=0)
+    dedup_retention_s: float = Field(default=7 * 86400.0, gt=0)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
 
 
 class Config(Section):
@@ -253,6 +345,16 @@ def read_secret(value: SecretStr | None, path: str | None, name: str) -> str | N
         return Path(path).read_text().strip()
     except OSError as exc:
         raise SecretError(f"{name}: cannot read secret file {path}: {exc.strerror}") from exc
+
+
+def require_secret(value: SecretStr | None, path: str | None, name: str) -> str:
+    """Like ``read_secret``, but a missing secret is a ``SecretError`` naming the setting."""
+    secret = read_secret(value, path, name)
+    if not secret:
+        env = ENV_PREFIX + "__".join(name.upper().split("."))
+        raise SecretError(f"{name} is not set: give it in the config, in {env}, "
+                          f"or name a file in {name}_file")
+    return secret
 
 
 # --- loading -------------------------------------------------------------------------------------------

@@ -153,7 +153,7 @@ async def run_demo(scenario: Path | None, *, plain: bool) -> int:
     sim = Simulator(load_scenario(scenario))
     endpoints = await sim.start()
     try:
-        cfg = demo_config(endpoints, sim.assets)
+        cfg = demo_config(endpoints, list(sim.scenario.assets))
         daemon = Daemon(cfg)
         print(
             f"simulator: {', '.join(f'{e.name} {e.ws_url}' for e in endpoints)}; "

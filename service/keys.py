@@ -32,6 +32,11 @@ class Keys:
         return f"{self.prefix}:alerts:stream"
 
     @property
+    def outbox_marker(self) -> str:
+        """hash: outbox id -> last outbox sequence taken into the alert stream (exactly-once)."""
+        return f"{self.prefix}:alerts:outbox"
+
+    @property
     def heartbeat(self) -> str:
         """key with TTL, set while the daemon is healthy."""
         return f"{self.prefix}:heartbeat"

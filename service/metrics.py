@@ -94,6 +94,13 @@ class Metrics:
             "hedgewatch_rule_state", "0 inactive, 1 pending, 2 firing", ["index", "rule"], registry=r
         )
         self.alerts = Counter("hedgewatch_alerts", "Alerts emitted", ["rule", "status"], registry=r)
+        self.index_indicator = Gauge(
+            "hedgewatch_index_indicator",
+            "Index-level indicators and levels the rules watch (ma_50d, ma_200d, ath, resistance, support, "
+            "trendline), in index points",
+            ["index", "indicator"],
+            registry=r,
+        )
 
         # feeds
         self.messages = Counter(
@@ -132,6 +139,34 @@ class Metrics:
         self.redis_errors = Counter("hedgewatch_redis_errors", "Failed Redis operations", registry=r)
         self.outbox_depth = Gauge(
             "hedgewatch_alert_outbox_depth", "Alerts waiting on disk for Redis", registry=r
+        )
+        self.heartbeat_timestamp = Gauge(
+            "hedgewatch_heartbeat_timestamp_seconds", "When the heartbeat key was last set (epoch)",
+            registry=r,
+        )
+
+        # notifier (the `hedgewatch notify` process)
+        self.notify_sent = Counter(
+            "hedgewatch_notify_sent", "Notifications delivered", ["destination"], registry=r
+        )
+        self.notify_failed = Counter(
+            "hedgewatch_notify_failed",
+            "Notifications given up after a permanent error (4xx other than 429)",
+            ["destination", "reason"],
+            registry=r,
+        )
+        self.notify_retries = Counter(
+            "hedgewatch_notify_retries",
+            "Delivery attempts retried (rate_limited, server_error, network)",
+            ["destination", "reason"],
+            registry=r,
+        )
+        self.notify_silenced = Counter("hedgewatch_notify_silenced", "Alerts muted by a silence", registry=r)
+        self.notify_delivery = Histogram(
+            "hedgewatch_notify_delivery_seconds",
+            "From an alert entering the stream to its delivery",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+            registry=r,
         )
         self.up = Gauge("hedgewatch_up", "1 while the daemon runs", registry=r)
         self.ready = Gauge("hedgewatch_ready", "1 when every constituent has oracle quorum", registry=r)

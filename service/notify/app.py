@@ -1,0 +1,155 @@
+"""Entry points of ``hedgewatch notify``: the worker (``run_notifier``, ``main``) and silence management
+(``silence_add``, ``silence_list``, ``silence_remove``) for the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import httpx
+import redis.asyncio as aredis
+from prometheus_client import start_http_server
+from redis.exceptions import RedisError
+
+from service.config import Config, load_config
+from service.errors import ConfigError, HedgewatchError, Problem
+from service.keys import Keys
+from service.metrics import Metrics
+from service.notify.silences import add_silence, list_silences, parse_duration, parse_matchers, remove_silence
+from service.notify.worker import Notifier
+from service.outbox import redis_factory
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def _redis_url(config: Config) -> str:
+    url = config.redis.resolved_url()
+    if not url:
+        raise ConfigError([Problem("<config>", None, None, "redis.url",
+                                   "hedgewatch notify reads the alert stream: a Redis URL is required "
+                                   "(redis.url, redis.url_file or HEDGEWATCH__REDIS__URL)")])
+    return url
+
+
+def quiet_http_logs() -> None:
+    """httpx logs every request URL at INFO; a webhook URL or a bot token is a secret."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+async def run_notifier(config: Config, *, stop: asyncio.Event | None = None,
+                       metrics: Metrics | None = None) -> None:
+    """Run the delivery worker until ``stop`` is set (forever without one). A missing secret raises
+    ``SecretError`` before anything starts."""
+    quiet_http_logs()
+    metrics = metrics or Metrics()
+    stop = stop or asyncio.Event()
+    server = None
+    if config.notify.metrics_port is not None:
+        server, _ = start_http_server(config.notify.metrics_port, config.notify.metrics_host,
+                                      registry=metrics.registry)
+    try:
+        async with httpx.AsyncClient(follow_redirects=False) as client:
+            redis = redis_factory(_redis_url(config))()
+            try:
+                notifier = Notifier(config, redis, client, metrics)
+                if not notifier.dests:
+                    log.warning("notify: no destination configured (notify.slack, notify.telegram)")
+                metrics.up.set(1)
+                await notifier.run(stop)
+            finally:
+                metrics.up.set(0)
+                await redis.aclose()
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+
+def main(config_path: str | None) -> int:
+    """``hedgewatch notify [-c FILE]``: run until SIGTERM/SIGINT; exit 1 with the reason on a config or
+    secret problem."""
+    try:
+        config = load_config(config_path)
+    except HedgewatchError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await run_notifier(config, stop=stop)
+
+    try:
+        asyncio.run(_main())
+    except HedgewatchError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    return 0
+
+
+# -- silences from the CLI ----------------------------------------------------------------------------
+
+
+def _with_redis(config_path: str | None, op: Callable[[aredis.Redis, Keys], Awaitable[T]]) -> T:
+    config = load_config(config_path)
+
+    async def go() -> T:
+        r = redis_factory(_redis_url(config))()
+        try:
+            return await op(r, Keys(config.redis.prefix))
+        finally:
+            await r.aclose()
+
+    return asyncio.run(go())
+
+
+def _cli(fn: Callable[[], int]) -> int:
+    try:
+        return fn()
+    except (HedgewatchError, ValueError) as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    except (RedisError, OSError) as exc:
+        print(f"Redis unavailable ({type(exc).__name__})", file=sys.stderr)
+        return 1
+
+
+def silence_add(config_path: str | None, matchers: list[str], duration: str, comment: str = "") -> int:
+    """``hedgewatch notify silence add name=value... --for 2h [--comment TEXT]``: prints the new id."""
+    def go() -> int:
+        m, secs = parse_matchers(matchers), parse_duration(duration)
+        s = _with_redis(config_path, lambda r, k: add_silence(r, k, m, secs, comment))
+        print(s.describe())
+        return 0
+    return _cli(go)
+
+
+def silence_list(config_path: str | None, include_expired: bool = False) -> int:
+    """``hedgewatch notify silence list``: one silence a line, the soonest to end first."""
+    def go() -> int:
+        for s in _with_redis(config_path, lambda r, k: list_silences(r, k, include_expired=include_expired)):
+            print(s.describe())
+        return 0
+    return _cli(go)
+
+
+def silence_remove(config_path: str | None, silence_id: str) -> int:
+    """``hedgewatch notify silence remove ID``: exit 1 when there is no such silence."""
+    def go() -> int:
+        if _with_redis(config_path, lambda r, k: remove_silence(r, k, silence_id)):
+            print(f"removed {silence_id}")
+            return 0
+        print(f"no silence {silence_id}", file=sys.stderr)
+        return 1
+    return _cli(go)

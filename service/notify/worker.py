@@ -1,0 +1,308 @@
+"""The ``hedgewatch notify`` worker: alert stream -> silences -> routes -> groups -> Slack / Telegram.
+
+Delivery guarantees. Entries are read through a consumer group and acknowledged only once every
+destination they route to has confirmed the message (or refused it for good). After each confirmed message
+the worker records ``<destination>:<alert id>`` in the dedup hash *before* acknowledging, so after a crash
+the entries still pending (its own, re-read from id 0, or another worker's, taken over with XAUTOCLAIM)
+skip every destination that already has them. What can be sent twice is only the message that was in
+flight at the crash: sent, but not yet recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import httpx
+import redis.asyncio as aredis
+from redis.exceptions import RedisError, ResponseError
+
+from service.alerts import Alert
+from service.config import Config
+from service.keys import Keys
+from service.metrics import Metrics
+from service.notify.destinations import Destination, GiveUp, RetryLater, build_destinations
+from service.notify.grouping import Grouper, Item, Notification
+from service.notify.routing import build_routes, route
+from service.notify.silences import Silence, list_silences, purge_expired
+from service.outbox import check_cancelled
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+READ_COUNT = 100
+READ_BLOCK_MS = 1000
+QUEUE_SIZE = 1000  # notifications waiting per destination; when full the reader waits (entries stay in Redis)
+
+
+def _text(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+class Notifier:
+    """One worker. ``run`` until ``stop`` is set; everything it holds is also pending in Redis."""
+
+    def __init__(self, config: Config, redis: aredis.Redis, client: httpx.AsyncClient, metrics: Metrics,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.cfg = config.notify
+        self.keys = Keys(config.redis.prefix)
+        self.redis = redis
+        self.metrics = metrics
+        self.clock = clock
+        self.dests: dict[str, Destination] = build_destinations(self.cfg, client)
+        self.routes = build_routes(self.cfg)
+        self.consumer = self.cfg.consumer_name or socket.gethostname()
+        self.grouper = Grouper()
+        self.queues: dict[str, asyncio.Queue[Notification]] = {
+            name: asyncio.Queue(QUEUE_SIZE) for name in self.dests
+        }
+        self.remaining: dict[str, set[str]] = {}  # entry id -> destinations still to confirm it
+        self.silences: list[Silence] = []
+        self._changed = asyncio.Event()
+        self._read_own_pending = True
+        self._intaking: set[str] = set()
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        for name in self.queues:
+            self.metrics.queue_capacity.labels(f"notify_{name}").set(QUEUE_SIZE)
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(self._sender(n), name=f"notify-send-{n}") for n in self.dests]
+            tasks.append(tg.create_task(self._scheduler(), name="notify-grouper"))
+            tasks.append(tg.create_task(self._reader(), name="notify-reader"))
+            tasks.append(tg.create_task(self._housekeeping(), name="notify-housekeeping"))
+            await stop.wait()
+            log.info("notify: stopping; %d entries not yet confirmed stay pending in Redis",
+                     len(self.remaining))
+            for t in tasks:
+                t.cancel()
+
+    async def _redis_retry(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
+        """Run a Redis operation until it succeeds: Redis going away only delays the worker."""
+        delay = self.cfg.retry_min_s
+        while True:
+            try:
+                result = await op()
+                check_cancelled()
+                return result
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                await self._ensure_group()  # Redis came back without our group (no persistence)
+            except (RedisError, OSError) as exc:
+                log.warning("notify: Redis %s failed (%s); retrying", what, type(exc).__name__)
+                self.metrics.redis_errors.inc()
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, self.cfg.retry_max_s)
+
+    async def _ensure_group(self) -> None:
+        try:
+            # from the start of the stream: alerts written before the first worker started are not lost
+            await self.redis.xgroup_create(self.keys.alerts_stream, self.cfg.consumer_group, id="0",
+                                           mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._read_own_pending = True
+
+    # -- intake --------------------------------------------------------------------------------------
+
+    async def _reader(self) -> None:
+        await self._redis_retry("group create", self._ensure_group)
+        last = "0"
+        while True:
+            if self._read_own_pending:
+                # our own pending entries first (a restart with the same consumer name), then new ones
+                resp = await self._redis_retry("read", lambda last=last: self._read(last, None))
+                entries = resp[0][1] if resp else []
+                if not entries:
+                    self._read_own_pending, last = False, "0"
+                    continue
+                last = entries[-1][0]
+            else:
+                resp = await self._redis_retry("read", lambda: self._read(">", READ_BLOCK_MS))
+                entries = resp[0][1] if resp else []
+            if entries:
+                await self._intake_batch(entries)
+
+    async def _read(self, from_id: str, block: int | None) -> Any:
+        return await self.redis.xreadgroup(self.cfg.consumer_group, self.consumer,
+                                           {self.keys.alerts_stream: from_id}, count=READ_COUNT, block=block)
+
+    async def _intake_batch(self, entries: list[tuple[Any, Any]]) -> None:
+        self.silences = await self._redis_retry("silences", lambda: list_silences(self.redis, self.keys))
+        for eid, fields in entries:
+            entry_id = _text(eid)
+            # the reader and the reclaimer may both meet an entry; the first one takes it
+            if entry_id in self.remaining or entry_id in self._intaking:
+                continue
+            self._intaking.add(entry_id)
+            try:
+                await self._intake(entry_id, fields)
+            finally:
+                self._intaking.discard(entry_id)
+        self._changed.set()
+
+    async def _intake(self, entry_id: str, fields: dict[bytes, bytes] | None) -> None:
+        now = self.clock()
+        entered = int(entry_id.split("-")[0]) / 1000.0
+        try:
+            alert = Alert.from_json((fields or {})[b"alert"])
+        except (KeyError, ValueError, TypeError):
+            log.warning("notify: entry %s has no readable alert; skipped", entry_id)
+            return await self._ack(entry_id)
+        if now - entered > self.cfg.max_alert_age_s:
+            log.info("notify: alert %s is %.0f s old; not sent", alert.id, now - entered)
+            return await self._ack(entry_id)
+        if any(s.mutes(alert, now) for s in self.silences):
+            self.metrics.notify_silenced.inc()
+            log.info("notify: alert %s silenced", alert.id)
+            return await self._ack(entry_id)
+        routes = route(alert, self.routes)
+        fields_ = [self._dedup_field(r.destination, alert.id) for r in routes]
+        done = await self._redis_retry("dedup", lambda: self.redis.hmget(self.keys.delivered, fields_)) \
+            if fields_ else []
+        todo = []
+        for r, seen in zip(routes, done, strict=True):
+            if seen is not None:
+                continue
+            if alert.status == "resolved" and not r.send_resolved:
+                self.grouper.forget(r, alert)
+                continue
+            todo.append(r)
+        if not todo:
+            return await self._ack(entry_id)
+        self.remaining[entry_id] = {r.destination for r in todo}
+        for r in todo:
+            self.grouper.add(r, Item(alert, entry_id, entered), now)
+
+    @staticmethod
+    def _dedup_field(destination: str, alert_id: str) -> str:
+        return f"{destination}:{alert_id}"
+
+    async def _ack(self, entry_id: str) -> None:
+        stream, group = self.keys.alerts_stream, self.cfg.consumer_group
+        await self._redis_retry("ack", lambda: self.redis.xack(stream, group, entry_id))
+
+    # -- grouping and delivery -----------------------------------------------------------------------
+
+    async def _scheduler(self) -> None:
+        while True:
+            self._changed.clear()
+            for n in self.grouper.due(self.clock()):
+                if n.repeat:
+                    now = self.clock()
+                    alerts = tuple(a for a in n.alerts if not any(s.mutes(a, now) for s in self.silences))
+                    if not alerts:
+                        continue
+                    n = Notification(n.destination, n.key, alerts, (), repeat=True)
+                await self.queues[n.destination].put(n)
+                self.metrics.queue_depth.labels(f"notify_{n.destination}").set(self.queues[n.destination].qsize())
+            deadline = self.grouper.next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - self.clock())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._changed.wait()
+
+    async def _sender(self, name: str) -> None:
+        dest, queue = self.dests[name], self.queues[name]
+        while True:
+            n = await queue.get()
+            self.metrics.queue_depth.labels(f"notify_{name}").set(queue.qsize())
+            delivered = await self._deliver(dest, dest.render(n))
+            if delivered and n.items:
+                stamp = f"{self.clock():.3f}"
+                mapping = {self._dedup_field(name, it.alert.id): stamp for it in n.items}
+                await self._redis_retry("dedup record", lambda m=mapping: self.redis.hset(  # type: ignore[misc]
+                    self.keys.delivered, mapping=m))
+                now = self.clock()
+                for it in n.items:
+                    self.metrics.notify_delivery.observe(max(0.0, now - it.entered_at))
+            for it in n.items:
+                left = self.remaining.get(it.entry_id)
+                if left is None:
+                    continue
+                left.discard(name)
+                if not left:
+                    del self.remaining[it.entry_id]
+                    await self._ack(it.entry_id)
+
+    async def _deliver(self, dest: Destination, text: str) -> bool:
+        """Send until confirmed (True) or refused for good (False), pacing and backing off as told."""
+        delay = self.cfg.retry_min_s
+        while True:
+            for pacer in dest.pacers:
+                await pacer.wait()
+            try:
+                await dest.send(text)
+            except RetryLater as exc:
+                self.metrics.notify_retries.labels(dest.name, exc.reason).inc()
+                log.warning("notify: %s: %s, retrying", dest.name, exc.reason)
+                if exc.delay_s is not None:
+                    for pacer in dest.pacers:
+                        pacer.hold(exc.delay_s)
+                else:
+                    await asyncio.sleep(delay * (0.5 + random.random()))
+                    delay = min(delay * 2, self.cfg.retry_max_s)
+                continue
+            except GiveUp as exc:
+                self.metrics.notify_failed.labels(dest.name, exc.reason).inc()
+                log.error("notify: %s refused a message (%s); not retried", dest.name, exc.reason)
+                return False
+            self.metrics.notify_sent.labels(dest.name).inc()
+            return True
+
+    # -- housekeeping --------------------------------------------------------------------------------
+
+    async def _housekeeping(self) -> None:
+        """Renew our lease on entries we hold, take over a dead worker's, expire silences and old dedup
+        records."""
+        interval = self.cfg.reclaim_idle_s / 3
+        last_prune = 0.0
+        while True:
+            await self._redis_retry("lease", self._renew)
+            await self._redis_retry("reclaim", self._reclaim)
+            now = self.clock()
+            if now - last_prune > 3600:
+                await self._redis_retry("prune", lambda now=now: self._prune(now))
+                last_prune = now
+            await asyncio.sleep(interval)
+
+    async def _renew(self) -> None:
+        # entries held through a long group_wait or a 429 must not look idle to other workers' XAUTOCLAIM
+        ids = list(self.remaining)
+        for i in range(0, len(ids), 500):
+            await self.redis.xclaim(self.keys.alerts_stream, self.cfg.consumer_group, self.consumer, 0,
+                                    ids[i:i + 500], justid=True)
+
+    async def _reclaim(self) -> None:
+        start = "0-0"
+        while True:
+            nxt, entries, *_ = await self.redis.xautoclaim(
+                self.keys.alerts_stream, self.cfg.consumer_group, self.consumer,
+                int(self.cfg.reclaim_idle_s * 1000), start_id=start, count=READ_COUNT)
+            fresh = [(e, f) for e, f in entries if _text(e) not in self.remaining]
+            if fresh:
+                log.info("notify: took over up to %d entries of a stopped worker", len(fresh))
+                await self._intake_batch(fresh)
+            start = _text(nxt)
+            if start == "0-0":
+                return
+
+    async def _prune(self, now: float) -> None:
+        await purge_expired(self.redis, self.keys, now)
+        cutoff = now - self.cfg.dedup_retention_s
+        stale = []
+        async for f, v in self.redis.hscan_iter(self.keys.delivered, count=1000):
+            with contextlib.suppress(ValueError):
+                if float(v) < cutoff:
+                    stale.append(f)
+        for i in range(0, len(stale), 1000):
+            await self.redis.hdel(self.keys.delivered, *stale[i:i + 1000])

@@ -1,0 +1,177 @@
+"""deploy/: Prometheus config and rules pass promtool, dashboards are valid with fixed unique uids, and every
+metric a dashboard or an alert rule uses is one that service/metrics.py exposes."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from ruamel.yaml import YAML
+
+from service.metrics import Metrics
+from tests.support import REPO
+
+DEPLOY = REPO / "deploy"
+PROM = DEPLOY / "prometheus"
+DASHBOARDS = DEPLOY / "grafana" / "dashboards"
+EXPECTED_UIDS = {"hw-index", "hw-oracle", "hw-derivatives", "hw-hedge", "hw-pipeline"}
+METRIC = re.compile(r"\bhedgewatch_[a-z0-9_]+\b")
+
+
+def load_yaml(path: Path) -> Any:
+    return YAML(typ="safe").load(path.read_text())
+
+
+def exposed_names() -> set[str]:
+    """Every sample name the daemon's and notifier's /metrics can carry, from the registry's families."""
+    names: set[str] = set()
+    for fam in Metrics().registry.collect():
+        if fam.type == "counter" or isinstance(fam, CounterMetricFamily):
+            names |= {f"{fam.name}_total", f"{fam.name}_created"}
+        elif fam.type == "histogram" or isinstance(fam, HistogramMetricFamily):
+            names |= {f"{fam.name}_bucket", f"{fam.name}_sum", f"{fam.name}_count", f"{fam.name}_created"}
+        else:
+            names.add(fam.name)
+    return names
+
+
+def dashboard_exprs() -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for path in sorted(DASHBOARDS.glob("*.json")):
+        d = json.loads(path.read_text())
+        exprs = [t["expr"] for p in d["panels"] for t in p.get("targets", [])]
+        exprs += [v["query"]["query"] for v in d["templating"]["list"]]
+        out[path.name] = exprs
+    return out
+
+
+def alert_exprs() -> list[str]:
+    return [r["expr"] for g in load_yaml(PROM / "alerts.yml")["groups"] for r in g["rules"]]
+
+
+@pytest.mark.parametrize(
+    "args", [("check", "config", "prometheus.yml"), ("check", "rules", "alerts.yml")], ids=["config", "rules"]
+)
+def test_promtool_accepts_the_prometheus_files(args: tuple[str, ...]) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (Debian: apt-get install -y prometheus)")
+    proc = subprocess.run(
+        [promtool, *args[:-1], str(PROM / args[-1])], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_every_metric_used_by_dashboards_and_alerts_exists() -> None:
+    exposed = exposed_names()
+    used: dict[str, set[str]] = {"alerts.yml": {m for e in alert_exprs() for m in METRIC.findall(e)}}
+    for name, exprs in dashboard_exprs().items():
+        used[name] = {m for e in exprs for m in METRIC.findall(e)}
+    missing = {where: sorted(names - exposed) for where, names in used.items() if names - exposed}
+    assert not missing, f"metrics not in service/metrics.py: {missing}"
+    assert all(used.values()), "a dashboard uses no hedgewatch metric at all"
+
+
+def test_dashboards_are_valid_with_fixed_unique_uids() -> None:
+    uids = []
+    ds_uid = load_yaml(DEPLOY / "grafana/provisioning/datasources/prometheus.yml")["datasources"][0]["uid"]
+    for path in sorted(DASHBOARDS.glob("*.json")):
+        d = json.loads(path.read_text())
+        uids.append(d["uid"])
+        assert path.stem == d["uid"]
+        ids = [p["id"] for p in d["panels"]]
+        assert len(ids) == len(set(ids)) and d["panels"]
+        for p in d["panels"]:
+            assert p["datasource"]["uid"] == ds_uid
+            assert p["targets"] and all(t["expr"] for t in p["targets"])
+            assert p["gridPos"]["x"] + p["gridPos"]["w"] <= 24
+    assert len(uids) == len(set(uids))
+    assert set(uids) == EXPECTED_UIDS
+
+
+def test_dashboards_are_what_the_generator_writes(tmp_path: Path) -> None:
+    code = (
+        "import sys, runpy, pathlib; g = runpy.run_path(sys.argv[1]); "
+        "g['OUT'] = pathlib.Path(sys.argv[2]); "
+        "[(g['OUT'] / (d['uid'] + '.json')).write_text(__import__('json').dumps(d, indent=2) + '\\n') "
+        "for d in g['DASHBOARDS']]"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, str(DEPLOY / "grafana/generate.py"), str(tmp_path)],
+        check=True,
+        timeout=60,
+    )
+    for path in DASHBOARDS.glob("*.json"):
+        assert (tmp_path / path.name).read_text() == path.read_text(), f"{path.name}: run generate.py"
+
+
+def test_the_dashboards_cover_what_the_operator_needs() -> None:
+    used = {m for exprs in dashboard_exprs().values() for e in exprs for m in METRIC.findall(e)}
+    for needed in (
+        "hedgewatch_index_price",
+        "hedgewatch_index_indicator",
+        "hedgewatch_source_price",
+        "hedgewatch_source_excluded",
+        "hedgewatch_source_age_seconds",
+        "hedgewatch_index_funding_rate",
+        "hedgewatch_index_open_interest_usd",
+        "hedgewatch_index_basis_ratio",
+        "hedgewatch_hedge_ratio",
+        "hedgewatch_hedge_notional_usd",
+        "hedgewatch_hedge_contracts",
+        "hedgewatch_rule_state",
+        "hedgewatch_alerts_total",
+        "hedgewatch_messages_total",
+        "hedgewatch_messages_rejected_total",
+        "hedgewatch_reconnects_total",
+        "hedgewatch_queue_depth",
+        "hedgewatch_tick_to_index_seconds_bucket",
+    ):
+        assert needed in used, needed
+
+
+def test_alert_rules_cover_the_daemons_health() -> None:
+    names = {r["alert"] for g in load_yaml(PROM / "alerts.yml")["groups"] for r in g["rules"]}
+    assert {
+        "HedgewatchDown",
+        "HedgewatchHeartbeatMissing",
+        "HedgewatchOracleDegraded",
+        "HedgewatchSourceStale",
+        "HedgewatchReconnectStorm",
+        "HedgewatchQueueSaturated",
+        "HedgewatchLatencyHigh",
+    } <= names
+
+
+def test_compose_runs_the_whole_stack() -> None:
+    compose = load_yaml(DEPLOY / "docker-compose.yml")
+    services = compose["services"]
+    assert {"redis", "prometheus", "grafana", "hedgewatch", "notify"} <= set(services)
+    assert services["hedgewatch"]["command"] == ["run"] and services["notify"]["command"] == ["notify"]
+    for svc in services.values():
+        for port in svc.get("ports", []):
+            assert port.startswith("127.0.0.1:"), f"{port} would be published on every interface"
+    targets = {
+        t
+        for job in load_yaml(PROM / "prometheus.yml")["scrape_configs"]
+        for sc in job["static_configs"]
+        for t in sc["targets"]
+    }
+    assert targets == {"hedgewatch:9108", "notify:9109"}
+
+
+def test_dockerfile_is_slim_non_root_with_a_healthcheck() -> None:
+    text = (REPO / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.1\d-slim", text, re.M)
+    user = re.findall(r"^USER (\S+)", text, re.M)
+    assert user and user[-1] not in ("root", "0")
+    assert "HEALTHCHECK" in text and "/healthz" in text
+    assert re.search(r"^EXPOSE 9108$", text, re.M)
+    assert "HEDGEWATCH__HTTP__HOST=0.0.0.0" in text
