@@ -140,6 +140,7 @@ class WsConnection:
             up_since: float | None = None
             immediate = False
             try:
+                await self.ctx.pace_connect()
                 async with connect(
                     self.proto.url, open_timeout=tn.open_timeout_s, ping_interval=tn.ping_interval_s,
                     ping_timeout=tn.ping_interval_s, close_timeout=2.0, max_size=tn.max_frame_bytes,
@@ -186,7 +187,7 @@ class WsConnection:
             f"connect:{self.name}",
             f"{self.ctx.exchange}: {self.name} connected after {self.failures} failed attempts")
         self.failures = 0
-        self.ctx.metrics.feed_connected.labels(self.ctx.exchange).set(1)
+        self.ctx.connection_up(True)
         self._set_state(FeedState.CONNECTED, self.proto.url)
         try:
             async with asyncio.TaskGroup() as tg:
@@ -295,7 +296,7 @@ class WsConnection:
 
     def _down(self, reason: str) -> None:
         if self.connected_at is not None:
-            self.ctx.metrics.feed_connected.labels(self.ctx.exchange).set(0)
+            self.ctx.connection_up(False)
         self.connected_at = None
         for r in self.proto.routes:
             r.state = FeedState.DISCONNECTED
