@@ -172,8 +172,8 @@ class WsConnection:
                     f"(attempt {self.failures}, next in {delay:.1f} s)",
                 )
             else:
-                self.ctx.log.warning("%s: connection %s lost (%s); reconnecting in %.1f s",
-                                     ex, self.name, reason, delay)
+                self.ctx.burst.event(f"lost:{self.name}", f"{ex}: connection {self.name} lost ({reason}); "
+                                                          f"reconnecting in {delay:.1f} s")
             if delay:
                 await asyncio.sleep(delay)
 
@@ -244,9 +244,13 @@ class WsConnection:
         proto = self.proto
         opened = time.monotonic()
         last_flush = opened
+        stable = False
         while True:
             await asyncio.sleep(tn.watchdog_interval_s)
             mono = time.monotonic()
+            if not stable and mono - opened >= tn.stable_after_s:
+                stable = True  # a later loss starts a new burst of log lines
+                self.ctx.burst.clear(f"lost:{self.name}")
             if mono - last_flush >= tn.flush_interval_s:
                 self.ctx.flush(proto.routes)
                 last_flush = mono

@@ -286,11 +286,15 @@ async def test_silent_channel_is_detected_resubscribed_then_recycled(venue: Fake
                        ["state"] == "subscribed", 3, "recovered")
 
 
-async def test_refused_subscription_reconnects_with_backoff(venue: FakeBinance) -> None:
+async def test_refused_subscription_reconnects_with_backoff(venue: FakeBinance,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
     venue.refuse = True
+    caplog.set_level(logging.INFO, "hedgewatch")
     async with running(src(venue, symbols=["BTC"], channels=["quotes"])) as (conn, _, _m):
-        await wait_for(lambda: venue.connects >= 3, 5, "retries")
+        await wait_for(lambda: venue.connects >= 4, 5, "retries")
         assert "subscribe refused" in conn.status()["connections"]["public-0"]["last_error"]
+    # one line for the burst of failures, not one per attempt
+    assert len([r for r in caplog.records if "lost" in r.getMessage()]) == 1
 
 
 async def test_no_service_keeps_retrying_without_spinning(caplog: pytest.LogCaptureFixture) -> None:
