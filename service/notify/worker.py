@@ -220,11 +220,12 @@ class Notifier:
             if delivered and n.items:
                 stamp = f"{self.clock():.3f}"
                 mapping = {self._dedup_field(name, it.alert.id): stamp for it in n.items}
-                await self._redis_retry("dedup record", lambda m=mapping: self.redis.hset(  # type: ignore[misc]
-                    self.keys.delivered, mapping=m))
                 now = self.clock()
                 for it in n.items:
                     self.metrics.notify_delivery.observe(max(0.0, now - it.entered_at))
+            else:
+                mapping = {}
+            done = []
             for it in n.items:
                 left = self.remaining.get(it.entry_id)
                 if left is None:
@@ -232,7 +233,24 @@ class Notifier:
                 left.discard(name)
                 if not left:
                     del self.remaining[it.entry_id]
-                    await self._ack(it.entry_id)
+                    done.append(it.entry_id)
+            await self._settle(mapping, done)
+
+    async def _settle(self, delivered: dict[str, str], acks: list[str]) -> None:
+        """Record deliveries, then acknowledge entries, in one round trip. The pipeline keeps the order: an
+        entry is never acknowledged without its delivery recorded first."""
+        if not delivered and not acks:
+            return
+
+        async def go() -> None:
+            pipe = self.redis.pipeline(transaction=False)
+            if delivered:
+                pipe.hset(self.keys.delivered, mapping=delivered)
+            if acks:
+                pipe.xack(self.keys.alerts_stream, self.cfg.consumer_group, *acks)
+            await pipe.execute()
+
+        await self._redis_retry("settle", go)
 
     async def _deliver(self, dest: Destination, text: str) -> bool:
         """Send until confirmed (True) or refused for good (False), pacing and backing off as told."""
