@@ -17,15 +17,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pathlib import Path
+
 from connectors import Connector, build_connector
+from rules.events import from_market
+from rules.stage import RuleStage
+from service.alerts import Alert
 from service.bus import MemoryBus
 from service.config import Config
 from service.errors import ClosedError
-from service.events import Event
+from service.events import Candle, Event
 from service.http import HttpServer
 from service.keys import Keys
 from service.market import MarketState
 from service.metrics import Metrics
+from service.outbox import AlertSink, redis_factory
 from service.publisher import RedisPublisher, redacted, redis_client
 
 log = logging.getLogger("hedgewatch")
@@ -69,6 +75,7 @@ class Daemon:
         self.keys = Keys(config.redis.prefix)
         self.bus: MemoryBus[Event] = MemoryBus(config.redis.queue_size, name="ingest")
         self.market = MarketState(config, clock())
+        self.rules = RuleStage(config, clock())
         self.connectors: list[Connector] = [
             build_connector(src, self.bus.put, self.metrics, clock=clock) for src in config.sources if src.enabled
         ]
@@ -85,6 +92,12 @@ class Daemon:
                 healthy=self._healthy,
                 clock=clock,
             )
+        self.alerts: AlertSink | None = None
+        if url:
+            self.alerts = AlertSink(
+                redis_factory(url), self.keys, Path(config.redis.outbox_dir), config.redis.stream_maxlen,
+                self.metrics, clock,
+            )
         self.http = HttpServer(
             config.http.host, config.http.port, self.metrics, ready=self._readiness, state=self.state
         )
@@ -93,6 +106,8 @@ class Daemon:
         self._dirty_since: float | None = None
         self._newest_tick: float | None = None
         self._last_publish = 0.0
+        self._last_eval = 0.0
+        self._warm: set[str] = set()  # assets whose oracle has been ok at least once
         self.metrics.queue_capacity.labels("ingest").set(self.bus.capacity)
 
     # --- views -----------------------------------------------------------------------------------------
@@ -110,6 +125,7 @@ class Daemon:
             "ts": now,
             "uptime_s": now - self.stats.started,
             "market": self.market.state(now),
+            "rules": self.rules.state(),
             "feeds": {c.name: c.status() for c in self.connectors},
             "pipeline": {
                 "events": self.stats.events,
@@ -128,9 +144,11 @@ class Daemon:
     async def _pipeline(self) -> None:
         """Consume the bus in batches; every index change is timed and, when due, published."""
         apply = self.market.apply
+        on_candle = self.rules.on_candle
         observe = self.metrics.tick_to_index.observe
         bus = self.bus
         interval = self.config.index.publish_interval_s
+        eval_interval = self.config.rules.eval_interval_s
         while True:
             try:
                 batch = await bus.get_batch(BATCH_MAX)
@@ -144,6 +162,8 @@ class Daemon:
                     if first_change is None:
                         first_change = ts
                     newest_change = ts
+                if type(ev) is Candle:
+                    on_candle(ev)
             self.stats.events += len(batch)
             if first_change is None:
                 continue
@@ -154,8 +174,48 @@ class Daemon:
             self._newest_tick = newest_change
             if self._dirty_since is None:
                 self._dirty_since = now
+            if now - self._last_eval >= eval_interval:
+                self._evaluate(now)
             if now - self._last_publish >= interval:
                 self._publish(now)
+
+    def _evaluate(self, now: float) -> None:
+        """Evaluate the rules on the current snapshot; alerts go to the durable sink, a hedge
+        recommendation to its channel."""
+        self._last_eval = now
+        result = self.rules.evaluate(self.market.snapshot(now), now)
+        for alert in result.alerts:
+            self._emit(alert)
+        if result.hedge is not None:
+            h = result.hedge
+            log.info("hedge %s (%s): ratio %s -> %s, target %s contracts (%s USD), trade %s %s", self.index_name,
+                     h.get("reason"), h.get("from_ratio"), h.get("ratio"), h.get("target_contracts"),
+                     h.get("target_notional_usd"), h.get("side"), h.get("trade_contracts"))
+            if self.publisher is not None:
+                self.publisher.publish_hedge(self.index_name, h)
+
+    def _transitions(self, now: float) -> None:
+        """Source and oracle transitions: logged, and handed to the event rules once the asset has been
+        priced normally: sources arriving one by one at start-up are not an outage."""
+        events = []
+        for t in self.market.drain_transitions():
+            d = t.to_dict()
+            log.info("%s %s %s: %s -> %s (%s)", d["kind"], d["asset"], d.get("source") or "", d["old"],
+                     d["new"], d["reason"])
+            if d["kind"] == "oracle" and d["new"] == "ok":
+                self._warm.add(str(d["asset"]))
+            e = from_market(d)
+            if e is not None and d["asset"] in self._warm:
+                events.append(e)
+        if events:
+            for alert in self.rules.on_transitions(events, now):
+                self._emit(alert)
+
+    def _emit(self, alert: Alert) -> None:
+        self.metrics.alerts.labels(alert.rule, alert.status).inc()
+        log.warning("alert %s %s [%s]: %s", alert.status, alert.rule, alert.severity, alert.summary)
+        if self.alerts is not None:
+            self.alerts.submit(alert)
 
     def _publish(self, now: float) -> None:
         self._dirty_since = None
@@ -168,7 +228,7 @@ class Daemon:
         self.stats.snapshots += 1
 
     def _persisted(self, snap: dict[str, Any], now: float) -> dict[str, Any]:
-        return {"snapshot": snap, "saved_at": now}
+        return {"snapshot": snap, "rules": self.rules.dump_state(), "saved_at": now}
 
     async def _ticker(self) -> None:
         """Staleness, scheduled work, throttled publishing and metric export, on a fixed cadence."""
@@ -179,6 +239,10 @@ class Daemon:
             now = self.clock()
             if self.market.tick(now) and self._dirty_since is None:
                 self._dirty_since = now
+            self._transitions(now)
+            if now - self._last_eval >= max(self.config.rules.eval_interval_s, TICK_INTERVAL_S):
+                # time-based conditions ("for", staleness) progress even when no tick moves the index
+                self._evaluate(now)
             if self._dirty_since is not None and now - self._last_publish >= interval:
                 self._publish(now)
             if now >= next_export:
@@ -187,6 +251,7 @@ class Daemon:
 
     def _export(self, now: float) -> None:
         self.market.export(self.metrics, now)
+        self.rules.export(self.metrics)
         m = self.metrics
         m.queue_depth.labels("ingest").set(len(self.bus))
         m.ready.set(1 if self.market.ready else 0)
@@ -207,15 +272,18 @@ class Daemon:
                 feeds = [tg.create_task(_supervised(c), name=f"feed:{c.name}") for c in self.connectors]
                 pipeline = tg.create_task(self._pipeline(), name="pipeline")
                 others = [tg.create_task(self._ticker(), name="ticker")]
+                writer = None
                 if self.publisher is not None:
-                    others.append(tg.create_task(self.publisher.run(), name="redis-publisher"))
+                    writer = tg.create_task(self.publisher.run(), name="redis-publisher")
+                if self.alerts is not None:
+                    others.append(tg.create_task(self.alerts.run(), name="alert-sink"))
                 self.started.set()
                 log.info(
                     "running index %s over %d sources; http %s:%d",
                     self.index_name, len(self.connectors), self.http.host, self.http.port,
                 )
                 await stop.wait()
-                await self._shutdown(feeds, pipeline, others)
+                await self._shutdown(feeds, pipeline, writer, others)
         finally:
             await self.http.close()
             if self.publisher is not None:
@@ -227,10 +295,16 @@ class Daemon:
         assert self.publisher is not None
         saved = await self.publisher.load_state(self.index_name)
         if saved:
-            log.info("restored persisted state of %s saved at %s", self.index_name, saved.get("saved_at"))
+            self.rules.restore_state(saved.get("rules") or {}, self.clock())
+            log.info("restored persisted rule and hedge state of %s saved at %s", self.index_name,
+                     saved.get("saved_at"))
 
     async def _shutdown(
-        self, feeds: list[asyncio.Task[None]], pipeline: asyncio.Task[None], others: list[asyncio.Task[None]]
+        self,
+        feeds: list[asyncio.Task[None]],
+        pipeline: asyncio.Task[None],
+        writer: asyncio.Task[None] | None,
+        others: list[asyncio.Task[None]],
     ) -> None:
         t0 = self.clock()
         for t in feeds:
@@ -246,17 +320,24 @@ class Daemon:
             pipeline.cancel()
             await _settle([pipeline], self.deadlines.cancel_s)
         flushed = True
-        if self.publisher is not None:
+        if self.publisher is not None and writer is not None:
             self._publish(self.clock())
-            flushed = await asyncio.shield(self.publisher.flush(self.deadlines.flush_s))
+            self.publisher.stop()  # the writer returns once the final snapshot is written
+            flushed = not await _settle([writer], self.deadlines.flush_s) and self.publisher.pending == 0
+            if not writer.done():
+                writer.cancel()
+                others.append(writer)
+        delivered = 0
+        if self.alerts is not None:
+            delivered = await asyncio.shield(self.alerts.flush(self.deadlines.flush_s))
         for t in others:
             t.cancel()
         stragglers = await _settle(others, self.deadlines.cancel_s)
         log.info(
             "stopped after %.0f s: %d events, %d index updates, %d snapshots, %d dropped, %d drained at stop,"
-            " final flush %s, shutdown %.2f s%s",
+            " final flush %s, %d alerts flushed, shutdown %.2f s%s",
             self.clock() - self.stats.started, self.stats.events, self.stats.index_updates,
-            self.stats.snapshots, self.bus.dropped, queued, "ok" if flushed else "FAILED",
+            self.stats.snapshots, self.bus.dropped, queued, "ok" if flushed else "FAILED", delivered,
             self.clock() - t0, f", stragglers: {', '.join(stragglers)}" if stragglers else "",
         )
 
@@ -281,7 +362,11 @@ async def _settle(tasks: list[asyncio.Task[None]], timeout_s: float) -> list[str
     """Wait for cancelled tasks to finish; returns the names of those that did not in time."""
     if not tasks:
         return []
-    done, pending = await asyncio.wait(tasks, timeout=timeout_s)
+    _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+    for t in pending:
+        frames = t.get_stack(limit=3)
+        where = ", ".join(f"{f.f_code.co_filename}:{f.f_lineno}" for f in frames)
+        log.warning("task %s did not stop within %.1f s (at %s)", t.get_name(), timeout_s, where)
     return [t.get_name() for t in pending]
 
 

@@ -86,7 +86,8 @@ def _check_rules(cfg: Config, config_file: Path) -> list[Problem]:
     except ImportError:
         return []
     base = config_file.parent
-    return check_rules([str(p if Path(p).is_absolute() else base / p) for p in cfg.rules.files])
+    return check_rules([str(p if Path(p).is_absolute() or p.startswith("builtin:") else base / p)
+                        for p in cfg.rules.files], cfg.rules)
 
 
 @app.command()

@@ -148,6 +148,20 @@ class OracleConfig(Section):
 # --- portfolio / hedge ---------------------------------------------------------------------------------
 
 
+class BalancesConfig(Section):
+    """Read-only balances and hedge position from one venue through ccxt. The credentials are read from the
+    environment variables named here; the file never holds them."""
+
+    exchange: str
+    api_key_env: str = "HEDGEWATCH_BALANCES_API_KEY"
+    secret_env: str = "HEDGEWATCH_BALANCES_SECRET"
+    password_env: str | None = None
+    position_symbol: str | None = None
+    assets: tuple[str, ...] = ()
+    min_units: float = Field(default=0.0, ge=0)
+    poll_s: float = Field(default=60.0, gt=0)
+
+
 class PortfolioConfig(Section):
     holdings: dict[str, float] = Field(default_factory=dict)
     cash_usd: float = 0.0
@@ -159,14 +173,39 @@ class PortfolioConfig(Section):
     position_contracts: float = 0.0
     tolerance_ratio: float = Field(default=0.05, ge=0)
     beta: float | Literal["rolling"] = 1.0
+    beta_window: int = Field(default=720, ge=3)
+    beta_interval_s: float = Field(default=3600.0, gt=0)
+    balances: BalancesConfig | None = None
+
+    @model_validator(mode="after")
+    def _range(self) -> PortfolioConfig:
+        if self.hedge_ratio_min > self.hedge_ratio_max:
+            raise ValueError("hedge_ratio_min is above hedge_ratio_max")
+        return self
 
 
 # --- rules ---------------------------------------------------------------------------------------------
 
 
+class TrendlineConfig(Section):
+    """Either two ``anchors`` (``[time, price]``, time as epoch seconds or ISO 8601) or a line ``fit`` by
+    least squares through the swing lows (or highs) of ``timeframe`` bars within ``window``."""
+
+    anchors: tuple[tuple[float | str, float], tuple[float | str, float]] | None = None
+    fit: Literal["lows", "highs"] = "lows"
+    timeframe: str = "1d"
+    window: str = "180d"
+
+
 class RulesConfig(Section):
-    files: tuple[str, ...] = ()
+    """Rule files (``builtin:default`` is the bundled trigger matrix), named price levels and trendlines the
+    rules can refer to (``level("R1")``, ``trendline("long_term")``), and the swing-pivot strength."""
+
+    files: tuple[str, ...] = ("builtin:default",)
     eval_interval_s: float = Field(default=1.0, ge=0)
+    levels: dict[str, float] = Field(default_factory=dict)
+    trendlines: dict[str, TrendlineConfig] = Field(default_factory=dict)
+    pivot_strength: int = Field(default=3, ge=1, le=50)
 
 
 # --- outputs -------------------------------------------------------------------------------------------

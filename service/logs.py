@@ -14,7 +14,7 @@ def setup_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("websockets", "aiohttp.access", "asyncio", "ccxt"):
+    for noisy in ("websockets", "aiohttp.access", "asyncio", "ccxt", "httpx", "httpcore", "hedgewatch.simulator"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

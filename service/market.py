@@ -65,7 +65,7 @@ class MarketState:
             if sym not in self._oracles:
                 self._oracles[sym] = AssetOracle(sym, ocfg, self._transitions, src_weights)
         self._last_quote: dict[tuple[str, str], float] = {}
-        self._assumed_rates: set[str] = set()
+        self._rates: dict[str, tuple[float, bool]] = {}  # quote -> (USD rate, assumed at par)
         self.basket = Basket()
         self.derivatives = Derivatives(config.index)
         self.rebalancer = Rebalancer(config, self._oracles, now)
@@ -91,31 +91,35 @@ class MarketState:
     # --- events ------------------------------------------------------------------------------------
 
     def _usd_rate(self, quote: str) -> float:
+        """USD per unit of ``quote``: the oracle's own price of a stablecoin when it has a usable one,
+        else 1.0, and the quote is flagged as assumed at par."""
         if quote == "USD":
             return 1.0
         if quote in self._stable:
             o = self._oracles.get(quote)
             if o is not None and o.price is not None and o.status != STALE:
+                self._rates[quote] = (o.price, False)
                 return o.price
-            self._assumed_rates.add(quote)
+            self._rates[quote] = (1.0, True)
         return 1.0
 
     def _feed(self, asset: str, source: str, price: float, quote: str, now: float) -> bool:
         oracle = self._oracles.get(asset)
         if oracle is None or asset == quote:
             return False
-        old = oracle.status
+        old, first = oracle.status, oracle.price is None
         if not oracle.update(source, price * self._usd_rate(quote), now):
             return False
-        return self._after_oracle(oracle, old, now)
+        return self._after_oracle(oracle, old, first, now)
 
-    def _after_oracle(self, oracle: AssetOracle, old: str, now: float) -> bool:
+    def _after_oracle(self, oracle: AssetOracle, old: str, first: bool, now: float) -> bool:
         """Propagate an oracle change to the basket; True when the level or the status moved."""
         asset = oracle.asset
         if oracle.price is not None:
             self.basket.set_price(asset, oracle.price)
         if asset not in self._members:
-            if not self.basket.built:
+            # Building needs every member priced: worth trying only when an asset gets its first price.
+            if first and not self.basket.built:
                 return self._try_build(now)
             return False
         new = oracle.status
@@ -137,9 +141,12 @@ class MarketState:
             if market == Market.FUTURE:
                 self.derivatives.on_dated(ev.exchange, ev.asset, ev.instrument, ev.mid, ev.ts_recv)
             return False
+        bid, ask = ev.bid, ev.ask
+        if not (0.0 < bid <= ask):
+            return False  # one-sided or crossed book: no mid to trust; trades may stand in
         src = ev.exchange if market == Market.PERP else f"{ev.exchange}:{market}"
         self._last_quote[(ev.asset, src)] = ev.ts_recv
-        return self._feed(ev.asset, src, (ev.bid + ev.ask) * 0.5, ev.quote, ev.ts_recv)
+        return self._feed(ev.asset, src, (bid + ask) * 0.5, ev.quote, ev.ts_recv)
 
     def _on_trade(self, ev: Trade) -> bool:
         if ev.market not in self._markets:
@@ -258,6 +265,11 @@ class MarketState:
             self._adopt_members()
             self._note_rebalance(now)
             changed = True
+        preview = self.rebalancer.announce(now)
+        if preview is not None:
+            why = (f"rebalance at {preview['effective_ts']:.0f}: added {', '.join(preview['added']) or '-'}; "
+                   f"removed {', '.join(preview['removed']) or '-'}")
+            self._transitions.append(SourceTransition(now, "rebalance_preview", self.name, "", "", "", why))
         if now - self._last_recompute >= RECOMPUTE_EVERY_S:
             self.basket.recompute()
             self._last_recompute = now
@@ -320,7 +332,7 @@ class MarketState:
 
     def _assets(self, now: float) -> dict[str, Any]:
         d = self.derivatives
-        out = {}
+        out: dict[str, Any] = {}
         for a in sorted(self._members):
             o = self._oracles[a]
             out[a] = {
@@ -363,7 +375,8 @@ class MarketState:
             "derivatives": self.derivatives_summary(now),
             "assets": self._assets(now),
             "rebalance": self.rebalancer.info(now),
-            "quote_rates_assumed": sorted(self._assumed_rates),
+            "quote_rates": {q: {"rate": r, "assumed": a} for q, (r, a) in sorted(self._rates.items())},
+            "quote_rates_assumed": sorted(q for q, (_, a) in self._rates.items() if a),
         }
         if self.config.index.track is not None:
             snap["tracking"] = self.tracking
@@ -375,6 +388,8 @@ class MarketState:
             "index": self.snapshot(now),
             "oracle": {a: o.to_dict(now) for a, o in sorted(self._oracles.items())},
             "ready": self.ready,
+            "feeds": dict(sorted(self.feeds.items())),
+            "rebalance_history": list(self.rebalancer.history),
         }
 
     # --- metrics -----------------------------------------------------------------------------------

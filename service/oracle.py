@@ -13,8 +13,11 @@ Methodology (DESIGN "Oracle, per asset"; every number comes from ``OracleConfig`
   the last value is held and marked ``degraded``; 1 used only if within the band of the last value (or when
   there is no last value yet), ``degraded``, else the last value is held, ``degraded``; 0 the last value is
   held, ``stale``.
-- A tick further than ``max_jump_ratio`` from the current (non-stale) oracle value, or non-positive, is
-  rejected: it is not stored and the source is invalid until its next acceptable tick.
+- A tick further than ``max_jump_ratio`` from the current oracle value while the oracle is ``ok``, or a
+  non-positive one, is rejected: it is not stored and the source is invalid until its next acceptable tick.
+
+Published with the value: its status, the number of valid sources and a confidence, the relative spread
+``(max - min) / price`` of the valid sources (0 with one source, None with none).
 
 Every change of a source's status, and of the oracle's own status, is recorded as a ``SourceTransition`` in
 a list shared with the caller, which drains it for metrics and alerts.
@@ -47,7 +50,8 @@ PENDING = "pending"
 class SourceTransition:
     """One status change, for alerts and logs. ``kind`` is ``source`` (``source`` names the venue),
     ``oracle`` (an asset's oracle status), ``index`` (the index status; ``asset`` holds the index name) or
-    ``rebalance`` (a rebalance happened; ``reason`` lists members added and removed)."""
+    ``rebalance`` (a rebalance happened; ``reason`` lists members added and removed) or
+    ``rebalance_preview`` (a scheduled rebalance's preview window opened)."""
 
     ts: float
     kind: str
@@ -195,11 +199,12 @@ class AssetOracle:
         elif status == VALID:
             src.outlier = False
         if src.status != status:
-            self._sink.append(
-                SourceTransition(
-                    now, "source", self.asset, src.name, src.status, status, reason, src.price, ref
+            if src.status != PENDING or status != VALID:  # a first price is not news
+                self._sink.append(
+                    SourceTransition(
+                        now, "source", self.asset, src.name, src.status, status, reason, src.price, ref
+                    )
                 )
-            )
             src.status = status
         src.reason = reason
 
@@ -215,7 +220,9 @@ class AssetOracle:
             self._set_source(src, REJECTED, "non-positive or non-finite price", now, self.price)
             return self._recompute(now)
         last = self.price
-        if last is not None and self.status != STALE:
+        # Only a healthy oracle is a reference for "absurd": when degraded or stale the quorum rules
+        # below protect the value, and a genuine big move must be able to get through.
+        if last is not None and self.status == OK:
             dev = price / last - 1.0
             if dev > self._jump or -dev > self._jump:
                 src.rejected += 1
@@ -299,6 +306,7 @@ class AssetOracle:
         valid = [s for s in fresh if s.status == VALID]
         n = len(valid)
         last, old_status = self.price, self.status
+        price: float | None
         if n >= 3:
             price = self._reference(valid)
             status, reason = OK, ""

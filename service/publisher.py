@@ -73,6 +73,8 @@ class RedisPublisher:
         self._states: dict[str, dict[str, Any]] = {}
         self._hedges: deque[tuple[str, dict[str, Any]]] = deque(maxlen=hedge_capacity)
         self._wakeup = asyncio.Event()
+        self._stop_requested = asyncio.Event()
+        self._stopping = False
         self._hb_interval = heartbeat_interval_s
         self._hb_ttl = heartbeat_ttl_s
         self._healthy = healthy
@@ -83,7 +85,8 @@ class RedisPublisher:
         self.dropped = 0
         self.errors = 0
         self.last_publish_latency_s: float | None = None
-        self.on_published: Callable[[str, dict[str, Any], float], None] | None = None
+        # called after each snapshot is written: (index, snapshot, seconds from its newest tick's receipt)
+        self.on_published: Callable[[str, dict[str, Any], float | None], None] | None = None
         metrics.queue_capacity.labels("redis_hedge").set(hedge_capacity)
 
     # --- producer side: synchronous, never blocks -----------------------------------------------------
@@ -138,13 +141,17 @@ class RedisPublisher:
         return self._client
 
     async def run(self) -> None:
-        """Publish whatever is pending, forever; reconnect with capped, jittered backoff on errors."""
+        """Publish whatever is pending until ``stop`` is requested; reconnect with capped, jittered backoff
+        on errors. After ``stop`` it writes what is pending once more and returns (an explicit stop, not a
+        cancellation, so the final write is never torn in the middle of a pipeline)."""
         backoff = 0.0
         while True:
-            if backoff:
+            if backoff and not self._stopping:
                 # Redis is failing: wait out the backoff whatever arrives meanwhile (it is kept latest-wins)
-                await asyncio.sleep(backoff)
-            else:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(backoff):
+                        await self._stop_requested.wait()
+            elif not self._stopping:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(max(0.0, self._next_heartbeat - self._clock())):
                         await self._wakeup.wait()
@@ -153,13 +160,23 @@ class RedisPublisher:
                 await self._write()
             except (RedisError, OSError) as exc:
                 self._on_error(exc)
+                if self._stopping:
+                    return
                 backoff = min(max(backoff * 2, 0.1), 5.0) * random.uniform(0.8, 1.2)
             else:
                 backoff = 0.0
+                if self._stopping:
+                    return
+
+    def stop(self) -> None:
+        """Ask ``run`` to write what is pending (the final snapshot) and return."""
+        self._stopping = True
+        self._stop_requested.set()
+        self._wakeup.set()
 
     async def flush(self, deadline_s: float) -> bool:
-        """Write everything pending (the final snapshot on shutdown); False when Redis did not take it in
-        time."""
+        """Write everything pending now, for callers that do not run the ``run`` loop; False when Redis did
+        not take it in time."""
         try:
             async with asyncio.timeout(deadline_s):
                 await self._write()
@@ -180,7 +197,8 @@ class RedisPublisher:
         hedges = list(self._hedges)
         self._hedges.clear()
         now = self._clock()
-        heartbeat = now >= self._next_heartbeat and self._healthy()
+        due = now >= self._next_heartbeat
+        heartbeat = due and self._healthy()
         try:
             await self._send(snapshots, states, hedges, heartbeat)
         except BaseException:
@@ -191,15 +209,18 @@ class RedisPublisher:
                 self._states.setdefault(k, s)
             self._hedges.extendleft(reversed(hedges))
             raise
-        if heartbeat:
+        if due:
+            # reschedule even when unhealthy (no heartbeat written, so its TTL lapses): a due time left in
+            # the past would turn the wait in run() into a busy loop
             self._next_heartbeat = now + self._hb_interval
         self._mark_up()
         done = self._clock()
         for index, (snap, tick_ts) in snapshots.items():
-            if tick_ts is not None:
-                self.last_publish_latency_s = done - tick_ts
+            latency = None if tick_ts is None else done - tick_ts
+            if latency is not None:
+                self.last_publish_latency_s = latency
             if self.on_published is not None:
-                self.on_published(index, snap, done)
+                self.on_published(index, snap, latency)
 
     async def _send(
         self,

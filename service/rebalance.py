@@ -67,6 +67,7 @@ class Rebalancer:
         self.next_ts = next_rebalance(now, self.cfg.rebalance)
         self.last_ts: float | None = None
         self.pending_reason = ""
+        self._announced: float | None = None
         self.history: list[dict[str, Any]] = []
         sel = self.cfg.selection
         if sel is not None and sel.provider == "file" and sel.path:
@@ -173,6 +174,15 @@ class Rebalancer:
         self.members = list(units)
         self.targets = {asset: pct for asset, _, pct in ev.components}
         return True
+
+    def announce(self, now: float) -> dict[str, Any] | None:
+        """The preview, once per scheduled rebalance, when its preview window opens (for an alert)."""
+        if self.next_ts is None or self._announced == self.next_ts:
+            return None
+        preview = self.info(now).get("preview")
+        if preview is not None:
+            self._announced = self.next_ts
+        return preview
 
     def info(self, now: float) -> dict[str, Any]:
         """Schedule, last rebalance and, within ``preview_s`` of the next one, the coming composition."""

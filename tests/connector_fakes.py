@@ -27,11 +27,12 @@ FAST = Tuning(backoff_base_s=0.05, backoff_cap_s=0.2, stable_after_s=0.5, silenc
 
 
 @contextlib.asynccontextmanager
-async def running(source: SourceConfig,
-                  tuning: Tuning = FAST) -> AsyncIterator[tuple[Any, list[Any], Metrics]]:
+async def running(source: SourceConfig, tuning: Tuning = FAST,
+                  **kw: Any) -> AsyncIterator[tuple[Any, list[Any], Metrics]]:
+    """Run the source's connector in a task; cancel it (and check it stops) on exit."""
     events: list[Any] = []
     metrics = Metrics()
-    conn = build_connector(source, events.append, metrics, tuning=tuning)
+    conn = build_connector(source, events.append, metrics, tuning=tuning, **kw)
     task = asyncio.create_task(conn.run(), name="connector")
     try:
         yield conn, events, metrics

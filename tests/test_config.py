@@ -74,7 +74,7 @@ def test_constituent_without_a_source_is_an_error() -> None:
 def test_missing_secret_file_names_setting_not_value(tmp_path: Path) -> None:
     cfg = parse_config(GOOD.replace("  url: redis://:hunter2@127.0.0.1:6379/0",
                                     f"  url_file: {tmp_path / 'nope'}"), env={})
-    with pytest.raises(SecretError, match="redis.url"):
+    with pytest.raises(SecretError, match=r"redis\.url"):
         cfg.redis.resolved_url()
     (tmp_path / "pw").write_text("redis://:s3@127.0.0.1/0\n")
     cfg = parse_config(GOOD.replace("  url: redis://:hunter2@127.0.0.1:6379/0",

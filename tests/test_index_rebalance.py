@@ -66,7 +66,9 @@ def test_scheduled_rebalance_resets_weights_keeps_the_level_and_is_previewed() -
     preview = m.snapshot(due - 5)["rebalance"]["preview"]
     assert preview["weights"] == {"BTC": 0.5, "ETH": 0.5} and preview["effective_ts"] == due
     level = m.level
-    m.drain_transitions()
+    m.tick(due - 4)
+    previews = [t for t in m.drain_transitions() if t.kind == "rebalance_preview"]
+    assert len(previews) == 1 and "added -; removed -" in previews[0].reason
     assert not m.tick(due - 1)
     assert m.tick(due)
     snap = m.snapshot(due)
@@ -74,6 +76,7 @@ def test_scheduled_rebalance_resets_weights_keeps_the_level_and_is_previewed() -
     assert snap["constituents"]["BTC"]["weight"] == pytest.approx(0.5)
     assert snap["rebalance"]["last_ts"] == due and snap["rebalance"]["next_ts"] == ts(2026, 12, 31, 16)
     assert [t.kind for t in m.drain_transitions()] == ["rebalance"]
+    assert m.state(due)["rebalance_history"][-1]["divisor_before"] == pytest.approx(1.0)
 
 
 def test_manual_rebalance_on_demand() -> None:

@@ -74,6 +74,9 @@ def test_usdt_quotes_converted_through_the_oracles_usdt_price() -> None:
     m.apply(quote("kraken", "USDT", 0.99, 2.0, "USD"))
     m.apply(quote("kraken", "BTC", 100_000.0, 3.0, "USDT"))
     assert m.oracle("BTC").price == pytest.approx(99_000.0)
+    snap = m.snapshot(3.0)
+    assert snap["quote_rates_assumed"] == []
+    assert snap["quote_rates"]["USDT"] == {"rate": 0.99, "assumed": False}
 
 
 def test_staleness_on_tick_makes_the_index_stale_and_holds_the_level() -> None:
@@ -150,3 +153,23 @@ def test_any_single_manipulated_venue_moves_the_index_by_less_than_0_1_percent(
     assert abs(m.level / before - 1) < 0.001
     src = m.state(2.0)["oracle"]["ETH"]["sources"][venues[bad % n_venues]]
     assert src["excluded"]
+
+
+def test_venue_index_price_as_an_extra_source_when_configured() -> None:
+    m = MarketState(config(assets=("BTC",), venues=("okx",), oracle="use_venue_index: true"), now=0.0)
+    m.apply(quote("okx", "BTC", 100_000.0, 1.0))
+    m.apply(MarkPrice("okx", "BTC", "BTC-USDT-SWAP", 100_050.0, 100_010.0, 1.0, 1.0, "USD"))
+    o = m.state(1.0)["oracle"]["BTC"]
+    assert set(o["sources"]) == {"okx", "okx:index"} and o["price"] == pytest.approx(100_005.0)
+    plain = MarketState(config(assets=("BTC",), venues=("okx",)), now=0.0)
+    plain.apply(MarkPrice("okx", "BTC", "BTC-USDT-SWAP", 100_050.0, 100_010.0, 1.0, 1.0, "USD"))
+    assert plain.oracle("BTC").price is None
+
+
+def test_one_sided_quotes_are_ignored_and_feed_states_reported() -> None:
+    m = MarketState(config(assets=("BTC",), venues=("okx",)), now=0.0)
+    assert not m.apply(Quote("okx", "BTC", "BTCUSD", 0.0, 100.0, 1.0, 1.0, "USD"))
+    assert not m.apply(Quote("okx", "BTC", "BTCUSD", 101.0, 100.0, 1.0, 1.0, "USD"))
+    assert m.oracle("BTC").price is None
+    m.apply(FeedStatus("okx", "tickers", "silent", "no message for 3 s", 2.0))
+    assert m.state(2.0)["feeds"] == {"okx/tickers": "silent"}

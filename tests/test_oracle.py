@@ -153,6 +153,14 @@ def test_absurd_and_invalid_ticks_are_rejected() -> None:
     assert any(t.new == REJECTED for t in sink)
 
 
+def test_a_genuine_move_beyond_the_absurd_limit_gets_through() -> None:
+    o, _ = oracle()
+    feed(o, {"a": 100.0, "b": 100.0, "c": 100.0}, 0.0)
+    for t in range(1, 4):
+        feed(o, {"a": 200.0, "b": 200.0, "c": 200.0}, float(t))
+    assert (o.price, o.status) == (200.0, OK)
+
+
 def test_stale_sources_drop_out_and_come_back() -> None:
     o, sink = oracle()
     feed(o, {"a": 100.0, "b": 101.0, "c": 102.0}, 0.0)
@@ -162,7 +170,7 @@ def test_stale_sources_drop_out_and_come_back() -> None:
     assert o.sources[2].status == "stale" and o.price == 100.5 and o.n_valid == 2
     o.update("c", 102.0, 11.0)
     assert o.sources[2].status == OK and o.price == 101.0
-    assert [t.new for t in sink if t.source == "c"] == ["ok", "stale", "ok"]
+    assert [(t.old, t.new) for t in sink if t.source == "c"] == [("ok", "stale"), ("stale", "ok")]
 
 
 def test_per_source_detail_and_confidence() -> None:

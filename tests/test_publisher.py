@@ -93,3 +93,39 @@ async def test_flush_gives_up_within_deadline_when_redis_is_gone() -> None:
     assert loop.time() - t0 < 2.5
     assert pub.pending == 1
     await pub.close()
+
+
+async def test_unhealthy_daemon_stops_heartbeat_without_spinning(redis_srv: RedisServer) -> None:
+    healthy = True
+    writes = 0
+    pub = RedisPublisher(lambda: redis_client(redis_srv.url), Keys("t"), Metrics(),
+                         heartbeat_interval_s=0.05, heartbeat_ttl_s=0.2, healthy=lambda: healthy)
+    orig = pub._send
+
+    async def counting(*a: object) -> None:
+        nonlocal writes
+        writes += 1
+        await orig(*a)  # type: ignore[arg-type]
+
+    pub._send = counting  # type: ignore[method-assign]
+    task = asyncio.create_task(pub.run())
+    client = aioredis.Redis.from_url(redis_srv.url)
+    try:
+        await wait_for(lambda: pub.connected, 5, "first heartbeat")
+        healthy = False
+        await wait_for(lambda: client.exists("t:heartbeat"), 1, "heartbeat present")
+        await wait_for(lambda: _not(client.exists("t:heartbeat")), 2, "heartbeat TTL lapsing")
+        before = writes
+        await asyncio.sleep(0.3)  # a spinning loop would write thousands of times here
+        assert writes - before < 15
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=2)
+        assert done, "publisher ignored cancellation"
+    finally:
+        task.cancel()
+        await client.aclose()
+        await pub.close()
+
+
+async def _not(aw: object) -> bool:
+    return not await aw  # type: ignore[misc]

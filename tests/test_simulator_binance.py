@@ -54,6 +54,16 @@ async def test_raw_stream_payloads_are_unwrapped(scenario: Scenario) -> None:
         assert float(frame["a"]) > float(frame["b"]) > 0
 
 
+async def test_all_market_book_ticker(scenario: Scenario) -> None:
+    async with (
+        Simulator(scenario) as sim,
+        websockets.connect(f"{sim.endpoints[0].ws_url}/public/ws/!bookTicker") as ws,
+    ):
+        symbols = set()
+        while symbols != {"BTCUSDT", "ETHUSDT", "DEFIUSDT"}:
+            symbols.add((await recv_json(ws))["s"])
+
+
 async def test_combined_stream_wraps_and_names_the_stream(scenario: Scenario) -> None:
     async with Simulator(scenario) as sim:
         url = sim.endpoints[0].ws_url
@@ -130,26 +140,85 @@ async def test_server_pings_and_connection_lifetime(scenario: Scenario) -> None:
             assert info.value.rcvd is not None and info.value.rcvd.code == 1001
 
 
+async def test_server_pings_a_raw_client_and_drops_it_without_pong(scenario: Scenario) -> None:
+    venue = scenario.venues[0].model_copy(update={"ping_interval_s": 0.05, "pong_timeout_s": 0.2})
+    async with Simulator(scenario.model_copy(update={"venues": (venue,)})) as sim:
+        port = int(sim.endpoints[0].ws_url.rsplit(":", 1)[1])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 101")
+        opcodes = []
+        while True:  # a client that never answers: pings, then the server gives up and closes
+            hdr = await asyncio.wait_for(reader.readexactly(2), 5)
+            opcodes.append(hdr[0] & 0x0F)
+            await reader.readexactly(hdr[1] & 0x7F)
+            if opcodes[-1] == 0x8:
+                break
+        assert opcodes[0] == 0x9 and opcodes[-1] == 0x8
+        writer.close()
+
+
 async def test_rest_endpoints(scenario: Scenario) -> None:
     async with Simulator(scenario) as sim, httpx.AsyncClient(base_url=sim.endpoints[0].rest_url) as http:
         info = (await http.get("/fapi/v1/exchangeInfo")).json()
         btc = next(s for s in info["symbols"] if s["symbol"] == "BTCUSDT")
-        assert (btc["baseAsset"], btc["quoteAsset"], btc["contractType"], btc["status"]) == \
-            ("BTC", "USDT", "PERPETUAL", "TRADING")
+        assert (btc["baseAsset"], btc["quoteAsset"], btc["contractType"], btc["status"]) == (
+            "BTC",
+            "USDT",
+            "PERPETUAL",
+            "TRADING",
+        )
         assert {f["filterType"] for f in btc["filters"]} >= {"PRICE_FILTER", "LOT_SIZE"}
         prem = (await http.get("/fapi/v1/premiumIndex", params={"symbol": "BTCUSDT"})).json()
-        assert set(prem) == {"symbol", "markPrice", "indexPrice", "estimatedSettlePrice", "lastFundingRate",
-                             "interestRate", "nextFundingTime", "time"}
-        assert len((await http.get("/fapi/v1/premiumIndex")).json()) == 2
+        assert set(prem) == {
+            "symbol",
+            "markPrice",
+            "indexPrice",
+            "estimatedSettlePrice",
+            "lastFundingRate",
+            "interestRate",
+            "nextFundingTime",
+            "time",
+        }
+        assert len((await http.get("/fapi/v1/premiumIndex")).json()) == 3  # BTC, ETH and the composite
         oi = (await http.get("/fapi/v1/openInterest", params={"symbol": "BTCUSDT"})).json()
         assert set(oi) == {"openInterest", "symbol", "time"} and float(oi["openInterest"]) > 0
         bad = await http.get("/fapi/v1/openInterest", params={"symbol": "NOPEUSDT"})
         assert bad.status_code == 400 and bad.json()["code"] == -1121
-        kl = (await http.get("/fapi/v1/klines", params={"symbol": "BTCUSDT", "interval": "1h",
-                                                         "limit": 50})).json()
+        kl = (
+            await http.get("/fapi/v1/klines", params={"symbol": "BTCUSDT", "interval": "1h", "limit": 50})
+        ).json()
         assert len(kl) == 50 and all(len(row) == 12 for row in kl)
         assert all(kl[i][0] + 3_600_000 == kl[i + 1][0] for i in range(49))
         assert abs(float(kl[-1][4]) / sim.reference_price("BTC") - 1) < 0.01
         idx = (await http.get("/fapi/v1/indexInfo")).json()
         assert idx[0]["symbol"] == "DEFIUSDT"
         assert {a["baseAsset"] for a in idx[0]["baseAssetList"]} == {"BTC", "ETH"}
+
+
+async def test_composite_index_perpetual_is_quoted_and_published(scenario: Scenario) -> None:
+    async with Simulator(scenario) as sim, httpx.AsyncClient(base_url=sim.endpoints[0].rest_url) as http:
+        info = (await http.get("/fapi/v1/exchangeInfo")).json()
+        defi = next(s for s in info["symbols"] if s["symbol"] == "DEFIUSDT")
+        assert (defi["baseAsset"], defi["underlyingType"], defi["contractType"]) == (
+            "DEFI",
+            "INDEX",
+            "PERPETUAL",
+        )
+        idx = (await http.get("/fapi/v1/indexInfo", params={"symbol": "DEFIUSDT"})).json()[0]
+        units = {a["baseAsset"]: float(a["weightInQuantity"]) for a in idx["baseAssetList"]}
+        streams = "defiusdt@compositeIndex/defiusdt@bookTicker"
+        async with websockets.connect(f"{sim.endpoints[0].ws_url}/stream?streams={streams}") as ws:
+            seen: dict[str, dict] = {}
+            while len(seen) < 2:
+                frame = await recv_json(ws)
+                seen[frame["stream"]] = frame["data"]
+        comp = seen["defiusdt@compositeIndex"]
+        value = sum(units[c["b"]] * float(c["i"]) for c in comp["c"])
+        assert float(comp["p"]) == pytest.approx(value, rel=1e-6)  # units printed with 8 decimals
+        book = seen["defiusdt@bookTicker"]
+        assert abs((float(book["b"]) + float(book["a"])) / 2 / float(comp["p"]) - 1) < 0.002

@@ -23,7 +23,7 @@ from websockets.asyncio.server import ServerConnection
 from connectors.simulator import binance_rest
 from connectors.simulator.candles import INTERVALS_MS, Bar
 from connectors.simulator.transport import RestError, VenueServer
-from connectors.simulator.venue import AssetQuote, decimals
+from connectors.simulator.venue import AssetQuote
 
 PUBLIC_CHANNELS = frozenset({"bookTicker", "depth"})
 CHANNELS = ("bookTicker", "aggTrade", "markPrice", "kline", "ticker", "depth", "compositeIndex")
@@ -32,6 +32,8 @@ DEPTH_SPEEDS = ("", "@100ms", "@250ms", "@500ms")
 
 def parse_stream(name: str) -> tuple[str, str, str] | None:
     """``btcusdt@kline_1m`` -> (canonical name, channel, lowercase symbol); None when not a stream."""
+    if name.lower() == "!bookticker":
+        return "!bookTicker", "bookTicker", ""
     sym, sep, kind = name.partition("@")
     if not sep or not sym:
         return None
@@ -39,10 +41,14 @@ def parse_stream(name: str) -> tuple[str, str, str] | None:
     low = kind.lower()
     if sym == "!markprice" and low in ("arr", "arr@1s"):
         return f"!markPrice@{low}", "markPrice", ""
-    if sym == "!bookticker" and not low:
-        return None
-    table = {"bookticker": "bookTicker", "aggtrade": "aggTrade", "markprice": "markPrice",
-             "markprice@1s": "markPrice@1s", "ticker": "ticker", "compositeindex": "compositeIndex"}
+    table = {
+        "bookticker": "bookTicker",
+        "aggtrade": "aggTrade",
+        "markprice": "markPrice",
+        "markprice@1s": "markPrice@1s",
+        "ticker": "ticker",
+        "compositeindex": "compositeIndex",
+    }
     if low in table:
         canon = table[low]
         return f"{sym}@{canon}", canon.split("@")[0], sym
@@ -65,11 +71,10 @@ class BinanceServer(VenueServer):
         quote = self.model.path.scenario.quote
         self.symbols = {a: f"{a}{quote}" for a in self.model.assets}
         self.by_symbol = {s.lower(): a for a, s in self.symbols.items()}
-        self.composites = {c.symbol.lower(): c for c in self.model.path.scenario.composite_indexes}
+        # composite index symbol (lowercase) -> its base name in the path (DEFIUSDT -> DEFI)
+        self.composites = {f"{b}{quote}".lower(): b for b in self.model.path.composites}
         self._subs: dict[ServerConnection, list[str]] = {}
-        self._start_prices = {a: self.model.path.price(a) for a in self.model.path.names}
-        self._px = {a: decimals(self.model.path.scenario.assets[a].tick_size) for a in self.model.assets}
-        self._qx = {a: decimals(self.model.path.scenario.assets[a].qty_step) for a in self.model.assets}
+        self._bar_start: dict[tuple[str, str], int] = {}
 
     # --- websocket -------------------------------------------------------------------------------------
 
@@ -199,8 +204,10 @@ class BinanceServer(VenueServer):
     def _publish_asset(self, a: str, due: set[str]) -> dict[str, Any]:
         q = self.model.quotes[a]
         sym = self.symbols[a].lower()
-        if "bookTicker" in due and self._wanted(f"{sym}@bookTicker"):
-            self._emit("bookTicker", f"{sym}@bookTicker", self.book_ticker(q))
+        if "bookTicker" in due and (self._wanted(f"{sym}@bookTicker") or self._wanted("!bookTicker")):
+            book = self.book_ticker(q)
+            self._emit("bookTicker", f"{sym}@bookTicker", book)
+            self._emit("bookTicker", "!bookTicker", book)
         if "aggTrade" in due and q.trades and self._wanted(f"{sym}@aggTrade"):
             for trade in q.trades:
                 self._emit("aggTrade", f"{sym}@aggTrade", self.agg_trade(q, trade))
@@ -211,24 +218,27 @@ class BinanceServer(VenueServer):
             self._emit("markPrice", f"{sym}@markPrice", mark)
         if "ticker" in due and self._wanted(f"{sym}@ticker"):
             self._emit("ticker", f"{sym}@ticker", self.ticker(q))
+        self._publish_books(q, sym, due)
+        return mark
+
+    def _publish_books(self, q: AssetQuote, sym: str, due: set[str]) -> None:
+        """Klines and partial depth: several streams per symbol, each only when subscribed."""
         if "kline" in due:
             for iv in INTERVALS_MS:
                 if self._wanted(f"{sym}@kline_{iv}"):
-                    self._emit("kline", f"{sym}@kline_{iv}", self.kline(q, iv))
+                    for frame in self.klines_due(q, iv):
+                        self._emit("kline", f"{sym}@kline_{iv}", frame)
         if "depth" in due:
             for name, levels in self._depth_streams(sym):
                 self._emit("depth", name, self.depth(q, levels))
-        return mark
 
     def _depth_streams(self, sym: str) -> list[tuple[str, int]]:
-        return [(f"{sym}@depth{lv}{sp}", lv) for lv in (5, 10, 20) for sp in DEPTH_SPEEDS
-                if self._wanted(f"{sym}@depth{lv}{sp}")]
-
-    def _p(self, a: str, x: float) -> str:
-        return f"{x:.{self._px[a]}f}"
-
-    def _q(self, a: str, x: float) -> str:
-        return f"{x:.{self._qx[a]}f}"
+        return [
+            (f"{sym}@depth{lv}{sp}", lv)
+            for lv in (5, 10, 20)
+            for sp in DEPTH_SPEEDS
+            if self._wanted(f"{sym}@depth{lv}{sp}")
+        ]
 
     def book_ticker(self, q: AssetQuote) -> dict[str, Any]:
         a = q.asset
@@ -236,67 +246,156 @@ class BinanceServer(VenueServer):
         factor = self.model.take_absurd(a)
         if factor is not None:
             bid, ask = bid * factor, ask * factor
-        return {"e": "bookTicker", "u": q.update_id, "s": self.symbols[a], "b": self._p(a, bid),
-                "B": self._q(a, q.bid_qty), "a": self._p(a, ask), "A": self._q(a, q.ask_qty),
-                "T": q.ts_ms, "E": q.ts_ms}
+        return {
+            "e": "bookTicker",
+            "u": q.update_id,
+            "s": self.symbols[a],
+            "b": self._p(a, bid),
+            "B": self._q(a, q.bid_qty),
+            "a": self._p(a, ask),
+            "A": self._q(a, q.ask_qty),
+            "T": q.ts_ms,
+            "E": q.ts_ms,
+        }
 
     def agg_trade(self, q: AssetQuote, trade: tuple[int, float, float, bool]) -> dict[str, Any]:
         tid, price, qty, maker = trade
         a = q.asset
-        return {"e": "aggTrade", "E": q.ts_ms, "a": tid, "s": self.symbols[a], "p": self._p(a, price),
-                "q": self._q(a, qty), "f": tid * 3, "l": tid * 3 + 2, "T": q.ts_ms, "m": maker}
+        return {
+            "e": "aggTrade",
+            "E": q.ts_ms,
+            "a": tid,
+            "s": self.symbols[a],
+            "p": self._p(a, price),
+            "q": self._q(a, qty),
+            "f": tid * 3,
+            "l": tid * 3 + 2,
+            "T": q.ts_ms,
+            "m": maker,
+        }
 
     def mark_price(self, q: AssetQuote) -> dict[str, Any]:
-        return {"e": "markPriceUpdate", "E": q.ts_ms, "s": self.symbols[q.asset], "p": f"{q.mark:.8f}",
-                "P": f"{q.index:.8f}", "i": f"{q.index:.8f}", "r": f"{q.funding_rate:.8f}",
-                "T": q.next_funding_ms}
+        return {
+            "e": "markPriceUpdate",
+            "E": q.ts_ms,
+            "s": self.symbols[q.asset],
+            "p": f"{q.mark:.8f}",
+            "P": f"{q.index:.8f}",
+            "i": f"{q.index:.8f}",
+            "r": f"{q.funding_rate:.8f}",
+            "T": q.next_funding_ms,
+        }
 
     def ticker(self, q: AssetQuote) -> dict[str, Any]:
         a, last = q.asset, q.last
         change = last - q.open_24h
-        return {"e": "24hrTicker", "E": q.ts_ms, "s": self.symbols[a], "p": self._p(a, change),
-                "P": f"{change / q.open_24h * 100:.3f}", "w": self._p(a, q.turnover_24h / q.volume_24h),
-                "c": self._p(a, last), "Q": self._q(a, q.last_qty), "o": self._p(a, q.open_24h),
-                "h": self._p(a, q.high_24h), "l": self._p(a, q.low_24h), "v": self._q(a, q.volume_24h),
-                "q": f"{q.turnover_24h:.2f}", "O": q.ts_ms - 86_400_000, "C": q.ts_ms,
-                "F": max(0, q.trade_id * 3 - 100_000), "L": q.trade_id * 3, "n": 100_000}
+        return {
+            "e": "24hrTicker",
+            "E": q.ts_ms,
+            "s": self.symbols[a],
+            "p": self._p(a, change),
+            "P": f"{change / q.open_24h * 100:.3f}",
+            "w": self._p(a, q.turnover_24h / q.volume_24h),
+            "c": self._p(a, last),
+            "Q": self._q(a, q.last_qty),
+            "o": self._p(a, q.open_24h),
+            "h": self._p(a, q.high_24h),
+            "l": self._p(a, q.low_24h),
+            "v": self._q(a, q.volume_24h),
+            "q": f"{q.turnover_24h:.2f}",
+            "O": q.ts_ms - 86_400_000,
+            "C": q.ts_ms,
+            "F": max(0, q.trade_id * 3 - 100_000),
+            "L": q.trade_id * 3,
+            "n": 100_000,
+        }
 
     def _kline_body(self, a: str, bar: Bar, interval: str, closed: bool) -> dict[str, Any]:
         iv = INTERVALS_MS[interval]
-        return {"t": int(bar[0]), "T": int(bar[0]) + iv - 1, "s": self.symbols[a], "i": interval,
-                "f": 0, "L": int(bar[6]), "o": self._p(a, bar[1]), "c": self._p(a, bar[4]),
-                "h": self._p(a, bar[2]), "l": self._p(a, bar[3]), "v": self._q(a, bar[5]), "n": int(bar[6]),
-                "x": closed, "q": f"{bar[5] * bar[4]:.4f}", "V": self._q(a, bar[5] / 2),
-                "Q": f"{bar[5] * bar[4] / 2:.4f}", "B": "0"}
+        return {
+            "t": int(bar[0]),
+            "T": int(bar[0]) + iv - 1,
+            "s": self.symbols[a],
+            "i": interval,
+            "f": 0,
+            "L": int(bar[6]),
+            "o": self._p(a, bar[1]),
+            "c": self._p(a, bar[4]),
+            "h": self._p(a, bar[2]),
+            "l": self._p(a, bar[3]),
+            "v": self._q(a, bar[5]),
+            "n": int(bar[6]),
+            "x": closed,
+            "q": f"{bar[5] * bar[4]:.4f}",
+            "V": self._q(a, bar[5] / 2),
+            "Q": f"{bar[5] * bar[4] / 2:.4f}",
+            "B": "0",
+        }
 
-    def kline(self, q: AssetQuote, interval: str) -> dict[str, Any]:
-        bar = self.model.candles.current(q.asset, INTERVALS_MS[interval], q.ts_ms)
-        return {"e": "kline", "E": q.ts_ms, "s": self.symbols[q.asset],
-                "k": self._kline_body(q.asset, bar, interval, False)}
+    def klines_due(self, q: AssetQuote, interval: str) -> list[dict[str, Any]]:
+        """The open bar; preceded, when a bar has just closed, by that bar with ``x: true``."""
+        iv = INTERVALS_MS[interval]
+        bar = self.model.candles.current(q.asset, iv, q.ts_ms)
+        frames = []
+        prev = self._bar_start.get((q.asset, interval))
+        if prev is not None and prev != bar[0]:
+            closed = self.model.candles.klines(q.asset, iv, q.ts_ms, start_ms=prev, limit=1)
+            frames += [self._kline_frame(q, b, interval, True) for b in closed]
+        self._bar_start[(q.asset, interval)] = int(bar[0])
+        frames.append(self._kline_frame(q, bar, interval, False))
+        return frames
+
+    def _kline_frame(self, q: AssetQuote, bar: Bar, interval: str, closed: bool) -> dict[str, Any]:
+        return {
+            "e": "kline",
+            "E": q.ts_ms,
+            "s": self.symbols[q.asset],
+            "k": self._kline_body(q.asset, bar, interval, closed),
+        }
 
     def depth(self, q: AssetQuote, levels: int) -> dict[str, Any]:
         a = q.asset
-        tick = self.model.path.scenario.assets[a].tick_size
+        tick = self.model.path.specs[a].tick_size
         bids = [[self._p(a, q.bid - i * tick), self._q(a, q.bid_qty * (1 + i))] for i in range(levels)]
         asks = [[self._p(a, q.ask + i * tick), self._q(a, q.ask_qty * (1 + i))] for i in range(levels)]
-        return {"e": "depthUpdate", "E": q.ts_ms, "T": q.ts_ms, "s": self.symbols[a], "U": q.update_id,
-                "u": q.update_id, "pu": q.update_id - 1, "b": bids, "a": asks}
+        return {
+            "e": "depthUpdate",
+            "E": q.ts_ms,
+            "T": q.ts_ms,
+            "s": self.symbols[a],
+            "U": q.update_id,
+            "u": q.update_id,
+            "pu": q.update_id - 1,
+            "b": bids,
+            "a": asks,
+        }
 
     def _composite_parts(self, key: str) -> list[tuple[str, float, float, float]]:
         """(asset, weight in quantity, weight in percent now, price) for a composite index."""
-        spec = self.composites[key]
-        total = sum(spec.weights.values())
-        qty = {a: w / total * 1000.0 / self._start_prices[a] for a, w in spec.weights.items()}
+        qty = self.model.path.composites[self.composites[key]]
         value = sum(qty[a] * self.model.path.price(a) for a in qty)
         return [(a, qty[a], qty[a] * self.model.path.price(a) / value, self.model.path.price(a)) for a in qty]
 
     def composite(self, key: str) -> dict[str, Any]:
         parts = self._composite_parts(key)
         value = sum(q * p for _, q, _, p in parts)
-        return {"e": "compositeIndex", "E": self.now_ms(), "s": self.composites[key].symbol,
-                "p": f"{value:.8f}", "C": "baseAsset",
-                "c": [{"b": a, "q": self.model.path.scenario.quote, "w": f"{q:.8f}", "W": f"{w:.8f}",
-                       "i": f"{p:.8f}"} for a, q, w, p in parts]}
+        return {
+            "e": "compositeIndex",
+            "E": self.now_ms(),
+            "s": key.upper(),
+            "p": f"{value:.8f}",
+            "C": "baseAsset",
+            "c": [
+                {
+                    "b": a,
+                    "q": self.model.path.scenario.quote,
+                    "w": f"{q:.8f}",
+                    "W": f"{w:.8f}",
+                    "i": f"{p:.8f}",
+                }
+                for a, q, w, p in parts
+            ],
+        }
 
     # --- REST ------------------------------------------------------------------------------------------
 
@@ -304,8 +403,13 @@ class BinanceServer(VenueServer):
         sym = params.get("symbol")
         if not sym:
             if required:
-                raise RestError(400, {"code": -1102, "msg": "Mandatory parameter 'symbol' was not sent, "
-                                                             "was empty/null, or malformed."})
+                raise RestError(
+                    400,
+                    {
+                        "code": -1102,
+                        "msg": "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.",
+                    },
+                )
             return None
         asset = self.by_symbol.get(sym.lower())
         if asset is None:

@@ -13,8 +13,17 @@ if TYPE_CHECKING:
     from connectors.simulator.binance import BinanceServer
 
 ONBOARD_MS = 1_569_398_400_000
-PERIODS_MS = {"5m": 300_000, "15m": 900_000, "30m": 1_800_000, "1h": 3_600_000, "2h": 7_200_000,
-              "4h": 14_400_000, "6h": 21_600_000, "12h": 43_200_000, "1d": 86_400_000}
+PERIODS_MS = {
+    "5m": 300_000,
+    "15m": 900_000,
+    "30m": 1_800_000,
+    "1h": 3_600_000,
+    "2h": 7_200_000,
+    "4h": 14_400_000,
+    "6h": 21_600_000,
+    "12h": 43_200_000,
+    "1d": 86_400_000,
+}
 
 
 def _int(params: dict[str, str], key: str, default: int | None = None) -> int | None:
@@ -28,6 +37,21 @@ def _int(params: dict[str, str], key: str, default: int | None = None) -> int | 
         raise RestError(400, {"code": -1100, "msg": msg}) from exc
 
 
+def funding_info(srv: BinanceServer, params: dict[str, str]) -> Any:
+    """``/fapi/v1/fundingInfo``: only the symbols whose funding interval is not the default 8 h."""
+    return [
+        {
+            "symbol": srv.symbols[a],
+            "adjustedFundingRateCap": "0.02500000",
+            "adjustedFundingRateFloor": "-0.02500000",
+            "fundingIntervalHours": spec.funding_interval_h,
+            "disclaimer": False,
+        }
+        for a in srv.model.assets
+        if (spec := srv.model.path.specs[a]).funding_interval_h != 8
+    ]
+
+
 def ping(srv: BinanceServer, params: dict[str, str]) -> Any:
     return {}
 
@@ -37,34 +61,71 @@ def server_time(srv: BinanceServer, params: dict[str, str]) -> Any:
 
 
 def _symbol_info(srv: BinanceServer, asset: str) -> dict[str, Any]:
-    spec = srv.model.path.scenario.assets[asset]
+    spec = srv.model.path.specs[asset]
     quote = srv.model.path.scenario.quote
     tick, step = spec.tick_size, spec.qty_step
     px, qx = decimals(tick), decimals(step)
     return {
-        "symbol": srv.symbols[asset], "pair": srv.symbols[asset], "contractType": "PERPETUAL",
-        "deliveryDate": 4133404800000, "onboardDate": ONBOARD_MS, "status": "TRADING",
-        "maintMarginPercent": "2.5000", "requiredMarginPercent": "5.0000", "baseAsset": asset,
-        "quoteAsset": quote, "marginAsset": quote, "pricePrecision": px, "quantityPrecision": qx,
-        "baseAssetPrecision": 8, "quotePrecision": 8, "underlyingType": "COIN", "underlyingSubType": [],
-        "settlePlan": 0, "triggerProtect": "0.0500", "liquidationFee": "0.012500",
-        "marketTakeBound": "0.05", "maxMoveOrderLimit": 10000,
+        "symbol": srv.symbols[asset],
+        "pair": srv.symbols[asset],
+        "contractType": "PERPETUAL",
+        "deliveryDate": 4133404800000,
+        "onboardDate": ONBOARD_MS,
+        "status": "TRADING",
+        "maintMarginPercent": "2.5000",
+        "requiredMarginPercent": "5.0000",
+        "baseAsset": asset,
+        "quoteAsset": quote,
+        "marginAsset": quote,
+        "pricePrecision": px,
+        "quantityPrecision": qx,
+        "baseAssetPrecision": 8,
+        "quotePrecision": 8,
+        "underlyingType": "INDEX" if asset in srv.model.path.composites else "COIN",
+        "underlyingSubType": [],
+        "settlePlan": 0,
+        "triggerProtect": "0.0500",
+        "liquidationFee": "0.012500",
+        "marketTakeBound": "0.05",
+        "maxMoveOrderLimit": 10000,
         "filters": [
-            {"filterType": "PRICE_FILTER", "minPrice": f"{tick:.{px}f}",
-             "maxPrice": f"{spec.price * 20:.{px}f}",
-             "tickSize": f"{tick:.{px}f}"},
-            {"filterType": "LOT_SIZE", "minQty": f"{step:.{qx}f}", "maxQty": "1000000",
-             "stepSize": f"{step:.{qx}f}"},
-            {"filterType": "MARKET_LOT_SIZE", "minQty": f"{step:.{qx}f}", "maxQty": "100000",
-             "stepSize": f"{step:.{qx}f}"},
+            {
+                "filterType": "PRICE_FILTER",
+                "minPrice": f"{tick:.{px}f}",
+                "maxPrice": f"{spec.price * 20:.{px}f}",
+                "tickSize": f"{tick:.{px}f}",
+            },
+            {
+                "filterType": "LOT_SIZE",
+                "minQty": f"{step:.{qx}f}",
+                "maxQty": "1000000",
+                "stepSize": f"{step:.{qx}f}",
+            },
+            {
+                "filterType": "MARKET_LOT_SIZE",
+                "minQty": f"{step:.{qx}f}",
+                "maxQty": "100000",
+                "stepSize": f"{step:.{qx}f}",
+            },
             {"filterType": "MAX_NUM_ORDERS", "limit": 200},
             {"filterType": "MAX_NUM_ALGO_ORDERS", "limit": 10},
             {"filterType": "MIN_NOTIONAL", "notional": "5"},
-            {"filterType": "PERCENT_PRICE", "multiplierUp": "1.0500", "multiplierDown": "0.9500",
-             "multiplierDecimal": "4"},
+            {
+                "filterType": "PERCENT_PRICE",
+                "multiplierUp": "1.0500",
+                "multiplierDown": "0.9500",
+                "multiplierDecimal": "4",
+            },
         ],
-        "orderTypes": ["LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET",
-                       "TRAILING_STOP_MARKET"],
+        "orderTypes": [
+            "LIMIT",
+            "MARKET",
+            "STOP",
+            "STOP_MARKET",
+            "TAKE_PROFIT",
+            "TAKE_PROFIT_MARKET",
+            "TRAILING_STOP_MARKET",
+        ],
         "timeInForce": ["GTC", "IOC", "FOK", "GTX", "GTD"],
     }
 
@@ -72,13 +133,10 @@ def _symbol_info(srv: BinanceServer, asset: str) -> dict[str, Any]:
 def exchange_info(srv: BinanceServer, params: dict[str, str]) -> Any:
     quote = srv.model.path.scenario.quote
     symbols = [_symbol_info(srv, a) for a in srv.model.assets]
-    for comp in srv.composites.values():
-        info = _symbol_info(srv, next(iter(comp.weights)))
-        info.update(symbol=comp.symbol, pair=comp.symbol, baseAsset=comp.symbol.removesuffix(quote),
-                    underlyingType="INDEX")
-        symbols.append(info)
     return {
-        "timezone": "UTC", "serverTime": srv.now_ms(), "futuresType": "U_MARGINED",
+        "timezone": "UTC",
+        "serverTime": srv.now_ms(),
+        "futuresType": "U_MARGINED",
         "rateLimits": [
             {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 2400},
             {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
@@ -95,9 +153,16 @@ def premium_index(srv: BinanceServer, params: dict[str, str]) -> Any:
 
     def one(a: str) -> dict[str, Any]:
         q = srv.model.quotes[a]
-        return {"symbol": srv.symbols[a], "markPrice": f"{q.mark:.8f}", "indexPrice": f"{q.index:.8f}",
-                "estimatedSettlePrice": f"{q.index:.8f}", "lastFundingRate": f"{q.funding_rate:.8f}",
-                "interestRate": "0.00010000", "nextFundingTime": q.next_funding_ms, "time": q.ts_ms}
+        return {
+            "symbol": srv.symbols[a],
+            "markPrice": f"{q.mark:.8f}",
+            "indexPrice": f"{q.index:.8f}",
+            "estimatedSettlePrice": f"{q.index:.8f}",
+            "lastFundingRate": f"{q.funding_rate:.8f}",
+            "interestRate": "0.00010000",
+            "nextFundingTime": q.next_funding_ms,
+            "time": q.ts_ms,
+        }
 
     return one(asset) if asset else [one(a) for a in srv.model.assets]
 
@@ -126,8 +191,14 @@ def open_interest_hist(srv: BinanceServer, params: dict[str, str]) -> Any:
         t = last - i * period
         oi = q.open_interest * (1.0 + growth) ** (-(q.ts_ms - t) / 3_600_000)
         price = srv.model.path.price(asset)
-        rows.append({"symbol": srv.symbols[asset], "sumOpenInterest": f"{oi:.8f}",
-                     "sumOpenInterestValue": f"{oi * price:.8f}", "timestamp": t})
+        rows.append(
+            {
+                "symbol": srv.symbols[asset],
+                "sumOpenInterest": f"{oi:.8f}",
+                "sumOpenInterestValue": f"{oi * price:.8f}",
+                "timestamp": t,
+            }
+        )
     return rows
 
 
@@ -141,24 +212,51 @@ def klines(srv: BinanceServer, params: dict[str, str]) -> Any:
     if not 1 <= limit <= 1500:
         raise RestError(400, {"code": -1130, "msg": "Data sent for parameter 'limit' is not valid."})
     iv = INTERVALS_MS[interval]
-    bars = srv.model.candles.klines(asset, iv, srv.now_ms(), _int(params, "startTime"),
-                                    _int(params, "endTime"), limit)
+    bars = srv.model.candles.klines(
+        asset, iv, srv.now_ms(), _int(params, "startTime"), _int(params, "endTime"), limit
+    )
     p, q = srv._p, srv._q
-    return [[int(b[0]), p(asset, b[1]), p(asset, b[2]), p(asset, b[3]), p(asset, b[4]), q(asset, b[5]),
-             int(b[0]) + iv - 1, f"{b[5] * b[4]:.4f}", int(b[6]), q(asset, b[5] / 2),
-             f"{b[5] * b[4] / 2:.4f}", "0"] for b in bars]
+    return [
+        [
+            int(b[0]),
+            p(asset, b[1]),
+            p(asset, b[2]),
+            p(asset, b[3]),
+            p(asset, b[4]),
+            q(asset, b[5]),
+            int(b[0]) + iv - 1,
+            f"{b[5] * b[4]:.4f}",
+            int(b[6]),
+            q(asset, b[5] / 2),
+            f"{b[5] * b[4] / 2:.4f}",
+            "0",
+        ]
+        for b in bars
+    ]
 
 
 def index_info(srv: BinanceServer, params: dict[str, str]) -> Any:
     wanted = params.get("symbol", "").lower()
     out = []
-    for key, comp in srv.composites.items():
+    for key in srv.composites:
         if wanted and wanted != key:
             continue
-        out.append({"symbol": comp.symbol, "time": srv.now_ms(), "component": "baseAsset",
-                    "baseAssetList": [{"baseAsset": a, "quoteAsset": srv.model.path.scenario.quote,
-                                       "weightInQuantity": f"{q:.8f}", "weightInPercentage": f"{w:.8f}"}
-                                      for a, q, w, _ in srv._composite_parts(key)]})
+        out.append(
+            {
+                "symbol": key.upper(),
+                "time": srv.now_ms(),
+                "component": "baseAsset",
+                "baseAssetList": [
+                    {
+                        "baseAsset": a,
+                        "quoteAsset": srv.model.path.scenario.quote,
+                        "weightInQuantity": f"{q:.8f}",
+                        "weightInPercentage": f"{w:.8f}",
+                    }
+                    for a, q, w, _ in srv._composite_parts(key)
+                ],
+            }
+        )
     if wanted and not out:
         raise RestError(400, {"code": -1121, "msg": "Invalid symbol."})
     return out
@@ -169,8 +267,14 @@ def book_ticker(srv: BinanceServer, params: dict[str, str]) -> Any:
 
     def one(a: str) -> dict[str, Any]:
         q = srv.model.quotes[a]
-        return {"symbol": srv.symbols[a], "bidPrice": srv._p(a, q.bid), "bidQty": srv._q(a, q.bid_qty),
-                "askPrice": srv._p(a, q.ask), "askQty": srv._q(a, q.ask_qty), "time": q.ts_ms}
+        return {
+            "symbol": srv.symbols[a],
+            "bidPrice": srv._p(a, q.bid),
+            "bidQty": srv._q(a, q.bid_qty),
+            "askPrice": srv._p(a, q.ask),
+            "askQty": srv._q(a, q.ask_qty),
+            "time": q.ts_ms,
+        }
 
     return one(asset) if asset else [one(a) for a in srv.model.assets]
 
@@ -184,8 +288,14 @@ def funding_rate(srv: BinanceServer, params: dict[str, str]) -> Any:
         q = srv.model.quotes[a]
         period = q.funding_interval_h * 3_600_000
         for i in reversed(range(1, limit + 1)):
-            out.append({"symbol": srv.symbols[a], "fundingTime": q.next_funding_ms - i * period,
-                        "fundingRate": f"{q.funding_rate:.8f}", "markPrice": f"{q.mark:.8f}"})
+            out.append(
+                {
+                    "symbol": srv.symbols[a],
+                    "fundingTime": q.next_funding_ms - i * period,
+                    "fundingRate": f"{q.funding_rate:.8f}",
+                    "markPrice": f"{q.mark:.8f}",
+                }
+            )
     return out[-limit:]
 
 
@@ -200,4 +310,5 @@ ROUTES: dict[str, Callable[[BinanceServer, dict[str, str]], Any]] = {
     "/fapi/v1/indexInfo": index_info,
     "/fapi/v1/ticker/bookTicker": book_ticker,
     "/fapi/v1/fundingRate": funding_rate,
+    "/fapi/v1/fundingInfo": funding_info,
 }

@@ -18,9 +18,20 @@ MINUTE_MS = 60_000
 WEEK_OFFSET_MS = 4 * 86_400_000  # epoch 0 is a Thursday; weekly bars open on Monday 00:00 UTC
 
 INTERVALS_MS = {
-    "1m": MINUTE_MS, "3m": 3 * MINUTE_MS, "5m": 5 * MINUTE_MS, "15m": 15 * MINUTE_MS, "30m": 30 * MINUTE_MS,
-    "1h": HOUR_MS, "2h": 2 * HOUR_MS, "4h": 4 * HOUR_MS, "6h": 6 * HOUR_MS, "8h": 8 * HOUR_MS,
-    "12h": 12 * HOUR_MS, "1d": 24 * HOUR_MS, "3d": 72 * HOUR_MS, "1w": 168 * HOUR_MS,
+    "1m": MINUTE_MS,
+    "3m": 3 * MINUTE_MS,
+    "5m": 5 * MINUTE_MS,
+    "15m": 15 * MINUTE_MS,
+    "30m": 30 * MINUTE_MS,
+    "1h": HOUR_MS,
+    "2h": 2 * HOUR_MS,
+    "4h": 4 * HOUR_MS,
+    "6h": 6 * HOUR_MS,
+    "8h": 8 * HOUR_MS,
+    "12h": 12 * HOUR_MS,
+    "1d": 24 * HOUR_MS,
+    "3d": 72 * HOUR_MS,
+    "1w": 168 * HOUR_MS,
 }
 
 # A bar: [open_ms, open, high, low, close, volume, trades]
@@ -52,8 +63,8 @@ class CandleBook:
     def __init__(self, path: PricePath, venue_key: int) -> None:
         self.path = path
         self._key = venue_key
-        self._live: dict[str, dict[int, Bar]] = {a: {} for a in path.names}
-        self._asset_keys = {a: _mix(hash_str(f"{path.scenario.seed}:{a}")) for a in path.names}
+        self._live: dict[str, dict[int, Bar]] = {a: {} for a in path.all_names}
+        self._asset_keys = {a: _mix(hash_str(f"{path.scenario.seed}:{a}")) for a in path.all_names}
 
     def record(self, asset: str, t_ms: int, price: float, qty: float = 0.0, trades: int = 0) -> None:
         """Fold a quote (qty 0) or a trade into the minute bar holding ``t_ms``."""
@@ -78,8 +89,15 @@ class CandleBook:
             bar = [start, p, p, p, p, 0.0, 0]
         return bar
 
-    def klines(self, asset: str, interval_ms: int, now_ms: int, start_ms: int | None = None,
-               end_ms: int | None = None, limit: int = 500) -> list[Bar]:
+    def klines(
+        self,
+        asset: str,
+        interval_ms: int,
+        now_ms: int,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        limit: int = 500,
+    ) -> list[Bar]:
         """Up to ``limit`` bars, oldest first: from ``start_ms`` when given, else the latest ones up to
         ``end_ms`` (default now). Bars with no data (before the history, after now) are left out."""
         end = min(end_ms if end_ms is not None else now_ms, now_ms)
@@ -110,32 +128,63 @@ class CandleBook:
             t += step
         if not parts:
             return None
-        return [start, parts[0][1], max(p[2] for p in parts), min(p[3] for p in parts), parts[-1][4],
-                sum(p[5] for p in parts), int(sum(p[6] for p in parts))]
+        return [
+            start,
+            parts[0][1],
+            max(p[2] for p in parts),
+            min(p[3] for p in parts),
+            parts[-1][4],
+            sum(p[5] for p in parts),
+            int(sum(p[6] for p in parts)),
+        ]
 
     def _unit(self, asset: str, t: int, step: int) -> Bar | None:
         path = self.path
-        if t >= path.start_ms - path.start_ms % MINUTE_MS:
+        live_from = path.start_ms - path.start_ms % MINUTE_MS
+        if step == HOUR_MS and t < live_from < t + HOUR_MS:  # the hour holding the start: minute by minute
+            parts = [p for m in range(t, t + HOUR_MS, MINUTE_MS) if (p := self._unit(asset, m, MINUTE_MS))]
+            return [
+                t,
+                parts[0][1],
+                max(p[2] for p in parts),
+                min(p[3] for p in parts),
+                parts[-1][4],
+                sum(p[5] for p in parts),
+                sum(p[6] for p in parts),
+            ]
+        if t >= live_from:
             if step == MINUTE_MS:
                 return self._live[asset].get(t)
             minutes = [b for m, b in self._live[asset].items() if t <= m < t + HOUR_MS]
             if not minutes:
                 return None
             minutes.sort(key=lambda b: b[0])
-            return [t, minutes[0][1], max(b[2] for b in minutes), min(b[3] for b in minutes),
-                    minutes[-1][4], sum(b[5] for b in minutes), sum(b[6] for b in minutes)]
+            return [
+                t,
+                minutes[0][1],
+                max(b[2] for b in minutes),
+                min(b[3] for b in minutes),
+                minutes[-1][4],
+                sum(b[5] for b in minutes),
+                sum(b[6] for b in minutes),
+            ]
         hour = t - t % HOUR_MS
         close = path.history_close(asset, hour)
         if close is None:
             if hour >= path.history_end_ms:  # the partial hour between the last history close and the start
-                close = path.scenario.assets[asset].price
+                close = path.specs[asset].price
             else:
                 return None
         prev = path.history_close(asset, hour - HOUR_MS) or close
         if step == HOUR_MS:
             return self._synth(asset, t, prev, close, HOUR_MS)
-        return self._synth(asset, t, self._minute_close(asset, hour, prev, close, t - MINUTE_MS),
-                           self._minute_close(asset, hour, prev, close, t), MINUTE_MS)
+        return self._synth(
+            asset,
+            t,
+            self._minute_close(asset, hour, prev, close, t - MINUTE_MS),
+            self._minute_close(asset, hour, prev, close, t),
+            MINUTE_MS,
+        )
 
     def _minute_close(self, asset: str, hour: int, prev: float, close: float, t: int) -> float:
         """Price at the end of the minute opening at ``t``: a Brownian bridge from ``prev`` (the close
@@ -147,7 +196,7 @@ class CandleBook:
     @functools.lru_cache(maxsize=4096)  # noqa: B019 - bounded, and the book lives as long as the simulator
     def _bridge(self, asset: str, hour: int, prev: float, close: float) -> tuple[float, ...]:
         rng = random.Random(self._asset_keys[asset] ^ hour)
-        vol = self.path.scenario.assets[asset].volatility
+        vol = self.path.specs[asset].volatility
         sd = vol * math.sqrt(MINUTE_MS / 1000.0 / SECONDS_PER_YEAR)
         walk = [0.0]
         for _ in range(60):
@@ -158,11 +207,11 @@ class CandleBook:
 
     def _synth(self, asset: str, t: int, o: float, c: float, span_ms: int) -> Bar:
         key = self._asset_keys[asset] ^ (t * 31)
-        vol = self.path.scenario.assets[asset].volatility
+        vol = self.path.specs[asset].volatility
         wiggle = vol * math.sqrt(span_ms / 1000.0 / SECONDS_PER_YEAR) * 0.5
         hi = max(o, c) * (1.0 + wiggle * _uniform(key))
         lo = min(o, c) * (1.0 - wiggle * _uniform(key + 1))
-        base = self.path.scenario.assets[asset].open_interest * 0.02 * span_ms / HOUR_MS
+        base = self.path.specs[asset].open_interest * 0.02 * span_ms / HOUR_MS
         volume = base * (0.5 + _uniform(key + 2 + self._key))
         return [t, o, hi, lo, c, volume, int(volume * 10) + 1]
 

@@ -16,10 +16,14 @@ def sources_yaml(scenario: Scenario, endpoints: list[VenueEndpoint]) -> str:
     """The endpoints as ``sources:`` entries a hedgewatch config can paste."""
     lines = ["sources:"]
     for ep in endpoints:
-        spec = scenario.venue(ep.name)
-        symbols = ", ".join(spec.assets or tuple(scenario.assets))
-        lines += [f"  - exchange: {ep.exchange}", f"    name: {ep.name}", f"    symbols: [{symbols}]",
-                  f"    ws_url: {ep.ws_url}", f"    rest_url: {ep.rest_url}"]
+        symbols = ", ".join(scenario.venue_assets(ep.name))
+        lines += [
+            f"  - exchange: {ep.exchange}",
+            f"    name: {ep.name}",
+            f"    symbols: [{symbols}]",
+            f"    ws_url: {ep.ws_url}",
+            f"    rest_url: {ep.rest_url}",
+        ]
     return "\n".join(lines) + "\n"
 
 

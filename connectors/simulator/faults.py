@@ -28,8 +28,9 @@ log = logging.getLogger("hedgewatch.simulator")
 class FaultRunner:
     """Starts and ends the scenario's faults as simulated time passes."""
 
-    def __init__(self, faults: tuple[Fault, ...], models: dict[str, VenueModel],
-                 servers: dict[str, VenueServer]) -> None:
+    def __init__(
+        self, faults: tuple[Fault, ...], models: dict[str, VenueModel], servers: dict[str, VenueServer]
+    ) -> None:
         self.pending = sorted(faults, key=lambda f: f.at_s)
         self.active: list[tuple[float, Fault]] = []
         self.fired: list[Fault] = []

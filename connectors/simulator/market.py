@@ -13,7 +13,7 @@ import random
 from collections import deque
 from dataclasses import dataclass
 
-from connectors.simulator.scenario import Scenario, cholesky
+from connectors.simulator.scenario import AssetSpec, Scenario, cholesky
 
 SECONDS_PER_YEAR = 365.0 * 86_400.0
 HOUR_MS = 3_600_000
@@ -42,19 +42,29 @@ class PricePath:
         self.step_index = 0
         self._rng = random.Random(f"path:{scenario.seed}")
         self._chol = cholesky(scenario.correlation_matrix())
+        self.specs: dict[str, AssetSpec] = dict(scenario.assets)
         self.assets = {
             name: AssetState(spec.price, spec.drift, spec.volatility, spec.funding_rate, 0.0)
             for name, spec in scenario.assets.items()
         }
+        self.composites = self._composites()
+        self.all_names = self.names + list(self.composites)
         self._regimes = sorted(scenario.regimes, key=lambda r: r.at_s)
         self._next_regime = 0
         self._apply_regimes()
         self.history = {name: self._history(name) for name in self.names}
+        for base, units in self.composites.items():
+            self.history[base] = [
+                sum(q * self.history[a][i] for a, q in units.items())
+                for i in range(len(self.history[self.names[0]]))
+            ]
         # Recent steps, so a venue with latency (or a lag fault) can quote the path as it was.
         self.recent: deque[tuple[int, dict[str, float]]] = deque(maxlen=max_lag_steps(scenario))
         self._remember()
 
     def _remember(self) -> None:
+        for base, units in self.composites.items():
+            self.assets[base].price = sum(q * self.assets[a].price for a, q in units.items())
         self.recent.append((self.now_ms, {n: st.price for n, st in self.assets.items()}))
 
     def lookback(self, lag_s: float) -> tuple[int, dict[str, float]]:
@@ -76,7 +86,7 @@ class PricePath:
 
     def open_interest(self, asset: str) -> float:
         """Whole-market open interest in base units now."""
-        return self.scenario.assets[asset].open_interest * math.exp(self.assets[asset].oi_log)
+        return self.specs[asset].open_interest * math.exp(self.assets[asset].oi_log)
 
     def step(self) -> None:
         """Advance one tick: correlated normal shocks, then jumps, then regimes due at the new time."""
@@ -92,6 +102,9 @@ class PricePath:
                 log_ret += self._rng.gauss(spec.jump_mean, spec.jump_std)
             st.price *= math.exp(log_ret)
             st.oi_log += st.oi_growth_per_hour * self.dt_s / 3600.0
+        for base in self.composites:
+            st = self.assets[base]
+            st.oi_log += st.oi_growth_per_hour * self.dt_s / 3600.0
         self._apply_regimes()
         self._remember()
 
@@ -99,7 +112,7 @@ class PricePath:
         regimes = self._regimes
         while self._next_regime < len(regimes) and regimes[self._next_regime].at_s <= self.elapsed_s:
             reg = regimes[self._next_regime]
-            for name in reg.assets or self.names:
+            for name in reg.assets or self.all_names:
                 st = self.assets[name]
                 if reg.drift is not None:
                     st.drift = reg.drift
@@ -110,6 +123,21 @@ class PricePath:
                 if reg.oi_growth_per_hour is not None:
                     st.oi_growth_per_hour = reg.oi_growth_per_hour
             self._next_regime += 1
+
+    def _composites(self) -> dict[str, dict[str, float]]:
+        """Composite indexes (Binance's DEFIUSDT kind) as derived assets: units of each constituent such that
+        the index starts at 1000 with the scenario's weights; their perpetual is quoted like any asset."""
+        out = {}
+        for comp in self.scenario.composite_indexes:
+            base = comp.symbol.removesuffix(self.scenario.quote)
+            total = sum(comp.weights.values())
+            out[base] = {
+                a: w / total * 1000.0 / self.scenario.assets[a].price for a, w in comp.weights.items()
+            }
+            vol = sum(w / total * self.scenario.assets[a].volatility for a, w in comp.weights.items())
+            self.specs[base] = AssetSpec(price=1000.0, volatility=vol, open_interest=50_000.0, tick_size=0.1)
+            self.assets[base] = AssetState(1000.0, 0.0, vol, self.specs[base].funding_rate, 0.0)
+        return out
 
     def _history(self, name: str) -> list[float]:
         """Hourly closes for ``history_days`` before the start, the last one equal to the start price:

@@ -25,16 +25,37 @@ DEFAULT_SCENARIO = SCENARIOS / "default.yaml"
 
 Protocol = Literal["binanceusdm", "bybit", "okx"]
 FaultKind = Literal[
-    "drop", "stall", "stall_channel", "garbage", "absurd_price", "lag", "manipulate", "disconnect",
+    "drop",
+    "stall",
+    "stall_channel",
+    "garbage",
+    "absurd_price",
+    "lag",
+    "manipulate",
+    "disconnect",
 ]
 
 # Channel cadences in messages per second per symbol, as the venues publish them (configurable per venue).
 DEFAULT_RATES: dict[str, dict[str, float]] = {
-    "binanceusdm": {"bookTicker": 10.0, "aggTrade": 5.0, "markPrice": 1.0, "kline": 4.0, "ticker": 0.5,
-                    "depth": 4.0, "compositeIndex": 1.0},
+    "binanceusdm": {
+        "bookTicker": 10.0,
+        "aggTrade": 5.0,
+        "markPrice": 1.0,
+        "kline": 4.0,
+        "ticker": 0.5,
+        "depth": 4.0,
+        "compositeIndex": 1.0,
+    },
     "bybit": {"tickers": 10.0, "publicTrade": 5.0, "kline": 1.0},
-    "okx": {"tickers": 10.0, "mark-price": 1.0, "index-tickers": 1.0, "funding-rate": 1.0 / 30,
-            "open-interest": 1.0 / 3, "trades": 5.0, "candle": 1.0},
+    "okx": {
+        "tickers": 10.0,
+        "mark-price": 1.0,
+        "index-tickers": 1.0,
+        "funding-rate": 1.0 / 30,
+        "open-interest": 1.0 / 3,
+        "trades": 5.0,
+        "candle": 1.0,
+    },
 }
 
 
@@ -85,6 +106,16 @@ class VenueSpec(_Model):
     idle_timeout_s: float | None = Field(default=None, description="drop a silent client; None = default")
     max_connection_age_s: float = Field(default=86_400.0, gt=0)
     max_incoming_per_s: int = Field(default=10, gt=0, description="Binance only")
+
+    @model_validator(mode="after")
+    def _check(self) -> VenueSpec:
+        unknown = set(self.rates) - set(DEFAULT_RATES[self.protocol])
+        if unknown:
+            known = ", ".join(DEFAULT_RATES[self.protocol])
+            raise ValueError(
+                f"unknown channel(s) {', '.join(sorted(unknown))} for {self.protocol} (known: {known})"
+            )
+        return self
 
     def rate(self, channel: str) -> float:
         return self.rates.get(channel, DEFAULT_RATES[self.protocol].get(channel, 1.0))
@@ -158,19 +189,31 @@ class Scenario(_Model):
         names = [v.name for v in self.venues]
         if len(set(names)) != len(names):
             raise ValueError("venue names must be distinct")
+        for comp in self.composite_indexes:
+            unknown = set(comp.weights) - set(self.assets)
+            if unknown:
+                raise ValueError(
+                    f"composite {comp.symbol} weighs unknown assets: {', '.join(sorted(unknown))}"
+                )
         for v in self.venues:
-            unknown = set(v.assets or ()) - set(self.assets)
+            unknown = set(v.assets or ()) - set(self.assets) - set(self.composite_bases())
             if unknown:
                 raise ValueError(f"venue {v.name} quotes unknown assets: {', '.join(sorted(unknown))}")
-        for f in self.faults:
-            if f.venue not in names:
-                raise ValueError(f"fault at {f.at_s}s names unknown venue {f.venue!r}")
+        self._check_faults(names)
         for pair in self.correlations:
             a, _, b = pair.partition("/")
             if a not in self.assets or b not in self.assets:
                 raise ValueError(f"correlation {pair!r} names an unknown asset")
         cholesky(self.correlation_matrix())
         return self
+
+    def _check_faults(self, venues: list[str]) -> None:
+        for f in self.faults:
+            if f.venue not in venues:
+                raise ValueError(f"fault at {f.at_s}s names unknown venue {f.venue!r}")
+            protocol = self.venue(f.venue).protocol
+            if f.channel is not None and f.channel not in DEFAULT_RATES[protocol]:
+                raise ValueError(f"fault at {f.at_s}s: {protocol} has no channel {f.channel!r}")
 
     def correlation_matrix(self) -> list[list[float]]:
         names = list(self.assets)
@@ -180,6 +223,18 @@ class Scenario(_Model):
             i, j = names.index(a), names.index(b)
             m[i][j] = m[j][i] = rho
         return m
+
+    def composite_bases(self) -> list[str]:
+        """The base names of the composite indexes (``DEFIUSDT`` -> ``DEFI``)."""
+        return [c.symbol.removesuffix(self.quote) for c in self.composite_indexes]
+
+    def venue_assets(self, name: str) -> tuple[str, ...]:
+        """What a venue quotes: its ``assets``, else every asset (and, on Binance, the composites)."""
+        v = self.venue(name)
+        if v.assets:
+            return v.assets
+        extra = tuple(self.composite_bases()) if v.protocol == "binanceusdm" else ()
+        return tuple(self.assets) + extra
 
     def venue(self, name: str) -> VenueSpec:
         for v in self.venues:

@@ -90,8 +90,9 @@ class Simulator:
             self.servers[spec.name] = protocols[spec.protocol](model, self._now_ms)
         for name, srv in self.servers.items():
             port = await srv.start(self.host)
-            self._endpoints.append(VenueEndpoint(name, srv.exchange, f"ws://{self.host}:{port}",
-                                                 f"http://{self.host}:{port}"))
+            self._endpoints.append(
+                VenueEndpoint(name, srv.exchange, f"ws://{self.host}:{port}", f"http://{self.host}:{port}")
+            )
         self.faults = FaultRunner(sc.faults, self.models, self.servers)
         self._runner = asyncio.create_task(self._run(), name="simulator")
         return self.endpoints
@@ -110,6 +111,12 @@ class Simulator:
             self._runner = None
         for srv in self.servers.values():
             await srv.close()
+
+    async def wait(self) -> None:
+        """Until the clock stops: forever unless a step fails, whose error is raised here."""
+        if self._runner is None:
+            raise ClosedError("simulator not started")
+        await self._runner
 
     async def __aenter__(self) -> Simulator:
         await self.start()
@@ -148,6 +155,7 @@ class Simulator:
             rate = model.spec.rate(TRADE_CHANNEL[model.spec.protocol])
             model.step(min(1.0, rate * self.path.dt_s))
             self.servers[name].publish(k)
+            self.servers[name].drop_slow_consumers()
         self.stepped.set()
         self.stepped.clear()
 
@@ -162,14 +170,15 @@ class Simulator:
         return self.models[venue].quotes[asset].mid
 
 
-async def run_simulator(scenario: Scenario,
-                        on_ready: Callable[[list[VenueEndpoint]], None] | None = None) -> None:
+async def run_simulator(
+    scenario: Scenario, on_ready: Callable[[list[VenueEndpoint]], None] | None = None
+) -> None:
     """Serve the scenario until cancelled; ``on_ready`` gets the endpoints once every venue listens."""
     sim = Simulator(scenario)
     try:
         endpoints = await sim.start()
         if on_ready is not None:
             on_ready(endpoints)
-        await asyncio.Event().wait()
+        await sim.wait()
     finally:
         await asyncio.shield(sim.close())

@@ -25,10 +25,11 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from connectors.simulator.scenario import VenueSpec
-from connectors.simulator.venue import VenueModel
+from connectors.simulator.venue import VenueModel, decimals
 
 log = logging.getLogger("hedgewatch.simulator")
 
+SLOW_CONSUMER_BYTES = 8 << 20  # unsent bytes after which a client is cut off, as venues do with slow readers
 GARBAGE = '{"e":"bookTicker","s":\x00garbage'  # invalid JSON, as a broken proxy or a truncated frame sends
 
 
@@ -63,6 +64,17 @@ class VenueServer:
         self.last_activity: dict[ServerConnection, float] = {}
         self._server: Server | None = None
         self.port = 0
+        assets = model.path.specs
+        self._px = {a: decimals(assets[a].tick_size) for a in model.assets}
+        self._qx = {a: decimals(assets[a].qty_step) for a in model.assets}
+
+    def _p(self, asset: str, x: float) -> str:
+        """A price as the venue prints it: fixed decimals of the tick size."""
+        return f"{x:.{self._px[asset]}f}"
+
+    def _q(self, asset: str, x: float) -> str:
+        """A size as the venue prints it: fixed decimals of the quantity step."""
+        return f"{x:.{self._qx[asset]}f}"
 
     # --- lifecycle -------------------------------------------------------------------------------------
 
@@ -71,9 +83,16 @@ class VenueServer:
         if ping is None:
             ping = self.default_ping_interval_s
         self._server = await serve(
-            self._handle, host, self.spec.port, process_request=self._process_request,
-            ping_interval=ping, ping_timeout=self.spec.pong_timeout_s if ping else None,
-            compression=None, max_queue=64, server_header=None, logger=log,
+            self._handle,
+            host,
+            self.spec.port,
+            process_request=self._process_request,
+            ping_interval=ping,
+            ping_timeout=self.spec.pong_timeout_s if ping else None,
+            compression=None,
+            max_queue=64,
+            server_header=None,
+            logger=log,
         )
         sock = next(iter(self._server.sockets))
         self.port = int(sock.getsockname()[1])
@@ -193,6 +212,14 @@ class VenueServer:
             with contextlib.suppress(Exception):
                 await ws.close(code, reason)
 
+    def drop_slow_consumers(self) -> None:
+        """Abort connections whose unsent backlog exceeds ``SLOW_CONSUMER_BYTES`` (a client that stopped
+        reading), so a stuck client cannot grow the simulator's memory without bound."""
+        for ws in list(self.connections):
+            if ws.transport.get_write_buffer_size() > SLOW_CONSUMER_BYTES:
+                log.info("%s: dropping a slow consumer", self.spec.name)
+                ws.transport.abort()
+
     def send_garbage(self, count: int) -> None:
         for _ in range(count):
             broadcast(self.connections, GARBAGE)
@@ -213,6 +240,7 @@ class VenueServer:
 
 def _json_response(status: int, body: Any) -> Response:
     data = orjson.dumps(body)
-    headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(data))),
-                       ("Connection", "close")])
+    headers = Headers(
+        [("Content-Type", "application/json"), ("Content-Length", str(len(data))), ("Connection", "close")]
+    )
     return Response(status, HTTPStatus(status).phrase, headers, data)

@@ -60,7 +60,7 @@ class VenueModel:
     def __init__(self, spec: VenueSpec, path: PricePath) -> None:
         self.spec = spec
         self.path = path
-        self.assets = list(spec.assets or path.names)
+        self.assets = list(path.scenario.venue_assets(spec.name))
         self._rng = random.Random(f"venue:{path.scenario.seed}:{spec.name}")
         self._noise = dict.fromkeys(self.assets, 0.0)
         self._oi_noise = dict.fromkeys(self.assets, 0.0)
@@ -78,7 +78,7 @@ class VenueModel:
         q.open_24h = closes[0]
         q.high_24h = max(closes) * 1.002
         q.low_24h = min(closes) * 0.998
-        q.volume_24h = self.path.scenario.assets[asset].open_interest * 0.5 * self.spec.oi_share
+        q.volume_24h = self.path.specs[asset].open_interest * 0.5 * self.spec.oi_share
         q.turnover_24h = q.volume_24h * closes[-1]
 
     def step(self, trade_prob: float) -> None:
@@ -89,7 +89,7 @@ class VenueModel:
 
     def _quote(self, a: str, now: int, ref: float, trade_prob: float) -> None:
         spec = self.spec
-        aspec = self.path.scenario.assets[a]
+        aspec = self.path.specs[a]
         rng = self._rng
         q = self.quotes[a]
         # AR(1) noise keeps the venue near the path without a random walk of its own.

@@ -1,0 +1,316 @@
+"""Generic connector for any exchange ccxt knows, on ccxt's async websocket API (``ccxt.pro``) where the
+exchange has it and REST polling where it does not, with our own reconnect loop (ccxt does not reconnect by
+itself: a failed ``watch_*`` raises and the next call opens a new connection).
+
+Per configured asset the market is chosen from ccxt's market list: the active linear swap settled in the
+configured quote, else the spot market in that quote. Per market:
+- quotes (and mark/index when the ticker carries them): ``watch_ticker``, else ``fetch_ticker`` every
+  ``TICKER_POLL_S``;
+- funding: ``watch_funding_rate`` where present, else ``fetch_funding_rate`` every ``FUNDING_POLL_S``;
+- open interest: ``fetch_open_interest`` every ``source.open_interest_poll_s``.
+ccxt errors are translated at this boundary: ``NotSupported`` and ``BadSymbol`` switch that channel off with
+one log line; every other failure (``NetworkError``, exchange errors, even a ccxt bug raising ``TypeError``
+on an odd frame) backs off and retries forever. A websocket channel with no update within its silence
+bound is flagged silent and, if it stays silent, the exchange's connections are closed so the next call
+reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import ccxt
+import ccxt.pro as ccxtpro
+
+from connectors.base import Backoff, FeedContext, Route, Tuning, positive
+from connectors.venue import CHANNELS, DEFAULT_CHANNELS
+from service.config import SourceConfig
+from service.errors import FeedError, RejectedMessage
+from service.events import Event, FeedState, Funding, MarkPrice, OpenInterest, Quote
+
+TICKER_POLL_S = 1.0
+FUNDING_POLL_S = 30.0
+WATCH_CADENCE_S = 1.0
+
+
+def default_factory(source: SourceConfig) -> Any:
+    """A ``ccxt.pro`` exchange object (``ccxt.async_support`` when ccxt.pro lacks the id), with
+    ``rest_url``/``ws_url`` overriding every REST/websocket endpoint when the source names one."""
+    cls = getattr(ccxtpro, source.exchange, None)
+    if cls is None:
+        import ccxt.async_support as ccxt_async
+
+        cls = getattr(ccxt_async, source.exchange, None)
+    if cls is None:
+        raise FeedError(f"ccxt has no exchange {source.exchange!r}")
+    ex = cls({"enableRateLimit": True})
+    if source.rest_url or source.ws_url:
+        ex.urls["api"] = _override(ex.urls.get("api"), source.rest_url, source.ws_url)
+    return ex
+
+
+def _override(node: Any, rest: str | None, ws: str | None) -> Any:
+    if isinstance(node, dict):
+        return {k: _override(v, rest, ws) for k, v in node.items()}
+    if isinstance(node, str):
+        if node.startswith(("ws://", "wss://")) and ws:
+            return ws
+        if node.startswith(("http://", "https://")) and rest:
+            return rest
+    return node
+
+
+def pick_market(markets: dict[str, Any], asset: str, quote: str) -> dict[str, Any] | None:
+    """The active linear swap of ``asset`` settled in ``quote``, else its spot market in ``quote``."""
+    spot = None
+    for m in markets.values():
+        if m.get("base") != asset or m.get("quote") != quote or m.get("active") is False:
+            continue
+        if m.get("swap") and m.get("linear") and m.get("settle", quote) == quote:
+            return m
+        if m.get("spot") and spot is None:
+            spot = m
+    return spot
+
+
+class CcxtConnector:
+    """See the module docstring."""
+
+    def __init__(self, source: SourceConfig, sink: Callable[[Event], None], metrics: Any, *,
+                 clock: Callable[[], float] = time.time, tuning: Tuning | None = None,
+                 exchange_factory: Callable[[SourceConfig], Any] = default_factory) -> None:
+        self.source = source
+        self.name = source.source_id
+        self.ctx = FeedContext(self.name, sink, metrics, clock, tuning or Tuning())
+        channels = source.channels if source.channels is not None else DEFAULT_CHANNELS
+        unknown = [c for c in channels if c not in CHANNELS]
+        if unknown:
+            raise FeedError(f"{self.name}: unknown channels {unknown}; known: {', '.join(CHANNELS)}")
+        self.channels = frozenset(channels)
+        self.factory = exchange_factory
+        self.ex: Any = None
+        self.routes: list[Route] = []
+        self.state = "loading markets"
+        self.errors: dict[str, str] = {}
+
+    # -- life cycle -----------------------------------------------------------------------------------
+    async def run(self) -> None:
+        self.ex = self.factory(self.source)
+        try:
+            markets = await self._load_markets()
+            self.routes = self._routes(markets)
+            self.state = "running"
+            self.ctx.metrics.feed_connected.labels(self.name).set(1)
+            async with asyncio.TaskGroup() as tg:
+                for r in self.routes:
+                    tg.create_task(self._channel(r), name=f"{self.name}:{r.key}")
+                tg.create_task(self._flush(), name=f"{self.name}:flush")
+        finally:
+            self.ctx.metrics.feed_connected.labels(self.name).set(0)
+            await asyncio.shield(self._close())
+
+    async def _close(self) -> None:
+        try:
+            await self.ex.close()
+        except Exception as exc:  # closing a broken exchange object must not mask why we stop
+            self.ctx.log.debug("%s: close failed: %r", self.name, exc)
+
+    async def _load_markets(self) -> dict[str, Any]:
+        tn = self.ctx.tuning
+        backoff = Backoff(tn.backoff_base_s, tn.backoff_cap_s)
+        while True:
+            try:
+                markets = await self.ex.load_markets()
+            except ccxt.BaseError as exc:
+                self.ctx.burst.event("markets", f"{self.name}: cannot load markets ({_describe(exc)}); "
+                                                "retrying with backoff")
+                await asyncio.sleep(backoff.next())
+                continue
+            self.ctx.burst.clear("markets", f"{self.name}: markets loaded")
+            return dict(markets or {})
+
+    def _routes(self, markets: dict[str, Any]) -> list[Route]:
+        has = self.ex.has
+        out = []
+        for asset in self.source.symbols:
+            m = pick_market(markets, asset, self.source.quote)
+            if m is None:
+                self.ctx.log.warning("%s: no %s market for %s; skipped", self.name, self.source.quote, asset)
+                continue
+            contract = bool(m.get("contract") or m.get("swap"))
+            args = (asset, m["id"], m["quote"])
+            sym = m["symbol"]
+            if self.channels & {"quotes", "mark"}:
+                ws = bool(has.get("watchTicker"))
+                out.append(Route(f"ticker:{sym}", "ticker", "watch" if ws else "poll", *args,
+                                 cadence_s=WATCH_CADENCE_S if ws else TICKER_POLL_S, topic=sym))
+            if "funding" in self.channels and contract and (has.get("watchFundingRate")
+                                                              or has.get("fetchFundingRate")):
+                kind = "watch" if has.get("watchFundingRate") else "poll"
+                out.append(Route(f"funding:{sym}", "funding", kind, *args, cadence_s=FUNDING_POLL_S,
+                                 topic=sym, critical=False))
+            if "open_interest" in self.channels and contract and has.get("fetchOpenInterest"):
+                out.append(Route(f"open_interest:{sym}", "open_interest", "poll", *args,
+                                 cadence_s=self.source.open_interest_poll_s, topic=sym,
+                                 scale=float(m.get("contractSize") or 1.0), critical=False))
+        return out
+
+    async def _flush(self) -> None:
+        while True:
+            await asyncio.sleep(self.ctx.tuning.flush_interval_s)
+            self.ctx.flush(self.routes)
+
+    # -- one channel of one market ----------------------------------------------------------------------
+    async def _channel(self, r: Route) -> None:
+        tn = self.ctx.tuning
+        backoff = Backoff(tn.backoff_base_s, tn.backoff_cap_s)
+        call, decode = self._calls(r)
+        timeouts = 0
+        while True:
+            try:
+                if r.kind == "watch":
+                    data = await asyncio.wait_for(call(r.topic), tn.silence_bound(r.cadence_s))
+                else:
+                    data = await call(r.topic)
+            except TimeoutError:
+                timeouts += 1
+                await self._silent(r, timeouts)
+                continue
+            except (ccxt.NotSupported, ccxt.BadSymbol) as exc:
+                self._down(r, _describe(exc))
+                self.ctx.log.warning("%s: %s switched off: %s", self.name, r.key, _describe(exc))
+                return
+            except Exception as exc:  # ccxt errors, and library bugs on odd input: back off, never crash
+                self._down(r, _describe(exc))
+                await asyncio.sleep(backoff.next())
+                continue
+            timeouts = 0
+            now = self.ctx.clock()
+            r.last = now
+            self._up(r)
+            backoff.reset()
+            try:
+                for event in decode(r, data, now):
+                    self.ctx.sink(event)
+                r.count += 1
+            except RejectedMessage as exc:
+                self.ctx.reject(exc, r.key)
+            if r.kind == "poll":
+                await asyncio.sleep(r.cadence_s)
+
+    def _calls(self, r: Route) -> tuple[Callable[[str], Awaitable[Any]], Callable[..., list[Event]]]:
+        ex = self.ex
+        if r.channel == "ticker":
+            return (ex.watch_ticker if r.kind == "watch" else ex.fetch_ticker), self._ticker
+        if r.channel == "funding":
+            return (ex.watch_funding_rate if r.kind == "watch" else ex.fetch_funding_rate), self._funding
+        return ex.fetch_open_interest, self._open_interest
+
+    async def _silent(self, r: Route, timeouts: int) -> None:
+        if r.state != FeedState.SILENT:
+            r.state = FeedState.SILENT
+            r.since = self.ctx.clock()
+            self.ctx.metrics.channel_silent.labels(self.name, r.channel).inc()
+            self.ctx.status(r.key, FeedState.SILENT, "no update within the silence bound")
+            self.ctx.burst.event(f"silent:{r.key}", f"{self.name}: {r.key} silent")
+        if timeouts >= 2 and r.critical:
+            # close the exchange's connections: the next watch call reconnects and re-subscribes
+            self.ctx.reconnects += 1
+            self.ctx.metrics.reconnects.labels(self.name).inc()
+            await self._close()
+
+    def _up(self, r: Route) -> None:
+        if r.state != FeedState.SUBSCRIBED:
+            r.state = FeedState.SUBSCRIBED
+            self.errors.pop(r.key, None)
+            self.ctx.status(r.key, FeedState.SUBSCRIBED, r.kind)
+            self.ctx.burst.clear(f"err:{r.key}", f"{self.name}: {r.key} recovered")
+
+    def _down(self, r: Route, reason: str) -> None:
+        self.errors[r.key] = reason
+        if r.state != FeedState.DISCONNECTED:
+            r.state = FeedState.DISCONNECTED
+            self.ctx.status(r.key, FeedState.DISCONNECTED, reason)
+        if r.kind == "watch":
+            self.ctx.reconnects += 1
+            self.ctx.metrics.reconnects.labels(self.name).inc()
+        self.ctx.burst.event(f"err:{r.key}", f"{self.name}: {r.key} failed ({reason}); retrying with backoff")
+
+    # -- ccxt structures to events ------------------------------------------------------------------------
+    def _ticker(self, r: Route, t: dict[str, Any], now: float) -> list[Event]:
+        ts = _ts(t, now)
+        out: list[Event] = []
+        bid, ask = t.get("bid"), t.get("ask")
+        if "quotes" in self.channels and bid is not None and ask is not None:
+            bid, ask = positive(_float(bid), "bid"), positive(_float(ask), "ask")
+            if bid > ask:
+                raise RejectedMessage("crossed", r.key)
+            r.check_jump(bid)
+            out.append(Quote(self.name, r.asset, r.instrument, bid, ask, ts, now, r.quote))
+        mark = t.get("markPrice")
+        if "mark" in self.channels and mark is not None:
+            index = t.get("indexPrice")
+            out.append(MarkPrice(self.name, r.asset, r.instrument, positive(_float(mark), "mark"),
+                                 positive(_float(index), "index") if index is not None else None, ts, now,
+                                 r.quote))
+        return out
+
+    def _funding(self, r: Route, f: dict[str, Any], now: float) -> list[Event]:
+        rate = _float(f.get("fundingRate"))
+        if not -1.0 < rate < 1.0:
+            raise RejectedMessage("absurd", "funding")
+        interval = str(f.get("interval") or "8h")
+        hours = float(interval[:-1]) if interval.endswith("h") and interval[:-1].isdigit() else 8.0
+        nxt = f.get("fundingTimestamp") or f.get("nextFundingTimestamp")
+        return [Funding(self.name, r.asset, r.instrument, rate, hours, nxt / 1000.0 if nxt else None,
+                        _ts(f, now), now)]
+
+    def _open_interest(self, r: Route, o: dict[str, Any], now: float) -> list[Event]:
+        amount = o.get("openInterestAmount")
+        base = o.get("baseVolume")
+        contracts = _float(amount) if amount is not None else None
+        if base is not None:
+            base_f: float | None = _float(base)
+        else:
+            base_f = contracts * r.scale if contracts is not None else None
+        if base_f is None:
+            raise RejectedMessage("missing_field", "openInterestAmount")
+        value = o.get("openInterestValue")
+        usd = _float(value) if value is not None else None
+        for v in (base_f, usd or 0.0):
+            if not 0.0 <= v < 1e15:
+                raise RejectedMessage("absurd", "open interest")
+        return [OpenInterest(self.name, r.asset, r.instrument, contracts if contracts is not None else base_f,
+                             base_f, usd, _ts(o, now), now)]
+
+    def status(self) -> dict[str, Any]:
+        now = self.ctx.clock()
+        return {
+            "exchange": self.source.exchange,
+            "state": self.state,
+            "reconnects": self.ctx.reconnects,
+            "rejected": dict(self.ctx.rejected),
+            "channels": {r.key: {"state": str(r.state), "mode": r.kind, "messages": r.count,
+                                 "last_message_age_s": round(now - r.last, 3) if r.last else None,
+                                 "last_error": self.errors.get(r.key, "")} for r in self.routes},
+        }
+
+
+def _float(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise RejectedMessage("non_numeric", str(type(v).__name__)) from None
+
+
+def _ts(d: dict[str, Any], now: float) -> float:
+    ts = d.get("timestamp")
+    return ts / 1000.0 if isinstance(ts, int | float) and ts > 0 else now
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text[:200]}"

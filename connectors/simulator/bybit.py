@@ -1,0 +1,302 @@
+"""Bybit v5 linear, as ``stream.bybit.com/v5/public/linear`` and ``api.bybit.com/v5/market`` speak it.
+
+Websocket: ``{"op":"subscribe","args":[topics],"req_id":..}`` answered
+``{"success":true,"ret_msg":"","conn_id":..,"req_id":..,"op":"subscribe"}``; ``tickers.{symbol}`` sends a
+snapshot on subscribe, then every 100 ms a delta carrying only the fields that changed (plus ``symbol``),
+with a cross sequence ``cs`` and ``ts``; ``publicTrade.{symbol}``; ``kline.{interval}.{symbol}``.
+``{"op":"ping"}`` is answered ``{"success":true,"ret_msg":"pong","conn_id":..,"op":"ping"}``; the server
+sends no pings of its own and drops a client that has sent nothing (no ping) for ``idle_timeout_s``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import orjson
+from websockets.asyncio.server import ServerConnection, broadcast
+
+from connectors.simulator import bybit_rest
+from connectors.simulator.bybit_rest import KLINE_INTERVALS
+from connectors.simulator.candles import INTERVALS_MS
+from connectors.simulator.market import HOUR_MS
+from connectors.simulator.transport import RestError, VenueServer
+from connectors.simulator.venue import AssetQuote
+
+
+class BybitServer(VenueServer):
+    """A Bybit v5 linear venue on one loopback port."""
+
+    exchange = "bybit"
+    default_ping_interval_s = None
+    default_idle_timeout_s = 600.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        quote = self.model.path.scenario.quote
+        self.symbols = {a: f"{a}{quote}" for a in self.model.assets}
+        self.by_symbol = {s: a for a, s in self.symbols.items()}
+        self.state: dict[str, dict[str, str]] = {}  # the ticker fields last sent, per asset
+        self._cs = itertools.count(760_580_211_302)
+        self._conn_ids = itertools.count(1)
+        self._subs: dict[ServerConnection, set[str]] = {}
+        self._bar_start: dict[tuple[str, str], int] = {}
+        self._prev_1h: dict[str, float] = {}
+        for a in self.model.assets:
+            self.state[a] = self.ticker_fields(self.model.quotes[a], refresh=True)
+
+    def accepts_path(self, path: str, query: str) -> bool:
+        return path.rstrip("/") == "/v5/public/linear"
+
+    # --- websocket -------------------------------------------------------------------------------------
+
+    async def serve_ws(self, ws: ServerConnection) -> None:
+        conn_id = f"sim-{next(self._conn_ids):08x}-{self.spec.name}"
+        self._subs[ws] = set()
+        while True:
+            msg = await self.recv(ws)
+            if msg is None:
+                return
+            try:
+                req = orjson.loads(msg)
+            except orjson.JSONDecodeError:
+                req = None
+            if not isinstance(req, dict):
+                self._reply(
+                    ws, {"success": False, "ret_msg": "error:invalid request", "conn_id": conn_id, "op": ""}
+                )
+                continue
+            op = req.get("op")
+            base: dict[str, Any] = {"success": True, "ret_msg": "", "conn_id": conn_id}
+            if "req_id" in req:
+                base["req_id"] = req["req_id"]
+            if op == "ping":
+                self._reply(ws, {**base, "ret_msg": "pong", "op": "ping"})
+            elif op in ("subscribe", "unsubscribe"):
+                self._subscription(ws, op, req.get("args"), base)
+            else:
+                self._reply(ws, {**base, "success": False, "ret_msg": f"error:unknown op {op}", "op": op})
+
+    def _reply(self, ws: ServerConnection, body: dict[str, Any]) -> None:
+        # Written synchronously, in order with the snapshot that may follow and with any later delta.
+        broadcast([ws], orjson.dumps(body).decode())
+
+    def _subscription(self, ws: ServerConnection, op: str, args: Any, base: dict[str, Any]) -> None:
+        if not isinstance(args, list) or not all(isinstance(t, str) for t in args):
+            self._reply(
+                ws, {**base, "success": False, "ret_msg": "error:args must be a list of topics", "op": op}
+            )
+            return
+        mine = self._subs.setdefault(ws, set())
+        for topic in args:
+            if self._parse(topic) is None:
+                self._reply(
+                    ws,
+                    {**base, "success": False, "ret_msg": f"error:handler not found,topic:{topic}", "op": op},
+                )
+                return
+            if op == "subscribe" and topic in mine:
+                self._reply(
+                    ws,
+                    {
+                        **base,
+                        "success": False,
+                        "ret_msg": f"error:already subscribed,topic:{topic}",
+                        "op": op,
+                    },
+                )
+                return
+        self._reply(ws, {**base, "op": op})
+        for topic in args:
+            if op == "unsubscribe":
+                mine.discard(topic)
+                self.unsubscribe(ws, topic)
+                continue
+            mine.add(topic)
+            kind, asset, _ = self._parse(topic)  # type: ignore[misc]
+            if kind == "tickers":
+                snap = {
+                    "topic": topic,
+                    "type": "snapshot",
+                    "data": dict(self.state[asset]),
+                    "cs": next(self._cs),
+                    "ts": self.now_ms(),
+                }
+                broadcast([ws], orjson.dumps(snap).decode())
+            self.subscribe(ws, topic)
+
+    def forget(self, ws: ServerConnection) -> None:
+        self._subs.pop(ws, None)
+
+    def _parse(self, topic: str) -> tuple[str, str, str] | None:
+        """(kind, asset, interval) of a topic this venue serves, else None."""
+        parts = topic.split(".")
+        if len(parts) == 2 and parts[0] in ("tickers", "publicTrade") and parts[1] in self.by_symbol:
+            return parts[0], self.by_symbol[parts[1]], ""
+        if (
+            len(parts) == 3
+            and parts[0] == "kline"
+            and parts[1] in KLINE_INTERVALS
+            and parts[2] in self.by_symbol
+        ):
+            return "kline", self.by_symbol[parts[2]], parts[1]
+        return None
+
+    # --- frames ----------------------------------------------------------------------------------------
+
+    def ticker_fields(self, q: AssetQuote, refresh: bool) -> dict[str, str]:
+        """Every field of a ``tickers`` snapshot, as strings. Mark, index, funding, open interest and the
+        24 h figures refresh once a second (``refresh``); the book on every call."""
+        a = q.asset
+        old = self.state.get(a, {})
+        f = dict(old)
+        f["symbol"] = self.symbols[a]
+        f["bid1Price"], f["bid1Size"] = self._p(a, q.bid), self._q(a, q.bid_qty)
+        f["ask1Price"], f["ask1Size"] = self._p(a, q.ask), self._q(a, q.ask_qty)
+        last = self._p(a, q.last)
+        if old.get("lastPrice") != last:
+            prev = float(old.get("lastPrice", last))
+            f["tickDirection"] = (
+                "PlusTick"
+                if q.last > prev
+                else "MinusTick"
+                if q.last < prev
+                else old.get("tickDirection", "ZeroPlusTick")
+            )
+            f["lastPrice"] = last
+        if refresh or not old:
+            self._prev_1h[a] = self.model.candles.current(a, HOUR_MS, q.ts_ms)[1]
+            oi = q.open_interest
+            f.update(
+                {
+                    "price24hPcnt": f"{q.last / q.open_24h - 1:.6f}",
+                    "prevPrice24h": self._p(a, q.open_24h),
+                    "highPrice24h": self._p(a, q.high_24h),
+                    "lowPrice24h": self._p(a, q.low_24h),
+                    "prevPrice1h": self._p(a, self._prev_1h[a]),
+                    "markPrice": self._p(a, q.mark),
+                    "indexPrice": self._p(a, q.index),
+                    "openInterest": f"{oi:.3f}",
+                    "openInterestValue": f"{oi * q.mark:.2f}",
+                    "turnover24h": f"{q.turnover_24h:.4f}",
+                    "volume24h": f"{q.volume_24h:.4f}",
+                    "fundingIntervalHour": str(q.funding_interval_h),
+                    "fundingCap": "0.005",
+                    "singleOpenInterest": f"{oi / 2:.3f}",
+                    "singleOpenInterestValue": f"{oi / 2 * q.mark:.2f}",
+                    "nextFundingTime": str(q.next_funding_ms),
+                    "fundingRate": f"{q.funding_rate:.7f}".rstrip("0").rstrip(".") if q.funding_rate else "0",
+                }
+            )
+            f.setdefault("preOpenPrice", "")
+            f.setdefault("preQty", "")
+            f.setdefault("curPreListingPhase", "")
+        return f
+
+    def publish(self, step: int) -> None:
+        tick_s = self.model.path.dt_s
+        tickers = self.every("tickers", step, tick_s)
+        refresh = step % max(1, round(1.0 / tick_s)) == 0
+        kline = self.every("kline", step, tick_s)
+        for a in self.model.assets:
+            q = self.model.quotes[a]
+            sym = self.symbols[a]
+            if tickers:
+                self._publish_ticker(q, refresh)
+            if q.trades and self.has_subscribers(f"publicTrade.{sym}"):
+                data = [
+                    {
+                        "T": q.ts_ms,
+                        "s": sym,
+                        "S": "Sell" if maker else "Buy",
+                        "v": self._q(a, qty),
+                        "p": self._p(a, price),
+                        "L": self.state[a].get("tickDirection", "ZeroPlusTick"),
+                        "i": f"{tid:08x}-sim-{sym}",
+                        "BT": False,
+                        "seq": tid,
+                    }
+                    for tid, price, qty, maker in q.trades
+                ]
+                self.fanout(
+                    "publicTrade",
+                    f"publicTrade.{sym}",
+                    {"topic": f"publicTrade.{sym}", "type": "snapshot", "ts": q.ts_ms, "data": data},
+                )
+            if kline:
+                for code in KLINE_INTERVALS:
+                    if self.has_subscribers(f"kline.{code}.{sym}"):
+                        self._publish_kline(q, code)
+
+    def _publish_ticker(self, q: AssetQuote, refresh: bool) -> None:
+        a = q.asset
+        new = self.ticker_fields(q, refresh)
+        factor = self.model.take_absurd(a)
+        if factor is not None:
+            for key in ("bid1Price", "ask1Price", "lastPrice", "markPrice"):
+                new[key] = self._p(a, float(new[key]) * factor)
+        old = self.state[a]
+        delta = {k: v for k, v in new.items() if old.get(k) != v}
+        self.state[a] = new
+        if not delta:
+            return
+        topic = f"tickers.{self.symbols[a]}"
+        if self.has_subscribers(topic):
+            self.fanout(
+                "tickers",
+                topic,
+                {
+                    "topic": topic,
+                    "type": "delta",
+                    "data": {"symbol": self.symbols[a], **delta},
+                    "cs": next(self._cs),
+                    "ts": q.ts_ms,
+                },
+            )
+
+    def _publish_kline(self, q: AssetQuote, code: str) -> None:
+        a, sym = q.asset, self.symbols[q.asset]
+        iv = INTERVALS_MS[KLINE_INTERVALS[code]]
+        bar = self.model.candles.current(a, iv, q.ts_ms)
+        frames = []
+        prev_start = self._bar_start.get((a, code))
+        if prev_start is not None and prev_start != bar[0]:
+            done = self.model.candles.klines(a, iv, q.ts_ms, start_ms=prev_start, limit=1)
+            frames += [self._kline(a, b, code, iv, True, q.ts_ms) for b in done]
+        self._bar_start[(a, code)] = int(bar[0])
+        frames.append(self._kline(a, bar, code, iv, False, q.ts_ms))
+        topic = f"kline.{code}.{sym}"
+        self.fanout("kline", topic, {"topic": topic, "data": frames, "ts": q.ts_ms, "type": "snapshot"})
+
+    def _kline(self, a: str, bar: list[float], code: str, iv: int, confirm: bool, ts: int) -> dict[str, Any]:
+        return {
+            "start": int(bar[0]),
+            "end": int(bar[0]) + iv - 1,
+            "interval": code,
+            "open": self._p(a, bar[1]),
+            "close": self._p(a, bar[4]),
+            "high": self._p(a, bar[2]),
+            "low": self._p(a, bar[3]),
+            "volume": self._q(a, bar[5]),
+            "turnover": f"{bar[5] * bar[4]:.4f}",
+            "confirm": confirm,
+            "timestamp": ts,
+        }
+
+    # --- REST ------------------------------------------------------------------------------------------
+
+    def rest(self, path: str, params: dict[str, str]) -> Any:
+        handler = bybit_rest.ROUTES.get(path)
+        if handler is None:
+            raise RestError(404, {"retCode": 404, "retMsg": "Not Found"})
+        try:
+            result = handler(self, params)
+        except bybit_rest.ParamError as exc:
+            return {
+                "retCode": 10001,
+                "retMsg": str(exc),
+                "result": {},
+                "retExtInfo": {},
+                "time": self.now_ms(),
+            }
+        return {"retCode": 0, "retMsg": "OK", "result": result, "retExtInfo": {}, "time": self.now_ms()}

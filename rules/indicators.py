@@ -1,0 +1,187 @@
+"""Incremental indicators over candle series and sampled signals. Each one updates in O(1) per closed bar
+(or per sample) and reads in O(1), except window extremes and trendline fits, which scan a bounded window.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+from rules.candles import Bar
+
+
+class SMA:
+    """Simple moving average of the last ``n`` closed bars' closes (or volumes)."""
+
+    def __init__(self, n: int, field: str = "close") -> None:
+        self.n = n
+        self.field = field
+        self.values: deque[float] = deque(maxlen=n)
+        self.total = 0.0
+        self.updates = 0
+
+    def on_bar(self, bar: Bar) -> None:
+        v = getattr(bar, self.field)
+        if len(self.values) == self.n:
+            self.total -= self.values[0]
+        self.values.append(v)
+        self.total += v
+        self.updates += 1
+        if self.updates % 1024 == 0:  # bound floating-point drift of the running sum
+            self.total = math.fsum(self.values)
+
+    @property
+    def value(self) -> float | None:
+        return self.total / self.n if len(self.values) == self.n else None
+
+
+class EMA:
+    """Exponential moving average of closes, alpha = 2 / (n + 1), seeded with the SMA of the first ``n``."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.alpha = 2.0 / (n + 1)
+        self.seed: list[float] = []
+        self.ema: float | None = None
+
+    def on_bar(self, bar: Bar) -> None:
+        if self.ema is None:
+            self.seed.append(bar.close)
+            if len(self.seed) == self.n:
+                self.ema = sum(self.seed) / self.n
+                self.seed = []
+            return
+        self.ema += self.alpha * (bar.close - self.ema)
+
+    @property
+    def value(self) -> float | None:
+        return self.ema
+
+
+class Pivots:
+    """Swing pivots: a bar whose high (low) is strictly above (below) the ``strength`` bars on each side.
+    A pivot is confirmed ``strength`` bars after it; ``highs``/``lows`` keep the confirmed ones as
+    ``(open_ts, price)``, oldest first."""
+
+    def __init__(self, strength: int = 3, keep: int = 64) -> None:
+        self.strength = strength
+        self.window: deque[Bar] = deque(maxlen=2 * strength + 1)
+        self.highs: deque[tuple[float, float]] = deque(maxlen=keep)
+        self.lows: deque[tuple[float, float]] = deque(maxlen=keep)
+
+    def on_bar(self, bar: Bar) -> None:
+        w = self.window
+        w.append(bar)
+        if len(w) < w.maxlen:  # type: ignore[operator]
+            return
+        mid = w[self.strength]
+        others = [b for i, b in enumerate(w) if i != self.strength]
+        if all(mid.high > b.high for b in others):
+            self.highs.append((mid.open_ts, mid.high))
+        if all(mid.low < b.low for b in others):
+            self.lows.append((mid.open_ts, mid.low))
+
+    @property
+    def last_high(self) -> float | None:
+        return self.highs[-1][1] if self.highs else None
+
+    @property
+    def last_low(self) -> float | None:
+        return self.lows[-1][1] if self.lows else None
+
+    def fib(self, ratio: float) -> float | None:
+        """Retracement level ``ratio`` of the last swing: after an up swing (low then high) measured down
+        from the high, after a down swing measured up from the low."""
+        if not self.highs or not self.lows:
+            return None
+        (th, h), (tl, low) = self.highs[-1], self.lows[-1]
+        if th >= tl:
+            return h - ratio * (h - low)
+        return low + ratio * (h - low)
+
+
+def line_through(t1: float, p1: float, t2: float, p2: float, t: float) -> float:
+    """The value at ``t`` of the straight line through two anchors."""
+    if t2 == t1:
+        return p2
+    return p1 + (p2 - p1) * (t - t1) / (t2 - t1)
+
+
+def fit_line(points: list[tuple[float, float]], t: float) -> float | None:
+    """Least-squares line through ``points`` evaluated at ``t``; None with fewer than two distinct times."""
+    n = len(points)
+    if n < 2:
+        return None
+    mt = sum(p[0] for p in points) / n
+    mp = sum(p[1] for p in points) / n
+    var = sum((p[0] - mt) ** 2 for p in points)
+    if var == 0:
+        return None
+    slope = sum((p[0] - mt) * (p[1] - mp) for p in points) / var
+    return mp + slope * (t - mt)
+
+
+def floor_pivots(bar: Bar) -> dict[str, float]:
+    """Classic floor-trader levels from one (daily) bar: P, R1..R3, S1..S3."""
+    p = (bar.high + bar.low + bar.close) / 3.0
+    rng = bar.high - bar.low
+    return {
+        "P": p, "R1": 2 * p - bar.low, "S1": 2 * p - bar.high, "R2": p + rng, "S2": p - rng,
+        "R3": bar.high + 2 * (p - bar.low), "S3": bar.low - 2 * (bar.high - p),
+    }
+
+
+class History:
+    """A signal sampled over time (at most one sample per ``spacing_s``), kept for ``horizon_s``: window
+    extremes, averages and changes for funding and open interest."""
+
+    def __init__(self, horizon_s: float, spacing_s: float) -> None:
+        self.horizon_s = horizon_s
+        self.spacing_s = spacing_s
+        self.samples: deque[tuple[float, float]] = deque()
+
+    def widen(self, horizon_s: float) -> None:
+        """Keep at least ``horizon_s``; beyond a day samples thin out (at most ~4096 kept) so memory and
+        window scans stay bounded; funding moves every few hours, so nothing is lost."""
+        if horizon_s > self.horizon_s:
+            self.horizon_s = horizon_s
+            self.spacing_s = max(self.spacing_s, horizon_s / 4096)
+
+    def add(self, ts: float, value: float) -> None:
+        s = self.samples
+        if s and ts - s[-1][0] < self.spacing_s:
+            # Within one spacing the latest value wins, at the sample's time (the first sample, the base of
+            # the oldest window, is kept as it was).
+            if len(s) > 1 and ts >= s[-1][0]:
+                s[-1] = (s[-1][0], value)
+            return
+        s.append((ts, value))
+        cutoff = ts - self.horizon_s - self.spacing_s
+        while len(s) > 2 and s[1][0] <= cutoff:
+            s.popleft()
+
+    def window(self, now: float, window_s: float) -> list[float]:
+        start = now - window_s
+        return [v for t, v in self.samples if t >= start]
+
+    def change(self, now: float, window_s: float) -> float | None:
+        """Relative change from the sample at or just before ``now - window_s`` to the latest; None until
+        the history covers the window."""
+        s = self.samples
+        if len(s) < 2 or s[0][0] > now - window_s:
+            return None
+        start = now - window_s
+        base = s[0][1]
+        for t, v in s:
+            if t > start:
+                break
+            base = v
+        if base == 0:
+            return None
+        return s[-1][1] / base - 1.0
+
+    def dump(self) -> list[list[float]]:
+        return [[t, v] for t, v in self.samples]
+
+    def load(self, rows: list[list[float]]) -> None:
+        self.samples = deque((float(t), float(v)) for t, v in rows)

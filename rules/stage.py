@@ -1,0 +1,177 @@
+"""The rule stage of one index, as the daemon drives it: candles in, snapshots evaluated (throttled by the
+daemon), transitions notified, state persisted and restored, metrics exported. Pure and synchronous: the
+daemon owns the clock and the I/O."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rules.engine import STATE_CODE, Engine
+from rules.events import EventRules
+from rules.loader import load_rules
+from rules.signals import SignalBook
+from rules.synth import divisor_from, index_candles
+from service.alerts import Alert, HedgeChange
+from service.config import Config, RulesConfig
+from service.errors import ConfigError, Problem
+from service.events import Candle
+from service.hedge import HedgeBook, Sizing
+from service.metrics import Metrics
+
+STATE_VERSION = 1
+
+
+@dataclass
+class StageResult:
+    alerts: list[Alert] = field(default_factory=list)
+    hedge: dict[str, Any] | None = None
+
+
+def make_book(index: str, rc: RulesConfig, assets: tuple[str, ...] = ()) -> SignalBook:
+    trendlines = {k: v.model_dump() for k, v in rc.trendlines.items()}
+    return SignalBook(index, rc.levels, trendlines, rc.pivot_strength, assets)
+
+
+class RuleStage:
+    """Rules, indicators and hedge sizing for the configured index."""
+
+    def __init__(self, config: Config, now: float) -> None:
+        self.index = config.index.name
+        self.book = make_book(self.index, config.rules, config.index.constituents)
+        rules = load_rules(config.rules.files, self.book)
+        p = config.portfolio
+        self.engine = Engine(self.index, rules, p.hedge_ratio, p.hedge_ratio_min, p.hedge_ratio_max)
+        self.engine.ratio = self.engine.clamp(p.hedge_ratio)
+        self.events = EventRules(self.index, rules)
+        self.hedge = HedgeBook(self.index, p)
+        self.env: dict[str, Any] = {}
+        self.status: str | None = None
+        self.sizing: Sizing | None = None
+        self.started_at = now
+        self.evaluated_at: float | None = None
+        self._announced = False
+        self._constituent_klines: list[Candle] = []
+
+    # --- inputs -----------------------------------------------------------------------------------------
+
+    def bootstrap(self, candles: Iterable[Candle]) -> None:
+        """History from venue klines. Ordered by close time, finer first, so a coarser kline replaces what
+        finer ones aggregated for the same bucket. Without klines of the index itself, the constituents'
+        klines are kept and back-cast into index bars at the first snapshot (``rules.synth``)."""
+        ordered = sorted(candles, key=lambda c: (c.open_ts + c.timeframe_s, c.timeframe_s))
+        has_index = False
+        for c in ordered:
+            has_index = has_index or c.asset == self.index
+            self.book.on_candle(c)
+        if not has_index:
+            self._constituent_klines = [c for c in ordered if c.asset != self.index]
+
+    def _backcast(self, snapshot: dict[str, Any]) -> None:
+        divisor = divisor_from(snapshot)
+        if divisor is None:
+            return
+        units = {a: float(c["units"]) for a, c in (snapshot.get("constituents") or {}).items()}
+        for c in index_candles(self._constituent_klines, units, divisor, self.index):
+            self.book.on_candle(c)
+        self._constituent_klines = []
+
+    def history_needed(self) -> dict[str, dict[int, int]]:
+        """What ``bootstrap`` should be given: bars per asset ("" = the index, or all its constituents)
+        and timeframe (seconds). Also fetch long daily history: the all-time high is only as long as it."""
+        return self.book.history_needed()
+
+    def on_candle(self, candle: Candle) -> None:
+        self.book.on_candle(candle)
+
+    def evaluate(self, snapshot: dict[str, Any], now: float) -> StageResult:
+        status = str(snapshot.get("status") or "stale")
+        self.status = status
+        if self._constituent_klines:
+            self._backcast(snapshot)
+        self.env = self.book.update(snapshot, now)
+        self.hedge.observe(snapshot, now)
+        out = self.engine.evaluate(self.env, status, now)
+        self.book.commit()
+        self.evaluated_at = now
+        changed = out.ratio != out.previous_ratio
+        sizing = self.hedge.size(snapshot, out.ratio, now)
+        self.sizing = sizing or self.sizing
+        alerts = out.alerts
+        if out.acted:
+            up, down = out.ratio > out.previous_ratio, out.ratio < out.previous_ratio
+            side = "sell" if up else "buy" if down else "none"
+            change = HedgeChange(
+                from_ratio=out.previous_ratio, to_ratio=out.ratio,
+                notional_usd=sizing.target_notional_usd if sizing else 0.0,
+                contracts=sizing.target_contracts if sizing else 0.0, side=side,  # type: ignore[arg-type]
+            )
+            acted = set(out.acted)
+            alerts = [dataclasses.replace(a, hedge=change) if a.rule in acted and a.status == "firing" else a
+                      for a in alerts]
+        hedge = None
+        if sizing is not None and (changed or status == "ok"):
+            hedge = self.hedge.recommend(sizing, changed)
+            if hedge is None and not self._announced:
+                hedge = self.hedge.recommendation(sizing, "initial")
+            if hedge is not None:
+                hedge["from_ratio"] = out.previous_ratio
+                hedge["rules"] = out.acted
+            self._announced = True
+        return StageResult(alerts, hedge)
+
+    def on_transitions(self, transitions: list[dict[str, Any]], now: float) -> list[Alert]:
+        return self.events.on_transitions(transitions, now)
+
+    # --- state ------------------------------------------------------------------------------------------
+
+    def dump_state(self) -> dict[str, Any]:
+        return {"version": STATE_VERSION, "index": self.index, "engine": self.engine.dump(),
+                "events": self.events.dump(), "signals": self.book.dump(), "hedge": self.hedge.dump()}
+
+    def restore_state(self, state: dict[str, Any], now: float) -> None:
+        """Restore what ``dump_state`` saved: rule states (nothing re-fires), the target ratio, crossing
+        memory, extremes and funding/OI history. A state of another version or index is ignored."""
+        if not state or state.get("version") != STATE_VERSION or state.get("index") not in (None, self.index):
+            return
+        self.engine.load(state.get("engine") or {})
+        self.events.load(state.get("events") or {})
+        self.book.load(state.get("signals") or {})
+        self.hedge.load(state.get("hedge") or {})
+        self._announced = self.hedge.last_emitted is not None
+
+    def state(self) -> dict[str, Any]:
+        rules = []
+        for r in self.engine.rules:
+            st = self.engine.states[r.name]
+            rules.append({"name": r.name, "group": r.group, "state": st.state, "health": st.health,
+                          "since": st.since, "fired_at": st.fired_at, "resolved_at": st.resolved_at,
+                          "value": st.value, "severity": r.severity, "priority": r.priority,
+                          "action": r.action.describe()})
+        return {
+            "index": self.index, "status": self.status, "evaluated_at": self.evaluated_at,
+            "hedge_ratio": self.engine.ratio, "rules": rules, "event_rules": self.events.firing(),
+            "signals": dict(self.env), "hedge": self.sizing.to_dict() if self.sizing else None,
+        }
+
+    def export(self, metrics: Metrics) -> None:
+        for r in self.engine.rules:
+            code = STATE_CODE[self.engine.states[r.name].state]
+            metrics.rule_state.labels(index=self.index, rule=r.name).set(code)
+        metrics.hedge_ratio.labels(index=self.index).set(self.engine.ratio)
+        if self.sizing is not None:
+            metrics.hedge_contracts.labels(index=self.index).set(self.sizing.target_contracts)
+            metrics.hedge_notional_usd.labels(index=self.index).set(self.sizing.target_notional_usd)
+            metrics.portfolio_value_usd.labels(index=self.index).set(self.sizing.portfolio_value_usd)
+
+
+def check_rules(paths: Iterable[str], config: RulesConfig | None = None) -> list[Problem]:
+    """Every problem in the rule files (empty when they load), for ``hedgewatch check``."""
+    book = make_book("HW", config or RulesConfig())
+    try:
+        load_rules(list(paths), book)
+    except ConfigError as exc:
+        return exc.problems
+    return []

@@ -1,0 +1,224 @@
+"""Hedge sizing: from a target hedge ratio to a number of index futures contracts.
+
+    portfolio value  = cash + sum(holding_i x oracle price_i)      (a holding named after the index is
+                                                                     valued at the index level)
+    target notional  = value x ratio x beta                        (beta 1, fixed, or a rolling regression
+                                                                     of portfolio returns on index returns)
+    contracts        = target notional / (futures price x multiplier), rounded to the lot size
+
+Positions are signed as venues report them: a short hedge of 2 contracts is ``-2``. A recommendation is
+emitted when the target changes or when the held position drifts from the target by more than
+``tolerance_ratio`` of the portfolio value. Carrying cost of the target short: funding per day (a short
+receives funding while the rate is positive: negative cost) and roll cost per day from the term structure.
+Pure and synchronous; the caller passes time and prices.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from service.config import PortfolioConfig
+
+
+def contracts_for(notional: float, futures_price: float, multiplier: float, lot_size: float) -> float:
+    """Contracts that carry ``notional``, rounded to the nearest lot (textbook: 250,000 / (2,000 x 100) =
+    1.25)."""
+    if futures_price <= 0 or multiplier <= 0:
+        raise ValueError("futures price and multiplier must be positive")
+    raw = notional / (futures_price * multiplier)
+    lots = round(raw / lot_size)
+    digits = max(0, -math.floor(math.log10(lot_size))) + 2
+    return round(lots * lot_size, digits)
+
+
+def short_pnl(contracts: float, multiplier: float, price_from: float, price_to: float) -> float:
+    """Gain of a short of ``contracts`` when the futures price moves from ``price_from`` to ``price_to``."""
+    return contracts * multiplier * (price_from - price_to)
+
+
+def portfolio_value(holdings: dict[str, float], cash_usd: float, snapshot: dict[str, Any]) -> float | None:
+    """Value at the snapshot's oracle prices; None when a held asset has no price."""
+    prices = {a: (c or {}).get("price") for a, c in (snapshot.get("constituents") or {}).items()}
+    prices[snapshot.get("index") or ""] = snapshot.get("level")
+    total = cash_usd
+    for asset, qty in holdings.items():
+        price = prices.get(asset)
+        if price is None:
+            return None
+        total += qty * float(price)
+    return total
+
+
+def roll_cost_annualized(snapshot: dict[str, Any]) -> float | None:
+    """The index's roll cost: the derivatives block's own figure, else the constituents' term-structure
+    roll costs weighted by their index weights (assets without dated futures are left out)."""
+    deriv = snapshot.get("derivatives") or {}
+    if deriv.get("roll_cost_annualized") is not None:
+        return float(deriv["roll_cost_annualized"])
+    num = den = 0.0
+    consts = snapshot.get("constituents") or {}
+    for asset, a in (snapshot.get("assets") or {}).items():
+        rc = ((a or {}).get("term_structure") or {}).get("roll_cost_annualized")
+        w = (consts.get(asset) or {}).get("weight")
+        if rc is not None and w:
+            num, den = num + float(rc) * float(w), den + float(w)
+    return num / den if den > 0 else None
+
+
+class RollingBeta:
+    """Beta of portfolio returns on index returns over the last ``window`` samples, one sample per
+    ``interval_s`` (OLS slope: cov / var)."""
+
+    def __init__(self, window: int, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self.last: tuple[float, float, float] | None = None  # bucket, portfolio value, index level
+        self.returns: deque[tuple[float, float]] = deque(maxlen=window)
+
+    def add(self, ts: float, value: float, level: float) -> None:
+        bucket = ts - ts % self.interval_s
+        if self.last is not None:
+            if bucket <= self.last[0]:
+                return
+            _, v0, l0 = self.last
+            if v0 > 0 and l0 > 0:
+                self.returns.append((value / v0 - 1.0, level / l0 - 1.0))
+        self.last = (bucket, value, level)
+
+    @property
+    def beta(self) -> float | None:
+        n = len(self.returns)
+        if n < 3:
+            return None
+        mp = sum(r[0] for r in self.returns) / n
+        mi = sum(r[1] for r in self.returns) / n
+        var = sum((r[1] - mi) ** 2 for r in self.returns)
+        if var == 0:
+            return None
+        return sum((r[0] - mp) * (r[1] - mi) for r in self.returns) / var
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """The hedge for one ratio at one snapshot. ``target_contracts`` is the size of the short (positive);
+    ``delta_contracts`` what to trade (negative: sell)."""
+
+    index: str
+    ts: float
+    ratio: float
+    beta: float
+    portfolio_value_usd: float
+    target_notional_usd: float
+    futures_price: float
+    multiplier: float
+    lot_size: float
+    target_contracts: float
+    position_contracts: float
+    delta_contracts: float
+    side: str
+    within_band: bool
+    funding_per_day_usd: float | None
+    roll_cost_per_day_usd: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class HedgeBook:
+    """Sizes the hedge for one index and decides when a recommendation is due."""
+
+    def __init__(self, index: str, config: PortfolioConfig) -> None:
+        self.index = index
+        self.config = config
+        self.position = config.position_contracts
+        self.holdings = dict(config.holdings)
+        self.rolling = (RollingBeta(config.beta_window, config.beta_interval_s)
+                        if config.beta == "rolling" else None)
+        self.last: Sizing | None = None
+        self.last_emitted: dict[str, Any] | None = None
+
+    @property
+    def beta(self) -> float:
+        if self.rolling is not None:
+            b = self.rolling.beta
+            return b if b is not None else 1.0
+        return float(self.config.beta)  # type: ignore[arg-type]
+
+    def observe(self, snapshot: dict[str, Any], now: float) -> None:
+        """Feed the rolling beta (when configured)."""
+        if self.rolling is None:
+            return
+        value = portfolio_value(self.holdings, 0.0, snapshot)
+        level = snapshot.get("level")
+        if value is not None and level:
+            self.rolling.add(now if snapshot.get("ts") is None else snapshot["ts"], value, float(level))
+
+    def size(self, snapshot: dict[str, Any], ratio: float, now: float) -> Sizing | None:
+        """The hedge at ``ratio``; None when the portfolio or the futures price cannot be valued."""
+        c = self.config
+        value = portfolio_value(self.holdings, c.cash_usd, snapshot)
+        deriv = snapshot.get("derivatives") or {}
+        fut = deriv.get("futures_price") or snapshot.get("level")
+        if value is None or not fut:
+            return None
+        beta = self.beta
+        notional = value * ratio * beta
+        target = contracts_for(notional, float(fut), c.multiplier, c.lot_size)
+        delta = -target - self.position
+        held_notional = -self.position * float(fut) * c.multiplier
+        within = abs(held_notional - notional) <= c.tolerance_ratio * value
+        short_notional = target * float(fut) * c.multiplier
+        fr = deriv.get("funding_rate_8h")
+        roll = roll_cost_annualized(snapshot)
+        sizing = Sizing(
+            index=self.index, ts=now if snapshot.get("ts") is None else snapshot["ts"], ratio=ratio,
+            beta=beta, portfolio_value_usd=value,
+            target_notional_usd=notional, futures_price=float(fut), multiplier=c.multiplier,
+            lot_size=c.lot_size, target_contracts=target, position_contracts=self.position,
+            delta_contracts=round(delta, 10), side="none" if abs(delta) < c.lot_size / 2 else
+            ("sell" if delta < 0 else "buy"), within_band=within,
+            funding_per_day_usd=None if fr is None else -short_notional * float(fr) * 3.0,
+            roll_cost_per_day_usd=None if roll is None else -short_notional * float(roll) / 365.0,
+        )
+        self.last = sizing
+        return sizing
+
+    def recommend(self, sizing: Sizing, ratio_changed: bool) -> dict[str, Any] | None:
+        """The recommendation JSON when one is due: the target moved, or the position drifted out of the
+        band (then once per distinct target size, not on every evaluation)."""
+        if not ratio_changed:
+            if sizing.within_band:
+                self.last_emitted = None
+                return None
+            prev = self.last_emitted
+            if prev is not None and prev["target_contracts"] == sizing.target_contracts:
+                return None
+        rec = self.recommendation(sizing, "target_changed" if ratio_changed else "drift")
+        self.last_emitted = rec
+        return rec
+
+    @staticmethod
+    def recommendation(sizing: Sizing, reason: str) -> dict[str, Any]:
+        """The recommendation JSON published on ``hedgewatch:hedge:<INDEX>``: the sizing plus the trade."""
+        rec = sizing.to_dict()
+        rec["reason"] = reason
+        rec["trade_contracts"] = abs(sizing.delta_contracts)
+        rec["trade_notional_usd"] = abs(sizing.delta_contracts) * sizing.futures_price * sizing.multiplier
+        return rec
+
+    def set_position(self, contracts: float) -> None:
+        """The venue's reported position (read-only balances), signed."""
+        self.position = contracts
+
+    def set_holdings(self, holdings: dict[str, float]) -> None:
+        """Holdings read from the venue replace the configured ones."""
+        self.holdings = dict(holdings)
+
+    def dump(self) -> dict[str, Any]:
+        return {"position": self.position, "last_emitted": self.last_emitted}
+
+    def load(self, state: dict[str, Any]) -> None:
+        if state.get("last_emitted") is not None:
+            self.last_emitted = state["last_emitted"]
