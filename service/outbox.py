@@ -189,6 +189,9 @@ class Outbox:
 
     def _rotate(self, first_seq: int) -> None:
         if self._current is not None:
+            # durable before the next segment starts: a later fsync covers only the new file
+            self._current.flush()
+            os.fsync(self._current.fileno())
             self._current.close()
         path = self.dir / f"seg-{first_seq}.log"
         self._current = open(path, "ab")  # noqa: SIM115 (kept open across appends, closed on rotate/close)
