@@ -164,3 +164,16 @@ def test_outbox_recovers_a_prefix_after_a_crash_at_any_byte(n: int, data: st.Dat
         assert all(r.payload == recs[r.seq - 1].payload for r in got)
         assert len(got) == raw[:cut].count(b"\n")
         again.close()
+
+
+async def test_a_malformed_webhook_url_is_refused_without_showing_it() -> None:
+    import httpx
+
+    from service.errors import SecretError
+    from service.notify.destinations import build_destinations
+
+    cfg = NotifyConfig.model_validate({"slack": {"webhook_url": "hooks.example/T/B/secret-part"}})
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(SecretError) as err:
+            build_destinations(cfg, client)
+    assert "secret-part" not in str(err.value) and "notify.slack.webhook_url" in str(err.value)
