@@ -10,6 +10,7 @@ by the connection's housekeeping task about once a second.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import random
@@ -59,6 +60,7 @@ class Tuning:
     log_interval_s: float = 60.0
     flush_interval_s: float = 1.0
     rest_timeout_s: float = 10.0
+    connect_gap_s: float = 0.4
 
     def silence_bound(self, cadence_s: float) -> float:
         return max(self.silence_factor * cadence_s, self.silence_floor_s)
@@ -226,6 +228,8 @@ class FeedContext:
         self.burst = BurstLog(self.log, tuning.log_interval_s)
         self.rejected: dict[str, int] = {}
         self.reconnects = 0
+        self.connections_up = 0
+        self._last_connect = 0.0
         self._rejected_children: dict[str, Any] = {}
         self._messages_children: dict[str, Any] = {}
 
@@ -239,6 +243,22 @@ class FeedContext:
         child.inc()
         where = f" on {channel}" if channel else ""
         self.burst.event(f"reject:{reason}", f"{self.exchange}: rejected a message{where}: {exc}")
+
+    def connection_up(self, up: bool) -> None:
+        """Track how many of the venue's connections are up; ``hedgewatch_feed_connected`` is 1 while at
+        least one is."""
+        self.connections_up += 1 if up else -1
+        self.metrics.feed_connected.labels(self.exchange).set(1 if self.connections_up > 0 else 0)
+
+    async def pace_connect(self) -> None:
+        """Space the venue's connection attempts ``connect_gap_s`` apart (venue connect rate limits: OKX
+        allows 3 a second per IP), whatever the number of connections starting or reconnecting at once."""
+        gap = self.tuning.connect_gap_s
+        now = time.monotonic()
+        slot = max(now, self._last_connect + gap)
+        self._last_connect = slot
+        if slot > now:
+            await asyncio.sleep(slot - now)
 
     def status(self, channel: str, state: str, detail: str = "") -> None:
         self.sink(FeedStatus(self.exchange, channel, state, detail, self.clock()))

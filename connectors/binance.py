@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import msgspec
 import orjson
 
 from connectors.base import (
@@ -41,6 +42,36 @@ TIMEFRAMES = {"1m": 60, "3m": 180, "5m": 300, "15m": 900, "30m": 1800, "1h": 360
 MAX_FUNDING_RATE = 1.0  # per interval; real caps are a few percent
 
 
+# Typed wire schemas of the hot streams: msgspec decodes numeric strings straight into floats/ints
+# (``strict=False``) and skips every field not declared here.
+class _Book(msgspec.Struct, tag_field="e", tag="bookTicker"):
+    b: float
+    a: float
+    E: int
+
+
+class _Agg(msgspec.Struct, tag_field="e", tag="aggTrade"):
+    p: float
+    q: float
+    T: int
+
+
+class _Mark(msgspec.Struct, tag_field="e", tag="markPriceUpdate"):
+    p: float
+    E: int
+    i: float | None = None
+    r: float | None = None
+    T: int | None = None
+
+
+class _Combined(msgspec.Struct):
+    stream: str
+    data: _Book | _Agg | _Mark
+
+
+_FAST = msgspec.json.Decoder(_Combined, strict=False)
+
+
 class BinanceProtocol(WsProtocol):
     """Combined-stream protocol of one Binance connection. ``handle`` is the hot path: one ``loads``, one
     dict lookup by stream name (precomputed at subscribe time), the bookTicker decode inlined."""
@@ -59,18 +90,104 @@ class BinanceProtocol(WsProtocol):
         self._sink = ctx.sink
         self._clock = ctx.clock
         self._slow = {MARK: self._mark, TRADE: self._trade, KLINE: self._kline, COMPOSITE: self._composite}
-        self.handle = self._make_handler()  # type: ignore[method-assign]
+        self.handle_generic = self._make_handler()
+        self.handle = self._make_fast_handler(self.handle_generic)  # type: ignore[method-assign]
 
     def subscribe_frame(self, req_id: int, routes: list[Route], unsubscribe: bool = False) -> tuple[str, Any]:
         method = "UNSUBSCRIBE" if unsubscribe else "SUBSCRIBE"
         text = orjson.dumps({"method": method, "params": [r.key for r in routes], "id": req_id}).decode()
         return text, req_id
 
-    def handle(self, raw: bytes) -> None:  # replaced per instance by the closure from _make_handler
+    def handle(self, raw: bytes) -> None:  # replaced per instance by the closure from _make_fast_handler
         self.handle(raw)
 
+    def _make_fast_handler(self, generic: Callable[[bytes], None]) -> Callable[[bytes], None]:
+        """The hot path: one typed ``msgspec`` decode of the frame straight into floats (only the fields we
+        use are materialized), one dict lookup by stream name, the event. Anything the typed schema does
+        not fit (control replies, klines, composite index, every malformed or odd frame) goes to
+        ``generic``, which decodes with orjson and classifies rejects, so both paths agree."""
+        fast = _FAST.decode
+        decode_error = msgspec.DecodeError
+        by_stream = self.by_stream
+        clock = self._clock
+        sink = self._sink
+        ex = self._ex
+        max_price = MAX_PRICE
+        jump = MAX_JUMP_FACTOR
+        streak_reset = ABSURD_STREAK_RESET
+        book_cls = _Book
+        agg_cls = _Agg
+        mark = self._mark_fast
+
+        def handle(raw: bytes) -> None:
+            now = clock()
+            try:
+                m = fast(raw)
+            except decode_error:
+                generic(raw)
+                return
+            r = by_stream.get(m.stream)
+            if r is None:
+                generic(raw)
+                return
+            r.last = now
+            d = m.data
+            cls = d.__class__
+            if cls is book_cls:
+                bid = d.b
+                ask = d.a
+                if not (0.0 < bid <= ask < max_price):
+                    _book_reject(bid, ask)
+                ref = r.ref
+                if ref and (bid > ref * jump or ask * jump < ref):
+                    r.absurd_streak += 1
+                    if r.absurd_streak < streak_reset:
+                        raise RejectedMessage("absurd", r.key)
+                    r.absurd_streak = 0
+                elif r.absurd_streak:
+                    r.absurd_streak = 0  # the streak counts consecutive absurd prices only
+                r.ref = bid
+                sink(Quote(ex, r.asset, r.instrument, bid, ask, d.E / 1000.0, now, r.quote))
+            elif cls is agg_cls:
+                price = d.p
+                qty = d.q
+                if not (0.0 < price < max_price and 0.0 < qty < 1e15):
+                    positive(price, "price")
+                    positive(qty, "qty")
+                ref = r.ref
+                if (ref and (price > ref * jump or price * jump < ref)) or r.absurd_streak:
+                    r.check_jump(price)  # counts or resets the streak, raises while it lasts
+                r.ref = price
+                sink(Trade(ex, r.asset, r.instrument, price, qty, d.T / 1000.0, now, r.quote))
+            else:
+                mark(r, d, now)
+            r.count += 1
+
+        return handle
+
+    def _mark_fast(self, r: Route, d: _Mark, now: float) -> None:
+        ts = d.E / 1000.0
+        mark = positive(d.p, "mark")
+        r.check_jump(mark)
+        index = None
+        if d.i:
+            index = positive(d.i, "index")
+            if not (mark < index * MAX_JUMP_FACTOR and index < mark * MAX_JUMP_FACTOR):
+                raise RejectedMessage("absurd", "index")
+        funding = None
+        if self.want_funding and d.r is not None:
+            rate = d.r
+            if not -MAX_FUNDING_RATE < rate < MAX_FUNDING_RATE:
+                raise RejectedMessage("absurd", "funding")
+            funding = Funding(self._ex, r.asset, r.instrument, rate, self.funding_h.get(r.instrument, 8.0),
+                              d.T / 1000.0 if d.T else None, ts, now)
+        if self.want_mark:
+            self._sink(MarkPrice(self._ex, r.asset, r.instrument, mark, index, ts, now, r.quote))
+        if funding is not None:
+            self._sink(funding)
+
     def _make_handler(self) -> Callable[[bytes], None]:
-        """The hot path as a closure: its collaborators are cell variables, not attribute lookups."""
+        """The generic path as a closure: orjson, then the decoders by stream; classifies every reject."""
         loads = orjson.loads
         json_error = orjson.JSONDecodeError
         by_stream = self.by_stream
@@ -114,6 +231,8 @@ class BinanceProtocol(WsProtocol):
                 r.absurd_streak += 1
                 if r.absurd_streak < streak_reset:
                     raise RejectedMessage("absurd", r.key)
+                r.absurd_streak = 0
+            elif r.absurd_streak:
                 r.absurd_streak = 0
             r.ref = bid
             sink(Quote(ex, r.asset, r.instrument, bid, ask, ts, now, r.quote))

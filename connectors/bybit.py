@@ -15,9 +15,10 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import msgspec
 import orjson
 
-from connectors.base import MAX_PRICE, Route, ms, positive
+from connectors.base import MAX_JUMP_FACTOR, MAX_PRICE, Route, ms, positive
 from connectors.instruments import Instrument, bybit_linear, get_json
 from connectors.venue import VenueConnector
 from connectors.wsconn import WsConnection, WsProtocol
@@ -52,31 +53,80 @@ def _f(d: dict[str, Any], key: str) -> float | None:
         raise RejectedMessage("non_numeric", key) from None
 
 
-# tickers field -> (TickerState attribute, check)
-_FIELDS = (("bid1Price", "bid", "price"), ("ask1Price", "ask", "price"), ("markPrice", "mark", "price"),
-           ("indexPrice", "index", "price"), ("fundingRate", "rate", "rate"),
-           ("fundingIntervalHour", "interval_h", "price"), ("nextFundingTime", "next_ts", "ms"),
-           ("openInterest", "oi", "amount"), ("openInterestValue", "oi_value", "amount"))
+class _Tick(msgspec.Struct):
+    """The ``tickers`` fields we use; absent ones (a delta carries only what changed) stay None."""
+
+    bid1Price: float | None = None
+    ask1Price: float | None = None
+    markPrice: float | None = None
+    indexPrice: float | None = None
+    fundingRate: float | None = None
+    fundingIntervalHour: float | None = None
+    nextFundingTime: float | None = None
+    openInterest: float | None = None
+    openInterestValue: float | None = None
 
 
-def _changes(d: dict[str, Any]) -> dict[str, float]:
-    """The validated fields a tickers frame carries, by TickerState attribute."""
-    out = {}
-    for key, attr, check in _FIELDS:
-        v = _f(d, key)
-        if v is None:
-            continue
-        if check == "price":
-            positive(v, attr)
-        elif check == "rate":
-            if not -1.0 < v < 1.0:
-                raise RejectedMessage("absurd", "funding")
-        elif check == "ms":
-            v /= 1000.0
-        elif not 0.0 <= v < 1e15:
-            raise RejectedMessage("non_positive" if v < 0 else "absurd", key)
-        out[attr] = v
-    return out
+_TICK_FIELDS = tuple(_Tick.__struct_fields__)
+
+
+def _tick_from_dict(d: dict[str, Any]) -> _Tick:
+    """The generic path's dict (strings, "" for an empty side) as a ``_Tick``."""
+    return _Tick(*(_f(d, k) for k in _TICK_FIELDS))
+
+
+class _Frame(msgspec.Struct):
+    topic: str
+    type: str
+    ts: int
+    data: _Tick | list[dict[str, Any]]
+    cs: int | None = None
+
+
+# The typed decoder of the hot path: numeric strings straight to floats (strict=False).
+_FAST = msgspec.json.Decoder(_Frame, strict=False)
+
+
+def _check_quote(r: Route, st: TickerState, bid: float | None,
+                 ask: float | None) -> tuple[float, float, bool]:
+    """The merged (bid, ask) after checking the new values, and whether a quote is complete to emit."""
+    if bid is None:
+        bid = st.bid
+    if ask is None:
+        ask = st.ask
+    if not (bid and ask):
+        return bid, ask, False  # one side still unknown: merge, emit nothing
+    if not (0.0 < bid <= ask < MAX_PRICE):
+        positive(bid, "bid")
+        positive(ask, "ask")
+        raise RejectedMessage("crossed", r.key)
+    r.check_jump(bid)
+    return bid, ask, True
+
+
+def _check_mark(st: TickerState, mark: float | None, index: float | None) -> tuple[float, float]:
+    """The merged (mark, index) after checking the new values."""
+    if mark is None:
+        mark = st.mark
+    elif not 0.0 < mark < MAX_PRICE:
+        positive(mark, "mark")
+    if index is None:
+        index = st.index
+    elif not 0.0 < index < MAX_PRICE:
+        positive(index, "index")
+    if mark and index and not index / MAX_JUMP_FACTOR < mark < index * MAX_JUMP_FACTOR:
+        raise RejectedMessage("absurd", "mark")
+    return mark, index
+
+
+def _check_derivatives(t: _Tick) -> None:
+    if t.fundingRate is not None and not -1.0 < t.fundingRate < 1.0:
+        raise RejectedMessage("absurd", "funding")
+    if t.fundingIntervalHour is not None:
+        positive(t.fundingIntervalHour, "interval")
+    for v, what in ((t.openInterest, "openInterest"), (t.openInterestValue, "openInterestValue")):
+        if v is not None and not 0.0 <= v < 1e15:
+            raise RejectedMessage("non_positive" if v < 0 else "absurd", what)
 
 
 class BybitProtocol(WsProtocol):
@@ -106,7 +156,31 @@ class BybitProtocol(WsProtocol):
         return text, str(req_id)
 
     def handle(self, raw: bytes) -> None:
+        """Hot path: a typed msgspec decode (numeric strings straight to floats, undeclared fields skipped);
+        anything the schema does not fit goes to ``handle_generic``, which classifies rejects."""
         now = self._clock()
+        try:
+            m = _FAST.decode(raw)
+        except msgspec.DecodeError:
+            self.handle_generic(raw, now)
+            return
+        r = self.by_topic.get(m.topic)
+        if r is None:
+            self.handle_generic(raw, now)
+            return
+        r.last = now
+        d = m.data
+        if r.kind == TICKERS and d.__class__ is _Tick:
+            self._apply(r, m.type, m.ts / 1000.0, m.cs, d, now)
+        elif r.kind == TRADES and d.__class__ is list:
+            self._trades(r, {"data": d}, now)
+        elif r.kind == KLINE and d.__class__ is list:
+            self._kline(r, {"data": d}, now)
+        else:
+            raise RejectedMessage("malformed", "data")
+        r.count += 1
+
+    def handle_generic(self, raw: bytes, now: float) -> None:
         try:
             msg = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -145,45 +219,85 @@ class BybitProtocol(WsProtocol):
             raise RejectedMessage("missing_field", "data/ts/type") from None
         if not isinstance(d, dict):
             raise RejectedMessage("malformed", "data")
+        cs = msg.get("cs")
+        self._apply(r, typ, ts, cs if isinstance(cs, int) else None, _tick_from_dict(d), now)
+
+    def _apply(self, r: Route, typ: str, ts: float, cs: int | None, t: _Tick, now: float) -> None:
+        """Validate the fields ``t`` carries, merge them into the symbol's state and emit the events whose
+        inputs changed. Every check runs before anything is merged, so a bad delta leaves the state intact."""
+        st = self._state(r, typ, cs)
+        bid, ask = t.bid1Price, t.ask1Price
+        quoted = bid is not None or ask is not None
+        if quoted:
+            bid, ask, quoted = _check_quote(r, st, bid, ask)
+        mark, index = t.markPrice, t.indexPrice
+        marked = mark is not None or index is not None
+        if marked:
+            mark, index = _check_mark(st, mark, index)
+        derivs = (t.fundingRate is not None or t.fundingIntervalHour is not None
+                  or t.nextFundingTime is not None or t.openInterest is not None
+                  or t.openInterestValue is not None)
+        if derivs:
+            _check_derivatives(t)
+        if typ == "snapshot":
+            self.tickers[r.instrument] = st
+        sink, ex = self._sink, self._ex
+        if bid is not None:
+            st.bid, st.ask = bid, ask  # type: ignore[assignment]
+            if quoted and self.want_quotes:
+                sink(Quote(ex, r.asset, r.instrument, bid, ask, ts, now, r.quote))  # type: ignore[arg-type]
+        if marked:
+            st.mark, st.index = mark, index  # type: ignore[assignment]
+            if mark and self.want_mark:
+                sink(MarkPrice(ex, r.asset, r.instrument, mark, index or None, ts, now, r.quote))
+        if derivs:
+            self._merge_derivatives(r, st, t, ts, now)
+
+    def _state(self, r: Route, typ: str, cs: int | None) -> TickerState:
+        """The symbol's state to merge into (a fresh one for a snapshot), after the sequence check."""
         st = self.tickers.get(r.instrument)
         if typ == "snapshot":
             st = TickerState()
         elif st is None:
             raise RejectedMessage("no_snapshot", r.key)
-        cs = msg.get("cs")
-        if isinstance(cs, int):
+        if cs is not None:
             if cs < st.cs:
                 raise RejectedMessage("out_of_order", r.key)
             st.cs = cs
-        # Validate every changed field before merging anything, so a bad delta leaves the state intact.
-        ch = _changes(d)
-        quote = ("bid" in ch or "ask" in ch) and ch.get("bid", st.bid) and ch.get("ask", st.ask)
-        if quote:
-            if ch.get("bid", st.bid) > ch.get("ask", st.ask):
-                raise RejectedMessage("crossed", r.key)
-            r.check_jump(ch.get("bid", st.bid))
-        mark, index = ch.get("mark", st.mark), ch.get("index", st.index)
-        if mark and index and not index / 3 < mark < index * 3:
-            raise RejectedMessage("absurd", "mark")
-        if typ == "snapshot":
-            self.tickers[r.instrument] = st
-        for attr, v in ch.items():
-            setattr(st, attr, v)
-        self._emit(r, st, ts, now, bool(quote), "mark" in ch or "index" in ch,
-                   "rate" in ch or "interval_h" in ch or "next_ts" in ch, "oi" in ch or "oi_value" in ch)
+        return st
 
-    def _emit(self, r: Route, st: TickerState, ts: float, now: float, quote: bool, mark: bool, funding: bool,
-              oi: bool) -> None:
-        sink, ex, want = self._sink, self._ex, self.want
-        if quote and "quotes" in want:
-            sink(Quote(ex, r.asset, r.instrument, st.bid, st.ask, ts, now, r.quote))
-        if mark and st.mark and "mark" in want:
-            sink(MarkPrice(ex, r.asset, r.instrument, st.mark, st.index or None, ts, now, r.quote))
-        if funding and "funding" in want and (st.rate or st.next_ts):
-            interval = st.interval_h or self.funding_h.get(r.instrument, 8.0)
-            sink(Funding(ex, r.asset, r.instrument, st.rate, interval, st.next_ts, ts, now))
-        if oi and "open_interest" in want:
-            sink(OpenInterest(ex, r.asset, r.instrument, st.oi, st.oi, st.oi_value, ts, now))
+    def _merge_derivatives(self, r: Route, st: TickerState, t: _Tick, ts: float, now: float) -> None:
+        sink, ex = self._sink, self._ex
+        if t.fundingRate is not None or t.fundingIntervalHour is not None or t.nextFundingTime is not None:
+            if t.fundingRate is not None:
+                st.rate = t.fundingRate
+            if t.fundingIntervalHour is not None:
+                st.interval_h = t.fundingIntervalHour
+            if t.nextFundingTime is not None:
+                st.next_ts = t.nextFundingTime / 1000.0
+            if self.want_funding and (st.rate or st.next_ts):
+                hours = st.interval_h or self.funding_h.get(r.instrument, 8.0)
+                sink(Funding(ex, r.asset, r.instrument, st.rate, hours, st.next_ts, ts, now))
+        if t.openInterest is not None or t.openInterestValue is not None:
+            if t.openInterest is not None:
+                st.oi = t.openInterest
+            if t.openInterestValue is not None:
+                st.oi_value = t.openInterestValue
+            if self.want_oi:
+                sink(OpenInterest(ex, r.asset, r.instrument, st.oi, st.oi, st.oi_value, ts, now))
+
+    @property
+    def want(self) -> frozenset[str]:
+        return self._want
+
+    @want.setter
+    def want(self, channels: frozenset[str]) -> None:
+        """The channels to emit (the tickers topic carries four kinds of event)."""
+        self._want = frozenset(channels)
+        self.want_quotes = "quotes" in channels
+        self.want_mark = "mark" in channels
+        self.want_funding = "funding" in channels
+        self.want_oi = "open_interest" in channels
 
     def _trades(self, r: Route, msg: dict[str, Any], now: float) -> None:
         rows = msg.get("data")

@@ -103,13 +103,14 @@ class CcxtConnector:
             markets = await self._load_markets()
             self.routes = self._routes(markets)
             self.state = "running"
-            self.ctx.metrics.feed_connected.labels(self.name).set(1)
+            self.ctx.connection_up(True)
             async with asyncio.TaskGroup() as tg:
                 for r in self.routes:
                     tg.create_task(self._channel(r), name=f"{self.name}:{r.key}")
                 tg.create_task(self._flush(), name=f"{self.name}:flush")
         finally:
-            self.ctx.metrics.feed_connected.labels(self.name).set(0)
+            if self.state == "running":
+                self.ctx.connection_up(False)
             await asyncio.shield(self._close())
 
     async def _close(self) -> None:

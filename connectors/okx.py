@@ -18,6 +18,7 @@ import asyncio
 from typing import Any
 
 import httpx
+import msgspec
 import orjson
 
 from connectors.base import MAX_PRICE, Route, ms, ms_of, num, positive
@@ -28,6 +29,27 @@ from service.errors import FeedError, ProtocolError, RejectedMessage
 from service.events import Candle, Funding, MarkPrice, OpenInterest, Quote, Trade
 
 TICKERS, MARK, INDEX, FUNDING, OI, TRADES, CANDLE = range(7)
+
+
+class _Arg(msgspec.Struct):
+    channel: str
+    instId: str
+
+
+class _TickerRow(msgspec.Struct):
+    bidPx: float
+    askPx: float
+    ts: int
+
+
+class _Frame(msgspec.Struct):
+    arg: _Arg
+    data: list[_TickerRow]
+
+
+# The typed decoder of the tickers hot path: numeric strings straight to numbers (strict=False).
+_FAST = msgspec.json.Decoder(_Frame, strict=False)
+_EMPTY: dict[str, Route] = {}
 
 
 class OkxProtocol(WsProtocol):
@@ -69,7 +91,33 @@ class OkxProtocol(WsProtocol):
                 raise ProtocolError(f"no reply to {op}") from None
 
     def handle(self, raw: bytes) -> None:
+        """Hot path for ``tickers``: a typed msgspec decode straight into floats; any other channel, control
+        message or odd frame goes to ``handle_generic`` (orjson, per-channel decoders, reject reasons)."""
         now = self._clock()
+        try:
+            m = _FAST.decode(raw)
+        except msgspec.DecodeError:
+            self.handle_generic(raw, now)
+            return
+        arg = m.arg
+        r = self.by_arg.get(arg.channel, _EMPTY).get(arg.instId)
+        if r is None or r.kind != TICKERS:
+            self.handle_generic(raw, now)
+            return
+        r.last = now
+        sink = self._sink
+        for row in m.data:
+            bid = row.bidPx
+            ask = row.askPx
+            if not (0.0 < bid <= ask < MAX_PRICE):
+                positive(bid, "bid")
+                positive(ask, "ask")
+                raise RejectedMessage("crossed", r.key)
+            r.check_jump(bid)
+            sink(Quote(self._ex, r.asset, r.instrument, bid, ask, row.ts / 1000.0, now, r.quote))
+        r.count += 1
+
+    def handle_generic(self, raw: bytes, now: float) -> None:
         try:
             msg = orjson.loads(raw)
         except orjson.JSONDecodeError:

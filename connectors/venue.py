@@ -65,6 +65,7 @@ class Poller:
 
     def _ok(self) -> None:
         self.ok += 1
+        self.ctx.metrics.messages.labels(self.ctx.exchange, self.name).inc()
         self.last_ok = self.ctx.clock()
         if self.state != FeedState.SUBSCRIBED:
             self.state = FeedState.SUBSCRIBED

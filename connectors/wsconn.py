@@ -140,6 +140,7 @@ class WsConnection:
             up_since: float | None = None
             immediate = False
             try:
+                await self.ctx.pace_connect()
                 async with connect(
                     self.proto.url, open_timeout=tn.open_timeout_s, ping_interval=tn.ping_interval_s,
                     ping_timeout=tn.ping_interval_s, close_timeout=2.0, max_size=tn.max_frame_bytes,
@@ -171,8 +172,8 @@ class WsConnection:
                     f"(attempt {self.failures}, next in {delay:.1f} s)",
                 )
             else:
-                self.ctx.log.warning("%s: connection %s lost (%s); reconnecting in %.1f s",
-                                     ex, self.name, reason, delay)
+                self.ctx.burst.event(f"lost:{self.name}", f"{ex}: connection {self.name} lost ({reason}); "
+                                                          f"reconnecting in {delay:.1f} s")
             if delay:
                 await asyncio.sleep(delay)
 
@@ -186,7 +187,7 @@ class WsConnection:
             f"connect:{self.name}",
             f"{self.ctx.exchange}: {self.name} connected after {self.failures} failed attempts")
         self.failures = 0
-        self.ctx.metrics.feed_connected.labels(self.ctx.exchange).set(1)
+        self.ctx.connection_up(True)
         self._set_state(FeedState.CONNECTED, self.proto.url)
         try:
             async with asyncio.TaskGroup() as tg:
@@ -243,9 +244,13 @@ class WsConnection:
         proto = self.proto
         opened = time.monotonic()
         last_flush = opened
+        stable = False
         while True:
             await asyncio.sleep(tn.watchdog_interval_s)
             mono = time.monotonic()
+            if not stable and mono - opened >= tn.stable_after_s:
+                stable = True  # a later loss starts a new burst of log lines
+                self.ctx.burst.clear(f"lost:{self.name}")
             if mono - last_flush >= tn.flush_interval_s:
                 self.ctx.flush(proto.routes)
                 last_flush = mono
@@ -295,7 +300,7 @@ class WsConnection:
 
     def _down(self, reason: str) -> None:
         if self.connected_at is not None:
-            self.ctx.metrics.feed_connected.labels(self.ctx.exchange).set(0)
+            self.ctx.connection_up(False)
         self.connected_at = None
         for r in self.proto.routes:
             r.state = FeedState.DISCONNECTED

@@ -15,17 +15,17 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from pathlib import Path
-
 from connectors import Connector, build_connector
+from connectors.klines import fetch_history, plan, supports
 from rules.events import from_market
 from rules.stage import RuleStage
 from service.alerts import Alert
 from service.bus import MemoryBus
 from service.config import Config
-from service.errors import ClosedError
+from service.errors import ClosedError, FeedError, RejectedMessage
 from service.events import Candle, Event
 from service.http import HttpServer
 from service.keys import Keys
@@ -271,7 +271,8 @@ class Daemon:
             async with asyncio.TaskGroup() as tg:
                 feeds = [tg.create_task(_supervised(c), name=f"feed:{c.name}") for c in self.connectors]
                 pipeline = tg.create_task(self._pipeline(), name="pipeline")
-                others = [tg.create_task(self._ticker(), name="ticker")]
+                others = [tg.create_task(self._ticker(), name="ticker"),
+                          tg.create_task(self._history(), name="history")]
                 writer = None
                 if self.publisher is not None:
                     writer = tg.create_task(self.publisher.run(), name="redis-publisher")
@@ -290,6 +291,35 @@ class Daemon:
                 await self.publisher.close()
             self.metrics.up.set(0)
         return 0
+
+    async def _history(self) -> None:
+        """Bootstrap the indicators from the venues' kline history: each asset from the first source that
+        serves it; a failing source hands over to the next; with none reachable, retry with capped backoff
+        (the rules meanwhile report the missing history as unavailable signals)."""
+        constituents = self.config.index.constituents or tuple(
+            {a for src in self.config.sources for a in src.symbols})
+        remaining = plan(self.rules.history_needed(), constituents)
+        backoff = 2.0
+        while remaining:
+            for src in self.config.sources:
+                wanted = {a: n for a, n in remaining.items() if a in src.symbols}
+                if not (src.enabled and supports(src.exchange) and wanted):
+                    continue
+                try:
+                    candles = await fetch_history(src, wanted, clock=self.clock)
+                except (FeedError, RejectedMessage) as exc:
+                    log.warning("kline history from %s failed: %s", src.source_id, exc)
+                    continue
+                self.rules.bootstrap(candles)
+                got = {c.asset for c in candles}
+                remaining = {a: n for a, n in remaining.items() if a not in got}
+                log.info("indicators bootstrapped with %d klines from %s (%s)", len(candles), src.source_id,
+                         ", ".join(sorted(got)))
+            if remaining:
+                log.warning("no kline history yet for %s; retrying in %.0f s", ", ".join(sorted(remaining)),
+                            backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 300.0)
 
     async def _restore(self) -> None:
         assert self.publisher is not None

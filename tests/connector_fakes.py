@@ -23,7 +23,7 @@ from service.metrics import Metrics
 # Production timing scaled down so the fault tests take fractions of a second.
 FAST = Tuning(backoff_base_s=0.05, backoff_cap_s=0.2, stable_after_s=0.5, silence_factor=1.0,
               silence_floor_s=0.3, watchdog_interval_s=0.05, flush_interval_s=0.05, ack_timeout_s=1.0,
-              open_timeout_s=1.0, rest_timeout_s=1.0)
+              open_timeout_s=1.0, rest_timeout_s=1.0, connect_gap_s=0.01)
 
 
 @contextlib.asynccontextmanager

@@ -121,6 +121,17 @@ def test_absurd_reference_is_dropped_after_a_streak() -> None:
     assert accepted == 30 - 19
 
 
+def test_absurd_streak_counts_consecutive_prices_only() -> None:
+    out: list[Any] = []
+    p = make_proto(out)
+    p.handle(orjson.dumps(BOOK_FRAME))
+    for _ in range(30):
+        with pytest.raises(RejectedMessage):
+            p.handle(book(b="2500", a="2501"))
+        p.handle(orjson.dumps(BOOK_FRAME))
+    assert all(q.bid == 25.3519 for q in out)
+
+
 def test_instrument_mapping_from_exchange_info() -> None:
     found = binance_usdm(EXCHANGE_INFO, ["BTC", "ETH", "DEFI", "XYZ"], "USDT")
     assert [(i.asset, i.instrument, i.composite) for i in found] == [
@@ -275,11 +286,15 @@ async def test_silent_channel_is_detected_resubscribed_then_recycled(venue: Fake
                        ["state"] == "subscribed", 3, "recovered")
 
 
-async def test_refused_subscription_reconnects_with_backoff(venue: FakeBinance) -> None:
+async def test_refused_subscription_reconnects_with_backoff(venue: FakeBinance,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
     venue.refuse = True
+    caplog.set_level(logging.INFO, "hedgewatch")
     async with running(src(venue, symbols=["BTC"], channels=["quotes"])) as (conn, _, _m):
-        await wait_for(lambda: venue.connects >= 3, 5, "retries")
+        await wait_for(lambda: venue.connects >= 4, 5, "retries")
         assert "subscribe refused" in conn.status()["connections"]["public-0"]["last_error"]
+    # one line for the burst of failures, not one per attempt
+    assert len([r for r in caplog.records if "lost" in r.getMessage()]) == 1
 
 
 async def test_no_service_keeps_retrying_without_spinning(caplog: pytest.LogCaptureFixture) -> None:

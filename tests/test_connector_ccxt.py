@@ -3,6 +3,7 @@ polling and ccxt.pro websockets), and a ccxt exchange subclass that raises netwo
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,7 +17,7 @@ from websockets.asyncio.server import ServerConnection
 from connectors import build_connector, ccxt_generic
 from connectors.ccxt_generic import CcxtConnector, pick_market
 from service.config import SourceConfig
-from service.events import FeedStatus, Quote
+from service.events import FeedStatus, Funding, OpenInterest, Quote
 from service.metrics import Metrics
 from tests.connector_fakes import FakeVenue, metric, of, running
 from tests.support import wait_for
@@ -168,3 +169,54 @@ async def test_unreachable_markets_keep_retrying(monkeypatch: pytest.MonkeyPatch
     async with running(src(), exchange_factory=lambda s: Down()) as (conn, _ev, _m):
         await wait_for(lambda: calls >= 4, 5, "retries")
         assert conn.status()["state"] == "loading markets"
+
+
+SWAP = dict(MARKETS[0], symbol="BTC/USDT:USDT", settle="USDT", settleId="USDT", type="swap", spot=False,
+            swap=True, contract=True, linear=True, inverse=False, contractSize=1.0)
+
+
+class FakeBinanceUsdm(FakeBinanceSpot):
+    """The futures REST endpoints ccxt polls for ticker, funding rate and open interest."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rest["/fapi/v1/ticker/24hr"] = self._rest_ticker
+        self.rest["/fapi/v1/premiumIndex"] = lambda q: {
+            "symbol": q["symbol"], "markPrice": "50001.5", "indexPrice": "50000.2", "estimatedSettlePrice": "1",
+            "lastFundingRate": "0.00012", "interestRate": "0.0001", "nextFundingTime": 1786550400000,
+            "time": 1786540400000}
+        self.rest["/fapi/v1/openInterest"] = lambda q: {"openInterest": "10659.509", "symbol": q["symbol"],
+                                                        "time": 1786540400123}
+
+
+async def test_funding_and_open_interest_by_rest_polling(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ccxt_generic, "TICKER_POLL_S", 0.05)
+    monkeypatch.setattr(ccxt_generic, "FUNDING_POLL_S", 0.05)
+    v = await FakeBinanceUsdm().start()
+
+    def make(source: SourceConfig) -> Any:
+        ex = ccxtpro.binanceusdm({"enableRateLimit": False})
+        ex.urls["api"]["fapiPublic"] = f"{v.url}/fapi/v1"
+        ex.has = dict(ex.has, watchTicker=False, watchFundingRate=False)
+        ex.set_markets([SWAP])
+        return ex
+
+    source = src(exchange="binanceusdm", channels=["quotes", "funding", "open_interest"],
+                 open_interest_poll_s=0.05)
+    try:
+        events: list[Any] = []
+        conn = CcxtConnector(source, events.append, Metrics(), exchange_factory=make)
+        async with asyncio.TaskGroup() as tg:
+            task = tg.create_task(conn.run(), name="ccxt")
+            await wait_for(lambda: of(events, Funding) and of(events, OpenInterest) and of(events, Quote), 5,
+                           "funding, open interest and quotes")
+            task.cancel()
+        f = of(events, Funding)[0]
+        assert (f.exchange, f.instrument, f.rate, f.interval_h, f.next_funding_ts) == (
+            "binanceusdm", "BTCUSDT", 0.00012, 8.0, 1786550400.0)
+        oi = of(events, OpenInterest)[0]
+        assert (oi.contracts, oi.base, oi.ts_exchange) == (10659.509, 10659.509, 1786540400.123)
+        assert set(conn.status()["channels"]) == {"ticker:BTC/USDT:USDT", "funding:BTC/USDT:USDT",
+                                                  "open_interest:BTC/USDT:USDT"}
+    finally:
+        await v.stop()
