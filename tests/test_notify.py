@@ -29,7 +29,7 @@ from service.notify import main, run_notifier, silence_add, silence_list, silenc
 from service.notify.silences import add_silence
 from service.outbox import AlertSink, redis_factory
 from tests.chat_fakes import FakeChat, fake_chat
-from tests.support import REPO, RedisServer, wait_for
+from tests.support import REPO, RedisServer, free_port, wait_for
 
 KEYS = Keys()
 TOKEN = "123456:TEST-bot-token-never-logged"
@@ -397,3 +397,22 @@ async def test_graceful_stop_lets_the_message_in_flight_finish(redis_srv: RedisS
     await w.close()
     assert await _zero_pending(r)  # confirmed and acknowledged: a restart sends nothing again
     assert await r.hlen(KEYS.delivered) == 1
+
+
+async def test_network_errors_are_retried_until_the_service_answers(redis_srv: RedisServer,
+                                                                    tmp_path: Path) -> None:
+    late = FakeChat(free_port())  # nothing listens on its port yet: connections are refused
+    cfg = config_dict(redis_srv.url, None)
+    cfg["notify"]["slack"] = {"webhook_url": f"http://127.0.0.1:{late.port}/services/T0/B0/XYZ",
+                              "rate_limit_per_s": 50.0}
+    w = Worker(Config.model_validate(cfg))
+    await publish(redis_srv, tmp_path, [alert(0)])
+    await wait_for(lambda: w.metrics.notify_retries.labels("slack", "network")._value.get() >= 2,
+                   what="retries on refused connections")
+    late.start()
+    try:
+        await wait_for(lambda: len(late.ok()) == 1, what="delivery once the service is up")
+        await w.close()
+    finally:
+        late.stop()
+    assert ids_in(late.ok(), "/services/") == [alert(0).id]
