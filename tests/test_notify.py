@@ -416,3 +416,20 @@ async def test_network_errors_are_retried_until_the_service_answers(redis_srv: R
     finally:
         late.stop()
     assert ids_in(late.ok(), "/services/") == [alert(0).id]
+
+
+def test_notify_cli_silence_commands(redis_srv: RedisServer, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from service.notify.cli import notify_app
+
+    cfg = str(write_yaml(tmp_path / "c.yaml", config_dict(redis_srv.url, None)))
+    runner = CliRunner()
+    added = runner.invoke(notify_app, ["-c", cfg, "silence", "add", "rule=r1", "--for", "30m",
+                                       "--comment", "deploy"])
+    assert added.exit_code == 0, added.output
+    sid = added.output.split()[0]
+    listed = runner.invoke(notify_app, ["silence", "list", "-c", cfg])
+    assert listed.exit_code == 0 and sid in listed.output and "rule=r1" in listed.output
+    assert runner.invoke(notify_app, ["silence", "remove", sid, "-c", cfg]).exit_code == 0
+    assert runner.invoke(notify_app, ["silence", "remove", sid, "-c", cfg]).exit_code == 1
