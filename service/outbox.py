@@ -361,9 +361,11 @@ class AlertSink:
         async with self._disk:
             if not self._submitted:
                 return
+            # the batch stays in _submitted until it is on disk, so `pending` never misses it meanwhile
             batch = list(self._submitted)
-            self._submitted.clear()
             await asyncio.to_thread(self._outbox.append, batch)
+            while self._submitted and self._submitted[0].seq <= batch[-1].seq:
+                self._submitted.popleft()
             self._persisted.extend(r for r in batch if r.seq > self._give_up_to)
 
     async def _deliver_batch(self) -> int:
@@ -396,6 +398,7 @@ class AlertSink:
         return int(added)
 
     async def _on_redis_error(self, exc: BaseException) -> None:
+        check_cancelled()  # a cancellation redis-py turned into a connection error must still stop us
         # the exception text may carry the URL (with its password) for some errors: log the type only
         log.warning("outbox: Redis unavailable (%s); %d alerts wait on disk", type(exc).__name__,
                     self.pending)
