@@ -189,6 +189,9 @@ class Outbox:
 
     def _rotate(self, first_seq: int) -> None:
         if self._current is not None:
+            # durable before the next segment starts: a later fsync covers only the new file
+            self._current.flush()
+            os.fsync(self._current.fileno())
             self._current.close()
         path = self.dir / f"seg-{first_seq}.log"
         self._current = open(path, "ab")  # noqa: SIM115 (kept open across appends, closed on rotate/close)
@@ -265,7 +268,9 @@ class AlertSink:
         self._submitted: deque[Record] = deque()  # in memory only, waiting for the next group commit
         self._seq = self._outbox.last_seq(list(self._persisted))
         self._wake = asyncio.Event()
-        self._io = asyncio.Lock()
+        # the files (append, ack) and the delivery each go one at a time; a persist never waits on Redis
+        self._disk = asyncio.Lock()
+        self._send = asyncio.Lock()
         self._redis: aredis.Redis | None = None
         self._script: Any = None
         self._give_up_to = 0  # records up to this seq were dropped by the bound; ack them with the next batch
@@ -353,17 +358,19 @@ class AlertSink:
         self._outbox.close()
 
     async def _persist(self) -> None:
-        async with self._io:
+        async with self._disk:
             if not self._submitted:
                 return
+            # the batch stays in _submitted until it is on disk, so `pending` never misses it meanwhile
             batch = list(self._submitted)
-            self._submitted.clear()
             await asyncio.to_thread(self._outbox.append, batch)
+            while self._submitted and self._submitted[0].seq <= batch[-1].seq:
+                self._submitted.popleft()
             self._persisted.extend(r for r in batch if r.seq > self._give_up_to)
 
     async def _deliver_batch(self) -> int:
-        # one delivery at a time, and never while the files are being appended (flush may overlap run)
-        async with self._io:
+        # one delivery at a time (flush may overlap run)
+        async with self._send:
             if not self._persisted:
                 return 0
             return await self._deliver_locked()
@@ -380,7 +387,8 @@ class AlertSink:
         added = await self._script(keys=[k.outbox_marker, k.alerts_stream, k.alerts_channel], args=args)
         check_cancelled()
         self._metrics.redis_up.set(1)
-        await asyncio.to_thread(self._outbox.ack, max(batch[-1].seq, self._give_up_to))
+        async with self._disk:
+            await asyncio.to_thread(self._outbox.ack, max(batch[-1].seq, self._give_up_to))
         # submit() may have given up some of these meanwhile (the bound): pop by sequence, not by count
         while self._persisted and self._persisted[0].seq <= batch[-1].seq:
             self._persisted.popleft()
@@ -390,6 +398,7 @@ class AlertSink:
         return int(added)
 
     async def _on_redis_error(self, exc: BaseException) -> None:
+        check_cancelled()  # a cancellation redis-py turned into a connection error must still stop us
         # the exception text may carry the URL (with its password) for some errors: log the type only
         log.warning("outbox: Redis unavailable (%s); %d alerts wait on disk", type(exc).__name__,
                     self.pending)

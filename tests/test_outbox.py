@@ -10,6 +10,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -31,9 +32,14 @@ def make_alert(i: int, status: str = "firing") -> Alert:
                  labels={"n": str(i)})
 
 
-def sink_for(srv: RedisServer, d: Path, metrics: Metrics | None = None, **kw) -> AlertSink:
-    return AlertSink(redis_factory(srv.url, timeout_s=1.0), KEYS, d, 1000, metrics or Metrics(),
+def sink_for(srv: RedisServer, d: Path, metrics: Metrics | None = None, maxlen: int = 10_000,
+             **kw: Any) -> AlertSink:
+    return AlertSink(redis_factory(srv.url, timeout_s=1.0), KEYS, d, maxlen, metrics or Metrics(),
                      retry_min_s=0.02, retry_max_s=0.2, **kw)
+
+
+def segments(d: Path) -> list[str]:
+    return sorted(p.name for p in d.glob("seg-*.log"))
 
 
 async def stream_ids(url: str) -> list[str]:
@@ -264,3 +270,22 @@ async def test_rediss_url_with_password(tls_redis: tuple[int, Path], tmp_path: P
     sink.submit(make_alert(0))
     assert await sink.flush(5.0) == 1
     assert await stream_ids(url) == [make_alert(0).id]
+
+
+async def test_many_segments_are_replayed_in_order_and_deleted_once_delivered(redis_srv: RedisServer,
+                                                                              tmp_path: Path) -> None:
+    redis_srv.stop()
+    first = sink_for(redis_srv, tmp_path, batch_size=500)
+    for i in range(2500):
+        first.submit(make_alert(i))
+    await first.flush(0.1)
+    assert len(segments(tmp_path)) == 3
+    redis_srv.start()
+    second = sink_for(redis_srv, tmp_path, batch_size=500)
+    assert second.pending == 2500
+    assert await second.flush(10.0) == 2500
+    assert await stream_ids(redis_srv.url) == [make_alert(i).id for i in range(2500)]
+    assert segments(tmp_path) == ["seg-2001.log"]  # the last one stays open
+    third = sink_for(redis_srv, tmp_path)
+    assert third.pending == 0 and not segments(tmp_path)
+    await third.close()

@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 from service.config import Config, load_config
 from service.errors import ConfigError, HedgewatchError, Problem
 from service.keys import Keys
+from service.logs import setup_logging
 from service.metrics import Metrics
 from service.notify.silences import add_silence, list_silences, parse_duration, parse_matchers, remove_silence
 from service.notify.worker import Notifier
@@ -80,7 +81,7 @@ def main(config_path: str | None) -> int:
     except HedgewatchError as exc:
         print(exc, file=sys.stderr)
         return 1
-    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(config.log_level)
 
     async def _main() -> None:
         stop = asyncio.Event()

@@ -71,6 +71,8 @@ class Slack:
 
     def __init__(self, cfg: SlackConfig, templates: TemplatesConfig, client: httpx.AsyncClient) -> None:
         self._url = cfg.resolved_url()
+        if not self._url.startswith(("https://", "http://")):
+            raise SecretError("notify.slack.webhook_url is not an http(s) URL")
         self._templates = templates
         self._client = client
         self._timeout = cfg.timeout_s
@@ -103,6 +105,8 @@ class Telegram:
         token = cfg.resolved_token()
         if not cfg.chat_id:
             raise SecretError("notify.telegram.chat_id is not set")
+        if not cfg.api_url.startswith(("https://", "http://")):
+            raise SecretError("notify.telegram.api_url is not an http(s) URL")
         self._url = f"{cfg.api_url.rstrip('/')}/bot{token}/sendMessage"
         self._chat = cfg.chat_id
         self._templates = templates

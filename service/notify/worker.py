@@ -108,10 +108,12 @@ class Notifier:
                 check_cancelled()
                 return result
             except ResponseError as exc:
+                check_cancelled()
                 if "NOGROUP" not in str(exc):
                     raise
                 await self._ensure_group()  # Redis came back without our group (no persistence)
             except (RedisError, OSError) as exc:
+                check_cancelled()  # a cancellation redis-py turned into a connection error
                 log.warning("notify: Redis %s failed (%s); retrying", what, type(exc).__name__)
                 self.metrics.redis_errors.inc()
                 await asyncio.sleep(delay * (0.5 + random.random()))

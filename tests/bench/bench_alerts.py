@@ -1,6 +1,7 @@
 """The alert path, end to end, against a private redis-server and a loopback Slack stand-in.
 
-Run: ``python -m tests.bench.bench_alerts``. Reports, as medians over RUNS runs:
+Run: ``python -m tests.bench.bench_alerts``. The daemon calls ``AlertSink.submit`` in the same step as the
+rule evaluation that fires, so submit time is the rule's firing time. Reports, as medians over RUNS runs:
 
 * submit -> stream: from ``AlertSink.submit`` to the entry being readable in ``hedgewatch:alerts:stream``
   (a blocking XREAD reader), p50 and p99 over alerts submitted one every few milliseconds;
