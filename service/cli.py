@@ -12,10 +12,12 @@ import typer
 from service.config import Config, load_config
 from service.errors import ConfigError, HedgewatchError, Problem
 from service.logs import setup_logging
+from service.notify.cli import notify_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Monitor and size a crypto index hedge.")
 rules_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Rule files: unit tests.")
 app.add_typer(rules_app, name="rules")
+app.add_typer(notify_app, name="notify")
 
 ConfigOpt = Annotated[Path | None, typer.Option("-c", "--config", help="config file (YAML)")]
 
@@ -88,15 +90,6 @@ def _check_rules(cfg: Config, config_file: Path) -> list[Problem]:
     base = config_file.parent
     return check_rules([str(p if Path(p).is_absolute() or p.startswith("builtin:") else base / p)
                         for p in cfg.rules.files], cfg.rules)
-
-
-@app.command()
-def notify(config: ConfigOpt = None) -> None:
-    """The alert delivery worker (Slack, Telegram) reading the durable alert stream."""
-    from service.notify import main as notify_main
-
-    setup_logging("INFO")
-    raise typer.Exit(notify_main(str(config) if config else None))
 
 
 @app.command()

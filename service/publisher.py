@@ -239,8 +239,11 @@ class RedisPublisher:
         for index, rec in hedges:
             pipe.publish(self.keys.hedge_channel(index), orjson.dumps(rec))
         if heartbeat:
-            pipe.set(self.keys.heartbeat, str(self._clock()), px=int(self._hb_ttl * 1000))
+            beat = self._clock()
+            pipe.set(self.keys.heartbeat, str(beat), px=int(self._hb_ttl * 1000))
         await pipe.execute()
+        if heartbeat:
+            self.metrics.heartbeat_timestamp.set(beat)
         if snapshots:
             self.metrics.redis_published.labels("index").inc(len(snapshots))
         if hedges:

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from service.logs import setup_logging
 from service.notify.app import main, silence_add, silence_list, silence_remove
 
 ConfigOpt = Annotated[Path | None, typer.Option("-c", "--config", help="config file (YAML)")]
@@ -29,6 +30,7 @@ def notify(ctx: typer.Context, config: ConfigOpt = None) -> None:
     """Run the worker until SIGTERM (without a subcommand)."""
     ctx.obj = config
     if ctx.invoked_subcommand is None:
+        setup_logging("INFO")
         raise typer.Exit(main(str(config) if config else None))
 
 
