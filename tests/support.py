@@ -72,9 +72,10 @@ def redis_server() -> Iterator[RedisServer]:
             srv.stop()
 
 
-async def wait_for(predicate: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0,
+async def wait_for(predicate: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0,  # noqa: ASYNC109
                    what: str = "condition") -> None:
-    """Poll ``predicate`` until it is true; fail with ``what`` after ``timeout`` seconds."""
+    """Poll ``predicate`` until it is true; fail with ``what`` after ``timeout`` seconds. Polling (every
+    10 ms) is for conditions that have no event to wait on, such as another process's state."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         result = predicate()

@@ -3,6 +3,7 @@ endpoints (including paging back past a venue's page limit)."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -84,7 +85,7 @@ async def test_fetch_history_from_each_venue(sim: Simulator) -> None:
               for c in candles}
         assert {k: len(v) for k, v in by.items()} == {("BTC", 86400): 40, ("BTC", 3600): 400, ("ETH", 86400): 10}
         for (_, tf), series in by.items():
-            steps = {b.open_ts - a.open_ts for a, b in zip(series, series[1:], strict=False)}
+            steps = {b.open_ts - a.open_ts for a, b in itertools.pairwise(series)}
             assert steps == {tf}, f"{ep.name}: gaps or overlaps in {tf} s klines"
             assert all(c.closed for c in series[:-1])
             assert all(c.exchange == ep.name and c.low <= c.close <= c.high for c in series)
