@@ -174,8 +174,8 @@ class Route:
 
     __slots__ = (
         "absurd_streak", "asset", "cadence_s", "channel", "count", "critical", "flushed", "instrument",
-        "key", "kind", "last", "quote", "ref", "resubscribed_at", "scale", "since", "state", "subscribed_at",
-        "topic",
+        "key", "kind", "last", "quote", "ref", "resubscribed_at", "scale", "seen", "since", "state",
+        "subscribed_at", "topic",
     )
 
     def __init__(self, key: str, channel: str, kind: str, asset: str, instrument: str, quote: str,
@@ -194,7 +194,8 @@ class Route:
         self.critical = critical
         self.count = 0
         self.flushed = 0
-        self.last = 0.0             # receive time of the last message (clock seconds)
+        self.last = 0.0             # when a valid message was last seen (clock seconds)
+        self.seen = 0               # ``count`` when the watchdog last looked
         self.ref = 0.0              # last accepted price, for the absurd-jump check
         self.absurd_streak = 0
         self.state = FeedState.CONNECTING

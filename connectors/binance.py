@@ -73,8 +73,8 @@ _FAST = msgspec.json.Decoder(_Combined, strict=False)
 
 
 class BinanceProtocol(WsProtocol):
-    """Combined-stream protocol of one Binance connection. ``handle`` is the hot path: one ``loads``, one
-    dict lookup by stream name (precomputed at subscribe time), the bookTicker decode inlined."""
+    """Combined-stream protocol of one Binance connection. ``handle`` is the hot path: one typed decode, one
+    dict lookup by stream name (precomputed at subscribe time), the bookTicker and aggTrade decode inlined."""
 
     send_gap_s = 0.25   # 4 client frames/s at most: the venue allows 10 incoming messages/s a connection
     subscribe_batch = 50
@@ -130,7 +130,6 @@ class BinanceProtocol(WsProtocol):
             if r is None:
                 generic(raw)
                 return
-            r.last = now
             d = m.data
             cls = d.__class__
             if cls is book_cls:
@@ -213,7 +212,6 @@ class BinanceProtocol(WsProtocol):
             except (KeyError, TypeError):
                 control(msg)
                 return
-            r.last = now
             if r.kind:  # everything but bookTicker
                 slow[r.kind](r, d, now)
                 r.count += 1

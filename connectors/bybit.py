@@ -168,7 +168,6 @@ class BybitProtocol(WsProtocol):
         if r is None:
             self.handle_generic(raw, now)
             return
-        r.last = now
         d = m.data
         if r.kind == TICKERS and d.__class__ is _Tick:
             self._apply(r, m.type, m.ts / 1000.0, m.cs, d, now)
@@ -190,7 +189,6 @@ class BybitProtocol(WsProtocol):
         except (KeyError, TypeError):
             self._control(msg)
             return
-        r.last = now
         kind = r.kind
         if kind == TICKERS:
             self._tickers(r, msg, now)

@@ -104,7 +104,6 @@ class OkxProtocol(WsProtocol):
         if r is None or r.kind != TICKERS:
             self.handle_generic(raw, now)
             return
-        r.last = now
         sink = self._sink
         for row in m.data:
             bid = row.bidPx
@@ -132,7 +131,6 @@ class OkxProtocol(WsProtocol):
         except (KeyError, TypeError):
             self._control(msg)
             return
-        r.last = now
         if not isinstance(rows, list):
             raise RejectedMessage("malformed", "data")
         decode = self._decode[r.kind]

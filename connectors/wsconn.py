@@ -268,6 +268,9 @@ class WsConnection:
         tn = self.ctx.tuning
         newly: list[Route] = []
         for r in self.proto.routes:
+            if r.count != r.seen:  # the hot path only counts; time is taken here, at watchdog resolution
+                r.seen = r.count
+                r.last = now
             bound = tn.silence_bound(r.cadence_s)
             if r.state == FeedState.SILENT:
                 if r.last > r.since:
