@@ -15,17 +15,17 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from pathlib import Path
-
 from connectors import Connector, build_connector
+from connectors.klines import fetch_history, plan, supports
 from rules.events import from_market
 from rules.stage import RuleStage
 from service.alerts import Alert
 from service.bus import MemoryBus
 from service.config import Config
-from service.errors import ClosedError
+from service.errors import ClosedError, FeedError, RejectedMessage
 from service.events import Candle, Event
 from service.http import HttpServer
 from service.keys import Keys
@@ -107,6 +107,7 @@ class Daemon:
         self._newest_tick: float | None = None
         self._last_publish = 0.0
         self._last_eval = 0.0
+        self._warm: set[str] = set()  # assets whose oracle has been ok at least once
         self.metrics.queue_capacity.labels("ingest").set(self.bus.capacity)
 
     # --- views -----------------------------------------------------------------------------------------
@@ -187,19 +188,24 @@ class Daemon:
             self._emit(alert)
         if result.hedge is not None:
             h = result.hedge
-            log.info("hedge %s: %s", self.index_name, ", ".join(f"{k}={h[k]}" for k in sorted(h) if k != "rules"))
+            log.info("hedge %s (%s): ratio %s -> %s, target %s contracts (%s USD), trade %s %s", self.index_name,
+                     h.get("reason"), h.get("from_ratio"), h.get("ratio"), h.get("target_contracts"),
+                     h.get("target_notional_usd"), h.get("side"), h.get("trade_contracts"))
             if self.publisher is not None:
                 self.publisher.publish_hedge(self.index_name, h)
 
     def _transitions(self, now: float) -> None:
-        """Source and oracle transitions: logged, and handed to the event rules."""
+        """Source and oracle transitions: logged, and handed to the event rules once the asset has been
+        priced normally: sources arriving one by one at start-up are not an outage."""
         events = []
         for t in self.market.drain_transitions():
             d = t.to_dict()
             log.info("%s %s %s: %s -> %s (%s)", d["kind"], d["asset"], d.get("source") or "", d["old"],
                      d["new"], d["reason"])
+            if d["kind"] == "oracle" and d["new"] == "ok":
+                self._warm.add(str(d["asset"]))
             e = from_market(d)
-            if e is not None:
+            if e is not None and d["asset"] in self._warm:
                 events.append(e)
         if events:
             for alert in self.rules.on_transitions(events, now):
@@ -265,7 +271,8 @@ class Daemon:
             async with asyncio.TaskGroup() as tg:
                 feeds = [tg.create_task(_supervised(c), name=f"feed:{c.name}") for c in self.connectors]
                 pipeline = tg.create_task(self._pipeline(), name="pipeline")
-                others = [tg.create_task(self._ticker(), name="ticker")]
+                others = [tg.create_task(self._ticker(), name="ticker"),
+                          tg.create_task(self._history(), name="history")]
                 writer = None
                 if self.publisher is not None:
                     writer = tg.create_task(self.publisher.run(), name="redis-publisher")
@@ -284,6 +291,35 @@ class Daemon:
                 await self.publisher.close()
             self.metrics.up.set(0)
         return 0
+
+    async def _history(self) -> None:
+        """Bootstrap the indicators from the venues' kline history: each asset from the first source that
+        serves it; a failing source hands over to the next; with none reachable, retry with capped backoff
+        (the rules meanwhile report the missing history as unavailable signals)."""
+        constituents = self.config.index.constituents or tuple(
+            {a for src in self.config.sources for a in src.symbols})
+        remaining = plan(self.rules.history_needed(), constituents)
+        backoff = 2.0
+        while remaining:
+            for src in self.config.sources:
+                wanted = {a: n for a, n in remaining.items() if a in src.symbols}
+                if not (src.enabled and supports(src.exchange) and wanted):
+                    continue
+                try:
+                    candles = await fetch_history(src, wanted, clock=self.clock)
+                except (FeedError, RejectedMessage) as exc:
+                    log.warning("kline history from %s failed: %s", src.source_id, exc)
+                    continue
+                self.rules.bootstrap(candles)
+                got = {c.asset for c in candles}
+                remaining = {a: n for a, n in remaining.items() if a not in got}
+                log.info("indicators bootstrapped with %d klines from %s (%s)", len(candles), src.source_id,
+                         ", ".join(sorted(got)))
+            if remaining:
+                log.warning("no kline history yet for %s; retrying in %.0f s", ", ".join(sorted(remaining)),
+                            backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 300.0)
 
     async def _restore(self) -> None:
         assert self.publisher is not None

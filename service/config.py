@@ -307,6 +307,7 @@ class NotifyConfig(Section):
     retry_max_s: float = Field(default=60.0, gt=0)
     max_alert_age_s: float = Field(default=86400.0, gt=0)
     dedup_retention_s: float = Field(default=7 * 86400.0, gt=0)
+    shutdown_drain_s: float = Field(default=5.0, ge=0)
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
 

@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ log = logging.getLogger("hedgewatch.demo")
 
 DEMO_INDEX = "HWDEMO"
 PLAIN_INTERVAL_S = 5.0
+DEMO_HOLDINGS = {"BTC": 3.0, "ETH": 60.0, "SOL": 1300.0}
 LIVE_REFRESH_S = 0.5
 
 
@@ -42,29 +44,44 @@ def demo_config(endpoints: list[VenueEndpoint], assets: list[str], env: dict[str
         ],
         "index": {"name": DEMO_INDEX, "constituents": assets, "weighting": "equal", "base_level": 1000.0,
                   "publish_interval_s": 1.0},
+        # a portfolio of roughly equal parts of each asset worth about $600,000, hedged 20% with contracts
+        # of $100 per index point
+        "portfolio": {"holdings": {a: DEMO_HOLDINGS.get(a, 1.0) for a in assets}, "hedge_ratio": 0.2,
+                      "multiplier": 100.0, "lot_size": 0.01},
     }
     return config_from_dict(data, "<demo>", os.environ if env is None else env)
 
 
 class Rates:
-    """Messages per second per exchange, from the daemon's own counters, over the last refresh."""
+    """Messages per second per exchange from the daemon's own counters, over a sliding window so the view
+    does not flicker with the venues' bursts."""
+
+    WINDOW_S = 2.0
 
     def __init__(self) -> None:
-        self._last: dict[str, float] = {}
-        self._t = time.monotonic()
+        self._history: deque[tuple[float, dict[str, float]]] = deque()
         self.per_exchange: dict[str, float] = {}
+
+    @staticmethod
+    def _totals(daemon: Daemon, family: str, label: str) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for metric in daemon.metrics.registry.collect():
+            if metric.name != family:
+                continue
+            for s in metric.samples:
+                if s.name.endswith("_total"):
+                    out[s.labels[label]] = out.get(s.labels[label], 0.0) + s.value
+        return out
 
     def update(self, daemon: Daemon) -> None:
         now = time.monotonic()
-        totals: dict[str, float] = {}
-        for metric in daemon.metrics.messages.collect():
-            for s in metric.samples:
-                if s.name.endswith("_total"):
-                    ex = s.labels["exchange"]
-                    totals[ex] = totals.get(ex, 0.0) + s.value
-        dt = max(now - self._t, 1e-6)
-        self.per_exchange = {ex: (v - self._last.get(ex, 0.0)) / dt for ex, v in totals.items()}
-        self._last, self._t = totals, now
+        totals = self._totals(daemon, "hedgewatch_messages", "exchange")
+        self._history.append((now, totals))
+        while len(self._history) > 2 and now - self._history[1][0] >= self.WINDOW_S:
+            self._history.popleft()
+        t0, first = self._history[0]
+        dt = max(now - t0, 1e-6)
+        self.per_exchange = {ex: (v - first.get(ex, 0.0)) / dt for ex, v in totals.items()} if dt > 0.1 else {}
 
     @property
     def total(self) -> float:
@@ -86,23 +103,70 @@ def render(daemon: Daemon, rates: Rates) -> Group:
     head = Text.assemble(
         (f"{snap.get('index', DEMO_INDEX)} ", "bold"), (_fmt_price(snap.get("level")), "bold cyan"),
         "  ", (status, colour), f"   {rates.total:,.0f} msg/s", f"   up {now - daemon.stats.started:,.0f} s",
+        "   Ctrl-C to stop",
     )
-    assets = Table(title="oracle", expand=True)
-    for col in ("asset", "price", "status", "sources", "spread", "per source (price, age)"):
-        assets.add_column(col)
+    return Group(head, _oracle_table(snap, market), _derivatives_table(snap), _hedge_table(daemon),
+                 _feeds_table(daemon, rates))
+
+
+def _oracle_table(snap: dict[str, Any], market: dict[str, Any]) -> Table:
+    t = Table(title="oracle", title_justify="left")
+    for col in ("asset", "price", "status", "sources", "spread", "weight", "per source: price (age)"):
+        t.add_column(col)
     for asset, c in sorted(snap.get("constituents", {}).items()):
         per = []
         for src in _sources(market, asset):
-            mark = "" if src.get("status") == "ok" else f" [{src.get('status')}]"
-            per.append(f"{src.get('exchange')} {_fmt_price(src.get('price'))} ({src.get('age_s', 0):.1f}s){mark}")
-        assets.add_row(asset, _fmt_price(c.get("price")), str(c.get("status")), str(c.get("sources")),
-                       f"{(c.get('confidence') or 0) * 1e4:.1f} bp", "\n".join(per))
-    feeds = Table(title="feeds", expand=True)
-    for col in ("exchange", "msg/s"):
-        feeds.add_column(col)
-    for ex, r in sorted(rates.per_exchange.items()):
-        feeds.add_row(ex, f"{r:,.0f}")
-    return Group(head, assets, feeds)
+            mark = "" if src.get("status") == "ok" else f" [{src.get('status')}: {src.get('reason', '')}]"
+            per.append(f"{src.get('exchange')} {_fmt_price(src.get('price'))} ({src.get('age_s') or 0:.1f}s){mark}")
+        t.add_row(asset, _fmt_price(c.get("price")), str(c.get("status")), str(c.get("sources")),
+                  f"{(c.get('confidence') or 0) * 1e4:.1f} bp", f"{(c.get('weight') or 0):.1%}", "\n".join(per))
+    return t
+
+
+def _pct(v: Any, digits: int = 4) -> str:
+    return "—" if v is None else f"{v * 100:.{digits}f}%"
+
+
+def _derivatives_table(snap: dict[str, Any]) -> Table:
+    d = snap.get("derivatives") or {}
+    t = Table(title="futures leg", title_justify="left")
+    for col in ("futures", "basis", "annualized", "state", "funding / 8h", "funding / yr", "open interest"):
+        t.add_column(col)
+    oi = d.get("open_interest_usd")
+    t.add_row(_fmt_price(d.get("futures_price")), _pct(d.get("basis_ratio")), _pct(d.get("basis_annualized"), 2),
+              str(d.get("state") or "—"), _pct(d.get("funding_rate_8h")), _pct(d.get("funding_annualized"), 2),
+              "—" if oi is None else f"${oi / 1e9:,.2f} bn")
+    return t
+
+
+def _hedge_table(daemon: Daemon) -> Table:
+    st = daemon.rules.state()
+    h = st.get("hedge") or {}
+    t = Table(title="hedge", title_justify="left")
+    for col in ("ratio", "portfolio", "target notional", "contracts", "position", "trade", "funding/day",
+                "rules firing/pending"):
+        t.add_column(col)
+    active = [f"{r['name']} ({r['state']})" for r in st.get("rules", []) if r.get("state") in ("firing", "pending")]
+    trade = h.get("delta_contracts")
+    t.add_row(f"{st.get('hedge_ratio', 0):.0%}", f"${h.get('portfolio_value_usd') or 0:,.0f}",
+              f"${h.get('target_notional_usd') or 0:,.0f}", f"{h.get('target_contracts') or 0:g}",
+              f"{h.get('position_contracts') or 0:g}",
+              "—" if not trade else f"{h.get('side')} {abs(trade):g}",
+              "—" if h.get("funding_per_day_usd") is None else f"${h['funding_per_day_usd']:,.2f}",
+              "\n".join(active) or "—")
+    return t
+
+
+def _feeds_table(daemon: Daemon, rates: Rates) -> Table:
+    rejects = Rates._totals(daemon, "hedgewatch_messages_rejected", "exchange")
+    reconnects = Rates._totals(daemon, "hedgewatch_reconnects", "exchange")
+    t = Table(title="feeds", title_justify="left")
+    for col in ("source", "msg/s", "rejected", "reconnects"):
+        t.add_column(col)
+    for c in daemon.connectors:
+        t.add_row(c.name, f"{rates.per_exchange.get(c.name, 0):,.0f}", f"{rejects.get(c.name, 0):,.0f}",
+                  f"{reconnects.get(c.name, 0):,.0f}")
+    return t
 
 
 def _sources(market: dict[str, Any], asset: str) -> list[dict[str, Any]]:

@@ -64,6 +64,8 @@ class FakeChat:
         chat = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as the real services
+            disable_nagle_algorithm = True  # else headers and body in two writes wait on a delayed ACK
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("content-length", 0)))
                 status, headers, payload, hold = chat._respond(self.path, json.loads(raw or b"{}"))

@@ -367,3 +367,33 @@ def test_hedge_fields_render() -> None:
     from service.notify.templates import fields
     h = dataclasses.replace(alert(0), hedge=HedgeChange(0.3, 0.5, 250000.0, 1.25, "sell"))
     assert fields(h)["hedge_text"] == " — hedge 30% → 50%: sell 1.25 contracts ($250,000)"
+
+
+async def test_notifier_survives_a_redis_restart(redis_srv: RedisServer, chat: FakeChat,
+                                                 tmp_path: Path) -> None:
+    """This Redis keeps nothing across a restart: the worker must recreate its consumer group and go on."""
+    w = Worker(make_config(redis_srv.url, chat, telegram=False))
+    await publish(redis_srv, tmp_path, [alert(0)])
+    await wait_for(lambda: len(chat.ok()) == 1, what="the first alert")
+    redis_srv.stop()
+    await wait_for(lambda: w.metrics.redis_errors._value.get() >= 1, what="the worker noticing the outage")
+    redis_srv.start()
+    await publish(redis_srv, tmp_path, [alert(1)])
+    await wait_for(lambda: len(chat.ok()) == 2, what="an alert after the restart")
+    await w.close()
+    assert ids_in(chat.ok(), "/services/") == [alert(0).id, alert(1).id]
+
+
+async def test_graceful_stop_lets_the_message_in_flight_finish(redis_srv: RedisServer, chat: FakeChat,
+                                                               r: aredis.Redis, tmp_path: Path) -> None:
+    chat.hold_request = 1
+    w = Worker(make_config(redis_srv.url, chat, telegram=False))
+    await publish(redis_srv, tmp_path, [alert(0)])
+    await asyncio.to_thread(chat.held.wait, 10)
+    w.stop.set()
+    await asyncio.sleep(0.1)  # the worker is now stopping with the message in flight
+    assert not w.task.done()
+    chat.release.set()
+    await w.close()
+    assert await _zero_pending(r)  # confirmed and acknowledged: a restart sends nothing again
+    assert await r.hlen(KEYS.delivered) == 1

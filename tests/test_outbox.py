@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -14,7 +19,7 @@ from service.alerts import Alert, fingerprint
 from service.keys import Keys
 from service.metrics import Metrics
 from service.outbox import AlertSink, Outbox, redis_factory
-from tests.support import RedisServer, wait_for
+from tests.support import RedisServer, free_port, wait_for
 
 KEYS = Keys()
 
@@ -219,3 +224,43 @@ async def test_password_url_works_and_never_reaches_the_log(redis_srv: RedisServ
     good = AlertSink(redis_factory(url, timeout_s=1.0), KEYS, tmp_path, 1000, Metrics())
     assert await good.flush(5.0) == 1
     assert secret not in caplog.text and "wrong" not in caplog.text
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """A redis-server speaking only TLS, with a password, and the CA file that verifies it."""
+    openssl, exe = shutil.which("openssl"), shutil.which("redis-server")
+    if openssl is None or exe is None:
+        pytest.skip("openssl or redis-server is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    port = free_port()
+    proc = subprocess.Popen([exe, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+                             "--tls-cert-file", str(cert), "--tls-key-file", str(key), "--tls-ca-cert-file",
+                             str(cert), "--tls-auth-clients", "no", "--requirepass", "tls-pw", "--save", "",
+                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, "TLS redis-server did not start"
+                time.sleep(0.02)  # a child process with no readiness signal
+        yield port, cert
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def test_rediss_url_with_password(tls_redis: tuple[int, Path], tmp_path: Path) -> None:
+    port, ca = tls_redis
+    url = f"rediss://:tls-pw@127.0.0.1:{port}/0?ssl_ca_certs={ca}"
+    sink = AlertSink(redis_factory(url), KEYS, tmp_path / "outbox", 1000, Metrics())
+    sink.submit(make_alert(0))
+    assert await sink.flush(5.0) == 1
+    assert await stream_ids(url) == [make_alert(0).id]

@@ -26,6 +26,12 @@ BARS = {
     "12H": "12h",
     "1D": "1d",
     "1W": "1w",
+    # OKX's UTC-aligned bars (the plain 6H and longer ones open on Hong Kong time); the simulator's bars are
+    # UTC-aligned either way
+    "6Hutc": "6h",
+    "12Hutc": "12h",
+    "1Dutc": "1d",
+    "1Wutc": "1w",
 }
 
 

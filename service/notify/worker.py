@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import socket
@@ -67,22 +68,36 @@ class Notifier:
         self._changed = asyncio.Event()
         self._read_own_pending = True
         self._intaking: set[str] = set()
+        # set while a sender has nothing in flight
+        self._idle = {name: asyncio.Event() for name in self.dests}
+        for ev in self._idle.values():
+            ev.set()
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Work until ``stop``; then stop reading, let messages in flight finish within
+        ``shutdown_drain_s`` (so a restart does not resend them), and leave the rest pending in Redis."""
         for name in self.queues:
             self.metrics.queue_capacity.labels(f"notify_{name}").set(QUEUE_SIZE)
         async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(self._sender(n), name=f"notify-send-{n}") for n in self.dests]
-            tasks.append(tg.create_task(self._scheduler(), name="notify-grouper"))
-            tasks.append(tg.create_task(self._reader(), name="notify-reader"))
-            tasks.append(tg.create_task(self._housekeeping(), name="notify-housekeeping"))
+            senders = [tg.create_task(self._sender(n), name=f"notify-send-{n}") for n in self.dests]
+            others = [tg.create_task(self._scheduler(), name="notify-grouper"),
+                      tg.create_task(self._reader(), name="notify-reader"),
+                      tg.create_task(self._housekeeping(), name="notify-housekeeping")]
             await stop.wait()
-            log.info("notify: stopping; %d entries not yet confirmed stay pending in Redis",
-                     len(self.remaining))
-            for t in tasks:
+            for t in others:
                 t.cancel()
+            try:
+                async with asyncio.timeout(self.cfg.shutdown_drain_s):
+                    for idle in self._idle.values():
+                        await idle.wait()
+            except TimeoutError:
+                log.warning("notify: a message was still in flight after %.1f s; it may be sent again",
+                            self.cfg.shutdown_drain_s)
+            for t in senders:
+                t.cancel()
+        log.info("notify: stopped; %d entries not yet confirmed stay pending in Redis", len(self.remaining))
 
     async def _redis_retry(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
         """Run a Redis operation until it succeeds: Redis going away only delays the worker."""
@@ -120,7 +135,7 @@ class Notifier:
         while True:
             if self._read_own_pending:
                 # our own pending entries first (a restart with the same consumer name), then new ones
-                resp = await self._redis_retry("read", lambda last=last: self._read(last, None))
+                resp = await self._redis_retry("read", functools.partial(self._read, last, None))
                 entries = resp[0][1] if resp else []
                 if not entries:
                     self._read_own_pending, last = False, "0"
@@ -215,24 +230,50 @@ class Notifier:
         dest, queue = self.dests[name], self.queues[name]
         while True:
             n = await queue.get()
-            self.metrics.queue_depth.labels(f"notify_{name}").set(queue.qsize())
-            delivered = await self._deliver(dest, dest.render(n))
-            if delivered and n.items:
-                stamp = f"{self.clock():.3f}"
-                mapping = {self._dedup_field(name, it.alert.id): stamp for it in n.items}
-                await self._redis_retry("dedup record", lambda m=mapping: self.redis.hset(  # type: ignore[misc]
-                    self.keys.delivered, mapping=m))
-                now = self.clock()
-                for it in n.items:
-                    self.metrics.notify_delivery.observe(max(0.0, now - it.entered_at))
+            self._idle[name].clear()
+            try:
+                await self._send_one(name, dest, n)
+            finally:
+                self._idle[name].set()
+
+    async def _send_one(self, name: str, dest: Destination, n: Notification) -> None:
+        """Deliver one notification, then record it and acknowledge the entries it settles."""
+        self.metrics.queue_depth.labels(f"notify_{name}").set(self.queues[name].qsize())
+        delivered = await self._deliver(dest, dest.render(n))
+        if delivered and n.items:
+            stamp = f"{self.clock():.3f}"
+            mapping: dict[Any, Any] = {self._dedup_field(name, it.alert.id): stamp for it in n.items}
+            now = self.clock()
             for it in n.items:
-                left = self.remaining.get(it.entry_id)
-                if left is None:
-                    continue
-                left.discard(name)
-                if not left:
-                    del self.remaining[it.entry_id]
-                    await self._ack(it.entry_id)
+                self.metrics.notify_delivery.observe(max(0.0, now - it.entered_at))
+        else:
+            mapping = {}
+        done = []
+        for it in n.items:
+            left = self.remaining.get(it.entry_id)
+            if left is None:
+                continue
+            left.discard(name)
+            if not left:
+                del self.remaining[it.entry_id]
+                done.append(it.entry_id)
+        await self._settle(mapping, done)
+
+    async def _settle(self, delivered: dict[Any, Any], acks: list[str]) -> None:
+        """Record deliveries, then acknowledge entries, in one round trip. The pipeline keeps the order: an
+        entry is never acknowledged without its delivery recorded first."""
+        if not delivered and not acks:
+            return
+
+        async def go() -> None:
+            pipe = self.redis.pipeline(transaction=False)
+            if delivered:
+                pipe.hset(self.keys.delivered, mapping=delivered)
+            if acks:
+                pipe.xack(self.keys.alerts_stream, self.cfg.consumer_group, *acks)
+            await pipe.execute()
+
+        await self._redis_retry("settle", go)
 
     async def _deliver(self, dest: Destination, text: str) -> bool:
         """Send until confirmed (True) or refused for good (False), pacing and backing off as told."""
@@ -271,13 +312,13 @@ class Notifier:
             await self._redis_retry("reclaim", self._reclaim)
             now = self.clock()
             if now - last_prune > 3600:
-                await self._redis_retry("prune", lambda now=now: self._prune(now))
+                await self._redis_retry("prune", functools.partial(self._prune, now))
                 last_prune = now
             await asyncio.sleep(interval)
 
     async def _renew(self) -> None:
         # entries held through a long group_wait or a 429 must not look idle to other workers' XAUTOCLAIM
-        ids = list(self.remaining)
+        ids: list[Any] = list(self.remaining)
         for i in range(0, len(ids), 500):
             await self.redis.xclaim(self.keys.alerts_stream, self.cfg.consumer_group, self.consumer, 0,
                                     ids[i:i + 500], justid=True)

@@ -1,0 +1,166 @@
+"""Kline history from the venues' REST APIs, to bootstrap indicators at start (a 50-day moving average is
+right from the first minute, not after 50 days of uptime).
+
+The parsers are pure (a decoded REST body in, ``Candle``s out, oldest first); ``fetch_history`` does the
+I/O: instrument list, then pages of klines per asset and timeframe, within each venue's page limit.
+
+- Binance USDⓈ-M ``GET /fapi/v1/klines`` (rows ``[openTime, o, h, l, c, volume, closeTime, ...]``, oldest
+  first, up to 1500 per page, paged back with ``endTime``);
+- Bybit v5 ``GET /v5/market/kline?category=linear`` (``result.list`` rows ``[start, o, h, l, c, volume,
+  turnover]``, newest first, up to 1000, paged back with ``end``);
+- OKX v5 ``GET /api/v5/market/candles`` (``data`` rows ``[ts, o, h, l, c, vol, volCcy, volCcyQuote,
+  confirm]``, newest first, up to 300, paged back with ``after``); ``volCcy`` is in base units for swaps.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import httpx
+
+from connectors.instruments import Instrument, binance_usdm, bybit_linear, get_json, okx_swaps
+from service.config import SourceConfig
+from service.errors import FeedError, RejectedMessage
+from service.events import Candle
+
+log = logging.getLogger("hedgewatch.history")
+
+DEFAULT_REST = {
+    "binanceusdm": "https://fapi.binance.com",
+    "bybit": "https://api.bybit.com",
+    "okx": "https://www.okx.com",
+}
+PAGE_LIMIT = {"binanceusdm": 1500, "bybit": 1000, "okx": 300}
+INTERVALS = {
+    "binanceusdm": {60: "1m", 180: "3m", 300: "5m", 900: "15m", 1800: "30m", 3600: "1h", 7200: "2h",
+                    14400: "4h", 21600: "6h", 28800: "8h", 43200: "12h", 86400: "1d", 259200: "3d",
+                    604800: "1w"},
+    "bybit": {60: "1", 180: "3", 300: "5", 900: "15", 1800: "30", 3600: "60", 7200: "120", 14400: "240",
+              21600: "360", 43200: "720", 86400: "D", 604800: "W"},
+    "okx": {60: "1m", 180: "3m", 300: "5m", 900: "15m", 1800: "30m", 3600: "1H", 7200: "2H", 14400: "4H",
+            21600: "6Hutc", 43200: "12Hutc", 86400: "1Dutc", 604800: "1Wutc"},
+}
+MAX_PAGES = 50
+
+
+def supports(exchange: str) -> bool:
+    return exchange in INTERVALS
+
+
+def _candle(source_id: str, inst: Instrument, tf: int, row: list[Any], volume: float, closed: bool,
+            now: float) -> Candle:
+    o, h, low, c = (float(row[i]) for i in (1, 2, 3, 4))
+    if not (0 < low <= min(o, c) and max(o, c) <= h) or volume < 0:
+        raise RejectedMessage("absurd", f"kline {inst.instrument} {row[0]}")
+    open_ts = int(row[0]) / 1000.0
+    return Candle(source_id, inst.asset, inst.instrument, tf, open_ts, o, h, low, c, volume, closed,
+                  open_ts + tf, now)
+
+
+def parse_rows(exchange: str, source_id: str, inst: Instrument, tf: int, body: Any, now: float) -> list[Candle]:
+    """One page of klines, oldest first. Malformed rows raise ``RejectedMessage``."""
+    try:
+        if exchange == "binanceusdm":
+            rows = body
+            out = [_candle(source_id, inst, tf, r, float(r[5]), int(r[6]) < now * 1000, now) for r in rows]
+        elif exchange == "bybit":
+            rows = body["result"]["list"]
+            out = [_candle(source_id, inst, tf, r, float(r[5]), (int(r[0]) / 1000 + tf) <= now, now)
+                   for r in reversed(rows)]
+        elif exchange == "okx":
+            rows = body["data"]
+            out = [_candle(source_id, inst, tf, r, float(r[6]), str(r[8]) == "1", now) for r in reversed(rows)]
+        else:
+            raise FeedError(f"no kline history for {exchange}")
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise RejectedMessage("malformed", f"klines of {inst.instrument}: {exc}") from exc
+    return out
+
+
+def _page_params(
+    exchange: str, inst: Instrument, tf: int, limit: int, before_ms: int | None
+) -> tuple[str, dict[str, Any]]:
+    interval = INTERVALS[exchange][tf]
+    if exchange == "binanceusdm":
+        params: dict[str, Any] = {"symbol": inst.instrument, "interval": interval, "limit": limit}
+        if before_ms is not None:
+            params["endTime"] = before_ms - 1
+        return "/fapi/v1/klines", params
+    if exchange == "bybit":
+        params = {"category": "linear", "symbol": inst.instrument, "interval": interval, "limit": limit}
+        if before_ms is not None:
+            params["end"] = before_ms - 1
+        return "/v5/market/kline", params
+    params = {"instId": inst.instrument, "bar": interval, "limit": limit}
+    if before_ms is not None:
+        params["after"] = before_ms
+    return "/api/v5/market/candles", params
+
+
+async def fetch_klines(http: httpx.AsyncClient, exchange: str, source_id: str, inst: Instrument, tf: int,
+                       bars: int, now: float) -> list[Candle]:
+    """The last ``bars`` klines of ``inst`` at timeframe ``tf`` seconds, oldest first, paging back as the
+    venue's page limit requires."""
+    if tf not in INTERVALS[exchange]:
+        raise FeedError(f"{exchange} has no {tf} s klines")
+    out: list[Candle] = []
+    before: int | None = None
+    for _ in range(MAX_PAGES):
+        limit = min(PAGE_LIMIT[exchange], bars - len(out))
+        path, params = _page_params(exchange, inst, tf, limit, before)
+        page = parse_rows(exchange, source_id, inst, tf, await get_json(http, path, params), now)
+        if not page:
+            break
+        out = page + out
+        before = int(page[0].open_ts * 1000)
+        if len(out) >= bars or len(page) < limit:
+            break
+    return out[-bars:]
+
+
+async def _instruments(http: httpx.AsyncClient, source: SourceConfig) -> list[Instrument]:
+    if source.exchange == "binanceusdm":
+        return binance_usdm(await get_json(http, "/fapi/v1/exchangeInfo"), source.symbols, source.quote)
+    if source.exchange == "bybit":
+        body = await get_json(http, "/v5/market/instruments-info", {"category": "linear", "limit": 1000})
+        return bybit_linear(body, source.symbols, source.quote)
+    body = await get_json(http, "/api/v5/public/instruments", {"instType": "SWAP"})
+    return okx_swaps(body, source.symbols, source.quote)
+
+
+async def fetch_history(source: SourceConfig, needs: dict[str, dict[int, int]], *,
+                        clock: Callable[[], float] = time.time, timeout_s: float = 10.0) -> list[Candle]:
+    """Klines of ``source`` for ``needs`` (asset -> timeframe seconds -> bars). Assets the venue does not
+    list, and timeframes it has no klines for, are skipped with a log line; transport failures raise
+    ``FeedError``."""
+    base = (source.rest_url or DEFAULT_REST[source.exchange]).rstrip("/")
+    out: list[Candle] = []
+    async with httpx.AsyncClient(base_url=base, timeout=timeout_s) as http:
+        instruments = {i.asset: i for i in await _instruments(http, source)}
+        for asset, per_tf in needs.items():
+            inst = instruments.get(asset)
+            if inst is None:
+                log.warning("%s lists no instrument for %s; no kline history for it", source.source_id, asset)
+                continue
+            for tf, bars in sorted(per_tf.items()):
+                if tf not in INTERVALS[source.exchange]:
+                    log.warning("%s has no %d s klines; %s history at that timeframe is built live",
+                                source.source_id, tf, asset)
+                    continue
+                out += await fetch_klines(http, source.exchange, source.source_id, inst, tf, bars, clock())
+    return out
+
+
+def plan(needs: dict[str, dict[int, int]], constituents: Iterable[str]) -> dict[str, dict[int, int]]:
+    """Per-asset needs, with the index's own (``""``) spread over its constituents: no venue has klines
+    of our index, so its history is rebuilt from theirs."""
+    out: dict[str, dict[int, int]] = {}
+    for asset, per_tf in needs.items():
+        targets = list(constituents) if asset == "" else [asset]
+        for a in targets:
+            for tf, n in per_tf.items():
+                out.setdefault(a, {})[tf] = max(n, out.get(a, {}).get(tf, 0))
+    return out
