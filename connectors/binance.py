@@ -166,11 +166,14 @@ class BinanceProtocol(WsProtocol):
 
     def _mark_fast(self, r: Route, d: _Mark, now: float) -> None:
         ts = d.E / 1000.0
-        mark = positive(d.p, "mark")
+        mark = d.p
+        if not 0.0 < mark < MAX_PRICE:
+            positive(mark, "mark")
         r.check_jump(mark)
-        index = None
-        if d.i:
-            index = positive(d.i, "index")
+        index = d.i or None
+        if index is not None:
+            if not 0.0 < index < MAX_PRICE:
+                positive(index, "index")
             if not (mark < index * MAX_JUMP_FACTOR and index < mark * MAX_JUMP_FACTOR):
                 raise RejectedMessage("absurd", "index")
         funding = None
