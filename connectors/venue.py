@@ -58,6 +58,9 @@ class Poller:
                 except FeedError as exc:
                     failed = True
                     self._fail(str(exc))
+                except Exception as exc:  # an odd body or a client bug costs one poll, never the feed
+                    failed = True
+                    self._fail(f"{type(exc).__name__}: {exc}")
                 else:
                     self._ok()
                 await asyncio.sleep(gap)
@@ -141,7 +144,7 @@ class VenueConnector:
         while True:
             try:
                 found = await self.load_instruments(http)
-            except FeedError as exc:
+            except Exception as exc:  # transport trouble or a list we cannot read: retry, never crash
                 self.ctx.burst.event(key, f"{self.name}: cannot load the instrument list from "
                                           f"{self.rest_base} ({exc}); retrying with backoff")
                 await asyncio.sleep(backoff.next())

@@ -329,3 +329,13 @@ async def test_no_websocket_service_keeps_retrying(venue: FakeBinance,
         assert len(warnings) <= 2, [r.getMessage() for r in warnings]
     finally:
         await dead.stop()
+
+
+async def test_unreadable_instrument_list_is_retried_not_fatal(venue: FakeBinance) -> None:
+    broken = {"symbols": [{"contractType": "PERPETUAL", "status": "TRADING", "quoteAsset": "USDT"}]}
+    venue.rest["/fapi/v1/exchangeInfo"] = lambda q: broken
+    async with running(src(venue, symbols=["BTC"], channels=["quotes"])) as (conn, ev, _m):
+        await wait_for(lambda: venue.rest_hits.get("/fapi/v1/exchangeInfo", 0) >= 3, 5, "retries")
+        assert conn.status()["state"] == "resolving instruments"
+        venue.rest["/fapi/v1/exchangeInfo"] = lambda q: EXCHANGE_INFO
+        await wait_for(lambda: of(ev, Quote), 5, "quotes once the list is readable")
