@@ -52,6 +52,12 @@ def default_factory(source: SourceConfig) -> Any:
     return ex
 
 
+def _known(exchange_id: str) -> bool:
+    import ccxt.async_support as ccxt_async
+
+    return hasattr(ccxtpro, exchange_id) or hasattr(ccxt_async, exchange_id)
+
+
 def _override(node: Any, rest: str | None, ws: str | None) -> Any:
     if isinstance(node, dict):
         return {k: _override(v, rest, ws) for k, v in node.items()}
@@ -91,6 +97,8 @@ class CcxtConnector:
             raise FeedError(f"{self.name}: unknown channels {unknown}; known: {', '.join(CHANNELS)}")
         self.channels = frozenset(channels)
         self.factory = exchange_factory
+        if exchange_factory is default_factory and not _known(source.exchange):
+            raise FeedError(f"{self.name}: ccxt has no exchange {source.exchange!r}")
         self.ex: Any = None
         self.routes: list[Route] = []
         self.state = "loading markets"
@@ -142,8 +150,8 @@ class CcxtConnector:
                 self.ctx.log.warning("%s: no %s market for %s; skipped", self.name, self.source.quote, asset)
                 continue
             contract = bool(m.get("contract") or m.get("swap"))
-            args = (asset, m["id"], m["quote"])
-            sym = m["symbol"]
+            args = (asset, str(m.get("id")), str(m.get("quote")))
+            sym = m.get("symbol")
             if self.channels & {"quotes", "mark"}:
                 ws = bool(has.get("watchTicker"))
                 out.append(Route(f"ticker:{sym}", "ticker", "watch" if ws else "poll", *args,
