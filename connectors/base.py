@@ -115,6 +115,16 @@ class BurstLog:
             self._log.log(level, msg)
 
 
+def raise_if_cancelled() -> None:
+    """Re-raise a cancellation that a library swallowed. On Python 3.11 ``asyncio.wait_for`` and task groups
+    can surface a child's error instead of the ``CancelledError`` that arrived at the same moment; a
+    reconnect-forever loop that caught that error would then never stop. Every broad ``except`` in such a
+    loop calls this first."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 # --- numeric checks used by decoders -------------------------------------------------------------------
 
 

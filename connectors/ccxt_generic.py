@@ -25,7 +25,7 @@ from typing import Any
 import ccxt
 import ccxt.pro as ccxtpro
 
-from connectors.base import Backoff, FeedContext, Route, Tuning, positive
+from connectors.base import Backoff, FeedContext, Route, Tuning, positive, raise_if_cancelled
 from connectors.venue import CHANNELS, DEFAULT_CHANNELS
 from service.config import SourceConfig
 from service.errors import FeedError, RejectedMessage
@@ -134,6 +134,7 @@ class CcxtConnector:
             try:
                 markets = await self.ex.load_markets()
             except ccxt.BaseError as exc:
+                raise_if_cancelled()
                 self.ctx.burst.event("markets", f"{self.name}: cannot load markets ({_describe(exc)}); "
                                                 "retrying with backoff")
                 await asyncio.sleep(backoff.next())
@@ -181,7 +182,8 @@ class CcxtConnector:
         while True:
             try:
                 if r.kind == "watch":
-                    data = await asyncio.wait_for(call(r.topic), tn.silence_bound(r.cadence_s))
+                    async with asyncio.timeout(tn.silence_bound(r.cadence_s)):
+                        data = await call(r.topic)
                 else:
                     data = await call(r.topic)
             except TimeoutError:
@@ -193,6 +195,7 @@ class CcxtConnector:
                 self.ctx.log.warning("%s: %s switched off: %s", self.name, r.key, _describe(exc))
                 return
             except Exception as exc:  # ccxt errors, and library bugs on odd input: back off, never crash
+                raise_if_cancelled()
                 self._down(r, _describe(exc))
                 await asyncio.sleep(backoff.next())
                 continue

@@ -10,7 +10,7 @@ from typing import Any, get_args
 
 import httpx
 
-from connectors.base import Backoff, FeedContext, Tuning
+from connectors.base import Backoff, FeedContext, Tuning, raise_if_cancelled
 from connectors.instruments import Instrument
 from connectors.wsconn import WsConnection
 from service.config import FeedChannel, SourceConfig
@@ -56,9 +56,11 @@ class Poller:
                 except RejectedMessage as exc:
                     self.ctx.reject(exc, self.name)
                 except FeedError as exc:
+                    raise_if_cancelled()
                     failed = True
                     self._fail(str(exc))
                 except Exception as exc:  # an odd body or a client bug costs one poll, never the feed
+                    raise_if_cancelled()
                     failed = True
                     self._fail(f"{type(exc).__name__}: {exc}")
                 else:
@@ -145,6 +147,7 @@ class VenueConnector:
             try:
                 found = await self.load_instruments(http)
             except Exception as exc:  # transport trouble or a list we cannot read: retry, never crash
+                raise_if_cancelled()
                 self.ctx.burst.event(key, f"{self.name}: cannot load the instrument list from "
                                           f"{self.rest_base} ({exc}); retrying with backoff")
                 await asyncio.sleep(backoff.next())

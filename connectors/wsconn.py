@@ -21,7 +21,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from connectors.base import Backoff, FeedContext, Route
+from connectors.base import Backoff, FeedContext, Route, raise_if_cancelled
 from service.errors import FeedError, ProtocolError, RejectedMessage
 from service.events import FeedState
 
@@ -100,7 +100,8 @@ class WsProtocol:
             await self.send(text)
             if fut is not None:
                 try:
-                    await asyncio.wait_for(fut, self.ctx.tuning.ack_timeout_s)
+                    async with asyncio.timeout(self.ctx.tuning.ack_timeout_s):
+                        await fut
                 except TimeoutError:
                     self._acks.pop(key, None)
                     raise ProtocolError(f"no reply to {'un' if unsubscribe else ''}subscribe") from None
@@ -156,9 +157,12 @@ class WsConnection:
                 reason = str(exc)
                 immediate = reason.startswith("age")
             except BaseExceptionGroup as eg:
+                raise_if_cancelled()
                 reason = _describe(_first(eg))
             except Exception as exc:  # every failure of one connection ends in a reconnect, never a crash
+                raise_if_cancelled()
                 reason = _describe(exc)
+            raise_if_cancelled()
             self.last_error = reason
             self._down(reason)
             if up_since is not None and time.monotonic() - up_since >= tn.stable_after_s:
@@ -190,9 +194,15 @@ class WsConnection:
         self.ctx.connection_up(True)
         self._set_state(FeedState.CONNECTED, self.proto.url)
         try:
+            # The receive loop runs in the group's body, not in a child task: a failing housekeeping task
+            # then cancels the body and the group's own cancel bookkeeping on this task balances out
+            # (on Python 3.11 a group whose body has already finished leaves its task marked cancelling).
             async with asyncio.TaskGroup() as tg:
-                recv = tg.create_task(self._receive(ws), name=f"{self.ctx.exchange}:{self.name}:recv")
-                tg.create_task(self._housekeeping(ws, recv), name=f"{self.ctx.exchange}:{self.name}:house")
+                house = tg.create_task(self._housekeeping(ws), name=f"{self.ctx.exchange}:{self.name}:house")
+                try:
+                    await self._receive(ws)
+                finally:
+                    house.cancel()
         finally:
             self.proto.ws = None
             self.ctx.flush(self.proto.routes)
@@ -218,16 +228,13 @@ class WsConnection:
             if self._recycle is None:
                 raise FeedError(f"closed by peer: {exc}") from exc
 
-    async def _housekeeping(self, ws: ClientConnection, recv: asyncio.Task[None]) -> None:
+    async def _housekeeping(self, ws: ClientConnection) -> None:
         try:
             await self._subscribe_all()
             await self._loop(ws)
         except _Recycle as exc:
             self._recycle = str(exc)
-            await ws.close()
-        except BaseException:
-            recv.cancel()
-            raise
+            await ws.close()  # ends the receive loop
 
     async def _subscribe_all(self) -> None:
         routes = self.proto.routes
