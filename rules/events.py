@@ -14,7 +14,6 @@ from rules.engine import make_alert
 from rules.model import EVENT_FIELDS, Rule
 from service.alerts import Alert
 
-
 _SOURCE_KINDS = {"excluded": "source_excluded", "rejected": "source_excluded", "stale": "source_stale"}
 _UNHEALTHY = ("excluded", "rejected", "stale")
 

@@ -26,14 +26,11 @@ The whole file is checked and every problem reported, not only the first.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
 
 from rules.durations import parse_duration, parse_ratio
 from rules.expr import ExprError, compile_expr
@@ -41,6 +38,7 @@ from rules.model import ACTIONS, EVENT_FIELDS, EVENT_KINDS, INDEX_STATUSES, SEVE
 from rules.signals import SignalBook
 from rules.templates import TemplateError, parse_template
 from service.errors import ConfigError, Problem
+from service.yamlfile import load_yaml
 
 BUILTIN_PREFIX = "builtin:"
 RULESETS = Path(__file__).parent / "rulesets"
@@ -116,14 +114,9 @@ class _FileLoader:
 
     def load(self) -> None:
         try:
-            root = YAML(typ="rt").load(io.StringIO(self.text))
-        except MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            pos = (mark.line + 1, mark.column + 1) if mark else None
-            self.problem(pos, "", f"invalid YAML: {exc.problem or exc}")
-            return
-        except Exception as exc:  # duplicate keys and other unmarked ruamel errors
-            self.problem(None, "", f"invalid YAML: {exc}")
+            root = load_yaml(self.text, self.file)
+        except ConfigError as exc:
+            self.problems.extend(exc.problems)
             return
         if not isinstance(root, CommentedMap) or "groups" not in root:
             self.problem((1, 1), "", "a rule file is a mapping with a 'groups' list")

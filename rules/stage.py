@@ -157,14 +157,28 @@ class RuleStage:
         }
 
     def export(self, metrics: Metrics) -> None:
+        """Rule states, the hedge, and the price-level signals the rules watch (moving averages, levels,
+        trendlines, extremes), so dashboards draw the index against them."""
         for r in self.engine.rules:
             code = STATE_CODE[self.engine.states[r.name].state]
             metrics.rule_state.labels(index=self.index, rule=r.name).set(code)
         metrics.hedge_ratio.labels(index=self.index).set(self.engine.ratio)
+        for name, value in self.env.items():
+            if is_price_level(name) and isinstance(value, int | float) and not isinstance(value, bool):
+                metrics.index_indicator.labels(index=self.index, indicator=name).set(value)
         if self.sizing is not None:
             metrics.hedge_contracts.labels(index=self.index).set(self.sizing.target_contracts)
             metrics.hedge_notional_usd.labels(index=self.index).set(self.sizing.target_notional_usd)
             metrics.portfolio_value_usd.labels(index=self.index).set(self.sizing.portfolio_value_usd)
+
+
+PRICE_LEVEL_PREFIXES = ("sma_", "ema_", "level_", "trendline_", "fib_", "swing_", "highest_", "lowest_")
+PRICE_LEVEL_NAMES = frozenset({"ath", "atl"})
+
+
+def is_price_level(signal: str) -> bool:
+    """Signals in index points (drawn on the index's own axis), as opposed to rates, volumes or flags."""
+    return signal in PRICE_LEVEL_NAMES or signal.startswith(PRICE_LEVEL_PREFIXES)
 
 
 def check_rules(paths: Iterable[str], config: RulesConfig | None = None) -> list[Problem]:

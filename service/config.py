@@ -9,7 +9,6 @@ also be read from a file named by the ``*_file`` sibling key; their values never
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,10 +16,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
 
 from service.errors import ConfigError, Problem, SecretError
+from service.yamlfile import load_mapping, plain, validation_problems
 
 ENV_PREFIX = "HEDGEWATCH__"
 DEFAULT_CONFIG = Path(__file__).parent / "defaults" / "live.yaml"
@@ -365,39 +363,6 @@ def require_secret(value: SecretStr | None, path: str | None, name: str) -> str:
 # --- loading -------------------------------------------------------------------------------------------
 
 
-def _yaml() -> YAML:
-    y = YAML(typ="rt")
-    y.allow_duplicate_keys = False
-    return y
-
-
-def _plain(node: Any) -> Any:
-    if isinstance(node, Mapping):
-        return {str(k): _plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_plain(v) for v in node]
-    return node
-
-
-def _locate(root: Any, loc: tuple[int | str, ...]) -> tuple[int | None, int | None]:
-    """1-based line and column of the deepest YAML node along ``loc`` that exists."""
-    line: int | None = None
-    col: int | None = None
-    node = root
-    for part in loc:
-        if isinstance(node, CommentedMap) and part in node:
-            ln, cl = node.lc.key(part)
-            line, col = ln + 1, cl + 1
-            node = node[part]
-        elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
-            ln, cl = node.lc.item(part)
-            line, col = ln + 1, cl + 1
-            node = node[part]
-        else:
-            break
-    return line, col
-
-
 def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> list[str]:
     """Apply ``HEDGEWATCH__A__B=value`` overrides in place; returns the dotted names applied."""
     applied = []
@@ -422,39 +387,10 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> list[str]:
     return applied
 
 
-def _pydantic_problems(exc: ValidationError, file: str, root: Any, env_keys: list[str]) -> list[Problem]:
-    problems = []
-    for err in exc.errors():
-        loc = tuple(err["loc"])
-        field = ".".join(str(p) for p in loc)
-        line, col = _locate(root, loc)
-        source = file
-        if field and any(field == k or field.startswith(k + ".") for k in env_keys):
-            source = ENV_PREFIX + "__".join(str(p).upper() for p in loc)
-            line = col = None
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        problems.append(Problem(source, line, col, field, msg))
-    return problems
-
-
 def parse_config(text: str, file: str = "<config>", env: Mapping[str, str] | None = None) -> Config:
     """Parse and validate config text; raises ConfigError listing every problem."""
-    try:
-        root = _yaml().load(io.StringIO(text))
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        col = mark.column + 1 if mark else None
-        raise ConfigError([Problem(file, line, col, "", f"invalid YAML: {exc.problem or exc}")]) from exc
-    except Exception as exc:  # ruamel raises a few non-marked errors (duplicate keys, bad anchors)
-        raise ConfigError([Problem(file, None, None, "", f"invalid YAML: {exc}")]) from exc
-    if root is None:
-        root = CommentedMap()
-    if not isinstance(root, Mapping):
-        raise ConfigError([Problem(file, 1, 1, "", "the config must be a mapping of sections")])
-    return config_from_dict(_plain(root), file, env, root)
+    root = load_mapping(text, file, "the config")
+    return config_from_dict(plain(root), file, env, root)
 
 
 def config_from_dict(
@@ -462,12 +398,18 @@ def config_from_dict(
 ) -> Config:
     """Validate an already-parsed config (e.g. one the demo builds), applying environment overrides.
     ``root`` is the YAML node tree, when there is one, for line numbers in errors."""
-    data = _plain(data)
+    data = plain(data)
     env_keys = _apply_env(data, os.environ if env is None else env)
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_pydantic_problems(exc, file, root, env_keys)) from exc
+        problems = validation_problems(exc, file, root)
+        # a value that came from the environment is reported under its variable, not the file
+        for i, p in enumerate(problems):
+            if any(p.field == k or p.field.startswith(k + ".") for k in env_keys):
+                var = ENV_PREFIX + "__".join(part.upper() for part in p.field.split("."))
+                problems[i] = Problem(var, None, None, p.field, p.message)
+        raise ConfigError(problems) from exc
 
 
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:

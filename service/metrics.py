@@ -96,8 +96,8 @@ class Metrics:
         self.alerts = Counter("hedgewatch_alerts", "Alerts emitted", ["rule", "status"], registry=r)
         self.index_indicator = Gauge(
             "hedgewatch_index_indicator",
-            "Index-level indicators and levels the rules watch (ma_50d, ma_200d, ath, resistance, support, "
-            "trendline), in index points",
+            "Price-level signals the rules watch (moving averages, levels, trendlines, all-time high/low), in "
+            "index points; the indicator label is the signal's name in rule expressions",
             ["index", "indicator"],
             registry=r,
         )

@@ -7,18 +7,14 @@ in ``connectors/simulator/README.md``; the bundled files live in ``scenarios/``.
 
 from __future__ import annotations
 
-import io
 import math
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from ruamel.yaml.comments import CommentedMap
-from ruamel.yaml.error import MarkedYAMLError
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from service.config import _locate, _plain, _yaml
 from service.errors import ConfigError, Problem
+from service.yamlfile import load_mapping, validate
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 DEFAULT_SCENARIO = SCENARIOS / "default.yaml"
@@ -261,29 +257,7 @@ def cholesky(m: list[list[float]]) -> list[list[float]]:
 
 def parse_scenario(text: str, file: str = "<scenario>") -> Scenario:
     """Parse and validate scenario text; raises ConfigError listing every problem with file and line."""
-    try:
-        root = _yaml().load(io.StringIO(text))
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        col = mark.column + 1 if mark else None
-        raise ConfigError([Problem(file, line, col, "", f"invalid YAML: {exc.problem or exc}")]) from exc
-    except Exception as exc:  # ruamel raises a few non-marked errors (duplicate keys, bad anchors)
-        raise ConfigError([Problem(file, None, None, "", f"invalid YAML: {exc}")]) from exc
-    if root is None:
-        root = CommentedMap()
-    if not isinstance(root, Mapping):
-        raise ConfigError([Problem(file, 1, 1, "", "a scenario must be a mapping")])
-    try:
-        return Scenario.model_validate(_plain(root))
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = tuple(err["loc"])
-            line, col = _locate(root, loc)
-            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            problems.append(Problem(file, line, col, ".".join(str(p) for p in loc), msg))
-        raise ConfigError(problems) from exc
+    return validate(Scenario, load_mapping(text, file, "a scenario"), file)
 
 
 def load_scenario(path: str | Path | None = None) -> Scenario:
