@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from typing import Any
 
@@ -175,6 +176,8 @@ class WsConnection:
                     f"{ex}: cannot connect {self.name} to {self.proto.url} ({reason}); retrying with backoff "
                     f"(attempt {self.failures}, next in {delay:.1f} s)",
                 )
+            elif immediate:
+                self.ctx.log.info("%s: connection %s recycled (%s)", ex, self.name, reason)
             else:
                 self.ctx.burst.event(f"lost:{self.name}", f"{ex}: connection {self.name} lost ({reason}); "
                                                           f"reconnecting in {delay:.1f} s")
@@ -252,6 +255,8 @@ class WsConnection:
         opened = time.monotonic()
         last_flush = opened
         stable = False
+        # connections opened together must not all recycle at the same moment: up to 5% earlier, at random
+        max_age = tn.max_conn_age_s * (1.0 - 0.05 * random.random())
         while True:
             await asyncio.sleep(tn.watchdog_interval_s)
             mono = time.monotonic()
@@ -261,7 +266,7 @@ class WsConnection:
             if mono - last_flush >= tn.flush_interval_s:
                 self.ctx.flush(proto.routes)
                 last_flush = mono
-            if mono - opened >= tn.max_conn_age_s:
+            if mono - opened >= max_age:
                 raise _Recycle("age limit: proactive reconnect")
             if proto.ping_sent_at and mono - proto.ping_sent_at > tn.ack_timeout_s:
                 raise _Recycle("no pong to keep-alive ping")
