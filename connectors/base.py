@@ -188,12 +188,12 @@ class Route:
         "subscribed_at", "topic",
     )
 
-    def __init__(self, key: str, channel: str, kind: str, asset: str, instrument: str, quote: str,
+    def __init__(self, key: str, channel: str, kind: Any, asset: str, instrument: str, quote: str,
                  cadence_s: float, topic: Any = None, scale: float = 1.0, critical: bool = True) -> None:
         self.key = key              # what the venue names it in frames
         self.topic = topic          # what to send to (un)subscribe it, when not ``key``
         self.channel = channel      # metric label: the venue's channel name, low cardinality
-        self.kind = kind            # decoder selector
+        self.kind: Any = kind       # decoder selector: the connector's own constants
         self.asset = asset
         self.instrument = instrument
         self.quote = quote

@@ -91,7 +91,7 @@ class BinanceProtocol(WsProtocol):
         self._clock = ctx.clock
         self._slow = {MARK: self._mark, TRADE: self._trade, KLINE: self._kline, COMPOSITE: self._composite}
         self.handle_generic = self._make_handler()
-        self.handle = self._make_fast_handler(self.handle_generic)  # type: ignore[method-assign]
+        self.handle = self._make_fast_handler(self.handle_generic)  # type: ignore[method-assign,assignment]
 
     def subscribe_frame(self, req_id: int, routes: list[Route], unsubscribe: bool = False) -> tuple[str, Any]:
         method = "UNSUBSCRIBE" if unsubscribe else "SUBSCRIBE"
@@ -130,7 +130,7 @@ class BinanceProtocol(WsProtocol):
             if r is None:
                 generic(raw)
                 return
-            d = m.data
+            d: Any = m.data  # one of the tagged structs; dispatched by exact class below
             cls = d.__class__
             if cls is book_cls:
                 bid = d.b

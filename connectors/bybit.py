@@ -252,8 +252,8 @@ class BybitProtocol(WsProtocol):
             if quoted and self.want_quotes:
                 self._sink(Quote(self._ex, r.asset, r.instrument, bid, ask, ts, now, r.quote))  # type: ignore[arg-type]
         if marked:
-            st.mark = mark
-            st.index = index
+            st.mark = mark  # type: ignore[assignment]  # _check_mark returned floats
+            st.index = index  # type: ignore[assignment]
             if mark:
                 self._sink(MarkPrice(self._ex, r.asset, r.instrument, mark, index or None, ts, now, r.quote))
         if derivs:
