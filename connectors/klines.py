@@ -155,12 +155,14 @@ async def fetch_history(source: SourceConfig, needs: dict[str, dict[int, int]], 
 
 
 def plan(needs: dict[str, dict[int, int]], constituents: Iterable[str]) -> dict[str, dict[int, int]]:
-    """Per-asset needs, with the index's own (``""``) spread over its constituents: no venue has klines
-    of our index, so its history is rebuilt from theirs."""
+    """Per-asset klines to fetch for ``needs`` (closed bars per asset and timeframe), with the index's own
+    (``""``) spread over its constituents: no venue has klines of our index, so its history is rebuilt from
+    theirs. One more bar than needed each: the last kline a venue returns is the one still forming, so
+    ``n`` closed bars (a 50-day average right from the start) take ``n + 1``."""
     out: dict[str, dict[int, int]] = {}
     for asset, per_tf in needs.items():
         targets = list(constituents) if asset == "" else [asset]
         for a in targets:
             for tf, n in per_tf.items():
-                out.setdefault(a, {})[tf] = max(n, out.get(a, {}).get(tf, 0))
+                out.setdefault(a, {})[tf] = max(n + 1, out.get(a, {}).get(tf, 0))
     return out

@@ -2,8 +2,11 @@
 
 A series keeps the bar being formed and a bounded deque of closed bars. Klines and ticks may be mixed:
 a closed kline of exactly the series' timeframe replaces whatever was aggregated for its bucket, finer
-klines are merged into the bucket, and anything older than the bar being formed is ignored (history only
-moves forward). Listeners are called with each bar as it closes, so indicators update in O(1).
+klines are merged into the bucket, and anything older than the last closed bar is ignored (history only
+moves forward). Klines between the last closed bar and the bar being formed are history arriving after
+live ticks started the current bar (the daemon evaluates before its kline bootstrap returns): they fill
+that gap, in order, as if they had come first. Listeners are called with each bar as it closes, so
+indicators update in O(1).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class CandleSeries:
         self.timeframe_s = timeframe_s
         self.closed: deque[Bar] = deque(maxlen=max(maxlen, 2))
         self.forming: Bar | None = None
+        self.backfill: Bar | None = None  # an older bucket's bar being filled by late history klines
         self.listeners: list[Callable[[Bar], None]] = []
 
     def ensure_capacity(self, n: int) -> None:
@@ -45,6 +49,12 @@ class CandleSeries:
         if bar is None:
             return
         self.forming = None
+        if self.backfill is not None:  # history that ended mid-bucket is as complete as it will get
+            back, self.backfill = self.backfill, None
+            self._append(back)
+        self._append(bar)
+
+    def _append(self, bar: Bar) -> None:
         self.closed.append(bar)
         for listener in self.listeners:
             listener(bar)
@@ -87,6 +97,19 @@ class CandleSeries:
         if timeframe_s > tf or tf % timeframe_s:
             return False
         b = self.bucket(open_ts)
+        live = self.forming
+        if live is not None and b < live.open_ts and not (self.closed and b <= self.closed[-1].open_ts):
+            # history behind the live bar: fill the gap with the live bar set aside meanwhile
+            self.forming, self.backfill = self.backfill, None
+            try:
+                return self._merge(b, open_ts, timeframe_s, o, h, low, c, v, closed)
+            finally:
+                self.backfill, self.forming = self.forming, live
+        return self._merge(b, open_ts, timeframe_s, o, h, low, c, v, closed)
+
+    def _merge(self, b: float, open_ts: float, timeframe_s: int, o: float, h: float, low: float, c: float,
+               v: float, closed: bool) -> bool:
+        tf = self.timeframe_s
         if not self._advance(b):
             return False
         if timeframe_s == tf:

@@ -5,6 +5,7 @@ percentage) or ``| humanize`` (1.2M). Templates are parsed at load time; renderi
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,18 @@ def _humanize(v: Any) -> str:
     return f"{v:.4g}"
 
 
+def _pct(v: Any) -> str:
+    """A ratio as a percentage: two decimals, or two significant digits below 0.1% (a funding rate of
+    -0.005% per 8 h must not read "-0.01%" or "-0.00%")."""
+    if not isinstance(v, int | float) or isinstance(v, bool):
+        return _default(v)
+    p = v * 100
+    if p == 0 or abs(p) >= 0.1:
+        return f"{p:.2f}%"
+    digits = 1 - math.floor(math.log10(abs(p)))
+    return f"{p:.{digits}f}".rstrip("0") + "%"
+
+
 def _default(v: Any) -> str:
     if v is None:
         return "n/a"
@@ -45,7 +58,7 @@ def _default(v: Any) -> str:
 def _filter(text: str, offset: int) -> Callable[[Any], str]:
     text = text.strip()
     if text == "pct":
-        return lambda v: f"{v * 100:.2f}%" if isinstance(v, int | float) else _default(v)
+        return _pct
     if text == "humanize":
         return _humanize
     m = _PRINTF.match(text)

@@ -55,6 +55,31 @@ def test_finer_klines_aggregate_and_an_exact_kline_replaces_them() -> None:
     assert (s.closed[-1].open, s.closed[-1].volume) == (5, 42.0)
 
 
+def test_history_arriving_after_live_ticks_fills_the_gap_behind_the_live_bar() -> None:
+    s = CandleSeries(DAY)
+    sma = SMA(3)
+    s.listeners.append(sma.on_bar)
+    now = 10 * DAY + 3600
+    s.tick(now, 120.0)  # live ticks started today's bar before the kline history came back
+    for d in range(7, 10):
+        s.add(d * DAY, DAY, 100 + d, 101 + d, 99 + d, 100 + d, 1.0, True)
+    s.add(10 * DAY, DAY, 110, 121, 109, 119, 0.0, False)  # the venue's forming kline of today
+    assert [b.open_ts for b in s.closed] == [7 * DAY, 8 * DAY, 9 * DAY]
+    assert sma.value == pytest.approx(108.0)
+    assert s.forming is not None and (s.forming.open_ts, s.forming.high) == (10 * DAY, 121)
+    s.add(8 * DAY, DAY, 1, 1, 1, 1, 1.0, True)  # behind the last closed bar: ignored
+    assert s.closed[-1].close == 109
+    # finer history klines behind the live bar aggregate into their own bucket and close it in order
+    h = CandleSeries(DAY)
+    h.tick(now, 5.0)
+    for i in range(24):
+        h.add(9 * DAY + i * 3600, 3600, 50 + i, 51 + i, 49 + i, 50.5 + i, 1.0, True)
+    assert [(b.open_ts, b.open, b.high, b.low, b.close, b.volume) for b in h.closed] == [
+        (9 * DAY, 50, 74, 49, 73.5, 24.0)]
+    h.add(8 * DAY + 3600, 3600, 1, 1, 1, 1, 1.0, True)
+    assert h.forming is not None and h.forming.open_ts == 10 * DAY and h.backfill is None
+
+
 @given(st.lists(st.floats(1, 1e6), min_size=1, max_size=200), st.integers(1, 30))
 @settings(max_examples=50)
 def test_sma_and_ema_match_their_definitions(closes: list[float], n: int) -> None:
@@ -221,3 +246,26 @@ def test_live_constituent_klines_credit_usd_volume_to_index_bars() -> None:
     b.on_candle(kline(7200, 1.0, tf=60))  # a kline of the index itself: constituent credit stops
     b.on_candle(kline(7200, 50.0, tf=60, asset="BTC", volume=2.0))
     assert b.series[("", 3600)].forming.volume == 1.0
+
+
+def test_bootstrap_after_the_first_evaluation_still_gives_the_50_day_average(tmp_path) -> None:
+    """The daemon evaluates as soon as the index is built; the kline history may come back later."""
+    from rules.stage import RuleStage
+    from tests.rules_support import config_for
+
+    f = tmp_path / "r.yaml"
+    f.write_text('groups:\n  - name: g\n    rules:\n      - {name: M, expr: \'price < sma(50, "1d")\', '
+                 'action: notify}\n')
+    stage = RuleStage(config_for(f), 0.0)
+    now = 60 * DAY + 120
+    snap = {"index": "HW", "ts": now, "level": 60.0, "status": "ok",
+            "constituents": {"BTC": {"price": 100.0, "units": 1.0}, "ETH": {"price": 10.0, "units": 2.0}}}
+    stage.evaluate(snap, now)
+    assert stage.env["sma_50_1d"] is None
+    # 50 closed days and today's forming kline, as a venue answers
+    klines = [kline(d * DAY, 100.0 + d, asset=a, closed=d < 60) for d in range(10, 61) for a in ("BTC", "ETH")]
+    stage.bootstrap(klines)
+    stage.evaluate({**snap, "ts": now + 1}, now + 1)
+    # divisor (100 + 2 x 10) / 60 = 2: each day's index close is (BTC + 2 ETH) / 2
+    closes = [(100.0 + d) * 3 / 2 for d in range(10, 60)]
+    assert stage.env["sma_50_1d"] == pytest.approx(sum(closes) / 50)

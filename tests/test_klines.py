@@ -4,6 +4,7 @@ endpoints (including paging back past a venue's page limit)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,7 @@ from connectors.instruments import Instrument
 from connectors.simulator import Simulator, load_scenario
 from service.config import SourceConfig
 from service.errors import RejectedMessage
+from tests.rules_support import stage_for
 
 NOW = 1_700_000_000.0
 BTC = Instrument("BTC", "BTCUSDT", "USDT")
@@ -63,7 +65,8 @@ def test_bad_rows_are_rejected(row: list[str]) -> None:
 
 def test_plan_spreads_index_needs_over_constituents() -> None:
     got = klines.plan({"": {3600: 24, 86400: 183}, "BTC": {86400: 400}}, ["BTC", "ETH"])
-    assert got == {"BTC": {3600: 24, 86400: 400}, "ETH": {3600: 24, 86400: 183}}
+    # one more bar each: the last kline is still forming
+    assert got == {"BTC": {3600: 25, 86400: 401}, "ETH": {3600: 25, 86400: 184}}
 
 
 @pytest.fixture
@@ -94,3 +97,26 @@ async def test_unknown_asset_is_skipped(sim: Simulator) -> None:
     src = SourceConfig(exchange=ep.exchange, name=ep.name, symbols=("BTC", "NOPE"), rest_url=ep.rest_url)
     candles = await klines.fetch_history(src, {"NOPE": {86400: 5}, "BTC": {86400: 5}})
     assert {c.asset for c in candles} == {"BTC"}
+
+
+async def test_planned_history_gives_a_50_day_average_from_the_start(sim: Simulator, tmp_path: Path) -> None:
+    """What the daemon fetches for the rules' needs leaves them their full count of closed bars: the venues'
+    last kline is still forming, so a 50-day average needs 51 daily klines."""
+    stage = stage_for(tmp_path, """
+groups:
+  - name: g
+    rules:
+      - {name: A, expr: 'price < sma(50, "1d") and asset_sma("BTC", 20, "1d") > 0', action: notify}
+""")
+    ep = sim.endpoints[0]
+    src = SourceConfig(exchange=ep.exchange, name=ep.name, symbols=("BTC", "ETH"), rest_url=ep.rest_url)
+    assert sim.path is not None
+    now = sim.path.now_ms / 1000.0
+    stage.bootstrap(await klines.fetch_history(src, klines.plan(stage.history_needed(), ["BTC", "ETH"]),
+                                               clock=lambda: now))
+    prices = {a: sim.reference_price(a) for a in ("BTC", "ETH")}
+    snapshot = {"index": "HW", "ts": now, "level": 1000.0, "status": "ok", "divisor": 1.0,
+                "constituents": {a: {"price": p, "units": 500.0 / p} for a, p in prices.items()}}
+    stage.evaluate(snapshot, now)
+    signals = stage.state()["signals"]
+    assert signals["sma_50_1d"] is not None and signals["asset_sma_BTC_20_1d"] is not None

@@ -130,25 +130,30 @@ def test_bundled_scenarios_load(name: str) -> None:
 
 
 def test_four_phase_story_plays_out() -> None:
-    """Resistance approached, a break below the 50-day average, the fall, then support."""
+    """The equal-weighted basket climbs towards the month's highest close, breaks below its 50-day average,
+    falls on, then holds just above the month's lowest close while funding is negative."""
     from connectors.simulator import load_scenario
 
     sc = load_scenario("four_phase.yaml")
     path = PricePath(sc, sc.start_time_ms or START)
-    hist = path.history["BTC"]
-    closes = [hist[i] for i in range(23, len(hist), 24)]
-    resistance = max(hist[-24 * 30 :])
-    days = []
-    for _ in range(7):
-        for _ in range(round(86_400 / sc.tick_interval_s)):
+    p0 = {a: path.price(a) for a in path.names}
+
+    def basket(prices: dict[str, float]) -> float:
+        return 1000.0 * sum(prices[a] / p0[a] for a in path.names) / len(path.names)
+
+    hours = len(path.history["BTC"])
+    daily = [basket({a: path.history[a][i] for a in path.names}) for i in range(hours - 1, -1, -24)][::-1]
+    sma50, high, low = sum(daily[-50:]) / 50, max(daily[-30:]), min(daily[-30:])
+    minutes = []  # the basket at the end of each simulated minute
+    for _ in range(90):
+        for _ in range(round(60 / sc.tick_interval_s)):
             path.step()
-        closes.append(path.price("BTC"))
-        days.append((path.price("BTC"), sum(closes[-50:]) / 50))
-    start = sc.assets["BTC"].price
-    assert start < days[1][0] < resistance * 1.01 and days[1][0] > days[1][1]  # 1: up towards resistance
-    assert days[2][0] < days[2][1]  # 2: below the 50-day average
-    assert days[4][0] < days[2][0] * 0.97  # 3: the fall goes on
-    assert abs(days[6][0] / days[4][0] - 1) < 0.03  # 4: support
+        minutes.append(basket({a: path.price(a) for a in path.names}))
+    assert sma50 < 1000.0 < high
+    assert 0.98 * high < min(minutes[10:40]) and max(minutes[:40]) < high  # 1: up towards resistance
+    assert max(minutes[47:50]) < sma50  # 2: below the 50-day average
+    assert minutes[64] < 0.97 * minutes[49]  # 3: the fall goes on
+    assert low < min(minutes[65:]) and max(minutes[65:]) < 1.02 * low  # 4: support
     assert path.assets["BTC"].funding_rate < 0
 
 
