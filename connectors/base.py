@@ -115,6 +115,16 @@ class BurstLog:
             self._log.log(level, msg)
 
 
+def raise_if_cancelled() -> None:
+    """Re-raise a cancellation that a library swallowed. On Python 3.11 ``asyncio.wait_for`` and task groups
+    can surface a child's error instead of the ``CancelledError`` that arrived at the same moment; a
+    reconnect-forever loop that caught that error would then never stop. Every broad ``except`` in such a
+    loop calls this first."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 # --- numeric checks used by decoders -------------------------------------------------------------------
 
 
@@ -174,16 +184,16 @@ class Route:
 
     __slots__ = (
         "absurd_streak", "asset", "cadence_s", "channel", "count", "critical", "flushed", "instrument",
-        "key", "kind", "last", "quote", "ref", "resubscribed_at", "scale", "since", "state", "subscribed_at",
-        "topic",
+        "key", "kind", "last", "quote", "ref", "resubscribed_at", "scale", "seen", "since", "state",
+        "subscribed_at", "topic",
     )
 
-    def __init__(self, key: str, channel: str, kind: str, asset: str, instrument: str, quote: str,
+    def __init__(self, key: str, channel: str, kind: Any, asset: str, instrument: str, quote: str,
                  cadence_s: float, topic: Any = None, scale: float = 1.0, critical: bool = True) -> None:
         self.key = key              # what the venue names it in frames
         self.topic = topic          # what to send to (un)subscribe it, when not ``key``
         self.channel = channel      # metric label: the venue's channel name, low cardinality
-        self.kind = kind            # decoder selector
+        self.kind: Any = kind       # decoder selector: the connector's own constants
         self.asset = asset
         self.instrument = instrument
         self.quote = quote
@@ -194,7 +204,8 @@ class Route:
         self.critical = critical
         self.count = 0
         self.flushed = 0
-        self.last = 0.0             # receive time of the last message (clock seconds)
+        self.last = 0.0             # when a valid message was last seen (clock seconds)
+        self.seen = 0               # ``count`` when the watchdog last looked
         self.ref = 0.0              # last accepted price, for the absurd-jump check
         self.absurd_streak = 0
         self.state = FeedState.CONNECTING

@@ -73,8 +73,8 @@ _FAST = msgspec.json.Decoder(_Combined, strict=False)
 
 
 class BinanceProtocol(WsProtocol):
-    """Combined-stream protocol of one Binance connection. ``handle`` is the hot path: one ``loads``, one
-    dict lookup by stream name (precomputed at subscribe time), the bookTicker decode inlined."""
+    """Combined-stream protocol of one Binance connection. ``handle`` is the hot path: one typed decode, one
+    dict lookup by stream name (precomputed at subscribe time), the bookTicker and aggTrade decode inlined."""
 
     send_gap_s = 0.25   # 4 client frames/s at most: the venue allows 10 incoming messages/s a connection
     subscribe_batch = 50
@@ -91,7 +91,7 @@ class BinanceProtocol(WsProtocol):
         self._clock = ctx.clock
         self._slow = {MARK: self._mark, TRADE: self._trade, KLINE: self._kline, COMPOSITE: self._composite}
         self.handle_generic = self._make_handler()
-        self.handle = self._make_fast_handler(self.handle_generic)  # type: ignore[method-assign]
+        self.handle = self._make_fast_handler(self.handle_generic)  # type: ignore[method-assign,assignment]
 
     def subscribe_frame(self, req_id: int, routes: list[Route], unsubscribe: bool = False) -> tuple[str, Any]:
         method = "UNSUBSCRIBE" if unsubscribe else "SUBSCRIBE"
@@ -130,8 +130,7 @@ class BinanceProtocol(WsProtocol):
             if r is None:
                 generic(raw)
                 return
-            r.last = now
-            d = m.data
+            d: Any = m.data  # one of the tagged structs; dispatched by exact class below
             cls = d.__class__
             if cls is book_cls:
                 bid = d.b
@@ -167,11 +166,14 @@ class BinanceProtocol(WsProtocol):
 
     def _mark_fast(self, r: Route, d: _Mark, now: float) -> None:
         ts = d.E / 1000.0
-        mark = positive(d.p, "mark")
+        mark = d.p
+        if not 0.0 < mark < MAX_PRICE:
+            positive(mark, "mark")
         r.check_jump(mark)
-        index = None
-        if d.i:
-            index = positive(d.i, "index")
+        index = d.i or None
+        if index is not None:
+            if not 0.0 < index < MAX_PRICE:
+                positive(index, "index")
             if not (mark < index * MAX_JUMP_FACTOR and index < mark * MAX_JUMP_FACTOR):
                 raise RejectedMessage("absurd", "index")
         funding = None
@@ -213,7 +215,6 @@ class BinanceProtocol(WsProtocol):
             except (KeyError, TypeError):
                 control(msg)
                 return
-            r.last = now
             if r.kind:  # everything but bookTicker
                 slow[r.kind](r, d, now)
                 r.count += 1

@@ -25,7 +25,7 @@ from typing import Any
 import ccxt
 import ccxt.pro as ccxtpro
 
-from connectors.base import Backoff, FeedContext, Route, Tuning, positive
+from connectors.base import Backoff, FeedContext, Route, Tuning, positive, raise_if_cancelled
 from connectors.venue import CHANNELS, DEFAULT_CHANNELS
 from service.config import SourceConfig
 from service.errors import FeedError, RejectedMessage
@@ -50,6 +50,12 @@ def default_factory(source: SourceConfig) -> Any:
     if source.rest_url or source.ws_url:
         ex.urls["api"] = _override(ex.urls.get("api"), source.rest_url, source.ws_url)
     return ex
+
+
+def _known(exchange_id: str) -> bool:
+    import ccxt.async_support as ccxt_async
+
+    return hasattr(ccxtpro, exchange_id) or hasattr(ccxt_async, exchange_id)
 
 
 def _override(node: Any, rest: str | None, ws: str | None) -> Any:
@@ -91,6 +97,8 @@ class CcxtConnector:
             raise FeedError(f"{self.name}: unknown channels {unknown}; known: {', '.join(CHANNELS)}")
         self.channels = frozenset(channels)
         self.factory = exchange_factory
+        if exchange_factory is default_factory and not _known(source.exchange):
+            raise FeedError(f"{self.name}: ccxt has no exchange {source.exchange!r}")
         self.ex: Any = None
         self.routes: list[Route] = []
         self.state = "loading markets"
@@ -126,6 +134,7 @@ class CcxtConnector:
             try:
                 markets = await self.ex.load_markets()
             except ccxt.BaseError as exc:
+                raise_if_cancelled()
                 self.ctx.burst.event("markets", f"{self.name}: cannot load markets ({_describe(exc)}); "
                                                 "retrying with backoff")
                 await asyncio.sleep(backoff.next())
@@ -142,8 +151,8 @@ class CcxtConnector:
                 self.ctx.log.warning("%s: no %s market for %s; skipped", self.name, self.source.quote, asset)
                 continue
             contract = bool(m.get("contract") or m.get("swap"))
-            args = (asset, m["id"], m["quote"])
-            sym = m["symbol"]
+            args = (asset, str(m.get("id")), str(m.get("quote")))
+            sym = m.get("symbol")
             if self.channels & {"quotes", "mark"}:
                 ws = bool(has.get("watchTicker"))
                 out.append(Route(f"ticker:{sym}", "ticker", "watch" if ws else "poll", *args,
@@ -173,7 +182,8 @@ class CcxtConnector:
         while True:
             try:
                 if r.kind == "watch":
-                    data = await asyncio.wait_for(call(r.topic), tn.silence_bound(r.cadence_s))
+                    async with asyncio.timeout(tn.silence_bound(r.cadence_s)):
+                        data = await call(r.topic)
                 else:
                     data = await call(r.topic)
             except TimeoutError:
@@ -185,6 +195,7 @@ class CcxtConnector:
                 self.ctx.log.warning("%s: %s switched off: %s", self.name, r.key, _describe(exc))
                 return
             except Exception as exc:  # ccxt errors, and library bugs on odd input: back off, never crash
+                raise_if_cancelled()
                 self._down(r, _describe(exc))
                 await asyncio.sleep(backoff.next())
                 continue

@@ -86,7 +86,8 @@ class OkxProtocol(WsProtocol):
             text, _ = self.subscribe_frame(0, batch, unsubscribe)
             await self.send(text)
             try:
-                await asyncio.wait_for(asyncio.gather(*futs), self.ctx.tuning.ack_timeout_s)
+                async with asyncio.timeout(self.ctx.tuning.ack_timeout_s):
+                    await asyncio.gather(*futs)
             except TimeoutError:
                 raise ProtocolError(f"no reply to {op}") from None
 
@@ -104,7 +105,6 @@ class OkxProtocol(WsProtocol):
         if r is None or r.kind != TICKERS:
             self.handle_generic(raw, now)
             return
-        r.last = now
         sink = self._sink
         for row in m.data:
             bid = row.bidPx
@@ -132,7 +132,6 @@ class OkxProtocol(WsProtocol):
         except (KeyError, TypeError):
             self._control(msg)
             return
-        r.last = now
         if not isinstance(rows, list):
             raise RejectedMessage("malformed", "data")
         decode = self._decode[r.kind]
@@ -149,10 +148,11 @@ class OkxProtocol(WsProtocol):
             self.resolve((event, arg.get("channel"), arg.get("instId")))
         elif event == "error":
             detail = f"refused: {msg.get('code')} {msg.get('msg')}"
-            for key in list(self._acks):
-                self.resolve(key, detail)
-            if not self._acks:
-                self.ctx.log.warning("%s: venue error %s", self._ex, detail)
+            pending = list(self._acks)
+            for key in pending:
+                self.resolve(key, detail)  # the request failed: the connection is retried with backoff
+            if not pending:  # an error nobody waits for: say so, once per burst
+                self.ctx.burst.event(f"venue-error:{msg.get('code')}", f"{self._ex}: venue error {detail}")
 
     # -- decoders: one data row each ------------------------------------------------------------------------
     def _tickers(self, r: Route, d: dict[str, Any], now: float) -> None:

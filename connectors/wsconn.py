@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from connectors.base import Backoff, FeedContext, Route
+from connectors.base import Backoff, FeedContext, Route, raise_if_cancelled
 from service.errors import FeedError, ProtocolError, RejectedMessage
 from service.events import FeedState
 
@@ -100,7 +101,8 @@ class WsProtocol:
             await self.send(text)
             if fut is not None:
                 try:
-                    await asyncio.wait_for(fut, self.ctx.tuning.ack_timeout_s)
+                    async with asyncio.timeout(self.ctx.tuning.ack_timeout_s):
+                        await fut
                 except TimeoutError:
                     self._acks.pop(key, None)
                     raise ProtocolError(f"no reply to {'un' if unsubscribe else ''}subscribe") from None
@@ -156,9 +158,12 @@ class WsConnection:
                 reason = str(exc)
                 immediate = reason.startswith("age")
             except BaseExceptionGroup as eg:
+                raise_if_cancelled()
                 reason = _describe(_first(eg))
             except Exception as exc:  # every failure of one connection ends in a reconnect, never a crash
+                raise_if_cancelled()
                 reason = _describe(exc)
+            raise_if_cancelled()
             self.last_error = reason
             self._down(reason)
             if up_since is not None and time.monotonic() - up_since >= tn.stable_after_s:
@@ -171,6 +176,8 @@ class WsConnection:
                     f"{ex}: cannot connect {self.name} to {self.proto.url} ({reason}); retrying with backoff "
                     f"(attempt {self.failures}, next in {delay:.1f} s)",
                 )
+            elif immediate:
+                self.ctx.log.info("%s: connection %s recycled (%s)", ex, self.name, reason)
             else:
                 self.ctx.burst.event(f"lost:{self.name}", f"{ex}: connection {self.name} lost ({reason}); "
                                                           f"reconnecting in {delay:.1f} s")
@@ -190,9 +197,15 @@ class WsConnection:
         self.ctx.connection_up(True)
         self._set_state(FeedState.CONNECTED, self.proto.url)
         try:
+            # The receive loop runs in the group's body, not in a child task: a failing housekeeping task
+            # then cancels the body and the group's own cancel bookkeeping on this task balances out
+            # (on Python 3.11 a group whose body has already finished leaves its task marked cancelling).
             async with asyncio.TaskGroup() as tg:
-                recv = tg.create_task(self._receive(ws), name=f"{self.ctx.exchange}:{self.name}:recv")
-                tg.create_task(self._housekeeping(ws, recv), name=f"{self.ctx.exchange}:{self.name}:house")
+                house = tg.create_task(self._housekeeping(ws), name=f"{self.ctx.exchange}:{self.name}:house")
+                try:
+                    await self._receive(ws)
+                finally:
+                    house.cancel()
         finally:
             self.proto.ws = None
             self.ctx.flush(self.proto.routes)
@@ -218,16 +231,13 @@ class WsConnection:
             if self._recycle is None:
                 raise FeedError(f"closed by peer: {exc}") from exc
 
-    async def _housekeeping(self, ws: ClientConnection, recv: asyncio.Task[None]) -> None:
+    async def _housekeeping(self, ws: ClientConnection) -> None:
         try:
             await self._subscribe_all()
             await self._loop(ws)
         except _Recycle as exc:
             self._recycle = str(exc)
-            await ws.close()
-        except BaseException:
-            recv.cancel()
-            raise
+            await ws.close()  # ends the receive loop
 
     async def _subscribe_all(self) -> None:
         routes = self.proto.routes
@@ -245,6 +255,8 @@ class WsConnection:
         opened = time.monotonic()
         last_flush = opened
         stable = False
+        # connections opened together must not all recycle at the same moment: up to 5% earlier, at random
+        max_age = tn.max_conn_age_s * (1.0 - 0.05 * random.random())
         while True:
             await asyncio.sleep(tn.watchdog_interval_s)
             mono = time.monotonic()
@@ -254,7 +266,7 @@ class WsConnection:
             if mono - last_flush >= tn.flush_interval_s:
                 self.ctx.flush(proto.routes)
                 last_flush = mono
-            if mono - opened >= tn.max_conn_age_s:
+            if mono - opened >= max_age:
                 raise _Recycle("age limit: proactive reconnect")
             if proto.ping_sent_at and mono - proto.ping_sent_at > tn.ack_timeout_s:
                 raise _Recycle("no pong to keep-alive ping")
@@ -268,6 +280,9 @@ class WsConnection:
         tn = self.ctx.tuning
         newly: list[Route] = []
         for r in self.proto.routes:
+            if r.count != r.seen:  # the hot path only counts; time is taken here, at watchdog resolution
+                r.seen = r.count
+                r.last = now
             bound = tn.silence_bound(r.cadence_s)
             if r.state == FeedState.SILENT:
                 if r.last > r.since:

@@ -31,6 +31,10 @@ class Section(BaseModel):
 # --- sources -------------------------------------------------------------------------------------------
 
 
+# What a source can subscribe; ``channels: null`` means every one but candles.
+FeedChannel = Literal["quotes", "trades", "mark", "funding", "open_interest", "candles", "composite_index"]
+
+
 class SourceConfig(Section):
     """One venue connection set. ``symbols`` are asset names (``BTC``); the connector maps them to the
     venue's instruments from the venue's own instrument list."""
@@ -40,7 +44,7 @@ class SourceConfig(Section):
     symbols: tuple[str, ...]
     ws_url: str | None = None
     rest_url: str | None = None
-    channels: tuple[str, ...] | None = None
+    channels: tuple[FeedChannel, ...] | None = None
     quote: str = "USDT"
     open_interest_poll_s: float = Field(default=10.0, gt=0)
     max_streams_per_connection: int = Field(default=200, ge=1, le=1024)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import time
@@ -329,3 +330,23 @@ async def test_no_websocket_service_keeps_retrying(venue: FakeBinance,
         assert len(warnings) <= 2, [r.getMessage() for r in warnings]
     finally:
         await dead.stop()
+
+
+async def test_unreadable_instrument_list_is_retried_not_fatal(venue: FakeBinance) -> None:
+    broken = {"symbols": [{"contractType": "PERPETUAL", "status": "TRADING", "quoteAsset": "USDT"}]}
+    venue.rest["/fapi/v1/exchangeInfo"] = lambda q: broken
+    async with running(src(venue, symbols=["BTC"], channels=["quotes"])) as (conn, ev, _m):
+        await wait_for(lambda: venue.rest_hits.get("/fapi/v1/exchangeInfo", 0) >= 3, 5, "retries")
+        assert conn.status()["state"] == "resolving instruments"
+        venue.rest["/fapi/v1/exchangeInfo"] = lambda q: EXCHANGE_INFO
+        await wait_for(lambda: of(ev, Quote), 5, "quotes once the list is readable")
+
+
+async def test_connections_are_recycled_before_the_age_limit(venue: FakeBinance) -> None:
+    tuning = dataclasses.replace(FAST, max_conn_age_s=0.3, backoff_base_s=5.0, backoff_cap_s=5.0)
+    async with running(src(venue, symbols=["BTC"], channels=["quotes"]), tuning) as (conn, ev, _m):
+        # with a 5 s backoff, three connections within 3 s means the recycles reconnected at once
+        await wait_for(lambda: venue.connects >= 3, 3, "recycled connections")
+        assert "age limit" in conn.status()["connections"]["public-0"]["last_error"]
+        n = len(of(ev, Quote))
+        await wait_for(lambda: len(of(ev, Quote)) > n + 3, 2, "quotes keep flowing")

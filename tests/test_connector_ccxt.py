@@ -17,6 +17,7 @@ from websockets.asyncio.server import ServerConnection
 from connectors import build_connector, ccxt_generic
 from connectors.ccxt_generic import CcxtConnector, pick_market
 from service.config import SourceConfig
+from service.errors import FeedError
 from service.events import FeedStatus, Funding, OpenInterest, Quote
 from service.metrics import Metrics
 from tests.connector_fakes import FakeVenue, metric, of, running
@@ -108,6 +109,8 @@ def test_market_choice_prefers_the_linear_swap() -> None:
 def test_factory_routes_unknown_ids_to_ccxt() -> None:
     conn = build_connector(src(exchange="deribit"), [].append, Metrics())
     assert isinstance(conn, CcxtConnector)
+    with pytest.raises(FeedError, match="no exchange"):
+        build_connector(src(exchange="nosuchvenue"), [].append, Metrics())
 
 
 async def test_rest_polling_path(venue: FakeBinanceSpot, monkeypatch: pytest.MonkeyPatch) -> None:

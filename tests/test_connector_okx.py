@@ -3,6 +3,7 @@ OKX-speaking server on loopback (per-argument acks, text ping/pong, errors, drop
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -12,6 +13,7 @@ import orjson
 import pytest
 from websockets.asyncio.server import ServerConnection
 
+from connectors import build_connector
 from connectors.base import FeedContext, Route
 from connectors.instruments import okx_swaps
 from connectors.okx import (
@@ -242,3 +244,17 @@ async def test_silent_channel_and_garbage(venue: FakeOkx) -> None:
         assert metric(m, "hedgewatch_messages_rejected_total", exchange="okx", reason="absurd") == 1
         n = len(of(ev, Quote))
         await wait_for(lambda: len(of(ev, Quote)) > n + 3, 3, "quotes keep flowing")
+
+
+async def test_cancellation_is_never_swallowed_while_failing(venue: FakeOkx) -> None:
+    """Cancel the connector at many moments of a refuse-and-retry cycle: it must stop every time."""
+    venue.refuse = True
+    source = src(venue, symbols=["BTC"], channels=["quotes"])
+    for i in range(30):
+        conn = build_connector(source, [].append, Metrics(), tuning=FAST)
+        task = asyncio.create_task(conn.run(), name=f"connector-{i}")
+        await asyncio.sleep(0.003 * i)  # the moment of cancellation is the variable under test
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=2)
+        assert done, f"connector ignored its cancellation (attempt {i})"
+        assert task.cancelled()

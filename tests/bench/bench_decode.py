@@ -129,6 +129,8 @@ async def simulator_frames(protocol: str, seconds: float = 1.5) -> list[dict[str
         return []
     import websockets
 
+    rates = {"binanceusdm": "{bookTicker: 200, aggTrade: 60, markPrice: 30}", "bybit": "{tickers: 200}",
+             "okx": "{tickers: 200}"}[protocol]
     scenario = parse_scenario(f"""
 seed: 5
 tick_interval_s: 0.005
@@ -141,7 +143,7 @@ venues:
     protocol: {protocol}
     noise_bps: 1
     spread_bps: 0.5
-    rates: {{bookTicker: 200, aggTrade: 60, markPrice: 30, tickers: 200}}
+    rates: {rates}
 """)
     frames: list[dict[str, Any]] = []
     async with Simulator(scenario) as sim:

@@ -1,0 +1,90 @@
+"""The shared connector machinery: backoff, burst-limited logging, numeric checks, the absurd-jump guard."""
+
+from __future__ import annotations
+
+import logging
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from connectors.base import Backoff, BurstLog, Route, Tuning, ms, num, positive
+from service.errors import RejectedMessage
+
+
+@given(st.integers(min_value=0, max_value=60), st.integers(min_value=0, max_value=2**32))
+def test_backoff_is_jittered_capped_exponential(attempt: int, seed: int) -> None:
+    b = Backoff(0.5, 30.0, random.Random(seed))
+    b.attempt = attempt
+    d = min(30.0, 0.5 * 2.0 ** attempt)
+    assert d / 2 <= b.next() <= d
+
+
+def test_backoff_resets() -> None:
+    b = Backoff(0.5, 30.0, random.Random(1))
+    delays = [b.next() for _ in range(10)]
+    assert delays[-1] >= 15.0 and max(delays) <= 30.0
+    b.reset()
+    assert b.next() <= 0.5
+
+
+def test_burst_log_one_line_then_summaries(caplog: pytest.LogCaptureFixture) -> None:
+    now = [0.0]
+    log = BurstLog(logging.getLogger("hedgewatch.test"), 60.0, clock=lambda: now[0])
+    caplog.set_level(logging.INFO, "hedgewatch.test")
+    for i in range(100):  # 100 failures within 50 s: one line
+        now[0] = i * 0.5
+        log.event("connect", "cannot connect")
+    assert [r.getMessage() for r in caplog.records] == ["cannot connect"]
+    now[0] = 61.0
+    log.event("connect", "cannot connect")
+    assert caplog.records[-1].getMessage() == "cannot connect (99 more since the last report)"
+    log.clear("connect", "connected")
+    log.clear("connect", "connected")  # nothing open any more: no second line
+    assert [r.getMessage() for r in caplog.records][-1] == "connected"
+    assert len(caplog.records) == 3
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    (float("nan"), "non_finite"), (float("inf"), "non_finite"), (-1.0, "non_positive"), (0.0, "non_positive"),
+    (2e9, "absurd"),
+])
+def test_positive_rejects(value: float, reason: str) -> None:
+    with pytest.raises(RejectedMessage) as info:
+        positive(value, "price")
+    assert info.value.reason == reason
+
+
+def test_num_and_ms() -> None:
+    assert num({"p": "1.5"}, "p") == 1.5
+    with pytest.raises(RejectedMessage, match="missing_field"):
+        num({}, "p")
+    with pytest.raises(RejectedMessage, match="non_numeric"):
+        num({"p": None}, "p")
+    assert ms("1786540471710") == 1786540471.71
+    with pytest.raises(RejectedMessage, match="non_numeric"):
+        ms("soon")
+
+
+def test_jump_guard_and_its_reset() -> None:
+    r = Route("k", "c", 0, "BTC", "BTCUSDT", "USDT", 0.1)
+    r.check_jump(100.0)
+    r.check_jump(250.0)   # within 3x
+    with pytest.raises(RejectedMessage, match="absurd"):
+        r.check_jump(1000.0)
+    r.check_jump(260.0)   # a good price ends the streak
+    rejected = 0
+    for _ in range(25):   # a lasting new level is adopted after the streak limit
+        try:
+            r.check_jump(10_000.0)
+        except RejectedMessage:
+            rejected += 1
+    assert rejected == 19 and r.ref == 10_000.0
+
+
+def test_silence_bound() -> None:
+    t = Tuning()
+    assert t.silence_bound(0.1) == 3.0
+    assert t.silence_bound(1.0) == 5.0
+    assert t.silence_bound(60.0) == 300.0
