@@ -29,13 +29,18 @@ TICKERS, TRADES, KLINE = range(3)
 KLINE_S = {"1": 60, "3": 180, "5": 300, "15": 900, "30": 1800, "60": 3600, "240": 14400, "D": 86400}
 
 
+QUOTE_CONFIRM_S = 1.0
+
+
 class TickerState:
     """Merged ``tickers`` state of one symbol: the last accepted value of every field we use."""
 
-    __slots__ = ("ask", "bid", "cs", "index", "interval_h", "mark", "next_ts", "oi", "oi_value", "rate")
+    __slots__ = ("ask", "bid", "cs", "index", "interval_h", "mark", "next_ts", "oi", "oi_value", "quoted_at",
+                 "rate")
 
     def __init__(self) -> None:
         self.bid = self.ask = self.mark = self.index = self.rate = self.oi = 0.0
+        self.quoted_at = 0.0  # venue time of the last Quote emitted
         self.oi_value: float | None = None
         self.interval_h = 0.0
         self.next_ts: float | None = None
@@ -250,7 +255,13 @@ class BybitProtocol(WsProtocol):
             st.bid = bid
             st.ask = ask  # type: ignore[assignment]
             if quoted and self.want_quotes:
+                st.quoted_at = ts
                 self._sink(Quote(self._ex, r.asset, r.instrument, bid, ask, ts, now, r.quote))  # type: ignore[arg-type]
+        elif self.want_quotes and st.bid and ts - st.quoted_at >= QUOTE_CONFIRM_S:
+            # A delta without bid1/ask1 says the top of book is unchanged as of ts. Re-stating the quote
+            # (at most once a second) keeps a quiet but live book from aging into "stale" at the oracle.
+            st.quoted_at = ts
+            self._sink(Quote(self._ex, r.asset, r.instrument, st.bid, st.ask, ts, now, r.quote))
         if marked:
             st.mark = mark  # type: ignore[assignment]  # _check_mark returned floats
             st.index = index  # type: ignore[assignment]

@@ -49,9 +49,9 @@ class HttpServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()
-        server = site._server
-        if server is not None and server.sockets:  # type: ignore[union-attr]
-            self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        for addr in self._runner.addresses:  # the bound port, when 0 asked the OS for a free one
+            self.port = int(addr[1])
+            break
         log.info("http listening on %s:%d (/metrics /healthz /readyz /state)", self.host, self.port)
         return self.port
 

@@ -59,6 +59,22 @@ def test_recorded_snapshot_then_delta() -> None:
     assert out == [MarkPrice("bybit", "BTC", "BTCUSDT", 63958.6, 63986.66, 1786540397.983, 1000.0, "USDT")]
 
 
+def test_quiet_book_is_restated_at_most_once_a_second() -> None:
+    """Deltas without bid1/ask1 mean the top of book is unchanged; the quote is re-stated (with the delta's
+    venue time) once a second so a quiet, live book does not age into "stale" at the oracle."""
+    out: list[Any] = []
+    p = make_proto(out)
+    p.handle(orjson.dumps(RECORDED["messages"][0]))  # snapshot at ...397.684
+    out.clear()
+    for i, ts_ms in enumerate((1786540398000, 1786540398500, 1786540398700, 1786540399900)):
+        p.handle(orjson.dumps({"topic": "tickers.BTCUSDT", "type": "delta",
+                               "data": {"symbol": "BTCUSDT", "indexPrice": f"{63986.0 + i}"},
+                               "cs": 760580218857 + i, "ts": ts_ms}))
+    quotes = [e for e in out if isinstance(e, Quote)]
+    assert [q.ts_exchange for q in quotes] == [1786540398.7, 1786540399.9]
+    assert all((q.bid, q.ask) == (63958.6, 63958.7) for q in quotes)
+
+
 def test_delta_merges_and_bad_delta_leaves_state_intact() -> None:
     out: list[Any] = []
     p = make_proto(out)
