@@ -11,6 +11,7 @@ import typer
 
 from service.config import Config, load_config
 from service.errors import ConfigError, HedgewatchError, Problem
+from rules.stage import check_rules
 from service.logs import setup_logging
 from service.notify.cli import notify_app
 
@@ -75,21 +76,15 @@ def check(file: Path) -> None:
     except ConfigError as exc:
         _print_problems(exc.problems)
         raise typer.Exit(1) from exc
-    problems = _check_rules(cfg, file)
+    problems = _check_rules(cfg)
     if problems:
         _print_problems(problems)
         raise typer.Exit(1)
     typer.echo(f"{file}: ok ({len(cfg.sources)} sources, index {cfg.index.name})")
 
 
-def _check_rules(cfg: Config, config_file: Path) -> list[Problem]:
-    try:
-        from rules.stage import check_rules
-    except ImportError:
-        return []
-    base = config_file.parent
-    return check_rules([str(p if Path(p).is_absolute() or p.startswith("builtin:") else base / p)
-                        for p in cfg.rules.files], cfg.rules)
+def _check_rules(cfg: Config) -> list[Problem]:
+    return check_rules(list(cfg.rules.files), cfg.rules)
 
 
 @app.command()

@@ -419,4 +419,14 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
         text = p.read_text()
     except OSError as exc:
         raise ConfigError([Problem(str(p), None, None, "", f"cannot read: {exc.strerror}")]) from exc
-    return parse_config(text, str(p), env)
+    cfg = parse_config(text, str(p), env)
+    return _relative_to(cfg, p.parent)
+
+
+def _relative_to(cfg: Config, base: Path) -> Config:
+    """Rule files named relative to the config file are found there, whatever the working directory."""
+    files = tuple(f if f.startswith("builtin:") or Path(f).is_absolute() else str(base / f)
+                  for f in cfg.rules.files)
+    if files == cfg.rules.files:
+        return cfg
+    return cfg.model_copy(update={"rules": cfg.rules.model_copy(update={"files": files})})

@@ -115,3 +115,21 @@ def test_check_command_ok_and_failures(tmp_path: Path) -> None:
     broken.write_text("sources: [\n")
     r = _check(broken)
     assert r.returncode == 1 and "invalid YAML" in r.stderr and str(broken) in r.stderr
+
+
+def test_rule_files_are_relative_to_the_config_file(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    path = tmp_path / "conf" / "hw.yaml"
+    path.write_text(GOOD + "rules:\n  files: [builtin:default, mine.yaml, /abs/other.yaml]\n")
+    cfg = load_config(path, env={})
+    assert cfg.rules.files == ("builtin:default", str(tmp_path / "conf" / "mine.yaml"), "/abs/other.yaml")
+
+
+def test_check_reports_rule_file_problems_with_position(tmp_path: Path) -> None:
+    (tmp_path / "mine.yaml").write_text("groups:\n  - name: g\n    rules:\n      - name: r\n"
+                                        "        expr: price > nosuchsignal\n")
+    cfg = tmp_path / "hw.yaml"
+    cfg.write_text(GOOD + "rules:\n  files: [mine.yaml]\n")
+    r = _check(cfg)
+    assert r.returncode == 1
+    assert f"{tmp_path / 'mine.yaml'}:5:" in r.stderr and "nosuchsignal" in r.stderr
