@@ -9,9 +9,9 @@ from typing import Annotated
 
 import typer
 
+from rules.stage import check_rules
 from service.config import Config, load_config
 from service.errors import ConfigError, HedgewatchError, Problem
-from rules.stage import check_rules
 from service.logs import setup_logging
 from service.notify.cli import notify_app
 
