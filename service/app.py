@@ -33,6 +33,7 @@ from service.market import MarketState
 from service.metrics import Metrics
 from service.outbox import AlertSink, redis_factory
 from service.publisher import RedisPublisher, redacted, redis_client
+from service.selection import SelectionFeed
 
 log = logging.getLogger("hedgewatch")
 
@@ -76,6 +77,7 @@ class Daemon:
         self.bus: MemoryBus[Event] = MemoryBus(config.redis.queue_size, name="ingest")
         self.market = MarketState(config, clock())
         self.rules = RuleStage(config, clock())
+        self.selection = SelectionFeed.for_config(config, self.market, clock=clock, on_change=self._touched)
         self.connectors: list[Connector] = [
             build_connector(src, self.bus.put, self.metrics, clock=clock) for src in config.sources if src.enabled
         ]
@@ -111,6 +113,10 @@ class Daemon:
         self.metrics.queue_capacity.labels("ingest").set(self.bus.capacity)
 
     # --- views -----------------------------------------------------------------------------------------
+
+    def _touched(self, now: float) -> None:
+        if self._dirty_since is None:
+            self._dirty_since = now
 
     def _healthy(self) -> bool:
         return not self.bus.closed
@@ -273,6 +279,8 @@ class Daemon:
                 pipeline = tg.create_task(self._pipeline(), name="pipeline")
                 others = [tg.create_task(self._ticker(), name="ticker"),
                           tg.create_task(self._history(), name="history")]
+                if self.selection is not None:
+                    others.append(tg.create_task(self.selection.run(), name="selection"))
                 writer = None
                 if self.publisher is not None:
                     writer = tg.create_task(self.publisher.run(), name="redis-publisher")

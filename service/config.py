@@ -87,6 +87,16 @@ class SelectionConfig(Section):
     min_volume_usd: float = 0.0
     rank_buffer: int = Field(default=2, ge=0)
     exclude: tuple[str, ...] = ()
+    # Market caps move slowly and matter only at a rebalance; hourly keeps well inside public rate limits.
+    refresh_s: float = Field(default=3600.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> SelectionConfig:
+        if self.provider == "rest" and not self.url:
+            raise ValueError("provider 'rest' needs a url")
+        if self.provider == "file" and not self.path:
+            raise ValueError("provider 'file' needs a path")
+        return self
 
 
 class FuturesLegConfig(Section):

@@ -6,8 +6,10 @@ wrapped/staked and pegged tokens, those below a minimum volume and those no sour
 buffer (a current member stays while it ranks within ``top_n + rank_buffer``; newcomers fill the remaining
 places by rank), so members do not churn at the boundary.
 
-Providers:
-- ``load_candidates_file``: JSON or YAML, either a list of our rows or CoinGecko's ``/coins/markets`` shape.
+Providers (``Provider``: an async ``fetch`` returning candidates or raising ``FeedError``; the daemon polls
+the one ``provider_for`` builds from the config):
+- ``load_candidates_file``: JSON or YAML, either a list of our rows or CoinGecko's ``/coins/markets`` shape;
+  ``FileProvider`` re-reads it.
 - ``RestProvider``: the same shapes over HTTP. The fetch is async (it lives at the daemon's edge); parsing
   is the same pure function the file provider uses.
 - ``load_index_info``: a venue composite index definition (Binance ``/fapi/v1/indexInfo``).
@@ -15,11 +17,12 @@ Providers:
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from ruamel.yaml import YAML
@@ -106,6 +109,18 @@ def select(
     return sorted(chosen, key=rank.__getitem__)
 
 
+def unsourced(
+    candidates: Iterable[Candidate],
+    top_n: int,
+    quotable: Container[str],
+    min_volume_usd: float = 0.0,
+    exclude: Container[str] = (),
+) -> list[str]:
+    """Assets that rank within ``top_n`` but that no source quotes: ``select`` passes over them (the
+    next-ranked quotable asset takes the place), and the operator should hear about it."""
+    return [c.symbol for c in eligible(candidates, min_volume_usd, exclude)[:top_n] if c.symbol not in quotable]
+
+
 # --- parsing -------------------------------------------------------------------------------------------
 
 
@@ -164,6 +179,27 @@ def load_candidates_file(path: str | Path) -> list[Candidate]:
         raise ConfigError([Problem(str(path), None, None, "", str(exc))]) from exc
 
 
+class Provider(Protocol):
+    """A source of market-cap data for the selection."""
+
+    async def fetch(self) -> list[Candidate]:
+        """The current candidates; raises FeedError when they cannot be had."""
+        ...
+
+
+class FileProvider:
+    """The file provider, re-read on every fetch (a job may rewrite the file between rebalances)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    async def fetch(self) -> list[Candidate]:
+        try:
+            return await asyncio.to_thread(load_candidates_file, self.path)
+        except ConfigError as exc:
+            raise FeedError(f"market-cap file {self.path}: {exc}") from exc
+
+
 class RestProvider:
     """Market-cap data over HTTP (a CoinGecko-style ``/coins/markets`` endpoint or one serving our rows)."""
 
@@ -191,6 +227,15 @@ def rest_provider(selection: SelectionConfig | None) -> RestProvider | None:
     if selection is None or selection.provider != "rest" or not selection.url:
         return None
     return RestProvider(selection.url)
+
+
+def provider_for(selection: SelectionConfig | None) -> Provider | None:
+    """The provider a selection config names, if any."""
+    if selection is None:
+        return None
+    if selection.provider == "file":
+        return FileProvider(selection.path) if selection.path else None
+    return rest_provider(selection)
 
 
 def parse_index_info(data: Any, symbol: str) -> dict[str, float]:

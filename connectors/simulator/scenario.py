@@ -74,6 +74,18 @@ class AssetSpec(_Model):
     okx_ct_val: float = Field(default=0.01, gt=0, description="OKX contract value in base units")
     tick_size: float = Field(default=0.1, gt=0)
     qty_step: float = Field(default=0.001, gt=0)
+    # Supply, for the market-cap endpoint: market cap = path price x circulating supply.
+    circulating_supply: float = Field(default=1_000_000.0, gt=0, description="units")
+    total_supply: float | None = Field(default=None, gt=0, description="units; None = circulating")
+    max_supply: float | None = Field(default=None, gt=0, description="units; None = uncapped")
+
+    @model_validator(mode="after")
+    def _check_supply(self) -> AssetSpec:
+        if self.total_supply is not None and self.total_supply < self.circulating_supply:
+            raise ValueError("total_supply is below circulating_supply")
+        if self.max_supply is not None and self.max_supply < (self.total_supply or self.circulating_supply):
+            raise ValueError("max_supply is below total_supply")
+        return self
 
 
 class CompositeIndexSpec(_Model):

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from connectors.simulator.binance import BinanceServer
+from connectors.simulator.coingecko import COINS_MARKETS, CoinMarkets
 from connectors.simulator.faults import FaultRunner
 from connectors.simulator.market import PricePath
 from connectors.simulator.scenario import Scenario
@@ -61,6 +62,7 @@ class Simulator:
         self.models: dict[str, VenueModel] = {}
         self.servers: dict[str, VenueServer] = {}
         self.faults: FaultRunner | None = None
+        self.coins: CoinMarkets | None = None  # the market-cap endpoint, served on every venue's port
         self._endpoints: list[VenueEndpoint] = []
         self._runner: asyncio.Task[None] | None = None
         self._closed = False
@@ -88,6 +90,9 @@ class Simulator:
             model.step(0.0)
             self.models[spec.name] = model
             self.servers[spec.name] = protocols[spec.protocol](model, self._now_ms)
+        self.coins = CoinMarkets(self.path, self.models)
+        for srv in self.servers.values():
+            srv.routes[COINS_MARKETS] = self.coins.rest
         for name, srv in self.servers.items():
             port = await srv.start(self.host)
             self._endpoints.append(
@@ -96,6 +101,12 @@ class Simulator:
         self.faults = FaultRunner(sc.faults, self.models, self.servers)
         self._runner = asyncio.create_task(self._run(), name="simulator")
         return self.endpoints
+
+    def coins_markets_url(self, venue: int = 0) -> str:
+        """The CoinGecko-style market-cap URL (``vs_currency=usd``) on the ``venue``-th venue's port."""
+        if not self._endpoints:
+            raise ClosedError("simulator not started")
+        return f"{self._endpoints[venue].rest_url}{COINS_MARKETS}?vs_currency=usd"
 
     def _now_ms(self) -> int:
         assert self.path is not None

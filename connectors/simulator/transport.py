@@ -62,6 +62,8 @@ class VenueServer:
         self.stalled_channels: set[str] = set()
         self.sent: Counter[str] = Counter()  # frames sent per channel, for tests and benchmarks
         self.last_activity: dict[ServerConnection, float] = {}
+        # REST paths served beside the venue's own API (the market-cap endpoint): path -> handler(params)
+        self.routes: dict[str, Callable[[dict[str, str]], Any]] = {}
         self._server: Server | None = None
         self.port = 0
         assets = model.path.specs
@@ -111,7 +113,8 @@ class VenueServer:
         if request.headers.get("Upgrade", "").lower() != "websocket":
             params = dict(parse_qsl(url.query, keep_blank_values=True))
             try:
-                body = self.rest(url.path, params)
+                route = self.routes.get(url.path)
+                body = route(params) if route is not None else self.rest(url.path, params)
                 status = 200
             except RestError as exc:
                 status, body = exc.status, exc.body
