@@ -7,6 +7,7 @@ import contextlib
 import signal
 import sys
 
+from connectors.simulator.coingecko import COINS_MARKETS
 from connectors.simulator.scenario import Scenario, load_scenario
 from connectors.simulator.server import VenueEndpoint, run_simulator
 from service.errors import ConfigError
@@ -39,6 +40,8 @@ async def _serve(scenario: Scenario, print_endpoints: bool) -> None:
         if print_endpoints:
             sys.stdout.write(f"# hedgewatch simulator, seed {scenario.seed}; Ctrl-C stops it\n")
             sys.stdout.write(sources_yaml(scenario, endpoints))
+            # for an index.selection of provider rest (served on every venue's port)
+            sys.stdout.write(f"# market caps: {endpoints[0].rest_url}{COINS_MARKETS}?vs_currency=usd\n")
             sys.stdout.flush()
 
     await run_simulator(scenario, ready)
