@@ -133,6 +133,7 @@ class Daemon:
             "market": self.market.state(now),
             "rules": self.rules.state(),
             "feeds": {c.name: c.status() for c in self.connectors},
+            "selection": None if self.selection is None else self.selection.status(),
             "pipeline": {
                 "events": self.stats.events,
                 "index_updates": self.stats.index_updates,

@@ -3,9 +3,10 @@ CoinGecko-style ``/api/v3/coins/markets``; the daemon (in this process, real con
 with the REST provider, builds the index from the top N by market cap, and keeps members at a refresh that
 reorders them within the rank buffer.
 
-The scenario's market caps (price x circulating supply): BTC 1.19T, ETH 360B, USDT 140B (a stablecoin:
-never a member), XRP 110B (no venue lists it and no source is configured for it: passed over, said once),
-BNB 87B, SOL 72B, DOGE 22B. The top 3 members are therefore BTC, ETH and BNB.
+The scenario's market caps (price x circulating supply): BTC 1.19T, ETH 360B, TRX 210B (no source is
+configured for it: passed over, said once), USDT 140B (a stablecoin: never a member), XRP 110B (a source is
+configured for it, but no venue lists it: passed over once the others are priced), BNB 87B, SOL 72B,
+DOGE 22B. The top 3 members are therefore BTC, ETH and BNB.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from service.constituents import parse_candidates, select
 from tests.support import free_port, wait_for
 
 INDEX = "SEL"
-QUOTED = ["BTC", "ETH", "BNB", "SOL", "DOGE"]
+QUOTED = ["BTC", "ETH", "BNB", "SOL", "DOGE"]  # what the venues list
+CONFIGURED = [*QUOTED, "XRP"]  # what the daemon's sources ask for
 SCENARIO = """
 seed: 5
 tick_interval_s: 0.1
@@ -37,6 +39,7 @@ assets:
   ETH: {price: 3000, volatility: 0.2, circulating_supply: 120000000, tick_size: 0.01}
   USDT: {price: 1.0, volatility: 0.0, circulating_supply: 140000000000, tick_size: 0.0001, qty_step: 1}
   XRP: {price: 2.0, volatility: 0.2, circulating_supply: 55000000000, tick_size: 0.0001, qty_step: 1}
+  TRX: {price: 0.3, volatility: 0.2, circulating_supply: 700000000000, tick_size: 0.00001, qty_step: 1}
   BNB: {price: 600, volatility: 0.2, circulating_supply: 145000000, tick_size: 0.01}
   SOL: {price: 150, volatility: 0.2, circulating_supply: 480000000, total_supply: 600000000,
         tick_size: 0.01, qty_step: 0.01}
@@ -55,7 +58,7 @@ def scenario(ports: tuple[int, int] = (0, 0)) -> Scenario:
 
 def daemon(endpoints: list[tuple[str, str, str, str]], url: str, refresh_s: float) -> Daemon:
     cfg = config_from_dict({
-        "sources": [{"exchange": ex, "name": name, "symbols": QUOTED, "ws_url": ws, "rest_url": rest}
+        "sources": [{"exchange": ex, "name": name, "symbols": CONFIGURED, "ws_url": ws, "rest_url": rest}
                     for name, ex, ws, rest in endpoints],
         "index": {"name": INDEX, "weighting": "cap", "rebalance": {"schedule": "manual"},
                   "selection": {"top_n": 3, "provider": "rest", "url": url, "rank_buffer": 1,
@@ -64,7 +67,9 @@ def daemon(endpoints: list[tuple[str, str, str, str]], url: str, refresh_s: floa
     }, "<selection>", {})
     d = Daemon(cfg, deadlines=Deadlines(drain_s=1.0, flush_s=1.0, cancel_s=1.0))
     assert d.selection is not None
-    d.selection.retry_base_s = 0.05  # production starts at 1 s; the shape (capped, jittered) is the same
+    # production: retries from 1 s, 60 s of grace for an unpriced member; the shapes are the same
+    d.selection.retry_base_s = 0.05
+    d.selection.price_grace_s, d.selection.price_check_s = 1.0, 0.05
     return d
 
 
@@ -120,6 +125,7 @@ async def test_rest_selection_builds_turns_ready_and_does_not_churn(caplog: pyte
             assert d.market.rebalancer.members == ["BTC", "ETH", "BNB"]
             check_cap_weights(d, sim, ["BTC", "ETH", "BNB"])
             assert d.market.snapshot(time.time())["weighting"] == "cap"
+            assert d.state()["selection"]["passed_over"] == ["TRX", "XRP"]
 
             # SOL's circulating supply grows 35%: it overtakes BNB (97B against 87B), but BNB stays
             # within top_n + rank_buffer, so a rebalance keeps the members and only re-weights them
@@ -131,6 +137,7 @@ async def test_rest_selection_builds_turns_ready_and_does_not_churn(caplog: pyte
             cands = d.market.rebalancer.candidates
             assert cands is not None
             held = ["BTC", "ETH", "BNB"]
+            assert "XRP" not in {c.symbol for c in cands}  # still unpriced: still passed over
             assert select(cands, 3, held, rank_buffer=0, allowed=set(QUOTED)) == ["BTC", "ETH", "SOL"]
             assert d.market.rebalance_now(time.time())
             assert d.market.rebalancer.history[-1]["added"] == []
@@ -139,9 +146,11 @@ async def test_rest_selection_builds_turns_ready_and_does_not_churn(caplog: pyte
             check_cap_weights(d, sim, held)
             assert await readyz(d)
 
-    unsourced = [r for r in caplog.records if "no configured source" in r.getMessage()]
-    assert len(unsourced) == 1 and "XRP" in unsourced[0].getMessage()  # once, whatever the refreshes
-    assert "USDT" not in unsourced[0].getMessage()  # a stablecoin is no candidate at all
+    unsourced = [r.getMessage() for r in caplog.records if "no configured source" in r.getMessage()]
+    assert len(unsourced) == 1 and "TRX" in unsourced[0]  # once, whatever the refreshes
+    assert "USDT" not in unsourced[0]  # a stablecoin is no candidate at all
+    unpriced = [r.getMessage() for r in caplog.records if "still unpriced" in r.getMessage()]
+    assert len(unpriced) == 1 and "XRP" in unpriced[0]
     assert not [r for r in caplog.records if "did not stop" in r.getMessage()]
 
 
