@@ -52,7 +52,7 @@ class CoinMarkets:
     def rows(self) -> list[dict[str, Any]]:
         """Every asset as ``/coins/markets`` describes it, largest market cap first."""
         updated = datetime.fromtimestamp(self.path.now_ms / 1000, UTC).isoformat(timespec="milliseconds")
-        out = []
+        out: list[dict[str, Any]] = []
         for a, (circ, total, cap) in self.supply.items():
             price = self.path.price(a)
             q = next((m.quotes[a] for m in self.models.values() if a in m.quotes), None)
