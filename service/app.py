@@ -300,6 +300,7 @@ class Daemon:
             {a for src in self.config.sources for a in src.symbols})
         remaining = plan(self.rules.history_needed(), constituents)
         backoff = 2.0
+        failed: set[str] = set()  # sources whose failure was logged: later ones fold into one line per retry
         while remaining:
             for src in self.config.sources:
                 wanted = {a: n for a, n in remaining.items() if a in src.symbols}
@@ -308,7 +309,9 @@ class Daemon:
                 try:
                     candles = await fetch_history(src, wanted, clock=self.clock)
                 except (FeedError, RejectedMessage) as exc:
-                    log.warning("kline history from %s failed: %s", src.source_id, exc)
+                    if src.source_id not in failed:
+                        failed.add(src.source_id)
+                        log.warning("kline history from %s failed: %s", src.source_id, exc)
                     continue
                 self.rules.bootstrap(candles)
                 got = {c.asset for c in candles}
