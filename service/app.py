@@ -31,8 +31,9 @@ from service.http import HttpServer
 from service.keys import Keys
 from service.market import MarketState
 from service.metrics import Metrics
-from service.outbox import AlertSink, redis_factory
-from service.publisher import RedisPublisher, redacted, redis_client
+from service.outbox import AlertSink
+from service.publisher import RedisPublisher
+from service.redisconn import redacted, redis_factory
 
 log = logging.getLogger("hedgewatch")
 
@@ -73,7 +74,7 @@ class Daemon:
         self.deadlines = deadlines or Deadlines()
         self.index_name = config.index.name
         self.keys = Keys(config.redis.prefix)
-        self.bus: MemoryBus[Event] = MemoryBus(config.redis.queue_size, name="ingest")
+        self.bus: MemoryBus[Event] = MemoryBus(config.ingest_queue_size, name="ingest")
         self.market = MarketState(config, clock())
         self.rules = RuleStage(config, clock())
         self.connectors: list[Connector] = [
@@ -83,10 +84,11 @@ class Daemon:
         self.publisher: RedisPublisher | None = None
         if url:
             self.publisher = RedisPublisher(
-                lambda: redis_client(url),
+                redis_factory(url),
                 self.keys,
                 self.metrics,
                 where=redacted(url),
+                hedge_capacity=config.redis.hedge_queue_size,
                 heartbeat_interval_s=config.redis.heartbeat_interval_s,
                 heartbeat_ttl_s=config.redis.heartbeat_ttl_s,
                 healthy=self._healthy,
@@ -108,6 +110,7 @@ class Daemon:
         self._last_publish = 0.0
         self._last_eval = 0.0
         self._warm: set[str] = set()  # assets whose oracle has been ok at least once
+        self._dropped_exported = 0
         self.metrics.queue_capacity.labels("ingest").set(self.bus.capacity)
 
     # --- views -----------------------------------------------------------------------------------------
@@ -254,6 +257,8 @@ class Daemon:
         self.rules.export(self.metrics)
         m = self.metrics
         m.queue_depth.labels("ingest").set(len(self.bus))
+        m.queue_dropped.labels("ingest").inc(self.bus.dropped - self._dropped_exported)
+        self._dropped_exported = self.bus.dropped
         m.ready.set(1 if self.market.ready else 0)
         if self.publisher is not None:
             m.queue_depth.labels("redis_hedge").set(len(self.publisher._hedges))
