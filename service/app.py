@@ -105,7 +105,7 @@ class Daemon:
         )
         self.stats = Stats(started=clock())
         self.started = asyncio.Event()
-        self._dirty_since: float | None = None
+        self._dirty = False  # the index changed since the last publish
         self._newest_tick: float | None = None
         self._last_publish = 0.0
         self._last_eval = 0.0
@@ -175,8 +175,7 @@ class Daemon:
             observe(now - first_change)
             self.stats.index_updates += 1
             self._newest_tick = newest_change
-            if self._dirty_since is None:
-                self._dirty_since = now
+            self._dirty = True
             if now - self._last_eval >= eval_interval:
                 self._evaluate(now)
             if now - self._last_publish >= interval:
@@ -221,7 +220,7 @@ class Daemon:
             self.alerts.submit(alert)
 
     def _publish(self, now: float) -> None:
-        self._dirty_since = None
+        self._dirty = False
         self._last_publish = now
         if self.publisher is None:
             return
@@ -240,13 +239,13 @@ class Daemon:
         while True:
             await asyncio.sleep(TICK_INTERVAL_S)
             now = self.clock()
-            if self.market.tick(now) and self._dirty_since is None:
-                self._dirty_since = now
+            if self.market.tick(now):
+                self._dirty = True
             self._transitions(now)
             if now - self._last_eval >= max(self.config.rules.eval_interval_s, TICK_INTERVAL_S):
                 # time-based conditions ("for", staleness) progress even when no tick moves the index
                 self._evaluate(now)
-            if self._dirty_since is not None and now - self._last_publish >= interval:
+            if self._dirty and now - self._last_publish >= interval:
                 self._publish(now)
             if now >= next_export:
                 self._export(now)
