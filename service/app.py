@@ -118,8 +118,7 @@ class Daemon:
     # --- views -----------------------------------------------------------------------------------------
 
     def _touched(self, now: float) -> None:
-        if self._dirty_since is None:
-            self._dirty_since = now
+        self._dirty = True
 
     def _healthy(self) -> bool:
         return not self.bus.closed

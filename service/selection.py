@@ -80,11 +80,14 @@ class SelectionFeed:
         loop = asyncio.get_running_loop()
         while True:
             candidates = await self._fetch()
-            self.apply(candidates)
             due = loop.time() + self.selection.refresh_s
-            while not self.market.basket.built and loop.time() < due:
-                self._pass_over_unpriced(candidates, loop.time())
-                await asyncio.sleep(min(self.price_check_s, max(0.0, due - loop.time())))
+            try:
+                self.apply(candidates)
+                while not self.market.basket.built and loop.time() < due:
+                    self._pass_over_unpriced(candidates, loop.time())
+                    await asyncio.sleep(min(self.price_check_s, max(0.0, due - loop.time())))
+            except Exception:  # a bug here must not take the daemon down: the last data stays in force
+                log.exception("index %s: applying the market-cap data failed", self.market.name)
             await asyncio.sleep(max(0.0, due - loop.time()))
 
     def _pass_over_unpriced(self, candidates: list[Candidate], t: float) -> None:

@@ -106,3 +106,27 @@ async def test_file_provider_is_refreshed_and_a_broken_file_keeps_the_last_data(
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_a_failing_apply_does_not_end_the_feed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caps = tmp_path / "caps.json"
+    caps.write_text(json.dumps([{"symbol": "BTC", "market_cap_usd": 10}]))
+    cfg = config_from_dict({
+        "sources": [{"exchange": "binanceusdm", "symbols": ["BTC"]}],
+        "index": {"selection": {"top_n": 1, "path": str(caps), "refresh_s": 0.02}},
+    }, "<file>", {})
+
+    def broken(now: float) -> None:
+        raise RuntimeError("a bug downstream")
+
+    feed = SelectionFeed.for_config(cfg, MarketState(cfg, 1.0), clock=lambda: 1.0, on_change=broken)
+    assert feed is not None
+    task = asyncio.create_task(feed.run(), name="selection")
+    try:
+        await wait_for(lambda: feed.fetched >= 3, 5, "refreshes going on")
+        assert not task.done()
+        assert any("applying the market-cap data failed" in r.getMessage() for r in caplog.records)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
