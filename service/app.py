@@ -325,6 +325,8 @@ class Daemon:
         assert self.publisher is not None
         saved = await self.publisher.load_state(self.index_name)
         if saved:
+            # the basket first: the restored levels, extremes and crossings are in its points
+            self.market.restore(saved.get("snapshot") or {}, self.clock())
             self.rules.restore_state(saved.get("rules") or {}, self.clock())
             log.info("restored persisted rule and hedge state of %s saved at %s", self.index_name,
                      saved.get("saved_at"))
