@@ -207,9 +207,9 @@ class MarketState:
     def restore(self, snapshot: dict[str, Any], now: float) -> bool:
         """Take the basket (units and divisor) of a persisted snapshot, so the level after a restart
         continues where it was instead of being re-based to ``base_level`` at the new prices. Ignored when
-        the basket is already built, follows a venue's definition, or the configured constituents changed
-        (the fresh build then applies the new composition). A scheduled rebalance missed while the daemon
-        was down becomes due at once. True when restored."""
+        the basket is already built, follows a venue's definition, or the configured constituents or
+        weighting changed (the fresh build then applies the new composition). A scheduled rebalance missed
+        while the daemon was down becomes due at once. True when restored."""
         consts = snapshot.get("constituents") or {}
         try:
             units = {str(a): float(c["units"]) for a, c in consts.items()}
@@ -217,7 +217,9 @@ class MarketState:
         except (KeyError, TypeError, ValueError):
             return False
         rb = self.rebalancer
+        weighting = snapshot.get("weighting")
         if (self.basket.built or rb.definition is not None or not units or not divisor > 0
+                or weighting not in (None, self.config.index.weighting)
                 or any(not u > 0 for u in units.values())
                 or (self.config.index.selection is None and set(units) != set(rb.members))):
             return False

@@ -88,3 +88,27 @@ def test_local_state_copy(tmp_path: Path) -> None:
     assert statefile.newer(old, new) is new and statefile.newer(new, old) is new
     assert statefile.newer(None, old) is old and statefile.newer(old, None) is old
     assert statefile.newer(None, None) is None
+
+
+def test_a_basket_of_another_weighting_is_not_restored() -> None:
+    first = MarketState(config(), now=0.0)
+    feed(first, 1.0, {"BTC": 100_000.0, "ETH": 3_000.0})
+    saved = first.snapshot(1.0)
+    capped = MarketState(config(index="weighting: cap\nmarket_caps: {BTC: 3, ETH: 1}"), now=5.0)
+    assert not capped.restore(saved, 5.0)
+
+
+def test_a_rebalance_missed_while_down_is_due_at_once() -> None:
+    first = MarketState(config(), now=0.0)
+    feed(first, 1.0, {"BTC": 100_000.0, "ETH": 3_000.0})
+    saved = first.snapshot(1.0)
+    assert saved["rebalance"]["last_ts"] == 1.0
+    soon = MarketState(config(), now=2.0)
+    assert soon.restore(saved, 2.0) and not soon.rebalancer.due(2.0)
+    later = 100 * 86400.0  # past the quarterly rebalance at the end of March 1970
+    back = MarketState(config(), now=later)
+    assert back.restore(saved, later) and back.rebalancer.due(later)
+    feed(back, later + 1, {"BTC": 100_000.0, "ETH": 3_300.0})
+    level = back.level
+    assert back.tick(later + 1) and back.rebalancer.last_ts == later + 1
+    assert back.level == pytest.approx(level)  # the rebalance keeps the level continuous
