@@ -21,7 +21,6 @@ import msgspec
 import orjson
 
 from connectors.base import (
-    ABSURD_STREAK_RESET,
     MAX_JUMP_FACTOR,
     MAX_PRICE,
     FeedContext,
@@ -114,7 +113,6 @@ class BinanceProtocol(WsProtocol):
         ex = self._ex
         max_price = MAX_PRICE
         jump = MAX_JUMP_FACTOR
-        streak_reset = ABSURD_STREAK_RESET
         book_cls = _Book
         agg_cls = _Agg
         mark = self._mark_fast
@@ -138,13 +136,8 @@ class BinanceProtocol(WsProtocol):
                 if not (0.0 < bid <= ask < max_price):
                     _book_reject(bid, ask)
                 ref = r.ref
-                if ref and (bid > ref * jump or ask * jump < ref):
-                    r.absurd_streak += 1
-                    if r.absurd_streak < streak_reset:
-                        raise RejectedMessage("absurd", r.key)
-                    r.absurd_streak = 0
-                elif r.absurd_streak:
-                    r.absurd_streak = 0  # the streak counts consecutive absurd prices only
+                if (ref and (bid > ref * jump or ask * jump < ref)) or r.absurd_streak:
+                    r.check_jump(bid)  # counts or resets the streak, raises while it lasts
                 r.ref = bid
                 sink(Quote(ex, r.asset, r.instrument, bid, ask, d.E / 1000.0, now, r.quote))
             elif cls is agg_cls:
@@ -201,7 +194,6 @@ class BinanceProtocol(WsProtocol):
         book_fields = self._book_fields
         max_price = MAX_PRICE
         jump = MAX_JUMP_FACTOR
-        streak_reset = ABSURD_STREAK_RESET
 
         def handle(raw: bytes) -> None:
             now = clock()
@@ -228,13 +220,8 @@ class BinanceProtocol(WsProtocol):
             if not (0.0 < bid <= ask < max_price):
                 _book_reject(bid, ask)
             ref = r.ref
-            if ref and (bid > ref * jump or ask * jump < ref):
-                r.absurd_streak += 1
-                if r.absurd_streak < streak_reset:
-                    raise RejectedMessage("absurd", r.key)
-                r.absurd_streak = 0
-            elif r.absurd_streak:
-                r.absurd_streak = 0
+            if (ref and (bid > ref * jump or ask * jump < ref)) or r.absurd_streak:
+                r.check_jump(bid)
             r.ref = bid
             sink(Quote(ex, r.asset, r.instrument, bid, ask, ts, now, r.quote))
             r.count += 1

@@ -32,8 +32,9 @@ from service.http import HttpServer
 from service.keys import Keys
 from service.market import MarketState
 from service.metrics import Metrics
-from service.outbox import AlertSink, redis_factory
-from service.publisher import RedisPublisher, redacted, redis_client
+from service.outbox import AlertSink
+from service.publisher import RedisPublisher
+from service.redisconn import redacted, redis_factory
 
 log = logging.getLogger("hedgewatch")
 
@@ -74,7 +75,7 @@ class Daemon:
         self.deadlines = deadlines or Deadlines()
         self.index_name = config.index.name
         self.keys = Keys(config.redis.prefix)
-        self.bus: MemoryBus[Event] = MemoryBus(config.redis.queue_size, name="ingest")
+        self.bus: MemoryBus[Event] = MemoryBus(config.ingest_queue_size, name="ingest")
         self.market = MarketState(config, clock())
         self.rules = RuleStage(config, clock())
         self.connectors: list[Connector] = [
@@ -84,10 +85,11 @@ class Daemon:
         self.publisher: RedisPublisher | None = None
         if url:
             self.publisher = RedisPublisher(
-                lambda: redis_client(url),
+                redis_factory(url),
                 self.keys,
                 self.metrics,
                 where=redacted(url),
+                hedge_capacity=config.redis.hedge_queue_size,
                 heartbeat_interval_s=config.redis.heartbeat_interval_s,
                 heartbeat_ttl_s=config.redis.heartbeat_ttl_s,
                 healthy=self._healthy,
@@ -106,11 +108,12 @@ class Daemon:
         self.state_file = statefile.state_path(config.redis.outbox_dir, self.index_name)
         self._saved: dict[str, Any] | None = None  # the last persisted state, copied to state_file at stop
         self.started = asyncio.Event()
-        self._dirty_since: float | None = None
+        self._dirty = False  # the index changed since the last publish
         self._newest_tick: float | None = None
         self._last_publish = 0.0
         self._last_eval = 0.0
         self._warm: set[str] = set()  # assets whose oracle has been ok at least once
+        self._dropped_exported = 0
         self.metrics.queue_capacity.labels("ingest").set(self.bus.capacity)
 
     # --- views -----------------------------------------------------------------------------------------
@@ -175,8 +178,7 @@ class Daemon:
             observe(now - first_change)
             self.stats.index_updates += 1
             self._newest_tick = newest_change
-            if self._dirty_since is None:
-                self._dirty_since = now
+            self._dirty = True
             if now - self._last_eval >= eval_interval:
                 self._evaluate(now)
             if now - self._last_publish >= interval:
@@ -221,7 +223,7 @@ class Daemon:
             self.alerts.submit(alert)
 
     def _publish(self, now: float) -> None:
-        self._dirty_since = None
+        self._dirty = False
         self._last_publish = now
         if self.publisher is None:
             return
@@ -241,13 +243,13 @@ class Daemon:
         while True:
             await asyncio.sleep(TICK_INTERVAL_S)
             now = self.clock()
-            if self.market.tick(now) and self._dirty_since is None:
-                self._dirty_since = now
+            if self.market.tick(now):
+                self._dirty = True
             self._transitions(now)
             if now - self._last_eval >= max(self.config.rules.eval_interval_s, TICK_INTERVAL_S):
                 # time-based conditions ("for", staleness) progress even when no tick moves the index
                 self._evaluate(now)
-            if self._dirty_since is not None and now - self._last_publish >= interval:
+            if self._dirty and now - self._last_publish >= interval:
                 self._publish(now)
             if now >= next_export:
                 self._export(now)
@@ -258,6 +260,8 @@ class Daemon:
         self.rules.export(self.metrics)
         m = self.metrics
         m.queue_depth.labels("ingest").set(len(self.bus))
+        m.queue_dropped.labels("ingest").inc(self.bus.dropped - self._dropped_exported)
+        self._dropped_exported = self.bus.dropped
         m.ready.set(1 if self.market.ready else 0)
         if self.publisher is not None:
             m.queue_depth.labels("redis_hedge").set(len(self.publisher._hedges))
@@ -304,6 +308,7 @@ class Daemon:
             {a for src in self.config.sources for a in src.symbols})
         remaining = plan(self.rules.history_needed(), constituents)
         backoff = 2.0
+        failed: set[str] = set()  # sources whose failure was logged: later ones fold into one line per retry
         while remaining:
             for src in self.config.sources:
                 wanted = {a: n for a, n in remaining.items() if a in src.symbols}
@@ -312,7 +317,9 @@ class Daemon:
                 try:
                     candles = await fetch_history(src, wanted, clock=self.clock)
                 except (FeedError, RejectedMessage) as exc:
-                    log.warning("kline history from %s failed: %s", src.source_id, exc)
+                    if src.source_id not in failed:
+                        failed.add(src.source_id)
+                        log.warning("kline history from %s failed: %s", src.source_id, exc)
                     continue
                 self.rules.bootstrap(candles)
                 got = {c.asset for c in candles}

@@ -220,7 +220,7 @@ class RedisConfig(Section):
     stream_maxlen: int = Field(default=100_000, gt=0)
     heartbeat_ttl_s: float = Field(default=15.0, gt=0)
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
-    queue_size: int = Field(default=10_000, gt=0)
+    hedge_queue_size: int = Field(default=1_000, gt=0)
     batch_size: int = Field(default=100, gt=0)
     outbox_dir: str = "var/outbox"
 
@@ -320,6 +320,8 @@ class Config(Section):
     http: HttpConfig = HttpConfig()
     notify: NotifyConfig = NotifyConfig()
     log_level: str = "INFO"
+    # the bus between connectors and the pricing core; when full the oldest tick is dropped and counted
+    ingest_queue_size: int = Field(default=10_000, gt=0)
 
     @model_validator(mode="after")
     def _constituents_have_sources(self) -> Config:

@@ -225,17 +225,6 @@ def check_cancelled() -> None:
         raise asyncio.CancelledError
 
 
-def redis_factory(url: str, *, timeout_s: float = 5.0) -> Callable[[], aredis.Redis]:
-    """A factory of clients for ``url`` (``redis://`` or ``rediss://``, password included) with timeouts, so
-    a vanished server is noticed instead of waited on forever. The URL stays out of every log line."""
-
-    def make() -> aredis.Redis:
-        return aredis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s,
-                                     health_check_interval=30)
-
-    return make
-
-
 class AlertSink:
     """Accepts alerts without ever blocking or dropping (within the bound) and delivers them, in order and
     exactly once, to the alert stream and channel. Use from one event loop: ``submit`` from the pipeline,

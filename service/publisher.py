@@ -34,22 +34,6 @@ from service.metrics import Metrics
 log = logging.getLogger("hedgewatch.redis")
 
 
-def redis_client(url: str) -> aioredis.Redis:
-    """A client for ``url`` (``redis://``, ``rediss://`` with TLS, password in the URL) with bounded
-    timeouts, so an unreachable server fails fast instead of hanging the publisher."""
-    return aioredis.Redis.from_url(
-        url, socket_connect_timeout=2.0, socket_timeout=5.0, health_check_interval=30, retry_on_timeout=False
-    )
-
-
-def redacted(url: str) -> str:
-    """``url`` without its credentials, for logs."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return "<redis>"
-    return f"{scheme}://{rest.rpartition('@')[2]}"
-
-
 class RedisPublisher:
     def __init__(
         self,

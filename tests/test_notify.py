@@ -27,7 +27,8 @@ from service.keys import Keys
 from service.metrics import Metrics
 from service.notify import main, run_notifier, silence_add, silence_list, silence_remove
 from service.notify.silences import add_silence
-from service.outbox import AlertSink, redis_factory
+from service.outbox import AlertSink
+from service.redisconn import redis_factory
 from tests.chat_fakes import FakeChat, fake_chat
 from tests.support import REPO, RedisServer, free_port, wait_for
 

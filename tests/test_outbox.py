@@ -19,7 +19,8 @@ import redis.asyncio as aredis
 from service.alerts import Alert, fingerprint
 from service.keys import Keys
 from service.metrics import Metrics
-from service.outbox import AlertSink, Outbox, redis_factory
+from service.outbox import AlertSink, Outbox
+from service.redisconn import redis_factory
 from tests.support import RedisServer, free_port, wait_for
 
 KEYS = Keys()

@@ -8,7 +8,8 @@ import redis.asyncio as aioredis
 
 from service.keys import Keys
 from service.metrics import Metrics
-from service.publisher import RedisPublisher, redacted, redis_client
+from service.publisher import RedisPublisher
+from service.redisconn import redacted, redis_factory
 from tests.support import RedisServer, wait_for
 
 
@@ -21,7 +22,7 @@ def test_redacted_hides_credentials() -> None:
 async def test_publishes_snapshots_state_hedges_and_heartbeat(redis_srv: RedisServer) -> None:
     keys = Keys("t")
     metrics = Metrics()
-    pub = RedisPublisher(lambda: redis_client(redis_srv.url), keys, metrics, heartbeat_ttl_s=30)
+    pub = RedisPublisher(redis_factory(redis_srv.url), keys, metrics, heartbeat_ttl_s=30)
     sub_client = aioredis.Redis.from_url(redis_srv.url)
     ps = sub_client.pubsub()
     await ps.subscribe(keys.index_channel("HW"), keys.hedge_channel("HW"))
@@ -58,7 +59,7 @@ async def test_publishes_snapshots_state_hedges_and_heartbeat(redis_srv: RedisSe
 async def test_survives_redis_outage_and_delivers_latest(redis_srv: RedisServer) -> None:
     keys = Keys("t")
     metrics = Metrics()
-    pub = RedisPublisher(lambda: redis_client(redis_srv.url), keys, metrics)
+    pub = RedisPublisher(redis_factory(redis_srv.url), keys, metrics)
     task = asyncio.create_task(pub.run())
     try:
         pub.save_state("HW", {"n": 0})
@@ -85,7 +86,7 @@ async def test_survives_redis_outage_and_delivers_latest(redis_srv: RedisServer)
 async def test_flush_gives_up_within_deadline_when_redis_is_gone() -> None:
     from tests.support import free_port
 
-    pub = RedisPublisher(lambda: redis_client(f"redis://127.0.0.1:{free_port()}"), Keys(), Metrics())
+    pub = RedisPublisher(redis_factory(f"redis://127.0.0.1:{free_port()}"), Keys(), Metrics())
     pub.save_state("HW", {"n": 1})
     loop = asyncio.get_running_loop()
     t0 = loop.time()
@@ -98,7 +99,7 @@ async def test_flush_gives_up_within_deadline_when_redis_is_gone() -> None:
 async def test_unhealthy_daemon_stops_heartbeat_without_spinning(redis_srv: RedisServer) -> None:
     healthy = True
     writes = 0
-    pub = RedisPublisher(lambda: redis_client(redis_srv.url), Keys("t"), Metrics(),
+    pub = RedisPublisher(redis_factory(redis_srv.url), Keys("t"), Metrics(),
                          heartbeat_interval_s=0.05, heartbeat_ttl_s=0.2, healthy=lambda: healthy)
     orig = pub._send
 

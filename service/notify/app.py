@@ -23,7 +23,7 @@ from service.logs import setup_logging
 from service.metrics import Metrics
 from service.notify.silences import add_silence, list_silences, parse_duration, parse_matchers, remove_silence
 from service.notify.worker import Notifier
-from service.outbox import redis_factory
+from service.redisconn import redis_factory
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

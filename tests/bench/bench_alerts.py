@@ -31,7 +31,8 @@ from service.config import Config
 from service.keys import Keys
 from service.metrics import Metrics
 from service.notify import run_notifier
-from service.outbox import AlertSink, redis_factory
+from service.outbox import AlertSink
+from service.redisconn import redis_factory
 from tests.chat_fakes import FakeChat, fake_chat
 from tests.support import RedisServer, redis_server, wait_for
 

@@ -103,7 +103,8 @@ async def pipeline_run(rate: float, seconds: float, symbols: int, rest_url: str,
                          "rest_url": rest_url, "channels": ["quotes"]}],
             "index": {"name": "BENCH", "constituents": symbols_for(symbols), "weighting": "equal",
                       "publish_interval_s": 0.0},
-            "redis": {"url": redis_url, "queue_size": 100_000},
+            "redis": {"url": redis_url},
+            "ingest_queue_size": 100_000,
             "http": {"port": 0},
         }, "<bench>", env={})
         daemon = Daemon(cfg)
