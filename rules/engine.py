@@ -5,7 +5,7 @@ States: ``inactive`` -> ``pending`` (the condition holds, waiting out ``for``) -
 when the condition returns. ``cooldown`` keeps a rule from firing again sooner than that after its last
 firing started (it waits in pending). A rule whose inputs are not all available, or whose index status is
 not in its ``act_on``, is not evaluated: its state is held (a pending rule on an index it may not act on
-starts over) and its ``health`` says why.
+starts over, except while the index warms up after a start) and its ``health`` says why.
 
 Actions apply once, when a rule starts firing (so a restart that restores the states re-applies nothing,
 and ``adjust_hedge`` applies exactly once per firing). Rules starting to fire in the same evaluation are
@@ -77,13 +77,16 @@ class Engine:
     def clamp(self, ratio: float) -> float:
         return min(max(ratio, self.ratio_min), self.ratio_max)
 
-    def evaluate(self, env: dict[str, Any], status: str, now: float) -> Outcome:
+    def evaluate(self, env: dict[str, Any], status: str, now: float, warming: bool = False) -> Outcome:
+        """One evaluation. ``warming``: the index has not been seen yet since this start (its status is
+        the start-up's, not an observed outage), so a pending rule restored from before waits instead of
+        starting over."""
         alerts: list[Alert] = []
         started: list[Rule] = []
         for rule, st, inputs, keys in self._plan:
             if status not in rule.act_on:
                 st.health = f"skipped: index {status}"
-                if st.state == "pending":  # `for` counts only what was seen on a trustworthy index
+                if st.state == "pending" and not warming:  # `for` counts what a trustworthy index showed
                     st.state, st.since = "inactive", None
                 continue
             if None in inputs(env):

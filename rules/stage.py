@@ -53,6 +53,7 @@ class RuleStage:
         self.started_at = now
         self.evaluated_at: float | None = None
         self._announced = False
+        self._seen_ok = False
         self._constituent_klines: list[Candle] = []
 
     # --- inputs -----------------------------------------------------------------------------------------
@@ -93,7 +94,9 @@ class RuleStage:
             self._backcast(snapshot)
         self.env = self.book.update(snapshot, now)
         self.hedge.observe(snapshot, now)
-        out = self.engine.evaluate(self.env, status, now)
+        # until the index is first ok after a start, its status is the start-up's, not an observed outage
+        self._seen_ok = self._seen_ok or status == "ok"
+        out = self.engine.evaluate(self.env, status, now, warming=not self._seen_ok)
         self.book.commit()
         self.evaluated_at = now
         changed = out.ratio != out.previous_ratio

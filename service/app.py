@@ -22,6 +22,7 @@ from connectors import Connector, build_connector
 from connectors.klines import fetch_history, plan, supports
 from rules.events import from_market
 from rules.stage import RuleStage
+from service import statefile
 from service.alerts import Alert
 from service.bus import MemoryBus
 from service.config import Config
@@ -106,6 +107,8 @@ class Daemon:
             config.http.host, config.http.port, self.metrics, ready=self._readiness, state=self.state
         )
         self.stats = Stats(started=clock())
+        self.state_file = statefile.state_path(config.redis.outbox_dir, self.index_name)
+        self._saved: dict[str, Any] | None = None  # the last persisted state, copied to state_file at stop
         self.started = asyncio.Event()
         self._dirty = False  # the index changed since the last publish
         self._newest_tick: float | None = None
@@ -232,7 +235,8 @@ class Daemon:
             return
         snap = self.market.snapshot(now)
         self.publisher.publish_snapshot(self.index_name, snap, self._newest_tick)
-        self.publisher.save_state(self.index_name, self._persisted(snap, now))
+        self._saved = self._persisted(snap, now)
+        self.publisher.save_state(self.index_name, self._saved)
         self.stats.snapshots += 1
 
     def _persisted(self, snap: dict[str, Any], now: float) -> dict[str, Any]:
@@ -338,11 +342,23 @@ class Daemon:
 
     async def _restore(self) -> None:
         assert self.publisher is not None
-        saved = await self.publisher.load_state(self.index_name)
+        saved = statefile.newer(await self.publisher.load_state(self.index_name),
+                                await asyncio.to_thread(statefile.load, self.state_file))
         if saved:
+            # the basket first: the restored levels, extremes and crossings are in its points
+            self.market.restore(saved.get("snapshot") or {}, self.clock())
             self.rules.restore_state(saved.get("rules") or {}, self.clock())
             log.info("restored persisted rule and hedge state of %s saved at %s", self.index_name,
                      saved.get("saved_at"))
+
+    async def _save_local(self) -> None:
+        """The final state to the local copy too: Redis may be unreachable now, or restart empty."""
+        if self._saved is None:
+            return
+        try:
+            await asyncio.to_thread(statefile.save, self.state_file, self._saved)
+        except OSError as exc:
+            log.warning("could not write the local state copy %s: %s", self.state_file, exc)
 
     async def _shutdown(
         self,
@@ -368,6 +384,7 @@ class Daemon:
         if self.publisher is not None and writer is not None:
             self._publish(self.clock())
             self.publisher.stop()  # the writer returns once the final snapshot is written
+            await self._save_local()
             flushed = not await _settle([writer], self.deadlines.flush_s) and self.publisher.pending == 0
             if not writer.done():
                 writer.cancel()

@@ -30,7 +30,7 @@ from service.index import Basket
 from service.market_metrics import GaugeExporter
 from service.metrics import Metrics
 from service.oracle import DEGRADED, OK, STALE, AssetOracle, SourceTransition
-from service.rebalance import Rebalancer
+from service.rebalance import Rebalancer, next_rebalance
 
 # Full recomputation of the running basket sum off the hot path, to bound floating drift.
 RECOMPUTE_EVERY_S = 60.0
@@ -200,6 +200,39 @@ class MarketState:
     def _try_build(self, now: float) -> bool:
         if self.rebalancer.initial(self.basket, now) is None:
             return False
+        self._adopt_members()
+        self._update_status(now)
+        return True
+
+    def restore(self, snapshot: dict[str, Any], now: float) -> bool:
+        """Take the basket (units and divisor) of a persisted snapshot, so the level after a restart
+        continues where it was instead of being re-based to ``base_level`` at the new prices. Ignored when
+        the basket is already built, follows a venue's definition, or the configured constituents or
+        weighting changed (the fresh build then applies the new composition). A scheduled rebalance missed
+        while the daemon was down becomes due at once. True when restored."""
+        consts = snapshot.get("constituents") or {}
+        try:
+            units = {str(a): float(c["units"]) for a, c in consts.items()}
+            divisor = float(snapshot["divisor"])
+        except (KeyError, TypeError, ValueError):
+            return False
+        rb = self.rebalancer
+        weighting = snapshot.get("weighting")
+        if (self.basket.built or rb.definition is not None or not units or not divisor > 0
+                or weighting not in (None, self.config.index.weighting)
+                or any(not u > 0 for u in units.values())
+                or (self.config.index.selection is None and set(units) != set(rb.members))):
+            return False
+        self.basket.set_units(units, divisor)
+        rb.members = sorted(units)
+        rb.targets = {a: float(c["target_weight"]) for a, c in consts.items()
+                      if c.get("target_weight") is not None}
+        last = (snapshot.get("rebalance") or {}).get("last_ts")
+        if isinstance(last, int | float):
+            rb.last_ts = float(last)
+            missed = next_rebalance(float(last), self.config.index.rebalance)
+            if missed is not None and missed < (rb.next_ts or missed + 1):
+                rb.next_ts = missed
         self._adopt_members()
         self._update_status(now)
         return True
