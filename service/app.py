@@ -46,11 +46,14 @@ BATCH_MAX = 4096
 
 @dataclass
 class Deadlines:
-    """Shutdown budget (the whole stop must fit in 5 s)."""
+    """Shutdown budget. The phases run one after another, the final writes to Redis and to the outbox side
+    by side, so the worst case is feeds + drain + cancel + flush + cancel = 3.75 s, inside the 5 s a stop
+    may take."""
 
-    drain_s: float = 1.5
+    feeds_s: float = 0.5
+    drain_s: float = 1.0
     flush_s: float = 1.5
-    cancel_s: float = 1.0
+    cancel_s: float = 0.5
 
 
 @dataclass
@@ -360,6 +363,23 @@ class Daemon:
         except OSError as exc:
             log.warning("could not write the local state copy %s: %s", self.state_file, exc)
 
+    async def _final_snapshot(self, writer: asyncio.Task[None] | None, others: list[asyncio.Task[None]]) -> bool:
+        """The last snapshot and state to Redis, within the flush deadline; True when written."""
+        if self.publisher is None or writer is None:
+            return True
+        self.publisher.stop()  # the writer returns once the final snapshot is written
+        flushed = not await _settle([writer], self.deadlines.flush_s) and self.publisher.pending == 0
+        if not writer.done():
+            writer.cancel()
+            others.append(writer)
+        return flushed
+
+    async def _final_alerts(self) -> int:
+        """Alerts still queued: delivered within the flush deadline, the rest kept in the on-disk outbox."""
+        if self.alerts is None:
+            return 0
+        return await asyncio.shield(self.alerts.flush(self.deadlines.flush_s))
+
     async def _shutdown(
         self,
         feeds: list[asyncio.Task[None]],
@@ -370,7 +390,7 @@ class Daemon:
         t0 = self.clock()
         for t in feeds:
             t.cancel()
-        await _settle(feeds, self.deadlines.cancel_s)
+        await _settle(feeds, self.deadlines.feeds_s)
         queued = len(self.bus)
         self.bus.close()
         try:
@@ -380,18 +400,9 @@ class Daemon:
             log.warning("drain deadline passed with %d events queued; dropping them", len(self.bus))
             pipeline.cancel()
             await _settle([pipeline], self.deadlines.cancel_s)
-        flushed = True
-        if self.publisher is not None and writer is not None:
-            self._publish(self.clock())
-            self.publisher.stop()  # the writer returns once the final snapshot is written
-            await self._save_local()
-            flushed = not await _settle([writer], self.deadlines.flush_s) and self.publisher.pending == 0
-            if not writer.done():
-                writer.cancel()
-                others.append(writer)
-        delivered = 0
-        if self.alerts is not None:
-            delivered = await asyncio.shield(self.alerts.flush(self.deadlines.flush_s))
+        self._publish(self.clock())  # queues the final snapshot and state, and keeps it for the local copy
+        flushed, delivered, _ = await asyncio.gather(
+            self._final_snapshot(writer, others), self._final_alerts(), self._save_local())
         for t in others:
             t.cancel()
         stragglers = await _settle(others, self.deadlines.cancel_s)

@@ -35,7 +35,7 @@ REQUIRED_METRICS = [
 ]
 
 
-def daemon_config(sim: Simulator, redis_url: str, http_port: int) -> dict[str, Any]:
+def daemon_config(sim: Simulator, redis_url: str, http_port: int, outbox_dir: Path) -> dict[str, Any]:
     return {
         "sources": [
             {"exchange": ep.exchange, "name": ep.name, "symbols": list(sim.scenario.assets),
@@ -44,7 +44,8 @@ def daemon_config(sim: Simulator, redis_url: str, http_port: int) -> dict[str, A
         ],
         "index": {"name": INDEX, "constituents": list(sim.scenario.assets), "weighting": "equal",
                   "publish_interval_s": 0.2},
-        "redis": {"url": redis_url, "prefix": PREFIX, "heartbeat_interval_s": 1.0},
+        "redis": {"url": redis_url, "prefix": PREFIX, "heartbeat_interval_s": 1.0,
+                  "outbox_dir": str(outbox_dir)},
         "http": {"port": http_port},
     }
 
@@ -99,7 +100,7 @@ def parse_metrics(text: str) -> tuple[set[str], dict[str, float]]:
 
 async def test_daemon_end_to_end(sim: Simulator, redis_srv: RedisServer, tmp_path: Path) -> None:
     port = free_port()
-    cfg = daemon_config(sim, redis_srv.url, port)
+    cfg = daemon_config(sim, redis_srv.url, port, tmp_path / "outbox")
     r = aioredis.Redis.from_url(redis_srv.url)
     pubsub = r.pubsub()
     await pubsub.subscribe(f"{PREFIX}:index:{INDEX}")
@@ -174,7 +175,7 @@ async def test_daemon_end_to_end(sim: Simulator, redis_srv: RedisServer, tmp_pat
 async def test_sigint_also_stops_cleanly(sim: Simulator, tmp_path: Path) -> None:
     """Without Redis configured everything but the Redis outputs runs, and SIGINT stops it with exit 0."""
     port = free_port()
-    cfg = daemon_config(sim, "", port)
+    cfg = daemon_config(sim, "", port, tmp_path / "outbox")
     del cfg["redis"]
     proc, log = await start_daemon(cfg, tmp_path)
     try:

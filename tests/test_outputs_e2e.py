@@ -33,9 +33,8 @@ async def test_a_rule_firing_in_the_daemon_reaches_slack_once(sim, redis_srv: Re
                                                               tmp_path: Path) -> None:
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
-    cfg = daemon_config(sim, redis_srv.url, free_port())
+    cfg = daemon_config(sim, redis_srv.url, free_port(), tmp_path / "outbox")
     cfg["rules"] = {"files": [str(rules)], "eval_interval_s": 0.2}
-    cfg["redis"]["outbox_dir"] = str(tmp_path / "outbox")
     proc, log = await start_daemon(cfg, tmp_path)
     r = aioredis.Redis.from_url(redis_srv.url)
     stream = f"{PREFIX}:alerts:stream"
