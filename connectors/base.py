@@ -184,7 +184,7 @@ class Route:
 
     __slots__ = (
         "absurd_streak", "asset", "cadence_s", "channel", "count", "critical", "flushed", "instrument",
-        "key", "kind", "last", "quote", "ref", "resubscribed_at", "scale", "seen", "since", "state",
+        "key", "kind", "last", "quote", "ref", "resubscribed_at", "scale", "seen", "seq", "since", "state",
         "subscribed_at", "topic",
     )
 
@@ -207,6 +207,7 @@ class Route:
         self.last = 0.0             # when a valid message was last seen (clock seconds)
         self.seen = 0               # ``count`` when the watchdog last looked
         self.ref = 0.0              # last accepted price, for the absurd-jump check
+        self.seq = 0                # last accepted sequence number where the venue has one; 0 after subscribe
         self.absurd_streak = 0
         self.state = FeedState.CONNECTING
         self.subscribed_at = 0.0

@@ -44,6 +44,7 @@ MAX_FUNDING_RATE = 1.0  # per interval; real caps are a few percent
 # Typed wire schemas of the hot streams: msgspec decodes numeric strings straight into floats/ints
 # (``strict=False``) and skips every field not declared here.
 class _Book(msgspec.Struct, tag_field="e", tag="bookTicker"):
+    u: int
     b: float
     a: float
     E: int
@@ -131,6 +132,9 @@ class BinanceProtocol(WsProtocol):
             d: Any = m.data  # one of the tagged structs; dispatched by exact class below
             cls = d.__class__
             if cls is book_cls:
+                u = d.u
+                if u <= r.seq:
+                    raise RejectedMessage("out_of_order", r.key)  # an older book than the one we hold
                 bid = d.b
                 ask = d.a
                 if not (0.0 < bid <= ask < max_price):
@@ -139,6 +143,7 @@ class BinanceProtocol(WsProtocol):
                 if (ref and (bid > ref * jump or ask * jump < ref)) or r.absurd_streak:
                     r.check_jump(bid)  # counts or resets the streak, raises while it lasts
                 r.ref = bid
+                r.seq = u
                 sink(Quote(ex, r.asset, r.instrument, bid, ask, d.E / 1000.0, now, r.quote))
             elif cls is agg_cls:
                 price = d.p
@@ -219,10 +224,15 @@ class BinanceProtocol(WsProtocol):
                 bid, ask, ts = book_fields(d)
             if not (0.0 < bid <= ask < max_price):
                 _book_reject(bid, ask)
+            u = d.get("u")
+            if type(u) is int and u <= r.seq:
+                raise RejectedMessage("out_of_order", r.key)
             ref = r.ref
             if (ref and (bid > ref * jump or ask * jump < ref)) or r.absurd_streak:
                 r.check_jump(bid)
             r.ref = bid
+            if type(u) is int:
+                r.seq = u
             sink(Quote(ex, r.asset, r.instrument, bid, ask, ts, now, r.quote))
             r.count += 1
 

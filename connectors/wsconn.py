@@ -246,6 +246,7 @@ class WsConnection:
         for r in routes:
             r.subscribed_at = now
             r.resubscribed_at = 0.0
+            r.seq = 0  # a new connection is a new stream: its sequence starts afresh
             r.state = FeedState.SUBSCRIBED
         self._set_state(FeedState.SUBSCRIBED, f"{len(routes)} channels")
 

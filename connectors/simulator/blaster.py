@@ -179,7 +179,10 @@ class Blaster:
                 u += 1
                 chunks.append(_frame_header(len(payload)))
                 chunks.append(payload)
-            transport.write(b"".join(chunks))
+            try:
+                transport.write(b"".join(chunks))
+            except RuntimeError:
+                break  # the subscriber closed its side (write after EOF): its blast is over
             self.sent += per_batch
             await ws.drain()
             if self.rate > 0:
