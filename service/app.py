@@ -107,7 +107,8 @@ class Daemon:
                 self.metrics, clock,
             )
         self.http = HttpServer(
-            config.http.host, config.http.port, self.metrics, ready=self._readiness, state=self.state
+            config.http.host, config.http.port, self.metrics, ready=self._readiness, state=self.state,
+            rebalance=self.rebalance,
         )
         self.stats = Stats(started=clock())
         self.state_file = statefile.state_path(config.redis.outbox_dir, self.index_name)
@@ -153,6 +154,19 @@ class Daemon:
                 else {"connected": self.publisher.connected, "published": self.publisher.published},
             },
         }
+
+    def rebalance(self) -> dict[str, Any]:
+        """An on-demand rebalance (``POST /rebalance``): units change, the divisor keeps the level
+        continuous, and the new composition is published with the next snapshot."""
+        now = self.clock()
+        done = self.market.rebalance_now(now)
+        if done:
+            self._dirty = True
+            log.info("index %s rebalanced on demand", self.index_name)
+        snap = self.market.snapshot(now)
+        weights = {a: c.get("weight") for a, c in snap.get("constituents", {}).items()}
+        return {"rebalanced": done, "index": self.index_name, "level": snap.get("level"), "weights": weights,
+                **({} if done else {"reason": "the index is not built yet"})}
 
     # --- stages ----------------------------------------------------------------------------------------
 

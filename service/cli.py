@@ -96,6 +96,22 @@ def simulate(scenario: Annotated[Path | None, typer.Option(help="scenario file (
     raise typer.Exit(sim_main(str(scenario) if scenario else None))
 
 
+@app.command()
+def rebalance(
+    url: Annotated[str, typer.Option(help="the daemon's HTTP address")] = "http://127.0.0.1:9108",
+) -> None:
+    """Rebalance the running daemon's index now (on demand), keeping its level continuous."""
+    import httpx
+
+    try:
+        resp = httpx.post(f"{url.rstrip('/')}/rebalance", timeout=10.0)
+    except httpx.HTTPError as exc:
+        typer.echo(f"hedgewatch: cannot reach the daemon at {url}: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(resp.text)
+    raise typer.Exit(0 if resp.status_code == 200 else 1)
+
+
 @rules_app.command("test")
 def rules_test(file: Path) -> None:
     """Run rule unit tests (input series and expected alerts), like promtool test rules."""

@@ -1,11 +1,14 @@
-"""The daemon's one HTTP port: ``/metrics``, ``/healthz``, ``/readyz``, ``/state``.
+"""The daemon's one HTTP port: ``/metrics``, ``/healthz``, ``/readyz``, ``/state``, and ``POST /rebalance``.
 
 Binds to loopback unless configured otherwise. The handlers only read in-memory state; none of them waits
-on an exchange or on Redis, so the port answers even while every upstream is down.
+on an exchange or on Redis, so the port answers even while every upstream is down. ``POST /rebalance``
+changes the index, so it is served only to clients on this machine's loopback, whatever address the port
+binds to (a container publishes the port to Prometheus, not the right to rebalance).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +32,7 @@ class HttpServer:
         ready: Callable[[], tuple[bool, dict[str, Any]]],
         state: Callable[[], dict[str, Any]],
         alive: Callable[[], bool] = lambda: True,
+        rebalance: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -36,6 +40,7 @@ class HttpServer:
         self._ready = ready
         self._state = state
         self._alive = alive
+        self._rebalance = rebalance
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> int:
@@ -45,6 +50,8 @@ class HttpServer:
         app.router.add_get("/healthz", self._get_healthz)
         app.router.add_get("/readyz", self._get_readyz)
         app.router.add_get("/state", self._get_state)
+        if self._rebalance is not None:
+            app.router.add_post("/rebalance", self._post_rebalance)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
@@ -74,6 +81,21 @@ class HttpServer:
 
     async def _get_state(self, request: web.Request) -> web.Response:
         return _json(self._state(), 200)
+
+    async def _post_rebalance(self, request: web.Request) -> web.Response:
+        if not _from_loopback(request.remote):
+            log.warning("refused POST /rebalance from %s: only loopback clients may rebalance", request.remote)
+            return _json({"error": "only loopback clients may rebalance"}, 403)
+        assert self._rebalance is not None
+        result = self._rebalance()
+        return _json(result, 200 if result.get("rebalanced") else 409)
+
+
+def _from_loopback(remote: str | None) -> bool:
+    try:
+        return remote is not None and ipaddress.ip_address(remote).is_loopback
+    except ValueError:
+        return False
 
 
 def _json(body: dict[str, Any], status: int) -> web.Response:

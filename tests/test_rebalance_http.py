@@ -1,0 +1,88 @@
+"""On-demand rebalancing: `POST /rebalance` on the daemon's port (loopback clients only) and the
+`hedgewatch rebalance` command that calls it, against the daemon running on the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from connectors.simulator import Simulator, load_scenario
+from service.app import Daemon
+from service.demo import demo_config
+from service.http import _from_loopback
+from tests.support import REPO, free_port, wait_for
+
+
+@pytest.fixture
+async def daemon(tmp_path: object) -> AsyncIterator[tuple[Daemon, int]]:
+    async with Simulator(load_scenario(None)) as sim:
+        port = free_port()
+        cfg = demo_config(sim.endpoints, list(sim.scenario.assets), env={"HEDGEWATCH__HTTP__PORT": str(port)})
+        d = Daemon(cfg)
+        stop = asyncio.Event()
+        task = asyncio.create_task(d.run(stop))
+        try:
+            yield d, port
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 10)
+
+
+def weights(d: Daemon) -> list[float]:
+    return [c["weight"] for c in d.market.snapshot(d.clock())["constituents"].values()]
+
+
+async def test_rebalance_on_demand_restores_target_weights_and_keeps_the_level(
+        daemon: tuple[Daemon, int]) -> None:
+    d, port = daemon
+    async with httpx.AsyncClient(timeout=5.0) as http:
+        # before the index is built there is nothing to rebalance
+        early = await http.post(f"http://127.0.0.1:{port}/rebalance")
+        assert early.status_code in (200, 409)
+        await wait_for(lambda: d.market.ready, 20, "the index to be ready")
+        # prices move the equal weights away from 1/3 ...
+        await wait_for(lambda: max(abs(w - 1 / 3) for w in weights(d)) > 1e-7, 20, "weights to drift")
+        level_before = d.market.level
+        resp = await http.post(f"http://127.0.0.1:{port}/rebalance")
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["rebalanced"] is True and body["index"] == "HWDEMO"
+    # ... and the rebalance brings them back while the level carries on from where it was
+    assert all(w == pytest.approx(1 / 3, rel=1e-9) for w in body["weights"].values())
+    assert body["level"] == pytest.approx(level_before, rel=1e-3)
+
+
+async def test_rebalance_command(daemon: tuple[Daemon, int]) -> None:
+    d, port = daemon
+    await wait_for(lambda: d.market.ready, 20, "the index to be ready")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEDGEWATCH__")}
+    env["PYTHONPATH"] = str(REPO)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "service", "rebalance", "--url", f"http://127.0.0.1:{port}", cwd=REPO, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    assert b'"rebalanced":true' in out
+
+
+def test_only_loopback_clients_may_rebalance() -> None:
+    assert _from_loopback("127.0.0.1") and _from_loopback("::1") and _from_loopback("127.3.2.1")
+    assert not _from_loopback("10.0.0.7")
+    assert not _from_loopback("192.168.1.2")
+    assert not _from_loopback(None)
+    assert not _from_loopback("not an address")
+
+
+async def test_the_command_says_when_no_daemon_answers() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEDGEWATCH__")}
+    env["PYTHONPATH"] = str(REPO)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "service", "rebalance", "--url", f"http://127.0.0.1:{free_port()}", cwd=REPO,
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 1 and b"cannot reach the daemon" in err
