@@ -199,7 +199,10 @@ class AssetOracle:
         elif status == VALID:
             src.outlier = False
         if src.status != status:
-            if src.status != PENDING or status != VALID:  # a first price is not news
+            # A first price is not news, nor is a wrong venue moving between "excluded" (an outlier) and
+            # "rejected" (an absurd tick): it is out of the price either way, and a manipulated quote
+            # straddling the absurd threshold would otherwise report it on every tick.
+            if (src.status != PENDING or status != VALID) and {src.status, status} != {EXCLUDED, REJECTED}:
                 self._sink.append(
                     SourceTransition(
                         now, "source", self.asset, src.name, src.status, status, reason, src.price, ref
@@ -231,8 +234,9 @@ class AssetOracle:
         src.price = price
         src.ts = now
         if src.status in (REJECTED, PENDING, SRC_STALE):
-            # An excluded source stays excluded until the hysteresis re-admits it.
-            if src.outlier:
+            # An excluded source stays excluded until the hysteresis re-admits it; so does one coming back
+            # from an absurd tick with a price still outside the band (it would only be excluded again).
+            if src.outlier or (src.status == REJECTED and last is not None and abs(price / last - 1.0) > self._band):
                 self._set_source(src, EXCLUDED, "fresh again, still an outlier until re-admitted", now, last)
             else:
                 self._set_source(src, VALID, "fresh", now, last)

@@ -25,3 +25,23 @@ def test_oracle_status_and_ignored_kinds() -> None:
         "kind": "oracle_status", "asset": "BTC", "status": "degraded", "reason": "why", "ts": 1.0}
     assert from_market(t("index", "ok", "stale")) is None
     assert from_market(t("rebalance", "", "")) is None
+
+
+def test_a_wrong_venue_straddling_the_absurd_threshold_is_reported_once() -> None:
+    from service.config import OracleConfig
+    from service.oracle import AssetOracle
+
+    sink: list[SourceTransition] = []
+    o = AssetOracle("BTC", OracleConfig(), sink)
+    for t, (a, b, c) in enumerate([(100.0, 100.1, 99.9)] * 3):
+        o.update("a", a, float(t))
+        o.update("b", b, float(t))
+        o.update("c", c, float(t))
+    sink.clear()
+    for i in range(20):  # venue c quotes ~+50%: alternately just below and just above the absurd limit
+        o.update("c", 149.9 if i % 2 else 150.1, 10.0 + i)
+        o.update("a", 100.0, 10.0 + i)
+        o.update("b", 100.1, 10.0 + i)
+    kinds = [(t.source, t.old, t.new) for t in sink if t.kind == "source"]
+    assert len(kinds) == 1 and kinds[0][0] == "c" and kinds[0][2] in ("excluded", "rejected")
+    assert o.price is not None and abs(o.price / 100.05 - 1) < 0.001
