@@ -40,11 +40,12 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from connectors.simulator import Simulator, load_scenario
+from connectors.simulator import Simulator
 from service.app import Daemon
 from service.config import Config, config_from_dict
 from service.hedge import short_pnl
 from service.keys import Keys
+from tests.stepped import settle, stepped_simulator, stepped_sources
 from tests.support import REPO, RedisServer, free_port, wait_for
 
 INDEX = "FOUR"
@@ -70,18 +71,8 @@ def iso_ts(text: str) -> float:
 
 def daemon_config(sim: Simulator, redis_url: str, tmp_path: Path) -> Config:
     assets = list(sim.scenario.assets)
-    sources = []
-    for ep in sim.endpoints:
-        # Binance serves open interest by REST only, polled on the wall clock: in a run whose simulated time
-        # outpaces the wall clock its samples would come and go with the machine's speed, so open interest
-        # comes from the venues that stream it (Bybit tickers, OKX open-interest).
-        channels = ["quotes", "trades", "mark", "funding"]
-        if ep.exchange != "binanceusdm":
-            channels.append("open_interest")
-        sources.append({"exchange": ep.exchange, "name": ep.name, "symbols": assets, "ws_url": ep.ws_url,
-                        "rest_url": ep.rest_url, "channels": channels})
     data: dict[str, Any] = {
-        "sources": sources,
+        "sources": stepped_sources(sim),
         "index": {"name": INDEX, "constituents": assets, "weighting": "equal", "base_level": 1000.0,
                   "publish_interval_s": 5.0},
         "portfolio": {"holdings": {INDEX: UNITS}, "hedge_ratio": 0.2, "multiplier": MULTIPLIER,
@@ -95,9 +86,7 @@ def daemon_config(sim: Simulator, redis_url: str, tmp_path: Path) -> Config:
 
 @pytest.fixture
 async def sim() -> AsyncIterator[Simulator]:
-    scenario = load_scenario("four_phase.yaml")
-    # the test drives the clock (Simulator.step), so the simulator's own pacing never runs
-    async with Simulator(scenario.model_copy(update={"speed": 1e-9})) as s:
+    async with stepped_simulator() as s:
         yield s
 
 
@@ -120,22 +109,6 @@ class Collector:
     async def close(self) -> None:
         await self.pubsub.aclose()
         await self.redis.aclose()
-
-
-async def settle(daemon: Daemon) -> None:
-    """Let the daemon take in the frames of the step just made. The venues wrote them to loopback sockets
-    synchronously; a few loop turns later they are decoded and on the bus, and the pipeline has consumed
-    them. Then wait for the bus to drain."""
-    quiet = 0
-    seen = -1
-    while quiet < 3:
-        await asyncio.sleep(0)
-        n = daemon.stats.events
-        if len(daemon.bus) or n != seen:
-            quiet = 0
-            seen = n
-        else:
-            quiet += 1
 
 
 def warm(daemon: Daemon, hedges: list[dict[str, Any]]) -> bool:

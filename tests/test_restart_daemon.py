@@ -29,11 +29,12 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from connectors.simulator import Simulator, load_scenario
+from connectors.simulator import Simulator
 from service.app import Daemon
 from service.config import Config, config_from_dict
 from service.keys import Keys
 from service.outbox import Outbox
+from tests.stepped import settle, stepped_simulator, stepped_sources
 from tests.support import RedisServer, free_port, wait_for
 
 INDEX = "RST"
@@ -70,16 +71,8 @@ def daemon_config(sim: Simulator, redis_url: str, tmp_path: Path) -> Config:
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
     assets = list(sim.scenario.assets)
-    sources = []
-    for ep in sim.endpoints:
-        # open interest from the venues that stream it (Binance's is polled on the wall clock)
-        channels = ["quotes", "trades", "mark", "funding"]
-        if ep.exchange != "binanceusdm":
-            channels.append("open_interest")
-        sources.append({"exchange": ep.exchange, "name": ep.name, "symbols": assets, "ws_url": ep.ws_url,
-                        "rest_url": ep.rest_url, "channels": channels})
     data: dict[str, Any] = {
-        "sources": sources,
+        "sources": stepped_sources(sim),
         "index": {"name": INDEX, "constituents": assets, "weighting": "equal", "base_level": 1000.0,
                   "publish_interval_s": 5.0},
         "portfolio": {"holdings": {INDEX: UNITS}, "hedge_ratio": 0.2, "multiplier": MULTIPLIER,
@@ -94,8 +87,7 @@ def daemon_config(sim: Simulator, redis_url: str, tmp_path: Path) -> Config:
 
 @pytest.fixture
 async def sim() -> AsyncIterator[Simulator]:
-    scenario = load_scenario("four_phase.yaml")
-    async with Simulator(scenario.model_copy(update={"speed": 1e-9})) as s:  # the test drives the clock
+    async with stepped_simulator() as s:
         yield s
 
 
@@ -141,15 +133,7 @@ class Running:
         return self.daemon.rules.engine.states[name]
 
     async def settle(self) -> None:
-        """Let the daemon take in the frames of the step just made (see the four-phase test)."""
-        quiet, seen = 0, -1
-        while quiet < 3:
-            await asyncio.sleep(0)
-            n = self.daemon.stats.events
-            if len(self.daemon.bus) or n != seen:
-                quiet, seen = 0, n
-            else:
-                quiet += 1
+        await settle(self.daemon)
 
     async def step_until(self, done: Callable[[], bool | Awaitable[bool]], max_s: float, what: str,
                          pace_s: float = 0.0) -> None:
