@@ -170,11 +170,9 @@ def _feeds_table(daemon: Daemon, rates: Rates) -> Table:
 
 
 def _sources(market: dict[str, Any], asset: str) -> list[dict[str, Any]]:
-    info = market.get("oracle", {}).get(asset, {})
-    srcs = info.get("sources", [])
-    if isinstance(srcs, dict):
-        return [{"exchange": k, **v} for k, v in srcs.items()]
-    return list(srcs)
+    """Per-source status of ``asset``'s oracle (``/state`` keys it by venue) as rows for the view."""
+    srcs = market.get("oracle", {}).get(asset, {}).get("sources", {})
+    return [{"exchange": k, **v} for k, v in srcs.items()]
 
 
 def plain_line(daemon: Daemon, rates: Rates) -> str:
