@@ -315,7 +315,7 @@ class Route:
         self.since = 0.0            # when the channel went quiet
         self.cadence = Cadence()    # learned from what the channel delivered (see ``Cadence``)
         self.probe_at = 0.0         # no subscribe probe of a quiet channel before this
-        self.probes = 0             # probes in a row; the gap between two doubles
+        self.probes = 0             # probes sent (status)
 
     def bound(self, tuning: Tuning) -> float:
         """The silence bound in force: the learned one, the configured one as its floor."""

@@ -371,6 +371,7 @@ class WsConnection:
         else:
             whole = self.bound()
             if whole is not None and now - max(self.last_data, self.subscribed_at) > whole:
+                self._mark_down()
                 self._set_state(FeedState.SILENT, f"no data on any channel for {whole:.1f} s")
                 raise _Recycle(f"no data on any of its {len(self.proto.routes)} channels for {whole:.1f} s")
         self.checks += 1
@@ -389,19 +390,16 @@ class WsConnection:
 
     def _resumed(self, r: Route, now: float) -> None:
         r.state = FeedState.SUBSCRIBED
-        if now - r.since >= self.ctx.tuning.silence_cap_s:
-            r.probes = 0  # a long quiet spell that ended: the next one is probed promptly again
         self.ctx.channel_state(r, True, False)
         self.ctx.status(r.key, FeedState.SUBSCRIBED, f"data resumed after {now - r.since:.1f} s quiet")
 
     async def _probe(self, routes: list[Route], now: float) -> None:
-        """Subscribe the quiet channels again, without unsubscribing first, so no gap can open. Each
-        channel's next probe waits twice as long as its last, from its bound up to ``silence_cap_s``: a thin
-        symbol costs a handful of frames an hour, not one every few seconds."""
+        """Subscribe the quiet channels again, without unsubscribing first, so no gap can open. A channel is
+        probed when it goes quiet, then at most once per ``silence_cap_s`` (also across quiet spells): a thin
+        symbol costs a few frames an hour, not one every few seconds."""
         tn = self.ctx.tuning
         for r in routes:
-            bound = r.bound(tn)
-            r.probe_at = now + min(bound * (2.0 ** r.probes), max(tn.silence_cap_s, bound))
+            r.probe_at = now + max(tn.silence_cap_s, r.bound(tn))
             r.probes += 1
             r.resubscribed_at = now
         try:
@@ -459,6 +457,7 @@ def _channel_status(r: Route, now: float, tn: Tuning) -> dict[str, Any]:
         "subscribed": r.state in (FeedState.SUBSCRIBED, FeedState.QUIET),
         "quiet": r.state == FeedState.QUIET,
         "messages": r.count,
+        "probes": r.probes,
         "last_message_age_s": round(now - r.last, 3) if r.last else None,
         "learned_cadence_s": None if learned is None else round(learned, 4),
         "configured_bound_s": tn.silence_bound(r.cadence_s),
