@@ -180,7 +180,6 @@ class RuleStage:
         if self.sizing is not None:
             metrics.hedge_contracts.labels(index=self.index).set(self.sizing.target_contracts)
             metrics.hedge_notional_usd.labels(index=self.index).set(self.sizing.target_notional_usd)
-            metrics.portfolio_value_usd.labels(index=self.index).set(self.sizing.portfolio_value_usd)
 
 
 PRICE_LEVEL_PREFIXES = ("sma_", "ema_", "level_", "trendline_", "fib_", "swing_", "highest_", "lowest_")

@@ -329,6 +329,25 @@ class NotifyConfig(Section):
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
 
 
+class DailySummaryConfig(Section):
+    """A daily alert with the hedge ledger's figures (off unless switched on)."""
+
+    enabled: bool = False
+    time_utc: str = Field(default="00:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    severity: str = "info"
+
+
+class LedgerConfig(Section):
+    """The hedge ledger's fill and carry assumptions, live and in backtests: a fill is the futures price
+    moved ``slippage_bps`` against the trade, plus ``fee_bps`` of the notional; funding is settled every
+    ``funding_interval_h`` hours from midnight UTC."""
+
+    fee_bps: float = Field(default=4.0, ge=0)
+    slippage_bps: float = Field(default=2.0, ge=0)
+    funding_interval_h: float = Field(default=8.0, gt=0)
+    daily_summary: DailySummaryConfig = DailySummaryConfig()
+
+
 class Config(Section):
     sources: tuple[SourceConfig, ...]
     index: IndexConfig
@@ -338,6 +357,7 @@ class Config(Section):
     redis: RedisConfig = RedisConfig()
     http: HttpConfig = HttpConfig()
     notify: NotifyConfig = NotifyConfig()
+    ledger: LedgerConfig = LedgerConfig()
     log_level: str = "INFO"
     # the bus between connectors and the pricing core; when full the oldest tick is dropped and counted
     ingest_queue_size: int = Field(default=10_000, gt=0)

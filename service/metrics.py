@@ -88,7 +88,33 @@ class Metrics:
             "hedgewatch_hedge_notional_usd", "Target hedge notional", ["index"], registry=r
         )
         self.portfolio_value_usd = Gauge(
-            "hedgewatch_portfolio_value_usd", "Portfolio value at oracle prices", ["index"], registry=r
+            "hedgewatch_portfolio_value_usd",
+            "Portfolio value at oracle prices: view unhedged (the holdings) or hedged (plus the hedge ledger's "
+            "P&L, funding and fees)",
+            ["index", "view"],
+            registry=r,
+        )
+
+        # the hedge ledger (the advised hedge as if executed, or the position reported)
+        self.hedge_position_contracts = Gauge(
+            "hedgewatch_hedge_position_contracts", "Hedge position in the ledger, signed (short < 0)", ["index"],
+            registry=r,
+        )
+        self.hedge_pnl_usd = Gauge(
+            "hedgewatch_hedge_pnl_usd", "Price P&L of the hedge, realized + unrealized", ["index"], registry=r
+        )
+        # gauges, not counters: funding is paid as well as received
+        self.hedge_funding_usd = Gauge(
+            "hedgewatch_hedge_funding_usd_total", "Funding received (negative: paid) since the ledger started",
+            ["index"], registry=r,
+        )
+        self.hedge_fees_usd = Gauge(
+            "hedgewatch_hedge_fees_usd_total", "Trading fees paid by the hedge since the ledger started",
+            ["index"], registry=r,
+        )
+        self.portfolio_drawdown_ratio = Gauge(
+            "hedgewatch_portfolio_drawdown_ratio", "Portfolio value against its running peak, minus one (<= 0)",
+            ["index", "view"], registry=r,
         )
         self.rule_state = Gauge(
             "hedgewatch_rule_state", "0 inactive, 1 pending, 2 firing", ["index", "rule"], registry=r
