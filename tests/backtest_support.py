@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import zipfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -98,3 +99,46 @@ def config(assets: Sequence[str], *, holdings: dict[str, float], rules: Sequence
         "ledger": ledger or {"fee_bps": 0.0, "slippage_bps": 0.0},
     }
     return config_from_dict(data, "<backtest-test>", {})
+
+
+def story(folder: Path, assets: Sequence[str], start: float, days: int, *, seed: int = 7,
+          warmup_days: int = 0) -> dict[str, list[float]]:
+    """Hourly history with a story: a rally to new highs on rising volume and funding, a crash through the
+    averages with funding turning negative, a base; per-asset noise around a shared path. Returns the
+    closes per asset. Funding every 8 h, market caps daily (CoinGecko), all in the published shapes."""
+    import random
+
+    rng = random.Random(seed)
+    hours = (days + warmup_days) * 24
+    t0 = start - warmup_days * DAY
+    # per-hour drift of the shared path, by phase of the run (fractions of the whole)
+    phases = [(0.0, 0.0002), (0.25, 0.0008), (0.5, -0.0016), (0.65, -0.0002), (0.8, 0.0004)]
+    shared, p = [], 0.0
+    for h in range(hours):
+        frac = h / hours
+        drift = next(d for f, d in reversed(phases) if frac >= f)
+        p += drift + rng.gauss(0, 0.006)
+        shared.append(p)
+    out: dict[str, list[float]] = {}
+    for k, a in enumerate(assets):
+        base = 100.0 * (k + 1) ** 1.5
+        own, closes = 0.0, []
+        for h in range(hours):
+            own += rng.gauss(0, 0.004)
+            closes.append(base * math.exp(shared[h] * (0.8 + 0.1 * k) + own))
+        vol = [10.0 * (1 + 2 * max(0.0, closes[i] / closes[i - 24] - 1.0) * 10 if i >= 24 else 1.0)
+               for i in range(hours)]
+        rows = kline_rows(t0, HOUR, closes)
+        for r, v in zip(rows, vol, strict=True):
+            r[5] = f"{v:.3f}"
+        write_klines(folder, f"{a}USDT", "1h", rows, header=k % 2 == 0, zipped=k % 3 == 1)
+        fund = []
+        for i in range(0, hours, 8):
+            trend = closes[i] / closes[max(0, i - 72)] - 1.0
+            fund.append((t0 + i * HOUR, max(-0.0005, min(0.001, 0.0001 + trend * 0.01))))
+        write_funding(folder, f"{a}USDT", fund)
+        supply = 1e9 / (k + 1)
+        write_market_chart(folder, a, [(t0 + d * DAY, closes[d * 24], closes[d * 24] * supply)
+                                       for d in range(days + warmup_days)])
+        out[a] = closes
+    return out

@@ -6,8 +6,9 @@ them agree, as live with every venue up); a mark price at the close (the perpetu
 futures leg); the closed kline; the funding rate last settled at or before ``t`` (the rate the venue was
 publishing); and the open interest last sampled at or before ``t`` when the data has it. An asset without
 a kline of that bar but with CoinGecko prices is quoted at CoinGecko's latest price when it is recent
-enough (within two of its samples); otherwise it gets nothing and the oracle takes it as stale, as it
-would live: a missing price is never filled in.
+enough (within two of its samples); otherwise it gets nothing: its last price stands for that one bar (the
+data's resolution is the backtest's staleness bound) and then it is stale, as a silent venue is live. A
+missing price is never filled in.
 """
 
 from __future__ import annotations

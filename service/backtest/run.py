@@ -82,6 +82,13 @@ def rule_sets(config: Config, compare: list[str]) -> list[tuple[str, Config]]:
     return out
 
 
+def backtest_config(config: Config, interval_s: int) -> Config:
+    """The config on bars: a price stays fresh for one bar (the data's resolution, as ``oracle.max_age_s``
+    is the feeds' live), so the venues' quotes of one bar close do not see each other as stale; an asset
+    whose bar is missing keeps its last price for that bar and is stale from the next."""
+    return config.model_copy(update={"oracle": config.oracle.model_copy(update={"max_age_s": interval_s + 1.0})})
+
+
 def venues_of(config: Config, assets: list[str]) -> dict[str, list[str]]:
     """Per asset with data, the configured sources that list it (the data is quoted as each of them)."""
     out: dict[str, list[str]] = {}
@@ -123,7 +130,7 @@ def run_backtest(config: Config, history: History, start: float, end: float, *, 
     if missing:
         raise HistoryError(f"no price data for {', '.join(missing)} in the data folder")
     interval = pick_interval(history, assets, interval_s)
-    cfg = config
+    cfg = backtest_config(config, interval)
     sets = rule_sets(cfg, compare or [])
     engine = Engine(cfg, start, overlays=sets, follow_advice=True)
     replay = Replay(history, venues_of(cfg, assets), interval, start, end)
@@ -208,7 +215,8 @@ def _notes(replay: Replay, engine: Engine, history: History) -> list[str]:
     for a, n in sorted(g.funding_before_first.items()):
         out.append(f"{a}: {n} bars before its first funding record, funding counted as zero there")
     for a, n in sorted(g.missing_bars.items()):
-        out.append(f"{a}: {n} bars without a price (not filled in: the oracle took the asset as stale)")
+        out.append(f"{a}: {n} bars without a price (not filled in: the last price stands for one bar, then the "
+                   "asset is stale)")
     missing = sum(o.funding_missing for o in engine.overlays[:1])
     if missing:
         out.append(f"{missing} funding times without a known index funding rate were settled at zero")

@@ -4,8 +4,9 @@
     max drawdown        the deepest fall of the hedged value from its running peak (<= 0)
     volatility          standard deviation of the per-bar returns, annualized (x sqrt(bars per year))
     worst month         the lowest calendar-month return (a partial first or last month counts as it ran)
-    cost of protection  the return given up while the market rose: over the bars in which the unhedged
-                        value rose, the sum of (unhedged - hedged) bar returns
+    cost of protection  the return given up while the market rose: over the days (UTC) on which the
+                        unhedged value rose, their compounded unhedged return minus their compounded
+                        hedged return
     drawdown saved      hedged max drawdown minus unhedged max drawdown (> 0: the hedge kept it shallower)
     turnover            traded notional over the mean unhedged portfolio value
 """
@@ -66,6 +67,22 @@ def monthly(times: list[float], values: list[float]) -> dict[str, float]:
     return out
 
 
+def cost_of_protection(times: list[float], hedged: list[float], unhedged: list[float]) -> float:
+    days: dict[int, list[int]] = {}
+    for i, t in enumerate(times):
+        days.setdefault(int((t - 1) // 86400), []).append(i)  # a bar closing at midnight ends its day
+    up_u = up_h = 1.0
+    prev: int | None = None
+    for idx in days.values():
+        a = prev if prev is not None else idx[0]
+        b = idx[-1]
+        if unhedged[b] > unhedged[a]:
+            up_u *= unhedged[b] / unhedged[a]
+            up_h *= hedged[b] / hedged[a]
+        prev = b
+    return up_u - up_h
+
+
 def summarize(res: Result, name: str) -> dict[str, Any]:
     tr = res.tracks[name]
     rows = _pairs(tr)
@@ -75,8 +92,7 @@ def summarize(res: Result, name: str) -> dict[str, Any]:
     times = [res.times[i] for i, _, _ in rows]
     hedged = [h for _, h, _ in rows]
     unhedged = [u for _, _, u in rows]
-    rh, ru = returns(hedged), returns(unhedged)
-    cost = sum(u - h for h, u in zip(rh, ru, strict=True) if u > 0)
+    cost = cost_of_protection(times, hedged, unhedged)
     dd_h, dd_u = max_drawdown(hedged), max_drawdown(unhedged)
     months = monthly(times, hedged)
     mean_value = sum(unhedged) / len(unhedged)
