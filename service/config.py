@@ -241,6 +241,15 @@ class RedisConfig(Section):
 class HttpConfig(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=9108, ge=0, le=65535)
+    # how people reach this daemon (behind a proxy, another host name): the base of each alert's
+    # generatorURL; without it, http://host:port
+    external_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+
+    def base_url(self) -> str:
+        if self.external_url:
+            return self.external_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
 
 class SlackConfig(Section):
