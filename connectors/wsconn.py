@@ -368,6 +368,7 @@ class WsConnection:
             self.last_data = now
             if not self.healthy:
                 self.healthy = True
+                self.ctx.burst.clear(f"lost:{self.name}", f"{self.ctx.exchange}: {self.name} delivering again")
         else:
             whole = self.bound()
             if whole is not None and now - max(self.last_data, self.subscribed_at) > whole:

@@ -105,19 +105,57 @@ def render(daemon: Daemon, rates: Rates) -> Group:
         "  ", (status, colour), f"   {rates.total:,.0f} msg/s", f"   up {now - daemon.stats.started:,.0f} s",
         "   Ctrl-C to stop",
     )
-    return Group(head, _oracle_table(snap, market), _derivatives_table(snap), _hedge_table(daemon),
-                 _feeds_table(daemon, rates))
+    feeds = {c.name: c.status() for c in daemon.connectors}
+    return Group(head, _oracle_table(snap, market, feed_health(feeds)), _derivatives_table(snap),
+                 _hedge_table(daemon), _feeds_table(daemon, rates, feeds))
 
 
-def _oracle_table(snap: dict[str, Any], market: dict[str, Any]) -> Table:
+def feed_health(feeds: dict[str, dict[str, Any]]) -> dict[tuple[str, str], str]:
+    """``(source, asset) -> "down" | "quiet"`` from the connectors' ``status()``: "down" when a connection
+    carrying one of the asset's channels is not up, "quiet" when the connection is up but the venue has sent
+    nothing for one of them past its learned bound (a thin market, not a broken feed)."""
+    out: dict[tuple[str, str], str] = {}
+    for source, st in feeds.items():
+        for conn in (st.get("connections") or {}).values():
+            for ch in (conn.get("channels") or {}).values():
+                asset = ch.get("asset")
+                if not asset:
+                    continue
+                key = (source, asset)
+                if not conn.get("up", conn.get("state") == "subscribed"):
+                    out[key] = "down"
+                elif ch.get("quiet") and out.get(key) != "down":
+                    out[key] = "quiet"
+    return out
+
+
+def source_label(src: dict[str, Any], health: str | None) -> str:
+    """One source of an asset for the view: price, age, and why it is not used, telling a stale source on a
+    live feed (the symbol went quiet) from one whose feed is down."""
+    status = src.get("status")
+    text = f"{src.get('exchange')} {_fmt_price(src.get('price'))} ({src.get('age_s') or 0:.1f}s)"
+    if status == "stale":
+        why = {"quiet": "quiet symbol, feed live", "down": "feed down"}.get(health or "", src.get("reason", ""))
+        return f"{text} [stale: {why}]"
+    if status != "ok":
+        return f"{text} [{status}: {src.get('reason', '')}]"
+    if health == "quiet":
+        return f"{text} [quiet]"
+    if health == "down":
+        return f"{text} [feed down]"
+    return text
+
+
+def _oracle_table(snap: dict[str, Any], market: dict[str, Any],
+                  health: dict[tuple[str, str], str] | None = None) -> Table:
+    health = health or {}
     t = Table(title="oracle", title_justify="left")
     for col in ("asset", "price", "status", "sources", "spread", "weight", "per source: price (age)"):
         t.add_column(col)
     for asset, c in sorted(snap.get("constituents", {}).items()):
         per = []
         for src in _sources(market, asset):
-            mark = "" if src.get("status") == "ok" else f" [{src.get('status')}: {src.get('reason', '')}]"
-            per.append(f"{src.get('exchange')} {_fmt_price(src.get('price'))} ({src.get('age_s') or 0:.1f}s){mark}")
+            per.append(source_label(src, health.get((str(src.get("exchange")), asset))))
         t.add_row(asset, _fmt_price(c.get("price")), str(c.get("status")), str(c.get("sources")),
                   f"{(c.get('confidence') or 0) * 1e4:.1f} bp", f"{(c.get('weight') or 0):.1%}", "\n".join(per))
     return t
@@ -157,15 +195,19 @@ def _hedge_table(daemon: Daemon) -> Table:
     return t
 
 
-def _feeds_table(daemon: Daemon, rates: Rates) -> Table:
+def _feeds_table(daemon: Daemon, rates: Rates, feeds: dict[str, dict[str, Any]]) -> Table:
     rejects = Rates._totals(daemon, "hedgewatch_messages_rejected", "exchange")
     reconnects = Rates._totals(daemon, "hedgewatch_reconnects", "exchange")
     t = Table(title="feeds", title_justify="left")
-    for col in ("source", "msg/s", "rejected", "reconnects"):
+    for col in ("source", "msg/s", "rejected", "reconnects", "connections up", "down", "quiet"):
         t.add_column(col)
     for c in daemon.connectors:
+        conns = (feeds.get(c.name) or {}).get("connections") or {}
+        up = [n for n, s in conns.items() if s.get("up", s.get("state") == "subscribed")]
+        quiet = sorted(k for s in conns.values() for k, ch in (s.get("channels") or {}).items() if ch.get("quiet"))
         t.add_row(c.name, f"{rates.per_exchange.get(c.name, 0):,.0f}", f"{rejects.get(c.name, 0):,.0f}",
-                  f"{reconnects.get(c.name, 0):,.0f}")
+                  f"{reconnects.get(c.name, 0):,.0f}", f"{len(up)}/{len(conns)}",
+                  ", ".join(sorted(set(conns) - set(up))) or "—", ", ".join(quiet) or "—")
     return t
 
 
@@ -180,6 +222,11 @@ def plain_line(daemon: Daemon, rates: Rates) -> str:
     parts = [f"index {snap.get('index')} {_fmt_price(snap.get('level'))} {snap.get('status')}"]
     for asset, c in sorted(snap.get("constituents", {}).items()):
         parts.append(f"{asset} {_fmt_price(c.get('price'))} ({c.get('sources')} src)")
+    trouble = {}
+    for (source, _), health in feed_health({c.name: c.status() for c in daemon.connectors}).items():
+        trouble.setdefault(source, []).append(health)
+    for source, marks in sorted(trouble.items()):
+        parts.append(f"{source} " + ", ".join(f"{marks.count(h)} {h}" for h in ("down", "quiet") if h in marks))
     parts.append(f"{rates.total:,.0f} msg/s")
     return " | ".join(parts)
 

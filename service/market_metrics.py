@@ -2,14 +2,19 @@
 
 Called about once a second, never per tick. Labelled children are cached so an export of a 1,000-member
 index (5,000 source series) does not pay ``labels()`` lookups each time.
+
+A stale source's price is not exported as if it were current: ``hedgewatch_source_price`` has no sample
+while the source is stale (its series stops, and comes back with the next fresh price), and
+``hedgewatch_source_stale`` (always present) says so; ``hedgewatch_source_age_seconds`` keeps counting.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from service.metrics import Metrics
-from service.oracle import OK, STATUS_CODE
+from service.oracle import OK, SRC_STALE, STATUS_CODE
 
 if TYPE_CHECKING:
     from service.market import MarketState
@@ -28,6 +33,12 @@ class GaugeExporter:
         if child is None:
             child = self._children[key] = metric.labels(*labels)
         return child
+
+    def _drop(self, metric: Any, *labels: str) -> None:
+        """Remove a labelled sample (a stale price): its series then has no sample until set again."""
+        if self._children.pop((metric, *labels), None) is not None:
+            with contextlib.suppress(KeyError):
+                metric.remove(*labels)
 
     def export(self, state: MarketState, m: Metrics, now: float) -> None:
         g, name, basket = self._gauge, state.name, state.basket
@@ -53,10 +64,15 @@ class GaugeExporter:
             if o.confidence is not None:
                 g(m.asset_confidence, a).set(o.confidence)
             for s in o.sources:
+                stale = s.status == SRC_STALE
                 if s.price is not None:
-                    g(m.source_price, a, s.name).set(s.price)
+                    if stale:
+                        self._drop(m.source_price, a, s.name)
+                    else:
+                        g(m.source_price, a, s.name).set(s.price)
                     g(m.source_age, a, s.name).set(max(0.0, now - s.ts))
                 g(m.source_excluded, a, s.name).set(0 if s.status == OK else 1)
+                g(m.source_stale, a, s.name).set(1 if stale else 0)
 
     def _derivatives(self, state: MarketState, m: Metrics, now: float) -> None:
         g, name = self._gauge, state.name

@@ -32,10 +32,18 @@ class Metrics:
             registry=r,
         )
         self.source_price = Gauge(
-            "hedgewatch_source_price", "Latest price of one source in USD", ["asset", "exchange"], registry=r
+            "hedgewatch_source_price", "Latest price of one source in USD; no sample while the source is stale",
+            ["asset", "exchange"], registry=r
         )
         self.source_age = Gauge(
             "hedgewatch_source_age_seconds", "Age of a source's latest price", ["asset", "exchange"], registry=r
+        )
+        self.source_stale = Gauge(
+            "hedgewatch_source_stale",
+            "1 while the source's price is older than the oracle's max age (hedgewatch_source_price then has "
+            "no sample)",
+            ["asset", "exchange"],
+            registry=r,
         )
         self.source_excluded = Gauge(
             "hedgewatch_source_excluded",

@@ -90,3 +90,32 @@ def test_silence_bound() -> None:
     assert t.silence_bound(0.1) == 3.0
     assert t.silence_bound(1.0) == 5.0
     assert t.silence_bound(60.0) == 300.0
+
+
+def test_burst_log_force_and_what_it_held_back(caplog: pytest.LogCaptureFixture) -> None:
+    now = [0.0]
+    log = BurstLog(logging.getLogger("hedgewatch.test"), 60.0, clock=lambda: now[0])
+    caplog.set_level(logging.INFO, "hedgewatch.test")
+    log.event("lost:a", "lost (recycled)")
+    for i in range(3):  # held back inside the window
+        now[0] = 1.0 + i
+        log.event("lost:a", f"lost ({i})")
+    assert log.suppressed("lost:a") == 3
+    now[0] = 10.0
+    log.event("lost:a", "lost (closed by peer)", force=True)  # a healthy connection's loss: never swallowed
+    log.event("lost:a", "lost (again)")
+    now[0] = 30.0
+    log.flush()  # the window is still open: nothing yet
+    now[0] = 71.0
+    log.flush()  # the window passed with one line held back: its summary
+    log.flush()  # told once
+    log.event("quiet:b", "quiet")
+    log.event("quiet:b", "quiet")
+    log.clear("quiet:b")  # ended without a message of its own: the summary still comes out
+    assert [r.getMessage() for r in caplog.records] == [
+        "lost (recycled)",
+        "lost (closed by peer) (3 more since the last report)",
+        "lost (again) (1 like it since the last report)",
+        "quiet",
+        "quiet (1 like it since the last report)",
+    ]

@@ -340,6 +340,26 @@ async def test_a_stalled_stream_family_recycles_its_own_connection_only(venue: F
                        and metric(m, "hedgewatch_feed_connected", exchange="binanceusdm") == 1, 3, "back")
 
 
+async def test_every_loss_of_a_healthy_connection_is_logged(venue: FakeBinance,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """A recycle opens a 60 s burst of "lost" lines; a later loss of the connection, once it delivered
+    again, is logged all the same (it used to be swallowed by that open burst)."""
+    caplog.set_level(logging.INFO, "hedgewatch")
+
+    def lines(word: str) -> list[str]:
+        return [r.getMessage() for r in caplog.records if word in r.getMessage()]
+
+    async with running(src(venue, symbols=["BTC"], channels=["quotes"])) as (_, ev, _m):
+        await wait_for(lambda: of(ev, Quote), 5, "first quote")
+        venue.silenced.add("btcusdt@bookTicker")
+        await wait_for(lambda: len(lines("lost (no data on any of its 1 channels")) == 1, 3, "recycle logged")
+        venue.silenced.clear()
+        await wait_for(lambda: lines("delivering again"), 3, "delivering again")
+        await venue.drop_all()
+        await wait_for(lambda: lines("lost (closed by peer"), 3, "the loss after the recycle logged")
+        await wait_for(lambda: len(lines("delivering again")) == 2, 3, "delivering again")
+
+
 async def test_refused_subscription_reconnects_with_backoff(venue: FakeBinance,
                                                           caplog: pytest.LogCaptureFixture) -> None:
     venue.refuse = True

@@ -17,6 +17,7 @@ import pytest
 
 from connectors.base import Tuning
 from service.config import SourceConfig
+from service.demo import feed_health, source_label
 from service.events import FeedStatus, Quote
 from tests.connector_fakes import metric, running
 from tests.replay import T0_MS, Replay, ReplayVenue
@@ -82,6 +83,7 @@ async def replay(venue: ReplayVenue, quiet: list[float]) -> dict[str, Any]:
             seen["quiet_gauge"][round(t, 1)] = {
                 a: metric(m, "hedgewatch_feed_channel_quiet", exchange=venue.protocol,
                           channel=_channel(venue), asset=a) for a in ASSETS}
+            seen.setdefault("view", {})[round(t, 1)] = feed_health({venue.protocol: conn.status()})
 
         await rp.run(conn, received, until_s=30.0, on_step=on_step)
         seen.update(status=conn.status(), events=list(ev), received={a: received(a) for a in ASSETS},
@@ -133,6 +135,11 @@ async def test_a_symbol_quiet_for_15_s_recycles_nothing_and_loses_nothing(venue:
     assert all(v == 1.0 for t, g in seen["quiet_gauge"].items() if 8.2 <= t < 20.0 for v in [g[QUIET]])
     assert all(g[a] == 0.0 for g in seen["quiet_gauge"].values() for a in ASSETS if a != QUIET)
     assert seen["quiet_gauge"][25.0][QUIET] == 0.0 and key["state"] == "subscribed"
+    # the demo view tells the quiet symbol (feed live) from a stale source whose feed is down
+    assert seen["view"][10.0] == {(venue.protocol, QUIET): "quiet"} and seen["view"][25.0] == {}
+    src = {"exchange": venue.protocol, "price": 0.25, "age_s": 11.0, "status": "stale", "reason": "old"}
+    assert source_label(src, "quiet").endswith("[stale: quiet symbol, feed live]")
+    assert source_label(src, "down").endswith("[stale: feed down]")
     # probed once by a plain subscribe of the quiet topic (the venue confirms or restores it)
     assert _subscribes(venue, QUIET) == 2
     # the live symbols learned their 0.1 s cadence; their bound stays the configured 3 s

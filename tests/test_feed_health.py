@@ -22,6 +22,7 @@ from connectors import build_connector
 from connectors.simulator import Simulator, parse_scenario
 from connectors.simulator.server import _protocols
 from service.config import SourceConfig
+from service.demo import feed_health
 from service.events import FeedStatus, Quote
 from service.metrics import Metrics
 from tests.connector_fakes import FAST, metric, of
@@ -62,6 +63,8 @@ class Probe:
         self.metrics = Metrics()
         self.events: list[Any] = []
         self.at_down: list[tuple[float, float, float, float]] = []  # (mono, connected, quotes up, other up)
+        self.view: list[dict[tuple[str, str], str]] = []  # what the demo view showed at that moment
+        self.conn: Any = None
 
     def __call__(self, ev: Any) -> None:
         self.events.append(ev)
@@ -72,6 +75,7 @@ class Probe:
                 time.monotonic(), metric(m, "hedgewatch_feed_connected", exchange=self.ex),
                 metric(m, "hedgewatch_feed_connection_up", exchange=self.ex, connection=QUOTES_CONN[self.ex]),
                 metric(m, "hedgewatch_feed_connection_up", exchange=self.ex, connection=OTHER_CONN[self.ex])))
+            self.view.append(feed_health({self.ex: self.conn.status()}))
 
 
 @contextlib.asynccontextmanager
@@ -80,7 +84,7 @@ async def connector(sim: Simulator) -> AsyncIterator[tuple[Any, Probe]]:
     src = SourceConfig.model_validate({"exchange": ep.exchange, "symbols": ["BTC", "ETH"], "ws_url": ep.ws_url,
                                        "rest_url": ep.rest_url, "channels": CHANNELS[ep.exchange]})
     probe = Probe(ep.exchange)
-    conn = build_connector(src, probe, probe.metrics, tuning=FAST)
+    conn = probe.conn = build_connector(src, probe, probe.metrics, tuning=FAST)
     task = asyncio.create_task(conn.run(), name="connector")
     try:
         yield conn, probe
@@ -131,6 +135,7 @@ async def test_a_killed_quotes_connection_reads_down_at_once(sim: Simulator) -> 
         at, connected, quotes_up, other_up = probe.at_down[0]
         assert (connected, quotes_up, other_up) == (0.0, 0.0, 1.0)
         assert at - killed < 0.5
+        assert probe.view[0] == {(probe.ex, "BTC"): "down", (probe.ex, "ETH"): "down"}
         await all_up(conn, probe)  # and back once it reconnects
         assert conn.status()["connections"][OTHER_CONN[probe.ex]]["reconnects"] == 0
 

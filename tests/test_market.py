@@ -173,3 +173,28 @@ def test_one_sided_quotes_are_ignored_and_feed_states_reported() -> None:
     assert m.oracle("BTC").price is None
     m.apply(FeedStatus("okx", "tickers", "silent", "no message for 3 s", 2.0))
     assert m.state(2.0)["feeds"] == {"okx/tickers": "silent"}
+
+
+def test_a_stale_source_has_no_price_sample_and_says_it_is_stale() -> None:
+    m = MarketState(config(), now=0.0)
+    feed_all(m, 1.0)
+    metrics = Metrics()
+    m.export(metrics, 2.0)
+
+    def sample(name: str, venue: str = "okx") -> float | None:
+        return metrics.registry.get_sample_value(name, {"asset": "BTC", "exchange": venue})
+
+    assert sample("hedgewatch_source_price") == 100_000.0
+    assert sample("hedgewatch_source_stale") == 0.0
+    feed_all(m, 11.5, venues=[v for v in VENUES[:3] if v != "okx"])  # okx goes quiet, the others not
+    m.tick(12.0)
+    m.export(metrics, 12.0)
+    assert sample("hedgewatch_source_price") is None  # not exported as if current
+    assert sample("hedgewatch_source_stale") == 1.0
+    assert sample("hedgewatch_source_age_seconds") == pytest.approx(11.0)
+    assert sample("hedgewatch_source_excluded") == 1.0
+    other = next(v for v in VENUES[:3] if v != "okx")
+    assert sample("hedgewatch_source_price", other) == 100_000.0
+    feed_all(m, 13.0)  # fresh again: the series comes back
+    m.export(metrics, 13.0)
+    assert sample("hedgewatch_source_price") == 100_000.0 and sample("hedgewatch_source_stale") == 0.0
