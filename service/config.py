@@ -322,6 +322,12 @@ class NotifyConfig(Section):
     reclaim_idle_s: float = Field(default=60.0, gt=0)
     retry_min_s: float = Field(default=0.5, gt=0)
     retry_max_s: float = Field(default=60.0, gt=0)
+    # a service's Retry-After (or Telegram's retry_after) is honoured up to this long; an absurd or
+    # infinite one must not stop a destination for ever
+    retry_after_max_s: float = Field(default=300.0, gt=0, allow_inf_nan=False)
+    # re-sends of a message whose request timed out after it was sent (it may have arrived: Slack and
+    # Telegram cannot deduplicate); each one waits twice as long for the answer
+    max_unconfirmed_retries: int = Field(default=2, ge=0, le=10)
     max_alert_age_s: float = Field(default=86400.0, gt=0)
     dedup_retention_s: float = Field(default=7 * 86400.0, gt=0)
     shutdown_drain_s: float = Field(default=5.0, ge=0)

@@ -177,17 +177,31 @@ class Metrics:
         )
         self.notify_failed = Counter(
             "hedgewatch_notify_failed",
-            "Notifications given up after a permanent error (4xx other than 429)",
+            "Notifications given up: refused for good (a 4xx other than 429, a redirect) or sent "
+            "max_unconfirmed_retries times without an answer (reason unconfirmed)",
             ["destination", "reason"],
             registry=r,
         )
         self.notify_retries = Counter(
             "hedgewatch_notify_retries",
-            "Delivery attempts retried (rate_limited, server_error, network)",
+            "Delivery attempts retried (rate_limited, server_error, network, timeout, bad_response); "
+            "timeout ones may have arrived and be duplicated",
             ["destination", "reason"],
             registry=r,
         )
         self.notify_silenced = Counter("hedgewatch_notify_silenced", "Alerts muted by a silence", registry=r)
+        self.notify_alertmanager_active = Gauge(
+            "hedgewatch_notify_alertmanager_alerts", "Alerts the notifier keeps pushing to Alertmanager",
+            ["status"], registry=r,
+        )
+        self.notify_bot_commands = Counter(
+            "hedgewatch_notify_bot_commands", "Telegram bot commands answered", ["command"], registry=r
+        )
+        self.notify_bot_ignored = Counter(
+            "hedgewatch_notify_bot_ignored",
+            "Telegram updates not answered (chat not allowed, not a command, unknown command)",
+            ["reason"], registry=r,
+        )
         self.notify_delivery = Histogram(
             "hedgewatch_notify_delivery_seconds",
             "From an alert entering the stream to its delivery",
