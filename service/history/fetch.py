@@ -30,7 +30,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from service.config import Config
 from service.errors import HedgewatchError
-from service.history.files import INTERVALS_S, KLINE_HEADER
+from service.history.files import INTERVALS_S, KLINE_HEADER, read_market_chart
 
 BINANCE_URL = "https://fapi.binance.com"
 DAY = 86400
@@ -135,6 +135,20 @@ def _complete(path: Path, day_end: float) -> bool:
         return int(lines[-1].split(",")[6]) >= day_end * 1000 - 1
     except (IndexError, ValueError):
         return False
+
+
+def _chart_complete(path: Path, end: float) -> bool:
+    """A market chart on disk that reaches ``end`` within two of its samples."""
+    if not path.exists():
+        return False
+    try:
+        prices = read_market_chart(path)["prices"]
+    except HedgewatchError:
+        return False
+    if len(prices) < 2:
+        return False
+    step = prices[-1][0] - prices[-2][0]
+    return prices[-1][0] >= end - 2 * step
 
 
 def _write(path: Path, text: str) -> None:
@@ -244,7 +258,7 @@ class Fetcher:
         for asset in p.assets:
             path = p.folder / "coingecko" / f"{asset}.json"
             cid = ids.get(asset)
-            if cid is not None and not (path.exists() and p.end <= self.venue_now - DAY):
+            if cid is not None and not _chart_complete(path, min(p.end, self.venue_now)):
                 body = await get_json(self.http, self.coingecko, f"{p.coingecko_url}/coins/{cid}/market_chart/range",
                                       {"vs_currency": "usd", "from": int(p.start), "to": int(p.end)})
                 _write(path, orjson.dumps(body).decode())
