@@ -108,7 +108,9 @@ def _pct(v: float | None) -> str:
 
 
 def _usd(v: float | None) -> str:
-    return "–" if v is None else f"${v:,.0f}"
+    if v is None:
+        return "–"
+    return f"-${-v:,.0f}" if v < 0 else f"${v:,.0f}"
 
 
 def summary_html(rows: list[dict[str, Any]]) -> str:

@@ -90,7 +90,9 @@ def backtest_config(config: Config, interval_s: int) -> Config:
     than a tick: neither the exclusion band nor the jump bound applies."""
     oracle = config.oracle.model_copy(update={"max_age_s": interval_s + 1.0, "exclude_band_ratio": 0.99,
                                               "max_jump_ratio": 1e6})
-    return config.model_copy(update={"oracle": oracle})
+    ledger = config.ledger.model_copy(update={"daily_summary": config.ledger.daily_summary.model_copy(
+        update={"enabled": False})})  # the report is the summary
+    return config.model_copy(update={"oracle": oracle, "ledger": ledger})
 
 
 def venues_of(config: Config, assets: list[str]) -> dict[str, list[str]]:
