@@ -222,7 +222,7 @@ def plain_line(daemon: Daemon, rates: Rates) -> str:
     parts = [f"index {snap.get('index')} {_fmt_price(snap.get('level'))} {snap.get('status')}"]
     for asset, c in sorted(snap.get("constituents", {}).items()):
         parts.append(f"{asset} {_fmt_price(c.get('price'))} ({c.get('sources')} src)")
-    trouble = {}
+    trouble: dict[str, list[str]] = {}
     for (source, _), health in feed_health({c.name: c.status() for c in daemon.connectors}).items():
         trouble.setdefault(source, []).append(health)
     for source, marks in sorted(trouble.items()):
