@@ -46,13 +46,15 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
 
 def chart(cid: str, title: str, times: Sequence[float], series: Sequence[Series], *,
           fmt: Callable[[float], str] = lambda v: f"{v:,.0f}", height: int = 240, step: bool = False,
-          markers: Sequence[tuple[float, float, str, str]] = ()) -> str:
+          markers: Sequence[tuple[float, float, str, str]] = (), zero: bool = False) -> str:
     """A line chart as SVG, with its legend. ``markers``: (time, value, colour, tooltip)."""
     if not times:
         return ""
     t0, t1 = times[0], times[-1] if times[-1] > times[0] else times[0] + 1
     vals = [v for _, s, _, _ in series for v in s if v is not None and math.isfinite(v)]
     vals += [m[1] for m in markers]
+    if zero:
+        vals.append(0.0)  # ratios and positions read against zero
     lo, hi = (min(vals), max(vals)) if vals else (0.0, 1.0)
     if hi == lo:
         lo, hi = lo - (abs(lo) * 0.01 or 1), hi + (abs(hi) * 0.01 or 1)
@@ -207,10 +209,10 @@ def render(res: Result, figs: dict[str, Any]) -> str:
               [(res.index, res.level, "#111", ""), *sig], fmt=lambda v: f"{v:,.1f}", height=300,
               markers=_firing_markers(res)),
         chart("c-ratio", "Hedge ratio", t, [(n, res.tracks[n].ratio, colour[n], "") for n in hedging],
-              fmt=lambda v: f"{v:.0%}", step=True, height=180),
+              fmt=lambda v: f"{v:.0%}", step=True, height=180, zero=True),
         chart("c-position", "Hedge position (contracts, short < 0)", t,
               [(n, res.tracks[n].position, colour[n], "") for n in hedging], fmt=lambda v: f"{v:,.4g}", step=True,
-              height=180),
+              height=180, zero=True),
         chart("c-value", "Portfolio value: hedged by each rule set, unhedged, static hedge", t,
               [(n, tr.hedged, colour[n], "" if n != "unhedged" else "4,2") for n, tr in res.tracks.items()]),
         chart("c-drawdown", "Drawdown from the running peak", t,
