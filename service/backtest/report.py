@@ -80,18 +80,8 @@ def chart(cid: str, title: str, times: Sequence[float], series: Sequence[Series]
         parts.append(f'<text class="xlab" x="{x(t):.1f}" y="{height - 6}"{anchor}>{label}</text>')
     idx = _thin(len(times))
     for k, (name, values, colour, dash) in enumerate(series):
-        d, pen = [], "M"
-        prev_y: float | None = None
-        for i in idx:
-            val = values[i]
-            if val is None or not math.isfinite(val):
-                pen = "M"
-                continue
-            px, py = x(times[i]), y(val)
-            if step and prev_y is not None and pen == "L":
-                d.append(f"L{px:.1f},{prev_y:.1f}")
-            d.append(f"{pen}{px:.1f},{py:.1f}")
-            pen, prev_y = "L", py
+        d = _path([(x(times[i]), y(v)) if v is not None and math.isfinite(v) else None
+                   for i in idx for v in (values[i],)], step)
         dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
         parts.append(f'<path class="line s{k}" data-series="{_e(name)}" d="{"".join(d)}" stroke="{colour}"'
                      f'{dash_attr}/>')
@@ -103,6 +93,22 @@ def chart(cid: str, title: str, times: Sequence[float], series: Sequence[Series]
     legend = "".join(f'<span class="key" data-chart="{cid}" data-k="{k}"><i style="background:{c}"></i>{_e(n)}</span>'
                      for k, (n, _, c, _) in enumerate(series))
     return f'<section><h2>{_e(title)}</h2><div class="legend">{legend}</div>{"".join(parts)}</section>'
+
+
+def _path(points: list[tuple[float, float] | None], step: bool) -> list[str]:
+    """SVG path commands through ``points``; None breaks the line (a gap in the data is not bridged)."""
+    d, pen = [], "M"
+    prev_y: float | None = None
+    for pt in points:
+        if pt is None:
+            pen = "M"
+            continue
+        px, py = pt
+        if step and prev_y is not None and pen == "L":
+            d.append(f"L{px:.1f},{prev_y:.1f}")
+        d.append(f"{pen}{px:.1f},{py:.1f}")
+        pen, prev_y = "L", py
+    return d
 
 
 def _pct(v: float | None) -> str:
