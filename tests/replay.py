@@ -162,13 +162,16 @@ class Replay:
             while i < len(due) and due[i][0] <= t + 1e-9:
                 await self.venue.push(due[i][1], int((self.t0 + due[i][0]) * 1000))
                 i += 1
+            # first the frames decoded, then a watchdog pass of every connection that starts after that, so
+            # each pass sees the frames of its own step (as a live watchdog sees those of its period)
+            await _until(lambda: all(received(a) >= len(self.venue.sent[a]) for a in self.venue.assets),
+                         f"the frames of t={t:.1f} s decoded")
             before = [c.checks for c in connector.connections]
 
-            def caught_up(before: list[int] = before) -> bool:
-                return (all(received(a) >= len(self.venue.sent[a]) for a in self.venue.assets)
-                        and all(c.checks > n for c, n in zip(connector.connections, before, strict=True)))
+            def looked(before: list[int] = before) -> bool:
+                return all(c.checks > n for c, n in zip(connector.connections, before, strict=True))
 
-            await _until(caught_up, f"the connector at t={t:.1f} s")
+            await _until(looked, f"every watchdog at t={t:.1f} s")
             if on_step is not None:
                 on_step(t)
 
