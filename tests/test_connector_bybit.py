@@ -196,6 +196,7 @@ async def test_feed_flows_and_survives_a_drop(venue: FakeBybit) -> None:
     async with running(src(venue)) as (conn, ev, m):
         await wait_for(lambda: {q.asset for q in of(ev, Quote)} == {"BTC", "ETH"}, 5, "quotes")
         await wait_for(lambda: of(ev, OpenInterest) and of(ev, Funding) and of(ev, MarkPrice), 5, "derivs")
+        await wait_for(lambda: all(c.state == "subscribed" for c in conn.connections), 3, "both connections")
         subs = sorted(msg["args"] for p, msg in venue.received if msg["op"] == "subscribe")
         # each topic family on a connection of its own
         assert subs == [["publicTrade.BTCUSDT", "publicTrade.ETHUSDT"], ["tickers.BTCUSDT", "tickers.ETHUSDT"]]

@@ -217,6 +217,7 @@ async def test_feed_flows_and_survives_a_drop(venue: FakeOkx, monkeypatch: pytes
         assert {"channel": "index-tickers", "instId": "BTC-USDT"} in args
         assert {p for p, _ in venue.received} == {"/ws/v5/public"}
         await wait_for(lambda: sum(1 for _, msg in venue.received if msg == "ping") >= 2, 3, "text pings")
+        await wait_for(lambda: all(c.state == "subscribed" for c in conn.connections), 3, "all connections")
         await venue.drop_all()
         n = len(of(ev, Quote))
         # tickers, mark-price, index-tickers and open-interest: four connections, each reconnected
