@@ -37,6 +37,15 @@ class Keys:
         return f"{self.prefix}:alerts:outbox"
 
     @property
+    def commands(self) -> str:
+        """stream: commands to the daemon (``service.commands``), read with a consumer group."""
+        return f"{self.prefix}:commands"
+
+    def command_result(self, entry_id: str) -> str:
+        """key with TTL: the outcome of the command at stream entry ``entry_id``."""
+        return f"{self.prefix}:commands:result:{entry_id}"
+
+    @property
     def heartbeat(self) -> str:
         """key with TTL, set while the daemon is healthy."""
         return f"{self.prefix}:heartbeat"
