@@ -172,6 +172,7 @@ class BalancesConfig(Section):
     assets: tuple[str, ...] = ()
     min_units: float = Field(default=0.0, ge=0)
     poll_s: float = Field(default=60.0, gt=0)
+    rest_url: str | None = None  # the venue's REST base (scheme and host); each endpoint keeps its path
 
 
 class PortfolioConfig(Section):

@@ -203,8 +203,10 @@ class HedgeBook:
         per_contract = sizing.futures_price * c.multiplier
         band = c.tolerance_ratio * sizing.portfolio_value_usd
         drift = abs(-self.position * per_contract - sizing.target_notional_usd)
+        if not ratio_changed and drift <= band / 2 and (moot := self.positions.moot(now)) is not None:
+            return self.message(sizing, moot)
         reason = self.positions.decide(
-            target=sizing.target_contracts, out_of_band=drift > band, inside_half_band=drift <= band / 2,
+            target=sizing.target_contracts, out_of_band=drift > band,
             band_contracts=band / per_contract if per_contract > 0 else 0.0, ratio_changed=ratio_changed,
             now=now)
         if reason is not None:

@@ -131,8 +131,8 @@ class PositionBook:
     def _same(self, a: float, b: float) -> bool:
         return abs(a - b) < self.policy.lot_size / 2
 
-    def decide(self, *, target: float, out_of_band: bool, inside_half_band: bool, band_contracts: float,
-               ratio_changed: bool, now: float) -> str | None:
+    def decide(self, *, target: float, out_of_band: bool, band_contracts: float, ratio_changed: bool,
+               now: float) -> str | None:
         """The reason a new advice is due now, or None. ``band_contracts`` is the tolerance band in
         contracts at the current price."""
         adv = self.open
@@ -141,9 +141,6 @@ class PositionBook:
         if adv is None and not self.history:
             return "initial"
         if adv is not None and adv.state in OPEN_STATES:
-            if inside_half_band and adv.reason == "drift":
-                self._close(AdviceState.EXPIRED, now)
-                return None
             if not out_of_band or abs(target - adv.target_contracts) <= max(self.policy.lot_size,
                                                                             band_contracts / 2):
                 return None  # the same advice stands: a user who does nothing is not told anything new
@@ -174,6 +171,13 @@ class PositionBook:
         self.open = adv
         self.history.append(adv)
         return adv
+
+    def moot(self, now: float) -> Advice | None:
+        """The open drift advice once what is held is back inside half the band: it expires."""
+        adv = self.open
+        if adv is not None and adv.state in OPEN_STATES and adv.reason == "drift":
+            return self._close(AdviceState.EXPIRED, now)
+        return None
 
     def reminder(self, now: float) -> Advice | None:
         """The open advice again (same id) when reminders are on and one is due."""
