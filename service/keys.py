@@ -38,7 +38,8 @@ class Keys:
 
     @property
     def commands(self) -> str:
-        """stream: commands to the daemon (``service.commands``), read with a consumer group."""
+        """stream: commands to the daemon from other programs (field ``json``, see ``service.commands``), e.g.
+        ``hedge_ack`` from the Telegram bot; read with a consumer group."""
         return f"{self.prefix}:commands"
 
     def command_result(self, entry_id: str) -> str:
@@ -59,3 +60,10 @@ class Keys:
     def delivered(self) -> str:
         """hash: alert id -> delivery time, the notifier's dedup record."""
         return f"{self.prefix}:notify:delivered"
+
+    @property
+    def alertmanager_alerts(self) -> str:
+        """hash: fingerprint -> latest alert JSON of the series, what the notifier keeps pushing to
+        Alertmanager (shared by every notifier worker, so a restart keeps firing alerts alive)."""
+        return f"{self.prefix}:notify:alertmanager"
+

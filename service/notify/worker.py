@@ -1,4 +1,5 @@
-"""The ``hedgewatch notify`` worker: alert stream -> silences -> routes -> groups -> Slack / Telegram.
+"""The ``hedgewatch notify`` worker: alert stream -> Alertmanager (``notify.alertmanager``), and -> silences ->
+routes -> groups -> Slack / Telegram for deployments without one.
 
 Delivery guarantees. Entries are read through a consumer group and acknowledged only once every
 destination they route to has confirmed the message (or refused it for good). After each confirmed message
@@ -28,7 +29,9 @@ from service.alerts import Alert
 from service.config import Config
 from service.keys import Keys
 from service.metrics import Metrics
-from service.notify.destinations import Destination, GiveUp, RetryLater, build_destinations
+from service.notify.alertmanager import AlertmanagerPusher
+from service.notify.bursts import Burst
+from service.notify.destinations import RETRY_REASONS, Destination, GiveUp, RetryLater, build_destinations
 from service.notify.grouping import Grouper, Item, Notification
 from service.notify.routing import build_routes, route
 from service.notify.silences import Silence, list_silences, purge_expired
@@ -46,6 +49,13 @@ def _text(v: bytes | str) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
+def describe(alerts: tuple[Alert, ...] | list[Alert], most: int = 3) -> str:
+    """``BelowMA50d firing on HW, ...`` for a log line: what was delivered, never how."""
+    parts = [f"{a.rule} {a.status} on {a.index}" for a in alerts[:most]]
+    more = len(alerts) - most
+    return ", ".join(parts) + (f" and {more} more" if more > 0 else "")
+
+
 class Notifier:
     """One worker. ``run`` until ``stop`` is set; everything it holds is also pending in Redis."""
 
@@ -57,6 +67,10 @@ class Notifier:
         self.metrics = metrics
         self.clock = clock
         self.dests: dict[str, Destination] = build_destinations(self.cfg, client)
+        self.am = None if self.cfg.alertmanager is None else AlertmanagerPusher(
+            self.cfg.alertmanager, client, redis, self.keys, metrics, self._redis_retry,
+            retry_after_max_s=self.cfg.retry_after_max_s, retry_min_s=self.cfg.retry_min_s,
+            retry_max_s=self.cfg.retry_max_s, clock=clock)
         self.routes = build_routes(self.cfg)
         self.consumer = self.cfg.consumer_name or socket.gethostname()
         self.grouper = Grouper()
@@ -72,6 +86,18 @@ class Notifier:
         self._idle = {name: asyncio.Event() for name in self.dests}
         for ev in self._idle.values():
             ev.set()
+        self._bursts = {name: Burst(log, name) for name in self.dests}
+        self._redis_burst = Burst(log, "Redis")
+        for name in self.dests:  # every series a dashboard reads exists from the start
+            metrics.notify_sent.labels(name)
+            for reason in RETRY_REASONS:
+                metrics.notify_retries.labels(name, reason)
+            metrics.notify_failed.labels(name, "unconfirmed")
+
+    @property
+    def destinations(self) -> list[str]:
+        """Every destination configured, Alertmanager included."""
+        return [*self.dests, *([] if self.am is None else [f"alertmanager ({len(self.am.urls)} URLs)"])]
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -80,11 +106,15 @@ class Notifier:
         ``shutdown_drain_s`` (so a restart does not resend them), and leave the rest pending in Redis."""
         for name in self.queues:
             self.metrics.queue_capacity.labels(f"notify_{name}").set(QUEUE_SIZE)
+        log.info("notify: started as %s in group %s on %s; delivering to %s", self.consumer,
+                 self.cfg.consumer_group, self.keys.alerts_stream, ", ".join(self.destinations) or "nothing")
         async with asyncio.TaskGroup() as tg:
             senders = [tg.create_task(self._sender(n), name=f"notify-send-{n}") for n in self.dests]
             others = [tg.create_task(self._scheduler(), name="notify-grouper"),
                       tg.create_task(self._reader(), name="notify-reader"),
                       tg.create_task(self._housekeeping(), name="notify-housekeeping")]
+            if self.am is not None:
+                others.append(tg.create_task(self.am.run(), name="notify-alertmanager"))
             await stop.wait()
             for t in others:
                 t.cancel()
@@ -106,18 +136,21 @@ class Notifier:
             try:
                 result = await op()
                 check_cancelled()
-                return result
             except ResponseError as exc:
                 check_cancelled()
                 if "NOGROUP" not in str(exc):
                     raise
                 await self._ensure_group()  # Redis came back without our group (no persistence)
+                continue
             except (RedisError, OSError) as exc:
                 check_cancelled()  # a cancellation redis-py turned into a connection error
-                log.warning("notify: Redis %s failed (%s); retrying", what, type(exc).__name__)
+                self._redis_burst.failed(f"{what}: {type(exc).__name__}")
                 self.metrics.redis_errors.inc()
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, self.cfg.retry_max_s)
+                continue
+            self._redis_burst.recovered()
+            return result
 
     async def _ensure_group(self) -> None:
         try:
@@ -175,7 +208,13 @@ class Notifier:
         except (KeyError, ValueError, TypeError):
             log.warning("notify: entry %s has no readable alert; skipped", entry_id)
             return await self._ack(entry_id)
-        if now - entered > self.cfg.max_alert_age_s:
+        too_old = now - entered > self.cfg.max_alert_age_s
+        if self.am is not None and (alert.status == "resolved" or not too_old):
+            # Alertmanager gets every alert, whatever our silences and routes say: it has its own. An old
+            # resolve still ends what it resolves.
+            am = self.am
+            await self._redis_retry("alertmanager state", lambda: am.take(alert))
+        if too_old:
             log.info("notify: alert %s is %.0f s old; not sent", alert.id, now - entered)
             return await self._ack(entry_id)
         if any(s.mutes(alert, now) for s in self.silences):
@@ -242,6 +281,8 @@ class Notifier:
         """Deliver one notification, then record it and acknowledge the entries it settles."""
         self.metrics.queue_depth.labels(f"notify_{name}").set(self.queues[name].qsize())
         delivered = await self._deliver(dest, dest.render(n))
+        if delivered:
+            log.info("notify: %s: delivered %s%s", name, describe(n.alerts), " (repeat)" if n.repeat else "")
         if delivered and n.items:
             stamp = f"{self.clock():.3f}"
             mapping: dict[Any, Any] = {self._dedup_field(name, it.alert.id): stamp for it in n.items}
@@ -278,16 +319,28 @@ class Notifier:
         await self._redis_retry("settle", go)
 
     async def _deliver(self, dest: Destination, text: str) -> bool:
-        """Send until confirmed (True) or refused for good (False), pacing and backing off as told."""
+        """Send until confirmed (True) or refused for good (False), pacing and backing off as told. A send
+        that timed out after the request left may have arrived: it is sent again at most
+        ``max_unconfirmed_retries`` times, each waiting twice as long for the answer, then given up."""
         delay = self.cfg.retry_min_s
+        timeout, unconfirmed = dest.timeout_s, 0
+        burst = self._bursts[dest.name]
         while True:
             for pacer in dest.pacers:
                 await pacer.wait()
             try:
-                await dest.send(text)
+                await dest.send(text, timeout)
             except RetryLater as exc:
+                if exc.unconfirmed:
+                    unconfirmed += 1
+                    if unconfirmed > self.cfg.max_unconfirmed_retries:
+                        self.metrics.notify_failed.labels(dest.name, "unconfirmed").inc()
+                        burst.failed(f"{unconfirmed} sends of a message got no answer; it may have arrived; "
+                                     "not sent again", logging.ERROR)
+                        return False
+                    timeout *= 2
                 self.metrics.notify_retries.labels(dest.name, exc.reason).inc()
-                log.warning("notify: %s: %s, retrying", dest.name, exc.reason)
+                burst.failed(f"{exc.reason}, retrying")
                 if exc.delay_s is not None:
                     for pacer in dest.pacers:
                         pacer.hold(exc.delay_s)
@@ -297,8 +350,9 @@ class Notifier:
                 continue
             except GiveUp as exc:
                 self.metrics.notify_failed.labels(dest.name, exc.reason).inc()
-                log.error("notify: %s refused a message (%s); not retried", dest.name, exc.reason)
+                burst.failed(f"refused a message ({exc.reason}); not retried", logging.ERROR)
                 return False
+            burst.recovered()
             self.metrics.notify_sent.labels(dest.name).inc()
             return True
 
