@@ -6,11 +6,13 @@ from the venue (the simulator's Binance account endpoints, through ccxt) change 
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 import redis.asyncio as aioredis
@@ -19,7 +21,7 @@ from connectors.simulator import Simulator, load_scenario
 from service.app import Daemon
 from service.config import config_from_dict
 from service.keys import Keys
-from tests.support import RedisServer, free_port, wait_for
+from tests.support import REPO, RedisServer, free_port, wait_for
 
 INDEX = "POS"
 PREFIX = "hwp"
@@ -159,3 +161,35 @@ async def test_balances_read_from_the_venue_change_the_advice(sim: Simulator, re
         assert (last["position_contracts"], last["side"], last["trade_contracts"]) == (-5.0, "sell", 15.0)
         assert last["position"]["source"] == "venue"
         assert account.reads >= 2
+
+
+async def test_hedge_ack_over_http_and_the_cli(sim: Simulator, redis_srv: RedisServer, tmp_path: Path) -> None:
+    cfg = config(sim, redis_srv.url, tmp_path, position_contracts=0)
+    async with hedge_messages(redis_srv.url) as hedges, running(cfg) as daemon:
+        await wait_for(lambda: bool(hedges), 20, "the first advice")
+        url = f"http://127.0.0.1:{daemon.http.port}"
+        async with httpx.AsyncClient(base_url=url) as http:
+            # a browser's cross-site form cannot acknowledge: JSON bodies only
+            form = await http.post("/hedge/ack", data={"contracts": "-3"})
+            assert form.status_code == 415 and daemon.rules.hedge.position == 0.0
+            bad = await http.post("/hedge/ack", json={"contracts": "lots"})
+            assert bad.status_code == 409 and "number" in bad.json()["error"]
+
+        async def cli(*args: str) -> tuple[int, str]:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "service", "hedge", "ack", "--url", url, *args, cwd=REPO,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            out, _ = await asyncio.wait_for(proc.communicate(), 60)
+            return proc.returncode or 0, out.decode()
+
+        code, out = await cli("--advice", "POS-42")
+        assert code == 1 and "POS-42 is not open" in out
+        code, out = await cli("--contracts", "-7")
+        assert code == 0, out
+        answer = orjson.loads(out)
+        assert {k: answer["position"][k] for k in ("contracts", "source", "by")} == {
+            "contracts": -7.0, "source": "ack", "by": "http:127.0.0.1"}
+        assert answer["advice"]["state"] == "superseded"  # not what was advised: advised afresh
+        # a fresh advice from the 7 held, at once
+        await wait_for(lambda: hedges[-1]["reason"] == "position_changed", 10, "an advice from the 7 held")
+        assert (hedges[-1]["position_contracts"], hedges[-1]["trade_contracts"]) == (-7.0, 13.0)
