@@ -197,6 +197,7 @@ class Daemon:
                  f" (advice {result.advice.id} {result.advice.state})" if result.advice else "")
         if result.advice is not None and self.publisher is not None:
             self.publisher.publish_hedge(self.index_name, hedge.message(hedge.last, result.advice))
+        self.engine.primary.follow_position(now)
         self._persist_now(now)
         return {"index": self.index_name, "position": hedge.positions.view(),
                 "advice": None if result.advice is None else result.advice.to_dict()}
@@ -394,6 +395,7 @@ class Daemon:
                     if adv is not None and self.publisher is not None:
                         self.publisher.publish_hedge(self.index_name, hedge.message(hedge.last, adv))
                     if moved or adv is not None:
+                        self.engine.primary.follow_position(now)
                         self._persist_now(now)
             await asyncio.sleep(pause)
 

@@ -142,6 +142,7 @@ class HedgeBook:
         self.rolling = (RollingBeta(config.beta_window, config.beta_interval_s)
                         if config.beta == "rolling" else None)
         self.last: Sizing | None = None
+        self.last_message: dict[str, Any] | None = None  # the last advice as published
 
     @property
     def position(self) -> float:
@@ -230,6 +231,7 @@ class HedgeBook:
             "trade_contracts": adv.trade_contracts, "trade_notional_usd": adv.trade_contracts * per_contract,
             "position": self.positions.view() | {"advice": None},
         })
+        self.last_message = rec
         return rec
 
     @staticmethod
@@ -255,7 +257,7 @@ class HedgeBook:
         return self.positions.ack(contracts=contracts, advice_id=advice_id, by=by, now=now)
 
     def dump(self) -> dict[str, Any]:
-        return {"positions": self.positions.dump(),
+        return {"positions": self.positions.dump(), "advice": self.last_message,
                 "holdings": self.holdings if self.holdings_source == "venue" else None}
 
     def load(self, state: dict[str, Any], now: float = 0.0) -> None:
@@ -263,5 +265,7 @@ class HedgeBook:
         if isinstance(state.get("positions"), dict):
             self.positions.load(state["positions"])
             self.positions.config_changed(self.config.position_contracts, now)
+        if isinstance(state.get("advice"), dict):
+            self.last_message = state["advice"]
         if isinstance(state.get("holdings"), dict):
             self.holdings, self.holdings_source = dict(state["holdings"]), "venue"

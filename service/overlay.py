@@ -64,18 +64,26 @@ class Overlay:
         hedge = self.rules.hedge
         if self.follow and h is not None:
             hedge.positions.assume_executed(now)  # a backtest: every advice is done at once
-        held = hedge.position
         price = float(h["futures_price"]) if h is not None and h.get("futures_price") else fut
-        if price is not None and abs(held - self.ledger.position) > 1e-12:
-            # the ledger holds what the position book believes is held: advice acknowledged, reconciled
-            # from the venue, or (a backtest) assumed executed, at the futures price of this evaluation
-            self.ledger.target(now, held, price, str(hedge.positions.position.source))
+        self.follow_position(now, price)
         self._value(snapshot)
         if self.summary_due is not None and now >= self.summary_due:
             self.summary_due = self._next_summary(now)
             if self.hedged_usd is not None:
                 result.alerts.append(self.daily_summary(now))
         return result
+
+    def follow_position(self, now: float, price: float | None = None) -> bool:
+        """Move the ledger to what the position book believes is held (advice acknowledged, reconciled from
+        the venue, or assumed executed), at ``price`` or else the last futures price marked; True when it
+        moved."""
+        hedge = self.rules.hedge
+        held = hedge.position
+        price = self.ledger.mark if price is None else price
+        if price is None or abs(held - self.ledger.position) <= 1e-12:
+            return False
+        self.ledger.target(now, held, price, str(hedge.positions.position.source))
+        return True
 
     def _carry(self, snapshot: dict[str, Any], fut: float, now: float) -> None:
         last = self.evaluated_at

@@ -28,8 +28,9 @@ def test_advice_moves_the_ledger_and_funding_is_paid_at_funding_times() -> None:
     o = overlay()
     r = o.evaluate(snap(1000.0, 7 * H, funding_rate_8h=1e-4), 7 * H)
     assert r.hedge is not None and r.hedge["target_contracts"] == 50
-    assert o.ledger.position == -50  # the advice as if executed
-    assert o.rules.hedge.position == 0  # live: the sizing keeps the configured position
+    assert o.ledger.position == 0  # live: the ledger holds what is held, and nothing was done yet
+    o.rules.hedge.ack(None, r.hedge["id"], "test", 7 * H)  # the user did as advised
+    assert o.follow_position(7 * H) and o.ledger.position == -50  # at the last futures price, 1,000
     o.evaluate(snap(990.0, 8 * H + 1, funding_rate_8h=1e-4), 8 * H + 1)
     # the 08:00 funding on 50 x $10 x 990: the short receives 0.01%
     assert o.ledger.fundings == 1 and o.ledger.funding_usd == pytest.approx(50 * 10 * 990 * 1e-4)
@@ -55,7 +56,10 @@ def test_the_daily_summary_is_off_unless_switched_on() -> None:
 
 def test_the_daily_summary_alert() -> None:
     o = overlay(daily_summary={"enabled": True, "time_utc": "00:00"})
-    assert not o.evaluate(snap(1000.0, 23 * H), 23 * H).alerts
+    first = o.evaluate(snap(1000.0, 23 * H), 23 * H)
+    assert not first.alerts and first.hedge is not None
+    o.rules.hedge.ack(None, None, "test", 23 * H)
+    o.follow_position(23 * H)
     assert not o.evaluate(snap(1000.0, 23.5 * H), 23.5 * H).alerts
     alerts = o.evaluate(snap(950.0, 24 * H + 1), 24 * H + 1).alerts
     assert [a.rule for a in alerts] == [SUMMARY_RULE]
