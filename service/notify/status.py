@@ -1,7 +1,8 @@
 """What the Telegram bot says about an index, as plain text, from the daemon's saved state
 (``hedgewatch:state:<INDEX>``: ``{"snapshot", "rules": {"engine": {"ratio"}, "hedge": {"positions":
-{"position": {"contracts", "source"}}, "advice"}}, "saved_at"}``). Pure: the caller passes the state, whether the heartbeat is alive, and now.
-Every field may be missing (an older or a starting daemon): what is not known is said so."""
+{"position": {"contracts", "source"}}, "advice"}}, "saved_at"}``). Pure: the caller passes the state,
+whether the heartbeat is alive, and now. Every field may be missing (an older or a starting daemon): what
+is not known is said so."""
 
 from __future__ import annotations
 
