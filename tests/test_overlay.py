@@ -87,8 +87,10 @@ def test_the_ledger_persists() -> None:
 
 def test_a_reported_position_reconciles_the_ledger() -> None:
     o = overlay()
-    o.evaluate(snap(1000.0, 7 * H), 7 * H)
-    assert o.ledger.position == -50
-    o.reconcile(7 * H + 60, -30.0)  # the venue says 30 short: 20 were never sold
+    r = o.evaluate(snap(1000.0, 7 * H), 7 * H)
+    assert r.hedge is not None and r.hedge["trade_contracts"] == 50 and o.ledger.position == 0
+    o.reconcile(7 * H + 60, -30.0)  # the venue says 30 short: 20 of the 50 advised were never sold
     assert o.ledger.position == -30 and o.rules.hedge.position == -30
-    assert o.ledger.fills[-1].reason == "reconciled" and o.ledger.fills[-1].price == 1000.0
+    assert o.ledger.fills[-1].reason == "venue" and o.ledger.fills[-1].price == 1000.0
+    nxt = o.evaluate(snap(1000.0, 7 * H + 120), 7 * H + 120)  # advised afresh from the 30 held
+    assert nxt.hedge is not None and (nxt.hedge["reason"], nxt.hedge["trade_contracts"]) == ("position_changed", 20)
