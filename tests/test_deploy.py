@@ -21,7 +21,7 @@ from tests.support import REPO
 DEPLOY = REPO / "deploy"
 PROM = DEPLOY / "prometheus"
 DASHBOARDS = DEPLOY / "grafana" / "dashboards"
-EXPECTED_UIDS = {"hw-index", "hw-oracle", "hw-derivatives", "hw-hedge", "hw-pipeline"}
+EXPECTED_UIDS = {"hw-index", "hw-oracle", "hw-derivatives", "hw-hedge", "hw-pipeline", "hw-notify"}
 METRIC = re.compile(r"\bhedgewatch_[a-z0-9_]+\b")
 
 
@@ -99,19 +99,49 @@ def test_dashboards_are_valid_with_fixed_unique_uids() -> None:
 
 
 def test_dashboards_are_what_the_generator_writes(tmp_path: Path) -> None:
-    code = (
-        "import sys, runpy, pathlib; g = runpy.run_path(sys.argv[1]); "
-        "g['OUT'] = pathlib.Path(sys.argv[2]); "
-        "[(g['OUT'] / (d['uid'] + '.json')).write_text(__import__('json').dumps(d, indent=2) + '\\n') "
-        "for d in g['DASHBOARDS']]"
+    """The committed JSON is exactly what the typed builder produces (run generate.py after editing it)."""
+    proc = subprocess.run(
+        [sys.executable, str(DEPLOY / "grafana/generate.py"), "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=120, check=False,
     )
-    subprocess.run(
-        [sys.executable, "-c", code, str(DEPLOY / "grafana/generate.py"), str(tmp_path)],
-        check=True,
-        timeout=60,
-    )
+    assert proc.returncode == 0, proc.stderr
+    assert {p.name for p in tmp_path.glob("*.json")} == {p.name for p in DASHBOARDS.glob("*.json")}
     for path in DASHBOARDS.glob("*.json"):
         assert (tmp_path / path.name).read_text() == path.read_text(), f"{path.name}: run generate.py"
+    check = subprocess.run([sys.executable, str(DEPLOY / "grafana/generate.py"), "--check"],
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert check.returncode == 0, check.stderr
+
+
+SELECTOR = re.compile(r"\b((?:hedgewatch|process|python)_[a-z0-9_]+|up)(\{[^}]*\})?(?![a-z0-9_(])")
+
+
+def test_every_dashboard_query_follows_the_job_and_instance_variables() -> None:
+    for path in sorted(DASHBOARDS.glob("*.json")):
+        d = json.loads(path.read_text())
+        names = [v["name"] for v in d["templating"]["list"]]
+        assert names[:2] == ["job", "instance"], path.name
+        for p in d["panels"]:
+            for t in p["targets"]:
+                for metric, matchers in SELECTOR.findall(t["expr"]):
+                    assert 'job=~"$job"' in matchers and 'instance=~"$instance"' in matchers, (
+                        f"{path.name} {p['title']!r}: {metric} is not filtered by job and instance"
+                    )
+
+
+def test_stacking_is_set_where_grafana_reads_it() -> None:
+    d = json.loads((DASHBOARDS / "hw-index.json").read_text())
+    (weights,) = [p for p in d["panels"] if p["title"] == "Constituent weights"]
+    assert weights["fieldConfig"]["defaults"]["custom"]["stacking"] == {"mode": "normal"}
+    assert "stacking" not in weights["options"]
+
+
+def test_a_misplaced_option_fails_at_build_time() -> None:
+    """The builder is typed: stacking exists on the field config of a time series, not on a stat panel."""
+    from grafana_foundation_sdk.builders import stat
+
+    with pytest.raises(AttributeError):
+        stat.Panel().stacking  # type: ignore[attr-defined]  # noqa: B018
 
 
 def test_the_dashboards_cover_what_the_operator_needs() -> None:
