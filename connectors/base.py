@@ -19,20 +19,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from connectors.sanity import MAX_JUMP_FACTOR, MAX_PRICE, accept_price, check_price, positive
 from service.errors import RejectedMessage
 from service.events import Event, FeedState, FeedStatus
 from service.metrics import Metrics
 
-log = logging.getLogger("hedgewatch.connectors")
+__all__ = ["MAX_JUMP_FACTOR", "MAX_PRICE", "positive"]  # the price checks live in connectors.sanity
 
-# Prices above this are absurd for any listed instrument (in the quote currency); anything not below it,
-# including inf and NaN (every comparison with NaN is False), is rejected.
-MAX_PRICE = 1e9
-# A price further than this factor from the instrument's last accepted price is absurd, not a move.
-MAX_JUMP_FACTOR = 3.0
-# After this many consecutive "absurd" prices on one instrument the reference is dropped and the next price
-# accepted: either the reference itself was bad or the market really moved (a redenomination).
-ABSURD_STREAK_RESET = 20
+log = logging.getLogger("hedgewatch.connectors")
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,17 +132,6 @@ def num(d: dict[str, Any], key: str) -> float:
         raise RejectedMessage("non_numeric", key) from None
 
 
-def positive(x: float, what: str) -> float:
-    """``x`` when it is a finite, positive, non-absurd number, else a reject."""
-    if 0.0 < x < MAX_PRICE:
-        return x
-    if x != x or x in (math.inf, -math.inf):
-        raise RejectedMessage("non_finite", what)
-    if x <= 0.0:
-        raise RejectedMessage("non_positive", what)
-    raise RejectedMessage("absurd", what)
-
-
 def non_negative(x: float, what: str) -> float:
     if 0.0 <= x < 1e18:
         return x
@@ -183,9 +166,9 @@ class Route:
     hot path is one dict lookup away from its decoder."""
 
     __slots__ = (
-        "absurd_streak", "asset", "cadence_s", "channel", "count", "critical", "flushed", "instrument",
-        "key", "kind", "last", "quote", "ref", "resubscribed_at", "scale", "seen", "seq", "since", "state",
-        "subscribed_at", "topic",
+        "anchor", "asset", "cadence_s", "channel", "count", "critical", "flushed", "hi", "instrument",
+        "key", "kind", "last", "lo", "quote", "ref", "ref_at", "resubscribed_at", "scale", "seen", "seq",
+        "seq_anchor", "seq_streak", "since", "state", "streak", "subscribed_at", "topic",
     )
 
     def __init__(self, key: str, channel: str, kind: Any, asset: str, instrument: str, quote: str,
@@ -206,23 +189,27 @@ class Route:
         self.flushed = 0
         self.last = 0.0             # when a valid message was last seen (clock seconds)
         self.seen = 0               # ``count`` when the watchdog last looked
-        self.ref = 0.0              # last accepted price, for the absurd-jump check
+        # connectors.sanity's state: the last accepted price (reference), when, and the fast-path band
+        # around it; the streak of agreeing rejected prices that would re-anchor it
+        self.ref = 0.0
+        self.ref_at = 0.0
+        self.lo = 0.0
+        self.hi = 0.0
+        self.anchor = 0.0
+        self.streak = 0
         self.seq = 0                # last accepted sequence number where the venue has one; 0 after subscribe
-        self.absurd_streak = 0
+        self.seq_anchor = 0
+        self.seq_streak = 0
         self.state = FeedState.CONNECTING
         self.subscribed_at = 0.0
         self.resubscribed_at = 0.0
         self.since = 0.0
 
-    def check_jump(self, price: float) -> None:
-        """Reject ``price`` when it is more than MAX_JUMP_FACTOR away from the last accepted one."""
-        ref = self.ref
-        if ref and (price > ref * MAX_JUMP_FACTOR or price * MAX_JUMP_FACTOR < ref):
-            self.absurd_streak += 1
-            if self.absurd_streak < ABSURD_STREAK_RESET:
-                raise RejectedMessage("absurd", self.key)
-        self.absurd_streak = 0
-        self.ref = price
+    def check_jump(self, price: float, now: float) -> None:
+        """Check one price against the last accepted one and, when it passes, make it the reference (for
+        frames that carry nothing else to check; see ``connectors.sanity``)."""
+        check_price(self, price, now)
+        accept_price(self, price, now)
 
 
 class FeedContext:

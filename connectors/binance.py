@@ -20,16 +20,21 @@ import httpx
 import msgspec
 import orjson
 
-from connectors.base import (
+from connectors.base import FeedContext, Route, ms, num
+from connectors.instruments import Instrument, binance_funding_intervals, binance_usdm, get_json
+from connectors.sanity import (
     MAX_JUMP_FACTOR,
     MAX_PRICE,
-    FeedContext,
-    Route,
-    ms,
-    num,
+    MAX_SEQ_JUMP,
+    MAX_SPREAD_RATIO,
+    MAX_STEP_RATIO,
+    accept_price,
+    book_reject,
+    check_price,
+    check_seq,
     positive,
+    venue_text,
 )
-from connectors.instruments import Instrument, binance_funding_intervals, binance_usdm, get_json
 from connectors.venue import Poller, VenueConnector
 from connectors.wsconn import WsConnection, WsProtocol
 from service.errors import FeedError, RejectedMessage
@@ -113,16 +118,19 @@ class BinanceProtocol(WsProtocol):
         sink = self._sink
         ex = self._ex
         max_price = MAX_PRICE
-        jump = MAX_JUMP_FACTOR
+        max_seq = MAX_SEQ_JUMP
+        half_spread = MAX_SPREAD_RATIO * 0.5
+        up = 1.0 + MAX_STEP_RATIO
         book_cls = _Book
         agg_cls = _Agg
         mark = self._mark_fast
+        malformed = (decode_error, RecursionError)  # msgspec recurses to skip deeply nested fields
 
         def handle(raw: bytes) -> None:
             now = clock()
             try:
                 m = fast(raw)
-            except decode_error:
+            except malformed:
                 generic(raw)
                 return
             r = by_stream.get(m.stream)
@@ -132,18 +140,26 @@ class BinanceProtocol(WsProtocol):
             d: Any = m.data  # one of the tagged structs; dispatched by exact class below
             cls = d.__class__
             if cls is book_cls:
+                # every check first (connectors.sanity, inlined), then the commit: a rejected frame moves
+                # neither the update id nor the price reference
                 u = d.u
-                if u <= r.seq:
-                    raise RejectedMessage("out_of_order", r.key)  # an older book than the one we hold
+                last = r.seq
+                if not (last < u <= last + max_seq) or r.seq_streak:
+                    check_seq(r, u)
                 bid = d.b
                 ask = d.a
                 if not (0.0 < bid <= ask < max_price):
-                    _book_reject(bid, ask)
-                ref = r.ref
-                if (ref and (bid > ref * jump or ask * jump < ref)) or r.absurd_streak:
-                    r.check_jump(bid)  # counts or resets the streak, raises while it lasts
-                r.ref = bid
+                    book_reject(bid, ask, r.key)
+                if ask - bid > (ask + bid) * half_spread:
+                    raise RejectedMessage("wide_spread", r.key)
+                mid = (bid + ask) * 0.5
+                if not (r.lo < bid and ask < r.hi) or r.streak:
+                    check_price(r, mid, now, bid, ask)
                 r.seq = u
+                r.ref = mid
+                r.ref_at = now
+                r.lo = mid / up
+                r.hi = mid * up
                 sink(Quote(ex, r.asset, r.instrument, bid, ask, d.E / 1000.0, now, r.quote))
             elif cls is agg_cls:
                 price = d.p
@@ -151,10 +167,7 @@ class BinanceProtocol(WsProtocol):
                 if not (0.0 < price < max_price and 0.0 < qty < 1e15):
                     positive(price, "price")
                     positive(qty, "qty")
-                ref = r.ref
-                if (ref and (price > ref * jump or price * jump < ref)) or r.absurd_streak:
-                    r.check_jump(price)  # counts or resets the streak, raises while it lasts
-                r.ref = price
+                r.check_jump(price, now)
                 sink(Trade(ex, r.asset, r.instrument, price, qty, d.T / 1000.0, now, r.quote))
             else:
                 mark(r, d, now)
@@ -167,7 +180,7 @@ class BinanceProtocol(WsProtocol):
         mark = d.p
         if not 0.0 < mark < MAX_PRICE:
             positive(mark, "mark")
-        r.check_jump(mark)
+        check_price(r, mark, now)
         index = d.i or None
         if index is not None:
             if not 0.0 < index < MAX_PRICE:
@@ -181,6 +194,7 @@ class BinanceProtocol(WsProtocol):
                 raise RejectedMessage("absurd", "funding")
             funding = Funding(self._ex, r.asset, r.instrument, rate, self.funding_h.get(r.instrument, 8.0),
                               d.T / 1000.0 if d.T else None, ts, now)
+        accept_price(r, mark, now)
         if self.want_mark:
             self._sink(MarkPrice(self._ex, r.asset, r.instrument, mark, index, ts, now, r.quote))
         if funding is not None:
@@ -198,7 +212,6 @@ class BinanceProtocol(WsProtocol):
         control = self._control
         book_fields = self._book_fields
         max_price = MAX_PRICE
-        jump = MAX_JUMP_FACTOR
 
         def handle(raw: bytes) -> None:
             now = clock()
@@ -222,17 +235,17 @@ class BinanceProtocol(WsProtocol):
                 ts = d["E"] / 1000.0
             except (KeyError, TypeError, ValueError):
                 bid, ask, ts = book_fields(d)
-            if not (0.0 < bid <= ask < max_price):
-                _book_reject(bid, ask)
             u = d.get("u")
-            if type(u) is int and u <= r.seq:
-                raise RejectedMessage("out_of_order", r.key)
-            ref = r.ref
-            if (ref and (bid > ref * jump or ask * jump < ref)) or r.absurd_streak:
-                r.check_jump(bid)
-            r.ref = bid
+            if type(u) is int:
+                check_seq(r, u)
+            if not (0.0 < bid <= ask < max_price):
+                book_reject(bid, ask, r.key)
+            if ask - bid > (ask + bid) * (MAX_SPREAD_RATIO * 0.5):
+                raise RejectedMessage("wide_spread", r.key)
+            check_price(r, (bid + ask) * 0.5, now, bid, ask)
             if type(u) is int:
                 r.seq = u
+            accept_price(r, (bid + ask) * 0.5, now)
             sink(Quote(ex, r.asset, r.instrument, bid, ask, ts, now, r.quote))
             r.count += 1
 
@@ -241,13 +254,17 @@ class BinanceProtocol(WsProtocol):
     # -- slow paths ---------------------------------------------------------------------------------------
     def _control(self, msg: Any) -> None:
         if isinstance(msg, dict) and "id" in msg:
+            key = msg["id"]
             err = msg.get("error")
             if err is None and "code" in msg:
                 err = msg
+            if not isinstance(key, int | str) or (err is not None and not isinstance(err, dict)):
+                raise RejectedMessage("malformed", "control frame")
             if err is not None:
-                self.resolve(msg["id"], f"subscribe refused: {err.get('code')} {err.get('msg')}")
+                detail = f"{venue_text(err.get('code'), 20)} {venue_text(err.get('msg'))}"
+                self.resolve(key, f"subscribe refused: {detail}")
             else:
-                self.resolve(msg["id"])
+                self.resolve(key)
             return
         raise RejectedMessage("unexpected")
 
@@ -263,7 +280,7 @@ class BinanceProtocol(WsProtocol):
     def _mark(self, r: Route, d: Any, now: float) -> None:
         ts = ms(_field(d, "E"))
         mark = positive(num(d, "p"), "mark")
-        r.check_jump(mark)
+        check_price(r, mark, now)
         idx = d.get("i")
         index = None
         if idx not in (None, "", "0"):
@@ -278,6 +295,7 @@ class BinanceProtocol(WsProtocol):
             nxt = d.get("T")
             funding = Funding(self._ex, r.asset, r.instrument, rate, self.funding_h.get(r.instrument, 8.0),
                               ms(nxt) if nxt else None, ts, now)
+        accept_price(r, mark, now)
         if self.want_mark:
             self._sink(MarkPrice(self._ex, r.asset, r.instrument, mark, index, ts, now, r.quote))
         if funding is not None:
@@ -286,8 +304,9 @@ class BinanceProtocol(WsProtocol):
     def _trade(self, r: Route, d: Any, now: float) -> None:
         price = positive(num(d, "p"), "price")
         qty = positive(num(d, "q"), "qty")
-        r.check_jump(price)
-        self._sink(Trade(self._ex, r.asset, r.instrument, price, qty, ms(_field(d, "T")), now, r.quote))
+        ts = ms(_field(d, "T"))
+        r.check_jump(price, now)
+        self._sink(Trade(self._ex, r.asset, r.instrument, price, qty, ts, now, r.quote))
 
     def _kline(self, r: Route, d: Any, now: float) -> None:
         k = _field(d, "k")
@@ -297,20 +316,21 @@ class BinanceProtocol(WsProtocol):
         o, h, lo, c = (positive(num(k, f), f) for f in ("o", "h", "l", "c"))
         if not lo <= min(o, c) <= max(o, c) <= h:
             raise RejectedMessage("absurd", "ohlc")
-        r.check_jump(c)
         vol = num(k, "v")
         if not 0.0 <= vol < 1e15:
             raise RejectedMessage("absurd", "volume")
-        self._sink(Candle(self._ex, r.asset, r.instrument, tf, ms(_field(k, "t")), o, h, lo, c, vol,
-                          bool(k.get("x")), ms(_field(d, "E")), now))
+        start, ts = ms(_field(k, "t")), ms(_field(d, "E"))
+        r.check_jump(c, now)
+        self._sink(Candle(self._ex, r.asset, r.instrument, tf, start, o, h, lo, c, vol, bool(k.get("x")), ts,
+                          now))
 
     def _composite(self, r: Route, d: Any, now: float) -> None:
         price = positive(num(d, "p"), "price")
-        r.check_jump(price)
         comps = []
         for c in _field(d, "c"):
             comps.append((str(_field(c, "b")), num(c, "w"), num(c, "W")))
         ts = ms(_field(d, "E"))
+        r.check_jump(price, now)
         self._sink(CompositeIndex(self._ex, str(_field(d, "s")), price, tuple(comps), ts, now))
 
 
@@ -319,12 +339,6 @@ def _field(d: Any, key: str) -> Any:
         return d[key]
     except (KeyError, TypeError, IndexError):
         raise RejectedMessage("missing_field", key) from None
-
-
-def _book_reject(bid: float, ask: float) -> None:
-    positive(bid, "bid")
-    positive(ask, "ask")
-    raise RejectedMessage("crossed", "bid above ask")
 
 
 class BinanceUsdmConnector(VenueConnector):

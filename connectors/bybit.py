@@ -18,8 +18,19 @@ import httpx
 import msgspec
 import orjson
 
-from connectors.base import MAX_JUMP_FACTOR, MAX_PRICE, Route, ms, positive
+from connectors.base import Route, ms
 from connectors.instruments import Instrument, bybit_linear, get_json
+from connectors.sanity import (
+    MAX_JUMP_FACTOR,
+    MAX_PRICE,
+    accept_price,
+    accept_seq,
+    check_price,
+    check_quote,
+    check_seq,
+    positive,
+    venue_text,
+)
 from connectors.venue import VenueConnector
 from connectors.wsconn import WsConnection, WsProtocol
 from service.errors import FeedError, RejectedMessage
@@ -150,7 +161,7 @@ class BybitProtocol(WsProtocol):
         now = self._clock()
         try:
             m = _FAST.decode(raw)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):  # msgspec recurses to skip deeply nested fields
             self.handle_generic(raw, now)
             return
         r = self.by_topic.get(m.topic)
@@ -195,7 +206,9 @@ class BybitProtocol(WsProtocol):
             self.pong()
         elif op in ("subscribe", "unsubscribe"):
             self.resolve(str(msg.get("req_id")),
-                         None if msg.get("success") else f"{op} refused: {msg.get('ret_msg')}")
+                         None if msg.get("success") else f"{op} refused: {venue_text(msg.get('ret_msg'))}")
+        else:
+            raise RejectedMessage("unexpected", "control frame")
 
     def _tickers(self, r: Route, msg: dict[str, Any], now: float) -> None:
         try:
@@ -221,9 +234,7 @@ class BybitProtocol(WsProtocol):
             if st is None:
                 raise RejectedMessage("no_snapshot", r.key)
         if cs is not None:
-            if cs < st.cs:
-                raise RejectedMessage("out_of_order", r.key)
-            st.cs = cs
+            check_seq(r, cs, strict=False)
         bid, ask = t.bid1Price, t.ask1Price
         quoted = bid is not None or ask is not None
         if quoted:
@@ -232,12 +243,12 @@ class BybitProtocol(WsProtocol):
             if ask is None:
                 ask = st.ask
             if bid and ask:
-                if not (0.0 < bid <= ask < MAX_PRICE):
-                    positive(bid, "bid")
-                    positive(ask, "ask")
-                    raise RejectedMessage("crossed", r.key)
-                r.check_jump(bid)
+                check_quote(r, bid, ask, now)  # the merged book, both sides, spread and mid
             else:
+                if bid is not None:
+                    positive(bid, "bid")
+                if ask is not None:
+                    positive(ask, "ask")
                 quoted = False  # one side still unknown: merge, emit nothing
         # fields of channels nobody asked for are neither checked nor kept
         mark, index = t.markPrice, t.indexPrice
@@ -249,6 +260,12 @@ class BybitProtocol(WsProtocol):
             or t.openInterest is not None or t.openInterestValue is not None)
         if derivs:
             _check_derivatives(t)
+        # every check passed: only now does the frame touch any state
+        if cs is not None:
+            accept_seq(r, cs)
+            st.cs = cs
+        if quoted:
+            accept_price(r, (bid + ask) * 0.5, now)  # type: ignore[operator]
         if typ == "snapshot":
             self.tickers[r.instrument] = st
         if bid is not None:
@@ -318,8 +335,10 @@ class BybitProtocol(WsProtocol):
                 raise RejectedMessage("missing_field", "p/v/T") from None
             except (TypeError, ValueError):
                 raise RejectedMessage("non_numeric", "p/v") from None
-            r.check_jump(price)
+            check_price(r, price, now)
             out.append(Trade(self._ex, r.asset, r.instrument, price, qty, ts, now, r.quote))
+        if out:
+            accept_price(r, out[-1].price, now)  # the whole frame passed: only now is a reference moved
         for t in out:
             self._sink(t)
 
@@ -340,8 +359,10 @@ class BybitProtocol(WsProtocol):
                 raise RejectedMessage("non_numeric", "kline") from None
             if not (0.0 < lo <= min(o, c) <= max(o, c) <= h < MAX_PRICE and 0.0 <= vol < 1e15):
                 raise RejectedMessage("absurd", "ohlcv")
-            r.check_jump(c)
+            check_price(r, c, now)
             out.append(Candle(self._ex, r.asset, r.instrument, tf, start, o, h, lo, c, vol, closed, ts, now))
+        if out:
+            accept_price(r, out[-1].close, now)
         for k in out:
             self._sink(k)
 

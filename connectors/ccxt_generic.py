@@ -26,6 +26,7 @@ import ccxt
 import ccxt.pro as ccxtpro
 
 from connectors.base import Backoff, FeedContext, Route, Tuning, positive, raise_if_cancelled
+from connectors.sanity import accept_price, check_quote
 from connectors.venue import CHANNELS, DEFAULT_CHANNELS
 from service.config import SourceConfig
 from service.errors import FeedError, RejectedMessage
@@ -258,9 +259,8 @@ class CcxtConnector:
         bid, ask = t.get("bid"), t.get("ask")
         if "quotes" in self.channels and bid is not None and ask is not None:
             bid, ask = positive(_float(bid), "bid"), positive(_float(ask), "ask")
-            if bid > ask:
-                raise RejectedMessage("crossed", r.key)
-            r.check_jump(bid)
+            check_quote(r, bid, ask, now)  # both sides, spread and mid against the last accepted book
+            accept_price(r, (bid + ask) * 0.5, now)
             out.append(Quote(self.name, r.asset, r.instrument, bid, ask, ts, now, r.quote))
         mark = t.get("markPrice")
         if "mark" in self.channels and mark is not None:

@@ -21,8 +21,9 @@ import httpx
 import msgspec
 import orjson
 
-from connectors.base import MAX_PRICE, Route, ms, ms_of, num, positive
+from connectors.base import Route, ms, ms_of, num
 from connectors.instruments import Instrument, get_json, okx_swaps
+from connectors.sanity import MAX_PRICE, accept_price, check_quote, positive, venue_text
 from connectors.venue import VenueConnector
 from connectors.wsconn import WsConnection, WsProtocol
 from service.errors import FeedError, ProtocolError, RejectedMessage
@@ -97,7 +98,7 @@ class OkxProtocol(WsProtocol):
         now = self._clock()
         try:
             m = _FAST.decode(raw)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):  # msgspec recurses to skip deeply nested fields
             self.handle_generic(raw, now)
             return
         arg = m.arg
@@ -105,16 +106,16 @@ class OkxProtocol(WsProtocol):
         if r is None or r.kind != TICKERS:
             self.handle_generic(raw, now)
             return
+        rows = m.data
+        for row in rows:  # every row is checked before any is emitted or moves the reference
+            check_quote(r, row.bidPx, row.askPx, now)
+        if not rows:
+            return
         sink = self._sink
-        for row in m.data:
-            bid = row.bidPx
-            ask = row.askPx
-            if not (0.0 < bid <= ask < MAX_PRICE):
-                positive(bid, "bid")
-                positive(ask, "ask")
-                raise RejectedMessage("crossed", r.key)
-            r.check_jump(bid)
-            sink(Quote(self._ex, r.asset, r.instrument, bid, ask, row.ts / 1000.0, now, r.quote))
+        for row in rows:
+            sink(Quote(self._ex, r.asset, r.instrument, row.bidPx, row.askPx, row.ts / 1000.0, now, r.quote))
+        last = rows[-1]
+        accept_price(r, (last.bidPx + last.askPx) * 0.5, now)
         r.count += 1
 
     def handle_generic(self, raw: bytes, now: float) -> None:
@@ -132,7 +133,7 @@ class OkxProtocol(WsProtocol):
         except (KeyError, TypeError):
             self._control(msg)
             return
-        if not isinstance(rows, list):
+        if not isinstance(rows, list) or not all(isinstance(d, dict | list) for d in rows):
             raise RejectedMessage("malformed", "data")
         decode = self._decode[r.kind]
         for d in rows:
@@ -144,39 +145,51 @@ class OkxProtocol(WsProtocol):
             raise RejectedMessage("unexpected")
         event = msg["event"]
         arg = msg.get("arg") or {}
+        if not isinstance(event, str) or not isinstance(arg, dict):
+            raise RejectedMessage("malformed", "control frame")
         if event in ("subscribe", "unsubscribe"):
-            self.resolve((event, arg.get("channel"), arg.get("instId")))
+            channel, inst = arg.get("channel"), arg.get("instId")
+            if isinstance(channel, str) and isinstance(inst, str):
+                self.resolve((event, channel, inst))
+            else:
+                raise RejectedMessage("malformed", "control frame")
         elif event == "error":
-            detail = f"refused: {msg.get('code')} {msg.get('msg')}"
+            # the venue's text is escaped and cut, and the log key is fixed: error frames can neither forge
+            # log lines nor grow the burst log's key set
+            detail = f"refused: {venue_text(msg.get('code'), 20)} {venue_text(msg.get('msg'))}"
             pending = list(self._acks)
             for key in pending:
                 self.resolve(key, detail)  # the request failed: the connection is retried with backoff
             if not pending:  # an error nobody waits for: say so, once per burst
-                self.ctx.burst.event(f"venue-error:{msg.get('code')}", f"{self._ex}: venue error {detail}")
+                self.ctx.burst.event("venue-error", f"{self._ex}: venue error {detail}")
+        elif event not in ("notice", "channel-conn-count"):
+            raise RejectedMessage("unexpected", "control frame")
 
     # -- decoders: one data row each ------------------------------------------------------------------------
     def _tickers(self, r: Route, d: dict[str, Any], now: float) -> None:
         bid = positive(num(d, "bidPx"), "bid")
         ask = positive(num(d, "askPx"), "ask")
-        if bid > ask:
-            raise RejectedMessage("crossed", r.key)
-        r.check_jump(bid)
-        self._sink(Quote(self._ex, r.asset, r.instrument, bid, ask, ms_of(d, "ts"), now, r.quote))
+        check_quote(r, bid, ask, now)
+        ts = ms_of(d, "ts")
+        accept_price(r, (bid + ask) * 0.5, now)
+        self._sink(Quote(self._ex, r.asset, r.instrument, bid, ask, ts, now, r.quote))
 
     def _mark(self, r: Route, d: dict[str, Any], now: float) -> None:
         mark = positive(num(d, "markPx"), "mark")
-        r.check_jump(mark)
+        ts = ms_of(d, "ts")
+        r.check_jump(mark, now)
         self.marks[r.asset] = mark
         index = self.indexes.get(r.asset)
-        self._sink(MarkPrice(self._ex, r.asset, r.instrument, mark, index, ms_of(d, "ts"), now, r.quote))
+        self._sink(MarkPrice(self._ex, r.asset, r.instrument, mark, index, ts, now, r.quote))
 
     def _index(self, r: Route, d: dict[str, Any], now: float) -> None:
         index = positive(num(d, "idxPx"), "index")
-        r.check_jump(index)
+        ts = ms_of(d, "ts")
+        r.check_jump(index, now)
         self.indexes[r.asset] = index
         mark = self.marks.get(r.asset)
         if mark is not None:
-            self._sink(MarkPrice(self._ex, r.asset, r.instrument, mark, index, ms_of(d, "ts"), now, r.quote))
+            self._sink(MarkPrice(self._ex, r.asset, r.instrument, mark, index, ts, now, r.quote))
 
     def _funding(self, r: Route, d: dict[str, Any], now: float) -> None:
         rate = num(d, "fundingRate")
@@ -195,8 +208,9 @@ class OkxProtocol(WsProtocol):
     def _trades(self, r: Route, d: dict[str, Any], now: float) -> None:
         price = positive(num(d, "px"), "price")
         qty = positive(num(d, "sz"), "qty") * r.scale
-        r.check_jump(price)
-        self._sink(Trade(self._ex, r.asset, r.instrument, price, qty, ms_of(d, "ts"), now, r.quote))
+        ts = ms_of(d, "ts")
+        r.check_jump(price, now)
+        self._sink(Trade(self._ex, r.asset, r.instrument, price, qty, ts, now, r.quote))
 
     def _candle(self, r: Route, row: Any, now: float) -> None:
         if not isinstance(row, list) or len(row) < 9:
@@ -209,7 +223,7 @@ class OkxProtocol(WsProtocol):
             raise RejectedMessage("non_numeric", "candle") from None
         if not (0.0 < lo <= min(o, c) <= max(o, c) <= h < MAX_PRICE and 0.0 <= vol < 1e15):
             raise RejectedMessage("absurd", "ohlcv")
-        r.check_jump(c)
+        r.check_jump(c, now)
         self._sink(Candle(self._ex, r.asset, r.instrument, 60, start, o, h, lo, c, vol, row[8] == "1", start,
                           now))
 

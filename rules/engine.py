@@ -197,7 +197,8 @@ def make_alert(rule: Rule, index: str, status: str, starts_at: float, ends_at: f
     summary = annotations.get("summary") or f"{rule.name} {status} on {index}"
     clean = {k: (v if isinstance(v, int | float | str | bool) or v is None else str(v))
              for k, v in values.items()}
-    return Alert(id=Alert.make_id(fp, status, ends_at if status == "resolved" and ends_at else starts_at),
+    # a firing and its resolve are both identified by the firing's start (the rule state persists it)
+    return Alert(id=Alert.make_id(fp, status, starts_at),
                  fingerprint=fp, rule=rule.name, index=index, status=status,  # type: ignore[arg-type]
                  severity=rule.severity, summary=summary, starts_at=starts_at, ends_at=ends_at, labels=labels,
                  annotations=annotations, values=clean)

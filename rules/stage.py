@@ -8,6 +8,7 @@ import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 from rules.engine import STATE_CODE, Engine
 from rules.events import EventRules
@@ -51,6 +52,7 @@ class RuleStage:
         self.status: str | None = None
         self.sizing: Sizing | None = None
         self.started_at = now
+        self._generator_url = f"{config.http.base_url()}/state?" + urlencode({"index": self.index})
         self.evaluated_at: float | None = None
         self._announced = False
         self._seen_ok = False
@@ -114,6 +116,7 @@ class RuleStage:
             acted = set(out.acted)
             alerts = [dataclasses.replace(a, hedge=change) if a.rule in acted and a.status == "firing" else a
                       for a in alerts]
+        alerts = self._linked(alerts)
         hedge = None
         if sizing is not None and (changed or status == "ok"):
             hedge = self.hedge.recommend(sizing, changed)
@@ -126,7 +129,12 @@ class RuleStage:
         return StageResult(alerts, hedge)
 
     def on_transitions(self, transitions: list[dict[str, Any]], now: float) -> list[Alert]:
-        return self.events.on_transitions(transitions, now)
+        return self._linked(self.events.on_transitions(transitions, now))
+
+    def _linked(self, alerts: list[Alert]) -> list[Alert]:
+        """Each alert's ``generatorURL``: this daemon's state of the index, where the rule is shown."""
+        return [dataclasses.replace(a, generator_url=f"{self._generator_url}&{urlencode({'rule': a.rule})}")
+                for a in alerts]
 
     # --- state ------------------------------------------------------------------------------------------
 
@@ -172,7 +180,6 @@ class RuleStage:
         if self.sizing is not None:
             metrics.hedge_contracts.labels(index=self.index).set(self.sizing.target_contracts)
             metrics.hedge_notional_usd.labels(index=self.index).set(self.sizing.target_notional_usd)
-            metrics.portfolio_value_usd.labels(index=self.index).set(self.sizing.portfolio_value_usd)
 
 
 PRICE_LEVEL_PREFIXES = ("sma_", "ema_", "level_", "trendline_", "fib_", "swing_", "highest_", "lowest_")

@@ -1,11 +1,16 @@
-"""The alert: what a rule (or the daemon itself) tells the user. Its JSON follows Alertmanager's webhook
-alert shape so existing tooling reads it: ``id``, ``fingerprint``, ``rule``, ``index``, ``status``,
-``severity``, ``summary``, ``starts_at``, ``ends_at``, ``labels``, ``annotations``, ``values`` and, for
-hedge actions, ``hedge``."""
+"""The alert: what a rule (or the daemon itself) tells the user.
+
+Its JSON uses Alertmanager's own field names, so an Alertmanager, amtool or any webhook consumer reads it
+as it is: ``labels`` (always ``alertname``, ``index`` and ``severity``), ``annotations`` (always
+``summary``), ``startsAt``, ``endsAt`` (only once resolved), ``generatorURL`` and ``status``
+(``firing``/``resolved``); plus hedgewatch's ``id``, ``fingerprint``, ``values`` (the inputs that made it
+fire) and, for hedge actions, ``hedge``. In Python the common labels are also attributes (``rule``,
+``index``, ``severity``, ``summary``)."""
 
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -13,6 +18,7 @@ from typing import Any, Literal
 import orjson
 
 Status = Literal["firing", "resolved"]
+RESERVED_LABELS = ("alertname", "index", "severity")
 
 
 def iso(ts: float | None) -> str | None:
@@ -20,6 +26,21 @@ def iso(ts: float | None) -> str | None:
     if ts is None:
         return None
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_time(value: Any) -> float | None:
+    """An RFC 3339 string (or epoch seconds) as epoch seconds; None for null, empty and Go's zero time."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise TypeError("a time cannot be a boolean")
+    if isinstance(value, int | float):
+        ts = float(value)
+    else:
+        ts = datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    if not math.isfinite(ts):
+        raise ValueError("a time must be finite")
+    return None if ts <= 0 else ts  # "0001-01-01T00:00:00Z" is how Alertmanager spells "not set"
 
 
 def fingerprint(rule: str, index: str, labels: dict[str, str]) -> str:
@@ -39,8 +60,12 @@ class HedgeChange:
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    """One alert notification. ``id`` is unique per notification (a firing and its resolve differ);
-    ``fingerprint`` is shared by every notification of the same series."""
+    """One alert notification. ``id`` is unique per notification (a firing and its resolve differ) and
+    deterministic (series and the firing's start), so a restart or a failover that emits the same
+    notification again emits the same id; ``fingerprint`` is shared by every notification of a series.
+
+    ``labels`` always holds ``alertname`` (= ``rule``), ``index`` and ``severity``, and ``annotations``
+    ``summary``: they are filled in from the attributes at construction, the attributes winning."""
 
     id: str
     fingerprint: str
@@ -55,17 +80,33 @@ class Alert:
     annotations: dict[str, str] = field(default_factory=dict)
     values: dict[str, float | str | bool | None] = field(default_factory=dict)
     hedge: HedgeChange | None = None
+    generator_url: str = ""
+
+    def __post_init__(self) -> None:
+        own = {k: v for k, v in self.labels.items() if k not in RESERVED_LABELS}
+        object.__setattr__(self, "labels", {"alertname": self.rule, "index": self.index,
+                                            "severity": self.severity, **own})
+        if self.annotations.get("summary") != self.summary:
+            object.__setattr__(self, "annotations", {**self.annotations, "summary": self.summary})
 
     @staticmethod
     def make_id(fp: str, status: str, starts_at: float) -> str:
-        return f"{fp}-{status}-{int(starts_at * 1000)}"
+        """The id of the ``status`` notification of the firing of series ``fp`` that started at
+        ``starts_at``: a firing and its resolve share the start, and differ by status."""
+        return f"{fp}-{status}-{round(starts_at * 1000)}"
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["starts_at"] = iso(self.starts_at)
-        d["ends_at"] = iso(self.ends_at)
-        if self.hedge is None:
-            d.pop("hedge")
+        d: dict[str, Any] = {
+            "id": self.id, "fingerprint": self.fingerprint, "status": self.status,
+            "labels": dict(self.labels), "annotations": dict(self.annotations),
+            "startsAt": iso(self.starts_at),
+        }
+        if self.ends_at is not None:
+            d["endsAt"] = iso(self.ends_at)
+        d["generatorURL"] = self.generator_url
+        d["values"] = dict(self.values)
+        if self.hedge is not None:
+            d["hedge"] = asdict(self.hedge)
         return d
 
     def to_json(self) -> bytes:
@@ -73,20 +114,36 @@ class Alert:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Alert:
-        def ts(v: Any) -> float | None:
-            if v is None or isinstance(v, int | float):
-                return v
-            return datetime.fromisoformat(str(v).replace("Z", "+00:00")).timestamp()
-
+        """Read :meth:`to_dict`'s shape. Raises KeyError, ValueError or TypeError on anything else."""
+        if "startsAt" not in d and "starts_at" in d:
+            d = _from_earlier_shape(d)
+        labels = {str(k): str(v) for k, v in (d.get("labels") or {}).items()}
+        annotations = {str(k): str(v) for k, v in (d.get("annotations") or {}).items()}
+        status = d["status"]
+        if status not in ("firing", "resolved"):
+            raise ValueError(f"unknown alert status {status!r}")
+        starts = parse_time(d["startsAt"])
+        if starts is None:
+            raise ValueError("an alert needs startsAt")
         hedge = d.get("hedge")
         return cls(
-            id=d["id"], fingerprint=d["fingerprint"], rule=d["rule"], index=d["index"], status=d["status"],
-            severity=d["severity"], summary=d["summary"], starts_at=ts(d["starts_at"]) or 0.0,
-            ends_at=ts(d.get("ends_at")), labels=dict(d.get("labels") or {}),
-            annotations=dict(d.get("annotations") or {}), values=dict(d.get("values") or {}),
-            hedge=HedgeChange(**hedge) if hedge else None,
+            id=str(d["id"]), fingerprint=str(d["fingerprint"]), rule=labels["alertname"],
+            index=labels["index"], status=status, severity=labels.get("severity", ""),
+            summary=annotations.get("summary", ""), starts_at=starts, ends_at=parse_time(d.get("endsAt")),
+            labels=labels, annotations=annotations, values=dict(d.get("values") or {}),
+            hedge=HedgeChange(**hedge) if hedge else None, generator_url=str(d.get("generatorURL") or ""),
         )
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Alert:
         return cls.from_dict(orjson.loads(raw))
+
+
+def _from_earlier_shape(d: dict[str, Any]) -> dict[str, Any]:
+    """Alerts written by an earlier version (``rule``, ``starts_at``, ``ends_at``) may still wait in an
+    outbox or the stream across an upgrade: read them rather than drop them."""
+    labels = {**(d.get("labels") or {}), "alertname": d["rule"], "index": d["index"],
+              "severity": d.get("severity", "")}
+    annotations = {"summary": d.get("summary", ""), **(d.get("annotations") or {})}
+    return {**d, "labels": labels, "annotations": annotations, "startsAt": d["starts_at"],
+            "endsAt": d.get("ends_at")}

@@ -20,17 +20,15 @@ from typing import Any
 
 from connectors import Connector, build_connector
 from connectors.klines import fetch_history, plan, supports
-from rules.events import from_market
-from rules.stage import RuleStage
 from service import statefile
 from service.alerts import Alert
 from service.bus import MemoryBus
 from service.config import Config
+from service.engine import Engine
 from service.errors import ClosedError, FeedError, RejectedMessage
-from service.events import Candle, Event
+from service.events import Event
 from service.http import HttpServer
 from service.keys import Keys
-from service.market import MarketState
 from service.metrics import Metrics
 from service.outbox import AlertSink
 from service.publisher import RedisPublisher
@@ -80,8 +78,10 @@ class Daemon:
         self.index_name = config.index.name
         self.keys = Keys(config.redis.prefix)
         self.bus: MemoryBus[Event] = MemoryBus(config.ingest_queue_size, name="ingest")
-        self.market = MarketState(config, clock())
-        self.rules = RuleStage(config, clock())
+        # the synchronous engine (market, rules, hedge sizing, ledger) the backtest drives too
+        self.engine = Engine(config, clock())
+        self.market = self.engine.market
+        self.rules = self.engine.rules
         self.selection = SelectionFeed.for_config(config, self.market, clock=clock, on_change=self._touched)
         self.connectors: list[Connector] = [
             build_connector(src, self.bus.put, self.metrics, clock=clock) for src in config.sources if src.enabled
@@ -118,7 +118,6 @@ class Daemon:
         self._newest_tick: float | None = None
         self._last_publish = 0.0
         self._last_eval = 0.0
-        self._warm: set[str] = set()  # assets whose oracle has been ok at least once
         self._dropped_exported = 0
         self.metrics.queue_capacity.labels("ingest").set(self.bus.capacity)
 
@@ -141,6 +140,7 @@ class Daemon:
             "uptime_s": now - self.stats.started,
             "market": self.market.state(now),
             "rules": self.rules.state(),
+            "ledger": self.engine.primary.state(),
             "feeds": {c.name: c.status() for c in self.connectors},
             "selection": None if self.selection is None else self.selection.status(),
             "pipeline": {
@@ -172,8 +172,7 @@ class Daemon:
 
     async def _pipeline(self) -> None:
         """Consume the bus in batches; every index change is timed and, when due, published."""
-        apply = self.market.apply
-        on_candle = self.rules.on_candle
+        apply_batch = self.engine.apply_batch
         observe = self.metrics.tick_to_index.observe
         bus = self.bus
         interval = self.config.index.publish_interval_s
@@ -183,16 +182,8 @@ class Daemon:
                 batch = await bus.get_batch(BATCH_MAX)
             except ClosedError:
                 return
-            first_change: float | None = None
-            newest_change = 0.0
-            for ev in batch:
-                if apply(ev):
-                    ts = ev.ts_recv
-                    if first_change is None:
-                        first_change = ts
-                    newest_change = ts
-                if type(ev) is Candle:
-                    on_candle(ev)
+            step = apply_batch(batch)
+            first_change = step.first_change
             self.stats.events += len(batch)
             if first_change is None:
                 continue
@@ -200,7 +191,7 @@ class Daemon:
             # the batch's oldest changing tick waited longest: observing it keeps the histogram honest
             observe(now - first_change)
             self.stats.index_updates += 1
-            self._newest_tick = newest_change
+            self._newest_tick = step.newest_change
             self._dirty = True
             if now - self._last_eval >= eval_interval:
                 self._evaluate(now)
@@ -211,7 +202,7 @@ class Daemon:
         """Evaluate the rules on the current snapshot; alerts go to the durable sink, a hedge
         recommendation to its channel."""
         self._last_eval = now
-        result = self.rules.evaluate(self.market.snapshot(now), now)
+        result = self.engine.evaluate(now)[0]
         for alert in result.alerts:
             self._emit(alert)
         if result.hedge is not None:
@@ -225,19 +216,12 @@ class Daemon:
     def _transitions(self, now: float) -> None:
         """Source and oracle transitions: logged, and handed to the event rules once the asset has been
         priced normally: sources arriving one by one at start-up are not an outage."""
-        events = []
-        for t in self.market.drain_transitions():
-            d = t.to_dict()
+        logged, alerts = self.engine.transitions(now)
+        for d in logged:
             log.info("%s %s %s: %s -> %s (%s)", d["kind"], d["asset"], d.get("source") or "", d["old"],
                      d["new"], d["reason"])
-            if d["kind"] == "oracle" and d["new"] == "ok":
-                self._warm.add(str(d["asset"]))
-            e = from_market(d)
-            if e is not None and d["asset"] in self._warm:
-                events.append(e)
-        if events:
-            for alert in self.rules.on_transitions(events, now):
-                self._emit(alert)
+        for alert in alerts:
+            self._emit(alert)
 
     def _emit(self, alert: Alert) -> None:
         self.metrics.alerts.labels(alert.rule, alert.status).inc()
@@ -257,7 +241,8 @@ class Daemon:
         self.stats.snapshots += 1
 
     def _persisted(self, snap: dict[str, Any], now: float) -> dict[str, Any]:
-        return {"snapshot": snap, "rules": self.rules.dump_state(), "saved_at": now}
+        return {"snapshot": snap, "rules": self.rules.dump_state(), "ledger": self.engine.primary.dump(),
+                "saved_at": now}
 
     async def _ticker(self) -> None:
         """Staleness, scheduled work, throttled publishing and metric export, on a fixed cadence."""
@@ -266,7 +251,7 @@ class Daemon:
         while True:
             await asyncio.sleep(TICK_INTERVAL_S)
             now = self.clock()
-            if self.market.tick(now):
+            if self.engine.tick(now):
                 self._dirty = True
             self._transitions(now)
             if now - self._last_eval >= max(self.config.rules.eval_interval_s, TICK_INTERVAL_S):
@@ -281,6 +266,7 @@ class Daemon:
     def _export(self, now: float) -> None:
         self.market.export(self.metrics, now)
         self.rules.export(self.metrics)
+        self.engine.primary.export(self.metrics)
         m = self.metrics
         m.queue_depth.labels("ingest").set(len(self.bus))
         m.queue_dropped.labels("ingest").inc(self.bus.dropped - self._dropped_exported)
@@ -365,6 +351,7 @@ class Daemon:
             # the basket first: the restored levels, extremes and crossings are in its points
             self.market.restore(saved.get("snapshot") or {}, self.clock())
             self.rules.restore_state(saved.get("rules") or {}, self.clock())
+            self.engine.primary.load(saved.get("ledger") or {})
             log.info("restored persisted rule and hedge state of %s saved at %s", self.index_name,
                      saved.get("saved_at"))
 

@@ -10,6 +10,8 @@ from typing import Annotated
 import typer
 
 from rules.stage import check_rules
+from service.backtest.cli import backtest as backtest_command
+from service.backtest.cli import history_app
 from service.config import Config, load_config
 from service.errors import ConfigError, HedgewatchError, Problem
 from service.logs import setup_logging
@@ -19,6 +21,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Monitor and 
 rules_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Rule files: unit tests.")
 app.add_typer(rules_app, name="rules")
 app.add_typer(notify_app, name="notify")
+app.add_typer(history_app, name="history")
+app.command("backtest")(backtest_command)
 
 ConfigOpt = Annotated[Path | None, typer.Option("-c", "--config", help="config file (YAML)")]
 

@@ -241,6 +241,15 @@ class RedisConfig(Section):
 class HttpConfig(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=9108, ge=0, le=65535)
+    # how people reach this daemon (behind a proxy, another host name): the base of each alert's
+    # generatorURL; without it, http://host:port
+    external_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+
+    def base_url(self) -> str:
+        if self.external_url:
+            return self.external_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
 
 class SlackConfig(Section):
@@ -313,11 +322,36 @@ class NotifyConfig(Section):
     reclaim_idle_s: float = Field(default=60.0, gt=0)
     retry_min_s: float = Field(default=0.5, gt=0)
     retry_max_s: float = Field(default=60.0, gt=0)
+    # a service's Retry-After (or Telegram's retry_after) is honoured up to this long; an absurd or
+    # infinite one must not stop a destination for ever
+    retry_after_max_s: float = Field(default=300.0, gt=0, allow_inf_nan=False)
+    # re-sends of a message whose request timed out after it was sent (it may have arrived: Slack and
+    # Telegram cannot deduplicate); each one waits twice as long for the answer
+    max_unconfirmed_retries: int = Field(default=2, ge=0, le=10)
     max_alert_age_s: float = Field(default=86400.0, gt=0)
     dedup_retention_s: float = Field(default=7 * 86400.0, gt=0)
     shutdown_drain_s: float = Field(default=5.0, ge=0)
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
+
+
+class DailySummaryConfig(Section):
+    """A daily alert with the hedge ledger's figures (off unless switched on)."""
+
+    enabled: bool = False
+    time_utc: str = Field(default="00:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    severity: str = "info"
+
+
+class LedgerConfig(Section):
+    """The hedge ledger's fill and carry assumptions, live and in backtests: a fill is the futures price
+    moved ``slippage_bps`` against the trade, plus ``fee_bps`` of the notional; funding is settled every
+    ``funding_interval_h`` hours from midnight UTC."""
+
+    fee_bps: float = Field(default=4.0, ge=0)
+    slippage_bps: float = Field(default=2.0, ge=0)
+    funding_interval_h: float = Field(default=8.0, gt=0)
+    daily_summary: DailySummaryConfig = DailySummaryConfig()
 
 
 class Config(Section):
@@ -329,6 +363,7 @@ class Config(Section):
     redis: RedisConfig = RedisConfig()
     http: HttpConfig = HttpConfig()
     notify: NotifyConfig = NotifyConfig()
+    ledger: LedgerConfig = LedgerConfig()
     log_level: str = "INFO"
     # the bus between connectors and the pricing core; when full the oldest tick is dropped and counted
     ingest_queue_size: int = Field(default=10_000, gt=0)

@@ -88,7 +88,33 @@ class Metrics:
             "hedgewatch_hedge_notional_usd", "Target hedge notional", ["index"], registry=r
         )
         self.portfolio_value_usd = Gauge(
-            "hedgewatch_portfolio_value_usd", "Portfolio value at oracle prices", ["index"], registry=r
+            "hedgewatch_portfolio_value_usd",
+            "Portfolio value at oracle prices: view unhedged (the holdings) or hedged (plus the hedge ledger's "
+            "P&L, funding and fees)",
+            ["index", "view"],
+            registry=r,
+        )
+
+        # the hedge ledger (the advised hedge as if executed, or the position reported)
+        self.hedge_position_contracts = Gauge(
+            "hedgewatch_hedge_position_contracts", "Hedge position in the ledger, signed (short < 0)", ["index"],
+            registry=r,
+        )
+        self.hedge_pnl_usd = Gauge(
+            "hedgewatch_hedge_pnl_usd", "Price P&L of the hedge, realized + unrealized", ["index"], registry=r
+        )
+        # gauges, not counters: funding is paid as well as received
+        self.hedge_funding_usd = Gauge(
+            "hedgewatch_hedge_funding_usd_total", "Funding received (negative: paid) since the ledger started",
+            ["index"], registry=r,
+        )
+        self.hedge_fees_usd = Gauge(
+            "hedgewatch_hedge_fees_usd_total", "Trading fees paid by the hedge since the ledger started",
+            ["index"], registry=r,
+        )
+        self.portfolio_drawdown_ratio = Gauge(
+            "hedgewatch_portfolio_drawdown_ratio", "Portfolio value against its running peak, minus one (<= 0)",
+            ["index", "view"], registry=r,
         )
         self.rule_state = Gauge(
             "hedgewatch_rule_state", "0 inactive, 1 pending, 2 firing", ["index", "rule"], registry=r
@@ -151,17 +177,31 @@ class Metrics:
         )
         self.notify_failed = Counter(
             "hedgewatch_notify_failed",
-            "Notifications given up after a permanent error (4xx other than 429)",
+            "Notifications given up: refused for good (a 4xx other than 429, a redirect) or sent "
+            "max_unconfirmed_retries times without an answer (reason unconfirmed)",
             ["destination", "reason"],
             registry=r,
         )
         self.notify_retries = Counter(
             "hedgewatch_notify_retries",
-            "Delivery attempts retried (rate_limited, server_error, network)",
+            "Delivery attempts retried (rate_limited, server_error, network, timeout, bad_response); "
+            "timeout ones may have arrived and be duplicated",
             ["destination", "reason"],
             registry=r,
         )
         self.notify_silenced = Counter("hedgewatch_notify_silenced", "Alerts muted by a silence", registry=r)
+        self.notify_alertmanager_active = Gauge(
+            "hedgewatch_notify_alertmanager_alerts", "Alerts the notifier keeps pushing to Alertmanager",
+            ["status"], registry=r,
+        )
+        self.notify_bot_commands = Counter(
+            "hedgewatch_notify_bot_commands", "Telegram bot commands answered", ["command"], registry=r
+        )
+        self.notify_bot_ignored = Counter(
+            "hedgewatch_notify_bot_ignored",
+            "Telegram updates not answered (chat not allowed, not a command, unknown command)",
+            ["reason"], registry=r,
+        )
         self.notify_delivery = Histogram(
             "hedgewatch_notify_delivery_seconds",
             "From an alert entering the stream to its delivery",

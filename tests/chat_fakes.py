@@ -1,5 +1,6 @@
 """Real HTTP servers on loopback playing Slack incoming webhooks and the Telegram Bot API, with scripted
-failures (429 with Retry-After / retry_after, 500s) and a way to hold one request open (a crash mid-send)."""
+failures (429 with Retry-After / retry_after, 500s, redirects, ``{"ok": false}``), slow answers, and a way to
+hold one request open (a crash mid-send)."""
 
 from __future__ import annotations
 
@@ -34,9 +35,11 @@ class FakeChat:
         self.received: list[Received] = []
         # responses to give, in order, before the default 200
         self.script: deque[tuple[int, dict[str, str], bytes]] = deque()
+        self.delays: deque[float] = deque()  # seconds to wait before answering, request by request
         self.hold_request: int | None = None  # 1-based number of the request to hold open
         self.held = threading.Event()  # set once the held request arrived
         self.release = threading.Event()
+        self.stopping = threading.Event()
         self.lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -49,9 +52,10 @@ class FakeChat:
         with self.lock:
             return [r for r in self.received if r.status == 200]
 
-    def _respond(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes, bool]:
+    def _respond(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes, bool, float]:
         with self.lock:
             n = len(self.received) + 1
+            delay = self.delays.popleft() if self.delays else 0.0
             if self.script:
                 status, headers, payload = self.script.popleft()
             elif "/bot" in path:
@@ -59,7 +63,7 @@ class FakeChat:
             else:
                 status, headers, payload = 200, {}, b"ok"
             self.received.append(Received(time.monotonic(), path, body, status))
-            return status, headers, payload, n == self.hold_request
+            return status, headers, payload, n == self.hold_request, delay
 
     def start(self) -> None:
         chat = self
@@ -69,16 +73,21 @@ class FakeChat:
             disable_nagle_algorithm = True  # else headers and body in two writes wait on a delayed ACK
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("content-length", 0)))
-                status, headers, payload, hold = chat._respond(self.path, json.loads(raw or b"{}"))
+                status, headers, payload, hold, delay = chat._respond(self.path, json.loads(raw or b"{}"))
                 if hold:
                     chat.held.set()
                     chat.release.wait(30)
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("content-length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                if delay:
+                    chat.stopping.wait(delay)  # a slow service; set free at stop
+                try:
+                    self.send_response(status)
+                    for k, v in headers.items():
+                        self.send_header(k, v)
+                    self.send_header("content-length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except OSError:
+                    pass  # the client gave up waiting: what a slow service sees too
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -90,6 +99,7 @@ class FakeChat:
 
     def stop(self) -> None:
         self.release.set()
+        self.stopping.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

@@ -69,15 +69,17 @@ def test_num_and_ms() -> None:
 
 def test_jump_guard_and_its_reset() -> None:
     r = Route("k", "c", 0, "BTC", "BTCUSDT", "USDT", 0.1)
-    r.check_jump(100.0)
-    r.check_jump(250.0)   # within 3x
+    r.check_jump(100.0, 0.0)
     with pytest.raises(RejectedMessage, match="absurd"):
-        r.check_jump(1000.0)
-    r.check_jump(260.0)   # a good price ends the streak
+        r.check_jump(150.0, 1.0)   # +50% within a second of the last accepted price
+    r.check_jump(250.0, 100.0)     # within 3x of a reference that is 100 s old
+    with pytest.raises(RejectedMessage, match="absurd"):
+        r.check_jump(1000.0, 100.0)
+    r.check_jump(260.0, 100.1)     # a good price ends the streak
     rejected = 0
-    for _ in range(25):   # a lasting new level is adopted after the streak limit
+    for i in range(25):            # a lasting new level is adopted after the streak limit
         try:
-            r.check_jump(10_000.0)
+            r.check_jump(10_000.0, 101.0 + i)
         except RejectedMessage:
             rejected += 1
     assert rejected == 19 and r.ref == 10_000.0

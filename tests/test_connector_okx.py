@@ -115,7 +115,7 @@ def test_mark_index_funding_trades_candles() -> None:
     ({"bidPx": "x", "askPx": "1", "ts": "1"}, "non_numeric"),
     ({"bidPx": "2", "askPx": "1", "ts": "1"}, "crossed"),
     ({"bidPx": "inf", "askPx": "1", "ts": "1"}, "non_finite"),
-    ({"bidPx": "1", "askPx": "2"}, "missing_field"),
+    ({"bidPx": "1", "askPx": "1.0001"}, "missing_field"),
 ])
 def test_bad_rows_are_rejected(row: dict[str, Any], reason: str) -> None:
     p = make_proto([])

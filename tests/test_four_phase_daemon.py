@@ -198,8 +198,9 @@ async def test_four_phase_hedging_through_the_daemon(sim: Simulator, redis_srv: 
     # the alerts in the durable stream (and on the channel), in order, with the hedge change on the acting
     # ones
     assert [a["id"] for a in published] == [a["id"] for a in alerts]
-    seen = [(a["rule"], a["status"], a.get("hedge") and (a["hedge"]["from_ratio"], a["hedge"]["to_ratio"],
-                                                         a["hedge"]["contracts"], a["hedge"]["side"]))
+    seen = [(a["labels"]["alertname"], a["status"],
+             a.get("hedge") and (a["hedge"]["from_ratio"], a["hedge"]["to_ratio"], a["hedge"]["contracts"],
+                                 a["hedge"]["side"]))
             for a in alerts]
     assert seen == [
         ("LeveragedApproachToResistance", "firing", (0.2, pytest.approx(0.5), 50.0, "sell")),
@@ -207,20 +208,25 @@ async def test_four_phase_hedging_through_the_daemon(sim: Simulator, redis_srv: 
         ("BelowMA50", "firing", (pytest.approx(0.5), pytest.approx(0.5), 50.0, "none")),
         ("FundingNegativeAtSupport", "firing", (pytest.approx(0.5), pytest.approx(0.1), 10.0, "buy")),
     ]
-    fired = [iso_ts(a["ends_at"] if a["status"] == "resolved" else a["starts_at"]) - start for a in alerts]
+    fired = [iso_ts(a["endsAt"] if a["status"] == "resolved" else a["startsAt"]) - start for a in alerts]
     assert [phase(start + t, start) for t in fired] == [1, 2, 2, 4]
     # the first rule needs 15 minutes of open-interest history and then 5 minutes of `for`
     assert fired[0] >= 20 * 60
-    assert all(a["index"] == INDEX and a["id"] for a in alerts)
+    assert all(a["labels"]["index"] == INDEX and a["id"] for a in alerts)
+    # Alertmanager's shape: a firing has no endsAt, its resolve keeps the firing's start
+    assert all(("endsAt" in a) == (a["status"] == "resolved") for a in alerts)
+    assert alerts[1]["startsAt"] == alerts[0]["startsAt"] and alerts[1]["fingerprint"] == alerts[0]["fingerprint"]
+    assert all(a["generatorURL"].startswith("http://127.0.0.1:") and "/state?index=" in a["generatorURL"]
+               for a in alerts)
     lev, _, below, support = alerts
-    assert lev["summary"].startswith(f"{INDEX} near R1 with funding 0.05% and OI +")
+    assert lev["annotations"]["summary"].startswith(f"{INDEX} near R1 with funding 0.05% and OI +")
     assert lev["values"]["level_R1"] == R1 and lev["values"]["funding_rate_8h"] == pytest.approx(5e-4, abs=2e-5)
     assert lev["values"]["price"] >= 0.98 * R1 and lev["values"]["oi_change_15m"] > 0.01
     sma50 = below["values"]["sma_50_1d"]
-    assert below["summary"] == f"{INDEX} below its 50-day MA ({sma50:.1f})"
+    assert below["annotations"]["summary"] == f"{INDEX} below its 50-day MA ({sma50:.1f})"
     assert below["values"]["price"] < sma50 < 1000  # the month-long uptrend left the average under the start
     assert support["values"]["funding_rate_8h"] < 0 and support["values"]["price"] <= 1.02 * S1
-    assert re.fullmatch(rf"{INDEX} at support with funding -0\.00\d+%", support["summary"])
+    assert re.fullmatch(rf"{INDEX} at support with funding -0\.00\d+%", support["annotations"]["summary"])
 
     # the sequence of hedge ratios and the contracts at each step: baseline, resistance, break, support
     steps = [(hedges[0]["ratio"], hedges[0]["target_contracts"])]

@@ -7,16 +7,18 @@ import asyncio
 import tempfile
 from pathlib import Path
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.alerts import Alert, fingerprint
 from service.config import NotifyConfig, RouteConfig
-from service.notify.destinations import Pacer
+from service.errors import SecretError
+from service.notify.destinations import Pacer, check_url, retry_after
 from service.notify.grouping import Grouper, Item
 from service.notify.routing import build_routes, route
-from service.notify.silences import Silence, parse_duration, parse_matchers
+from service.notify.silences import Matcher, Silence, parse_duration, parse_matcher, parse_matchers
 from service.notify.templates import message, slack_escape, telegram_escape, truncate
 from service.outbox import Outbox, Record
 
@@ -120,13 +122,75 @@ def test_truncate_cuts_at_a_line() -> None:
 
 
 def test_silences_match_until_they_end() -> None:
-    s = Silence("x", parse_matchers(["rule=r1", "team=a"]), ends_at=100.0, created_at=0.0)
+    s = Silence("x", parse_matchers(["rule=r1", "team=a"]), ends_at=100.0, starts_at=0.0)
     assert s.mutes(alert(1), 99.9) and not s.mutes(alert(1), 100.0)
     assert not s.mutes(alert(1, rule="r2"), 50)
     assert Silence.from_json(s.to_json()) == s
-    assert parse_duration("90") == 90 and parse_duration("15m") == 900 and parse_duration("1.5h") == 5400
-    with pytest.raises(ValueError):
-        parse_duration("soon")
+    stored = orjson.loads(s.to_json())  # Alertmanager's silence shape
+    assert stored["matchers"][0] == {"name": "rule", "value": "r1", "isRegex": False, "isEqual": True}
+    assert stored["endsAt"] == "1970-01-01T00:01:40.000Z"
+
+
+def test_matchers_are_alertmanagers() -> None:
+    below, above = alert(1, rule="BelowMA50"), alert(2, rule="AboveR1")
+    regex = parse_matcher("rule=~Below.*")
+    assert regex == Matcher("rule", "Below.*", is_regex=True) and regex.matches(below)
+    assert not regex.matches(above)
+    assert not parse_matcher("rule=~Below").matches(below)  # anchored: the whole value
+    assert parse_matcher("rule!~Below.*").matches(above) and not parse_matcher("rule!~Below.*").matches(below)
+    assert parse_matcher("severity!=critical").matches(below)
+    assert parse_matcher('alertname=~"Below.*|Above.*"').matches(above)
+    assert parse_matcher("missing=").matches(below) and parse_matcher("missing!~.+").matches(below)
+    assert str(regex) == 'rule=~"Below.*"'
+    s = Silence("x", (regex,), ends_at=100.0, starts_at=0.0)
+    assert s.mutes(below, 1) and not s.mutes(above, 1) and Silence.from_json(s.to_json()) == s
+    with pytest.raises(ValueError, match="not a regular expression"):
+        parse_matcher("rule=~Below(")
+    with pytest.raises(ValueError, match="not a matcher"):
+        parse_matcher("rule")
+    with pytest.raises(ValueError, match="at least one matcher"):
+        parse_matchers([])
+
+
+def test_a_silence_of_the_earlier_shape_is_still_read() -> None:
+    s = Silence.from_json(b'{"id": "old", "matchers": {"rule": "r1"}, "ends_at": 100.0, "created_at": 5.0}')
+    assert s.matchers == (Matcher("rule", "r1"),) and s.ends_at == 100.0 and s.mutes(alert(1), 50)
+
+
+def test_durations_need_a_unit() -> None:
+    assert parse_duration("15m") == 900 and parse_duration("1.5h") == 5400 and parse_duration("2h") == 7200
+    assert parse_duration("1h30m") == 5400 and parse_duration("1d") == 86400 and parse_duration("1w") == 604800
+    with pytest.raises(ValueError, match=r"has no unit: write e\.g\. 2m, 2h or 2d"):
+        parse_duration("2")
+    for bad in ("soon", "", "2x", "0s", "2y"):
+        with pytest.raises(ValueError):
+            parse_duration(bad)
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("5", 5.0), ("0.4", 0.4), ("-3", 0.0), ("inf", None), ("Infinity", None), ("nan", None), ("1e309", None),
+    ("86400", 300.0), ("soon", None), (None, None), (7, 7.0), (float("inf"), None),
+    ("Wed, 21 Oct 2015 07:28:10 GMT", 10.0),
+])
+def test_retry_after_is_finite_and_capped(value: object, expected: float | None) -> None:
+    now = 1445412480.0  # 07:28:00 that day
+    assert retry_after(value, 300.0, now=now) == expected  # type: ignore[arg-type]
+
+
+def test_a_pacer_ignores_a_hold_that_is_not_a_finite_time() -> None:
+    p = Pacer(1.0, clock=lambda: 0.0)
+    p.hold(float("inf"))
+    p.hold(float("nan"))
+    assert p._next == 0.0
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/hook\n", "http://127.0.0.1:9/a b", "http://\x00x/",
+                                 "ftp://127.0.0.1/x", "http:///path", "http://[::1/x"])
+def test_unusable_urls_are_refused_naming_the_setting(url: str) -> None:
+    url = url.encode().decode("unicode_escape")
+    with pytest.raises(SecretError) as err:
+        check_url(url, "notify.slack.webhook_url")
+    assert str(err.value).startswith("notify.slack.webhook_url ") and url not in str(err.value)
 
 
 async def test_pacer_spaces_and_holds(monkeypatch: pytest.MonkeyPatch) -> None:

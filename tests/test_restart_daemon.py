@@ -170,7 +170,7 @@ def alerts_total(daemon: Daemon) -> float:
 
 
 def firing(alerts: list[dict[str, Any]], rule: str) -> list[dict[str, Any]]:
-    return [a for a in alerts if a["rule"] == rule and a["status"] == "firing"]
+    return [a for a in alerts if a["labels"]["alertname"] == rule and a["status"] == "firing"]
 
 
 async def test_restart_restores_rules_hedge_and_indicators(sim: Simulator, redis_srv: RedisServer,
@@ -201,7 +201,7 @@ async def test_restart_restores_rules_hedge_and_indicators(sim: Simulator, redis
         assert saved["rules"]["engine"]["ratio"] == pytest.approx(0.5)
         assert saved["rules"]["engine"]["rules"][PENDS]["since"] == since
         before = await stream_alerts(r)
-        assert [(a["rule"], a["status"]) for a in before] == [(FIRES, "firing")]
+        assert [(a["labels"]["alertname"], a["status"]) for a in before] == [(FIRES, "firing")]
         assert before[0]["hedge"]["from_ratio"] == pytest.approx(0.2)
         assert before[0]["hedge"]["to_ratio"] == pytest.approx(0.5)
         await _drain(pubsub, hedges)
@@ -230,7 +230,7 @@ async def test_restart_restores_rules_hedge_and_indicators(sim: Simulator, redis
             assert two.rule(FIRES).fired_at == fired_at
             await two.stop()
         alerts = await stream_alerts(r)
-        assert [(a["rule"], a["status"]) for a in alerts] == [(FIRES, "firing"), (PENDS, "firing")]
+        assert [(a["labels"]["alertname"], a["status"]) for a in alerts] == [(FIRES, "firing"), (PENDS, "firing")]
         assert len({a["id"] for a in alerts}) == 2
         await _drain(pubsub, hedges)
         # no recommendation after the restart moved the target: it stayed at 50%
@@ -289,7 +289,7 @@ async def test_redis_restart_under_a_running_daemon(sim: Simulator, redis_srv: R
             # Redis lost) or after it
             seen = [a["id"] for a in before + after]
             assert len(seen) == len(set(seen)) == alerts_total(d) == 2
-            assert [(a["rule"], a["status"]) for a in after] == [(PENDS, "firing")]
+            assert [(a["labels"]["alertname"], a["status"]) for a in after] == [(PENDS, "firing")]
     finally:
         await r.aclose()
 
@@ -322,7 +322,7 @@ async def test_shutdown_while_redis_is_down_keeps_alerts(sim: Simulator, redis_s
         if frozen and redis_srv.proc is not None:
             redis_srv.proc.send_signal(signal.SIGCONT)
     kept = Outbox(outbox).load()
-    assert sorted(orjson.loads(rec.payload)["rule"] for rec in kept) == sorted([FIRES, PENDS])
+    assert sorted(orjson.loads(rec.payload)["labels"]["alertname"] for rec in kept) == sorted([FIRES, PENDS])
     ids = [rec.alert_id for rec in kept]
 
     if not frozen:

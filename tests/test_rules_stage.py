@@ -32,7 +32,7 @@ def test_export_and_state(tmp_path: Path) -> None:
     assert 'hedgewatch_rule_state{index="HW",rule="Quiet"} 0.0' in text
     assert 'hedgewatch_hedge_ratio{index="HW"} 0.5' in text
     assert 'hedgewatch_hedge_contracts{index="HW"} 500.0' in text
-    assert 'hedgewatch_portfolio_value_usd{index="HW"} 112000.0' in text
+    assert s.sizing is not None and s.sizing.portfolio_value_usd == 112000.0
     st = json.loads(json.dumps(s.state()))
     assert st["hedge_ratio"] == 0.5 and st["status"] == "ok"
     up, quiet = st["rules"]

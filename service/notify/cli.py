@@ -16,7 +16,7 @@ ConfigOpt = Annotated[Path | None, typer.Option("-c", "--config", help="config f
 notify_app = typer.Typer(add_completion=False, help="The alert delivery worker (Slack, Telegram) reading the "
                                                     "durable alert stream, and its silences.")
 silence_app = typer.Typer(add_completion=False, no_args_is_help=True,
-                          help="Mute alerts matching name=value pairs until a time.")
+                          help="Mute alerts matching Alertmanager-style matchers until a time.")
 notify_app.add_typer(silence_app, name="silence")
 
 
@@ -37,8 +37,10 @@ def notify(ctx: typer.Context, config: ConfigOpt = None) -> None:
 @silence_app.command("add")
 def add(
     ctx: typer.Context,
-    matchers: Annotated[list[str], typer.Argument(help="name=value: rule, index, severity, status or a label")],
-    duration: Annotated[str, typer.Option("--for", help="how long: 30m, 2h, 1d")] = "1h",
+    matchers: Annotated[list[str], typer.Argument(
+        help="name=value, name!=value, name=~regex or name!~regex; names: rule (alertname), index, severity, "
+             "status or any label")],
+    duration: Annotated[str, typer.Option("--for", help="how long, with a unit: 30m, 2h, 1h30m, 1d")] = "1h",
     comment: Annotated[str, typer.Option(help="why")] = "",
     config: ConfigOpt = None,
 ) -> None:

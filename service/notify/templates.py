@@ -36,9 +36,10 @@ def fields(alert: Alert) -> dict[str, str]:
     f: dict[str, str] = {
         "id": alert.id, "fingerprint": alert.fingerprint, "rule": alert.rule, "index": alert.index,
         "status": alert.status, "STATUS": alert.status.upper(), "severity": alert.severity,
-        "summary": alert.summary, "starts_at": iso(alert.starts_at) or "",
-        "ends_at": iso(alert.ends_at) or "", "hedge_text": "",
+        "summary": alert.summary, "startsAt": iso(alert.starts_at) or "", "endsAt": iso(alert.ends_at) or "",
+        "generatorURL": alert.generator_url, "hedge_text": "",
     }
+    f["starts_at"], f["ends_at"] = f["startsAt"], f["endsAt"]  # the names of earlier templates
     f.update({f"label_{k}": v for k, v in alert.labels.items()})
     f.update({f"annotation_{k}": v for k, v in alert.annotations.items()})
     f.update({f"value_{k}": _num(v) for k, v in alert.values.items()})

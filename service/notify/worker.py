@@ -28,7 +28,8 @@ from service.alerts import Alert
 from service.config import Config
 from service.keys import Keys
 from service.metrics import Metrics
-from service.notify.destinations import Destination, GiveUp, RetryLater, build_destinations
+from service.notify.bursts import Burst
+from service.notify.destinations import RETRY_REASONS, Destination, GiveUp, RetryLater, build_destinations
 from service.notify.grouping import Grouper, Item, Notification
 from service.notify.routing import build_routes, route
 from service.notify.silences import Silence, list_silences, purge_expired
@@ -44,6 +45,13 @@ QUEUE_SIZE = 1000  # notifications waiting per destination; when full the reader
 
 def _text(v: bytes | str) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def describe(alerts: tuple[Alert, ...] | list[Alert], most: int = 3) -> str:
+    """``BelowMA50d firing on HW, ...`` for a log line: what was delivered, never how."""
+    parts = [f"{a.rule} {a.status} on {a.index}" for a in alerts[:most]]
+    more = len(alerts) - most
+    return ", ".join(parts) + (f" and {more} more" if more > 0 else "")
 
 
 class Notifier:
@@ -72,6 +80,13 @@ class Notifier:
         self._idle = {name: asyncio.Event() for name in self.dests}
         for ev in self._idle.values():
             ev.set()
+        self._bursts = {name: Burst(log, name) for name in self.dests}
+        self._redis_burst = Burst(log, "Redis")
+        for name in self.dests:  # every series a dashboard reads exists from the start
+            metrics.notify_sent.labels(name)
+            for reason in RETRY_REASONS:
+                metrics.notify_retries.labels(name, reason)
+            metrics.notify_failed.labels(name, "unconfirmed")
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -80,6 +95,8 @@ class Notifier:
         ``shutdown_drain_s`` (so a restart does not resend them), and leave the rest pending in Redis."""
         for name in self.queues:
             self.metrics.queue_capacity.labels(f"notify_{name}").set(QUEUE_SIZE)
+        log.info("notify: started as %s in group %s on %s; delivering to %s", self.consumer,
+                 self.cfg.consumer_group, self.keys.alerts_stream, ", ".join(self.dests) or "nothing")
         async with asyncio.TaskGroup() as tg:
             senders = [tg.create_task(self._sender(n), name=f"notify-send-{n}") for n in self.dests]
             others = [tg.create_task(self._scheduler(), name="notify-grouper"),
@@ -106,18 +123,21 @@ class Notifier:
             try:
                 result = await op()
                 check_cancelled()
-                return result
             except ResponseError as exc:
                 check_cancelled()
                 if "NOGROUP" not in str(exc):
                     raise
                 await self._ensure_group()  # Redis came back without our group (no persistence)
+                continue
             except (RedisError, OSError) as exc:
                 check_cancelled()  # a cancellation redis-py turned into a connection error
-                log.warning("notify: Redis %s failed (%s); retrying", what, type(exc).__name__)
+                self._redis_burst.failed(f"{what}: {type(exc).__name__}")
                 self.metrics.redis_errors.inc()
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, self.cfg.retry_max_s)
+                continue
+            self._redis_burst.recovered()
+            return result
 
     async def _ensure_group(self) -> None:
         try:
@@ -242,6 +262,8 @@ class Notifier:
         """Deliver one notification, then record it and acknowledge the entries it settles."""
         self.metrics.queue_depth.labels(f"notify_{name}").set(self.queues[name].qsize())
         delivered = await self._deliver(dest, dest.render(n))
+        if delivered:
+            log.info("notify: %s: delivered %s%s", name, describe(n.alerts), " (repeat)" if n.repeat else "")
         if delivered and n.items:
             stamp = f"{self.clock():.3f}"
             mapping: dict[Any, Any] = {self._dedup_field(name, it.alert.id): stamp for it in n.items}
@@ -278,16 +300,28 @@ class Notifier:
         await self._redis_retry("settle", go)
 
     async def _deliver(self, dest: Destination, text: str) -> bool:
-        """Send until confirmed (True) or refused for good (False), pacing and backing off as told."""
+        """Send until confirmed (True) or refused for good (False), pacing and backing off as told. A send
+        that timed out after the request left may have arrived: it is sent again at most
+        ``max_unconfirmed_retries`` times, each waiting twice as long for the answer, then given up."""
         delay = self.cfg.retry_min_s
+        timeout, unconfirmed = dest.timeout_s, 0
+        burst = self._bursts[dest.name]
         while True:
             for pacer in dest.pacers:
                 await pacer.wait()
             try:
-                await dest.send(text)
+                await dest.send(text, timeout)
             except RetryLater as exc:
+                if exc.unconfirmed:
+                    unconfirmed += 1
+                    if unconfirmed > self.cfg.max_unconfirmed_retries:
+                        self.metrics.notify_failed.labels(dest.name, "unconfirmed").inc()
+                        burst.failed(f"{unconfirmed} sends of a message got no answer; it may have arrived; "
+                                     "not sent again", logging.ERROR)
+                        return False
+                    timeout *= 2
                 self.metrics.notify_retries.labels(dest.name, exc.reason).inc()
-                log.warning("notify: %s: %s, retrying", dest.name, exc.reason)
+                burst.failed(f"{exc.reason}, retrying")
                 if exc.delay_s is not None:
                     for pacer in dest.pacers:
                         pacer.hold(exc.delay_s)
@@ -297,8 +331,9 @@ class Notifier:
                 continue
             except GiveUp as exc:
                 self.metrics.notify_failed.labels(dest.name, exc.reason).inc()
-                log.error("notify: %s refused a message (%s); not retried", dest.name, exc.reason)
+                burst.failed(f"refused a message ({exc.reason}); not retried", logging.ERROR)
                 return False
+            burst.recovered()
             self.metrics.notify_sent.labels(dest.name).inc()
             return True
 

@@ -1,0 +1,241 @@
+"""``hedgewatch history fetch``: klines, funding history and market caps from the venues' REST APIs, written
+in the shapes Binance's public data and CoinGecko publish, so the backtest reads fetched and downloaded
+files alike.
+
+- klines: Binance USDⓈ-M ``/fapi/v1/klines`` (1,500 bars a request, paged by ``startTime``), one file per
+  symbol, interval and day under ``binance/klines/``;
+- funding: ``/fapi/v1/fundingRate`` (1,000 a request, paged by ``startTime``), one file per symbol and month
+  under ``binance/fundingRate/``;
+- market caps: CoinGecko ``/coins/markets`` (symbol to id) and ``/coins/{id}/market_chart/range``, one JSON
+  per asset under ``coingecko/``.
+
+Requests are paced (``rate_per_s`` per host) and a 429/418 answer waits its ``Retry-After``. Resumable and
+cached: a day or month is written only once complete (its end is in the venue's past), and a file already
+on disk is not fetched again; an interrupted fetch resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import orjson
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from service.config import Config
+from service.errors import HedgewatchError
+from service.history.files import INTERVALS_S, KLINE_HEADER
+
+BINANCE_URL = "https://fapi.binance.com"
+DAY = 86400
+KLINES_PER_REQUEST = 1500
+FUNDING_PER_REQUEST = 1000
+RETRIES = 5
+
+
+class FetchError(HedgewatchError):
+    """A venue answered what cannot be used (the message names the request, never a secret)."""
+
+
+@dataclass(frozen=True)
+class FetchPlan:
+    assets: tuple[str, ...]
+    start: float
+    end: float
+    folder: Path
+    interval: str
+    binance_url: str
+    quote: str
+    coingecko_url: str | None
+    rate_per_s: float
+
+    @classmethod
+    def for_config(cls, config: Config, start: float, end: float, folder: Path, interval: str,
+                   coingecko_url: str | None, rate_per_s: float) -> FetchPlan:
+        src = next((s for s in config.sources if s.enabled and s.exchange == "binanceusdm"), None)
+        if src is None:
+            raise FetchError("history fetch reads Binance USDⓈ-M's REST API: the config needs a binanceusdm source")
+        idx = config.index
+        assets = tuple(idx.constituents) if idx.selection is None else src.symbols
+        assets = tuple(a for a in assets if a in src.symbols) or src.symbols
+        cg = coingecko_url
+        if cg is None and idx.selection is not None and idx.selection.url:
+            u = urlsplit(idx.selection.url)
+            cg = f"{u.scheme}://{u.netloc}{u.path.split('/coins/')[0]}"
+        if end <= start:
+            raise FetchError("--to must be after --from")
+        return cls(assets, start, end, folder, interval, (src.rest_url or BINANCE_URL).rstrip("/"), src.quote, cg,
+                   rate_per_s)
+
+
+class Pacer:
+    """At most ``rate_per_s`` requests a second."""
+
+    def __init__(self, rate_per_s: float) -> None:
+        self.gap = 1.0 / rate_per_s if rate_per_s > 0 else 0.0
+        self.next = 0.0
+
+    async def wait(self) -> None:
+        now = time.monotonic()
+        if now < self.next:
+            await asyncio.sleep(self.next - now)
+        self.next = max(now, self.next) + self.gap
+
+
+async def get_json(http: httpx.AsyncClient, pacer: Pacer, url: str, params: dict[str, Any]) -> Any:
+    for attempt in range(RETRIES):
+        await pacer.wait()
+        try:
+            resp = await http.get(url, params=params)
+        except httpx.HTTPError as exc:
+            if attempt == RETRIES - 1:
+                raise FetchError(f"GET {url}: {exc}") from exc
+            await asyncio.sleep(2.0 ** attempt)
+            continue
+        if resp.status_code in (418, 429) or resp.status_code >= 500:
+            await asyncio.sleep(float(resp.headers.get("Retry-After") or 2.0 ** attempt))
+            continue
+        if resp.status_code != 200:
+            raise FetchError(f"GET {url}: HTTP {resp.status_code}: {resp.text[:200]}")
+        try:
+            return resp.json()
+        except ValueError as exc:
+            raise FetchError(f"GET {url}: not JSON") from exc
+    raise FetchError(f"GET {url}: still rate limited after {RETRIES} attempts")
+
+
+def _day(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d")
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".part")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+class Fetcher:
+    def __init__(self, plan: FetchPlan, http: httpx.AsyncClient, progress: Progress | None) -> None:
+        self.plan = plan
+        self.http = http
+        self.progress = progress
+        self.binance = Pacer(plan.rate_per_s)
+        self.coingecko = Pacer(plan.rate_per_s)
+        self.written = 0
+        self.venue_now = time.time()
+
+    async def server_time(self) -> None:
+        body = await get_json(self.http, self.binance, f"{self.plan.binance_url}/fapi/v1/time", {})
+        self.venue_now = float(body["serverTime"]) / 1000.0
+
+    def _days(self) -> list[float]:
+        t = self.plan.start - self.plan.start % DAY
+        out = []
+        while t < self.plan.end:
+            out.append(t)
+            t += DAY
+        return out
+
+    async def klines(self, asset: str, task: Any) -> None:
+        p = self.plan
+        sym = f"{asset}{p.quote}"
+        iv = INTERVALS_S[p.interval]
+        folder = p.folder / "binance" / "klines"
+        for day in self._days():
+            path = folder / f"{sym}-{p.interval}-{_day(day)}.csv"
+            if not path.exists() and day + DAY <= self.venue_now:
+                rows: list[list[Any]] = []
+                cursor = int(day * 1000)
+                stop = int((day + DAY) * 1000) - 1
+                while cursor <= stop:
+                    page = await get_json(self.http, self.binance, f"{p.binance_url}/fapi/v1/klines", {
+                        "symbol": sym, "interval": p.interval, "startTime": cursor, "endTime": stop,
+                        "limit": KLINES_PER_REQUEST})
+                    page = [r for r in page if cursor <= int(r[0]) <= stop]
+                    if not page:
+                        break
+                    rows += page
+                    cursor = int(page[-1][0]) + iv * 1000
+                lines = [KLINE_HEADER] + [",".join(str(x) for x in r) for r in rows]
+                _write(path, "\n".join(lines) + "\n")
+                self.written += 1
+            self._advance(task)
+
+    async def funding(self, asset: str, task: Any) -> None:
+        p = self.plan
+        sym = f"{asset}{p.quote}"
+        folder = p.folder / "binance" / "fundingRate"
+        month = datetime.fromtimestamp(p.start, UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        while month.timestamp() < p.end:
+            nxt = (month + timedelta(days=32)).replace(day=1)
+            path = folder / f"{sym}-fundingRate-{month:%Y-%m}.csv"
+            complete = nxt.timestamp() <= self.venue_now
+            if not (path.exists() and complete):
+                rows: list[dict[str, Any]] = []
+                cursor, stop = int(month.timestamp() * 1000), int(nxt.timestamp() * 1000) - 1
+                while cursor <= stop:
+                    page = await get_json(self.http, self.binance, f"{p.binance_url}/fapi/v1/fundingRate", {
+                        "symbol": sym, "startTime": cursor, "endTime": stop, "limit": FUNDING_PER_REQUEST})
+                    page = [r for r in page if cursor <= int(r["fundingTime"]) <= stop]
+                    if not page:
+                        break
+                    rows += page
+                    cursor = int(page[-1]["fundingTime"]) + 1
+                lines = ["calc_time,funding_interval_hours,last_funding_rate"]
+                lines += [f"{r['fundingTime']},8,{r['fundingRate']}" for r in rows]
+                if rows:
+                    _write(path, "\n".join(lines) + "\n")
+                    self.written += 1
+            month = nxt
+            self._advance(task)
+
+    async def market_caps(self, task: Any) -> None:
+        p = self.plan
+        if p.coingecko_url is None:
+            return
+        rows = await get_json(self.http, self.coingecko, f"{p.coingecko_url}/coins/markets",
+                              {"vs_currency": "usd", "per_page": 250, "page": 1})
+        ids = {str(r["symbol"]).upper(): r["id"] for r in reversed(rows)}  # the largest cap wins a symbol
+        for asset in p.assets:
+            path = p.folder / "coingecko" / f"{asset}.json"
+            cid = ids.get(asset)
+            if cid is not None and not (path.exists() and p.end <= self.venue_now - DAY):
+                body = await get_json(self.http, self.coingecko, f"{p.coingecko_url}/coins/{cid}/market_chart/range",
+                                      {"vs_currency": "usd", "from": int(p.start), "to": int(p.end)})
+                _write(path, orjson.dumps(body).decode())
+                self.written += 1
+            self._advance(task)
+
+    def _advance(self, task: Any) -> None:
+        if self.progress is not None and task is not None:
+            self.progress.advance(task)
+
+
+async def run_fetch(plan: FetchPlan, *, show_progress: bool = True) -> int:
+    """Fetch everything the plan names; the number of files written."""
+    days = int((plan.end - plan.start) // DAY + 1)
+    months = days // 28 + 2
+    total = len(plan.assets) * (days + months) + (len(plan.assets) if plan.coingecko_url else 0)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        disable=not show_progress)
+    async with httpx.AsyncClient(timeout=30.0) as http:
+        f = Fetcher(plan, http, progress)
+        with progress:
+            task = progress.add_task("history", total=total)
+            await f.server_time()
+            for a in plan.assets:
+                progress.update(task, description=f"{a} klines")
+                await f.klines(a, task)
+                progress.update(task, description=f"{a} funding")
+                await f.funding(a, task)
+            progress.update(task, description="market caps")
+            await f.market_caps(task)
+            progress.update(task, completed=total)
+    return f.written
