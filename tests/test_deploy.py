@@ -15,7 +15,7 @@ import pytest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from ruamel.yaml import YAML
 
-from service.metrics import Metrics
+from service.metrics import Metrics, NotifyMetrics
 from tests.support import REPO
 
 DEPLOY = REPO / "deploy"
@@ -32,7 +32,7 @@ def load_yaml(path: Path) -> Any:
 def exposed_names() -> set[str]:
     """Every sample name the daemon's and notifier's /metrics can carry, from the registry's families."""
     names: set[str] = set()
-    for fam in Metrics().registry.collect():
+    for fam in [*Metrics().registry.collect(), *NotifyMetrics().registry.collect()]:
         if fam.type == "counter" or isinstance(fam, CounterMetricFamily):
             names |= {f"{fam.name}_total", f"{fam.name}_created"}
         elif fam.type == "histogram" or isinstance(fam, HistogramMetricFamily):

@@ -20,7 +20,7 @@ from service.config import Config, load_config
 from service.errors import ConfigError, HedgewatchError, Problem
 from service.keys import Keys
 from service.logs import setup_logging
-from service.metrics import Metrics
+from service.metrics import NotifyMetrics
 from service.notify.silences import add_silence, list_silences, parse_duration, parse_matchers, remove_silence
 from service.notify.worker import Notifier
 from service.redisconn import redis_factory
@@ -45,11 +45,11 @@ def quiet_http_logs() -> None:
 
 
 async def run_notifier(config: Config, *, stop: asyncio.Event | None = None,
-                       metrics: Metrics | None = None) -> None:
+                       metrics: NotifyMetrics | None = None) -> None:
     """Run the delivery worker until ``stop`` is set (forever without one). A missing secret raises
     ``SecretError`` before anything starts."""
     quiet_http_logs()
-    metrics = metrics or Metrics()
+    metrics = metrics or NotifyMetrics()
     stop = stop or asyncio.Event()
     server = None
     if config.notify.metrics_port is not None:
