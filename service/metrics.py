@@ -301,5 +301,11 @@ class NotifyMetrics:
         self.redis_errors = Counter("hedgewatch_redis_errors", "Failed Redis operations", registry=r)
         self.up = Gauge("hedgewatch_notify_up", "1 while the notifier runs", registry=r)
 
+    def destinations_known(self, destinations: Iterable[str]) -> None:
+        """Each destination's queue depth at 0 before its first alert (its counters are created by the
+        worker, which knows their reasons)."""
+        for name in destinations:
+            self.queue_depth.labels(f"notify_{name}").set(0)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -62,6 +62,7 @@ async def run_notifier(config: Config, *, stop: asyncio.Event | None = None,
                 notifier = Notifier(config, redis, client, metrics)
                 if not notifier.dests:
                     log.warning("notify: no destination configured (notify.slack, notify.telegram)")
+                metrics.destinations_known(notifier.dests)
                 metrics.up.set(1)
                 await notifier.run(stop)
             finally:
