@@ -93,6 +93,8 @@ def _prometheus_config(tmp: Path, daemon_port: int, notify_port: int) -> Path:
     cfg["rule_files"] = [str(DEPLOY / "prometheus" / "alerts.yml")]
     cfg.pop("alerting", None)  # no Alertmanager here: the rules' states are read from Prometheus itself
     ports = {"hedgewatch": daemon_port, "hedgewatch-notify": notify_port}
+    cfg["scrape_configs"] = [job for job in cfg["scrape_configs"] if job["job_name"] in ports]
+    assert len(cfg["scrape_configs"]) == len(ports), "prometheus.yml lost a hedgewatch job"
     for job in cfg["scrape_configs"]:
         job["static_configs"] = [{"targets": [f"127.0.0.1:{ports[job['job_name']]}"]}]
     path = tmp / "prometheus.yml"
