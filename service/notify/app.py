@@ -42,6 +42,8 @@ def quiet_http_logs() -> None:
     """httpx logs every request URL at INFO; a webhook URL or a bot token is a secret."""
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+    # python-telegram-bot logs polling errors with tracebacks; the bot reports them itself, once per burst
+    logging.getLogger("telegram").setLevel(logging.CRITICAL)
 
 
 async def run_notifier(config: Config, *, stop: asyncio.Event | None = None,
@@ -60,11 +62,20 @@ async def run_notifier(config: Config, *, stop: asyncio.Event | None = None,
             redis = redis_factory(_redis_url(config))()
             try:
                 notifier = Notifier(config, redis, client, metrics)
-                if not notifier.dests:
-                    log.warning("notify: no destination configured (notify.slack, notify.telegram)")
+                tg = config.notify.telegram
+                bot = None
+                if tg is not None and tg.bot is not None and tg.bot.enabled:
+                    from service.notify.bot import TelegramBot  # python-telegram-bot only when it is used
+                    bot = TelegramBot(config, redis, metrics)
+                if not notifier.destinations:
+                    log.warning("notify: no destination configured (notify.alertmanager, notify.slack, "
+                                "notify.telegram)")
                 metrics.destinations_known(notifier.dests)
                 metrics.up.set(1)
-                await notifier.run(stop)
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(notifier.run(stop), name="notify-worker")
+                    if bot is not None:
+                        group.create_task(bot.run(stop), name="notify-telegram-bot")
             finally:
                 metrics.up.set(0)
                 await redis.aclose()
