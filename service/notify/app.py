@@ -21,7 +21,8 @@ from service.errors import ConfigError, HedgewatchError, Problem
 from service.keys import Keys
 from service.logs import setup_logging
 from service.metrics import NotifyMetrics
-from service.notify.silences import add_silence, list_silences, parse_duration, parse_matchers, remove_silence
+from service.notify.alertmanager import mirror_silence
+from service.notify.silences import Silence, add_silence, list_silences, parse_duration, parse_matchers, remove_silence
 from service.notify.worker import Notifier
 from service.redisconn import redis_factory
 
@@ -142,8 +143,14 @@ def silence_add(config_path: str | None, matchers: list[str], duration: str, com
     """``hedgewatch notify silence add name=value... --for 2h [--comment TEXT]``: prints the new id."""
     def go() -> int:
         m, secs = parse_matchers(matchers), parse_duration(duration)
-        s = _with_redis(config_path, lambda r, k: add_silence(r, k, m, secs, comment))
-        print(s.describe())
+        config = load_config(config_path)
+
+        async def op(r: aredis.Redis, k: Keys) -> tuple[Silence, str | None]:
+            s = await add_silence(r, k, m, secs, comment)
+            return s, await mirror_silence(config.notify.alertmanager, s)
+
+        s, mirrored = _with_redis(config_path, op)
+        print(s.describe() + (f"  ({mirrored})" if mirrored else ""))
         return 0
     return _cli(go)
 

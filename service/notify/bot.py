@@ -38,6 +38,7 @@ from service.errors import ConfigError, Problem
 from service.keys import Keys
 from service.metrics import NotifyMetrics
 from service.notify import status as view
+from service.notify.alertmanager import mirror_silence
 from service.notify.bursts import Burst
 from service.notify.destinations import check_url, telegram_token
 from service.notify.silences import Matcher, add_silence, parse_duration, parse_matcher
@@ -82,6 +83,7 @@ class TelegramBot:
         self._timeout = tg.timeout_s
         self.allowed = allowed_chats(tg.bot, tg.chat_id)
         self.index = tg.bot.index or config.index.name
+        self.alertmanager = config.notify.alertmanager
         self.keys = Keys(config.redis.prefix)
         self.redis = redis
         self.metrics = metrics
@@ -263,7 +265,9 @@ class TelegramBot:
                                   created_by=f"telegram:{chat.id}")
         except (RedisError, OSError):
             return await self._reply(update, "Redis is unavailable: no silence was set.")
-        await self._reply(update, f"Silenced {matcher} until {view.when(s.ends_at)} (id {s.id}).")
+        mirrored = await mirror_silence(self.alertmanager, s)
+        await self._reply(update, f"Silenced {matcher} until {view.when(s.ends_at)} (id {s.id})."
+                          + (f"\n{mirrored[:1].upper()}{mirrored[1:]}." if mirrored else ""))
 
     async def _cmd_help(self, update: Update, context: Context) -> None:
         self._counted("help", update)
