@@ -33,10 +33,13 @@ log = logging.getLogger("hedgewatch.connectors")
 class Tuning:
     """Timing knobs of a connector. The defaults are the production values; tests shrink them.
 
-    A subscribed channel is *silent* when no data arrived for ``max(silence_factor * cadence,
-    silence_floor_s)``; it is then re-subscribed, and the connection is recycled when it is still silent
-    one more bound later. The watchdog runs every ``watchdog_interval_s``, so detection happens within
-    bound + ``watchdog_interval_s``.
+    Each channel has a configured bound ``max(silence_factor * nominal cadence, silence_floor_s)``, the
+    floor of its learned bound ``silence_factor * learned cadence`` (see ``Cadence``), which is capped at
+    ``silence_cap_s``. A channel past its bound on a connection that still delivers is *quiet*: flagged
+    and probed with a subscribe that opens no gap, never recycled. A connection is recycled when no channel
+    on it delivered for the connection's own bound (learned the same way from its merged stream) or when
+    it fails the venue's keep-alive. The watchdog runs every ``watchdog_interval_s``, so detection happens
+    within bound + ``watchdog_interval_s``.
     """
 
     backoff_base_s: float = 0.5
@@ -44,6 +47,8 @@ class Tuning:
     stable_after_s: float = 60.0
     silence_factor: float = 5.0
     silence_floor_s: float = 3.0
+    silence_cap_s: float = 300.0
+    cadence_memory_s: float = 600.0
     watchdog_interval_s: float = 0.5
     max_conn_age_s: float = 23 * 3600.0
     open_timeout_s: float = 10.0
@@ -57,7 +62,73 @@ class Tuning:
     connect_gap_s: float = 0.4
 
     def silence_bound(self, cadence_s: float) -> float:
+        """The configured bound of a channel of nominal ``cadence_s``: the floor of its learned bound."""
         return max(self.silence_factor * cadence_s, self.silence_floor_s)
+
+    def learned_bound(self, floor_s: float, learned_s: float | None) -> float:
+        """The bound in force: ``silence_factor`` x the learned cadence, never below the configured bound
+        ``floor_s`` and never above ``silence_cap_s`` (unless the configured bound itself is higher)."""
+        if learned_s is None:
+            return floor_s
+        return max(floor_s, min(self.silence_factor * learned_s, self.silence_cap_s))
+
+
+class Cadence:
+    """The expected time between two messages of a stream, learned from what it delivered.
+
+    The estimate is the length-biased mean gap ``sum(g**2) / sum(g)`` over the gaps ``g`` between arrivals,
+    each gap's weight decaying with time constant ``memory_s``: the mean length of the gap that a moment
+    picked at random falls into. A stream ticking every 0.1 s learns 0.1 s; a thin symbol with gaps of
+    12.7 s and 7.5 s among quick updates learns several seconds; bursts followed by long pauses learn the
+    pauses, which a plain mean gap would hide. A gap in progress is not counted until it ends, so a stalled
+    stream cannot talk its own bound up while it is stalled.
+
+    Arrivals are usually seen at the watchdog's resolution: ``arrive(now, n, period)`` records ``n`` messages
+    seen in the ``period`` seconds before ``now``, spread evenly over it.
+    """
+
+    __slots__ = ("_at", "_last", "_s1", "_s2", "gaps", "memory_s")
+
+    def __init__(self, memory_s: float = 600.0) -> None:
+        self.memory_s = memory_s
+        self._s1 = 0.0      # decayed sum of gaps
+        self._s2 = 0.0      # decayed sum of squared gaps
+        self._at = 0.0      # when the sums were last decayed
+        self._last = 0.0    # the last arrival (0: none since the stream was (re)started)
+        self.gaps = 0       # gaps counted in all
+
+    def restart(self) -> None:
+        """A new subscription: the time until its first message is not a gap of the stream."""
+        self._last = 0.0
+
+    def arrive(self, now: float, n: int = 1, period: float = 0.0) -> None:
+        if n <= 0:
+            return
+        last = self._last
+        self._last = now
+        if not last:
+            n -= 1  # the first message opens the stream: only the ones after it close gaps
+            if n <= 0:
+                return
+            last = now - period
+        span = max(now - last, 0.0)
+        if self._at:
+            decay = math.exp(-max(now - self._at, 0.0) / self.memory_s)
+            self._s1 *= decay
+            self._s2 *= decay
+        self._at = now
+        inner = min(period, span) / n       # the n - 1 gaps inside the period
+        first = span - inner * (n - 1)      # the gap that led into the period
+        self._s1 += span
+        self._s2 += first * first + (n - 1) * inner * inner
+        self.gaps += n
+
+    @property
+    def value(self) -> float | None:
+        """The learned cadence in seconds, None before two messages arrived."""
+        if self._s1 <= 0.0:
+            return None
+        return self._s2 / self._s1
 
 
 class Backoff:
@@ -80,33 +151,62 @@ class Backoff:
 
 
 class BurstLog:
-    """Logs the first occurrence of a kind of trouble, then at most one summary line per ``interval_s``
-    while it lasts, so an outage or a flood of bad frames yields a handful of lines, not one per event."""
+    """Logs the first occurrence of a kind of trouble, then at most one line per ``interval_s`` while it
+    lasts, so an outage or a flood of bad frames yields a handful of lines, not one per event.
+
+    What the limiter held back is always told: the next line of the key carries "(N more since the last
+    report)", ``flush`` (run about once a second by the connections) writes that summary for a burst that
+    went quiet, and ``clear`` writes it with the end-of-trouble line. ``event(..., force=True)`` logs even
+    inside an open window (the first loss of a connection that was healthy must never be swallowed by an
+    earlier burst) and starts a new window."""
 
     def __init__(self, logger: logging.Logger, interval_s: float,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._log = logger
         self._interval = interval_s
         self._clock = clock
-        self._open: dict[str, tuple[float, int]] = {}  # key -> (last logged at, suppressed since)
+        # key -> [logged at, suppressed since, last message held back, its level]
+        self._open: dict[str, list[Any]] = {}
 
-    def event(self, key: str, msg: str, level: int = logging.WARNING) -> None:
+    def event(self, key: str, msg: str, level: int = logging.WARNING, force: bool = False) -> None:
         now = self._clock()
         entry = self._open.get(key)
         if entry is None:
             self._log.log(level, msg)
-            self._open[key] = (now, 0)
-        elif now - entry[0] >= self._interval:
-            more = f" ({entry[1]} more since the last report)" if entry[1] else ""
-            self._log.log(level, msg + more)
-            self._open[key] = (now, 0)
+            self._open[key] = [now, 0, "", level]
+        elif force or now - entry[0] >= self._interval:
+            self._log.log(level, msg + _more(entry[1]))
+            self._open[key] = [now, 0, "", level]
         else:
-            self._open[key] = (entry[0], entry[1] + 1)
+            entry[1] += 1
+            entry[2] = msg
+            entry[3] = level
+
+    def suppressed(self, key: str) -> int:
+        entry = self._open.get(key)
+        return 0 if entry is None else entry[1]
+
+    def flush(self) -> None:
+        """Summarize the bursts whose window passed with lines held back."""
+        now = self._clock()
+        for entry in self._open.values():
+            if entry[1] and now - entry[0] >= self._interval:
+                self._log.log(entry[3], f"{entry[2]} ({entry[1]} like it since the last report)")
+                entry[0], entry[1], entry[2] = now, 0, ""
 
     def clear(self, key: str, msg: str | None = None, level: int = logging.INFO) -> None:
-        """The burst ended; log ``msg`` if one was open."""
-        if self._open.pop(key, None) is not None and msg:
-            self._log.log(level, msg)
+        """The burst ended; log ``msg`` if one was open, with what was held back since its last line."""
+        entry = self._open.pop(key, None)
+        if entry is None:
+            return
+        if msg:
+            self._log.log(level, msg + _more(entry[1]))
+        elif entry[1]:
+            self._log.log(entry[3], f"{entry[2]} ({entry[1]} like it since the last report)")
+
+
+def _more(n: int) -> str:
+    return f" ({n} more since the last report)" if n else ""
 
 
 def raise_if_cancelled() -> None:
@@ -166,9 +266,10 @@ class Route:
     hot path is one dict lookup away from its decoder."""
 
     __slots__ = (
-        "anchor", "asset", "cadence_s", "channel", "count", "critical", "flushed", "hi", "instrument",
-        "key", "kind", "last", "lo", "quote", "ref", "ref_at", "resubscribed_at", "scale", "seen", "seq",
-        "seq_anchor", "seq_streak", "since", "state", "streak", "subscribed_at", "topic",
+        "anchor", "asset", "cadence", "cadence_s", "channel", "count", "critical", "flushed", "hi",
+        "instrument", "key", "kind", "last", "lo", "probe_at", "probes", "quote", "ref", "ref_at",
+        "resubscribed_at", "scale", "seen", "seq", "seq_anchor", "seq_streak", "since", "state", "streak",
+        "subscribed_at", "topic",
     )
 
     def __init__(self, key: str, channel: str, kind: Any, asset: str, instrument: str, quote: str,
@@ -203,7 +304,14 @@ class Route:
         self.state = FeedState.CONNECTING
         self.subscribed_at = 0.0
         self.resubscribed_at = 0.0
-        self.since = 0.0
+        self.since = 0.0            # when the channel went quiet
+        self.cadence = Cadence()    # learned from what the channel delivered (see ``Cadence``)
+        self.probe_at = 0.0         # no subscribe probe of a quiet channel before this
+        self.probes = 0             # probes sent (status)
+
+    def bound(self, tuning: Tuning) -> float:
+        """The silence bound in force: the learned one, the configured one as its floor."""
+        return tuning.learned_bound(tuning.silence_bound(self.cadence_s), self.cadence.value)
 
     def check_jump(self, price: float, now: float) -> None:
         """Check one price against the last accepted one and, when it passes, make it the reference (for
@@ -227,7 +335,7 @@ class FeedContext:
         self.burst = BurstLog(self.log, tuning.log_interval_s)
         self.rejected: dict[str, int] = {}
         self.reconnects = 0
-        self.connections_up = 0
+        self.up: dict[str, bool] = {}   # connection name -> connected, subscribed and delivering
         self._last_connect = 0.0
         self._rejected_children: dict[str, Any] = {}
         self._messages_children: dict[str, Any] = {}
@@ -243,11 +351,33 @@ class FeedContext:
         where = f" on {channel}" if channel else ""
         self.burst.event(f"reject:{reason}", f"{self.exchange}: rejected a message{where}: {exc}")
 
-    def connection_up(self, up: bool) -> None:
-        """Track how many of the venue's connections are up; ``hedgewatch_feed_connected`` is 1 while at
-        least one is."""
-        self.connections_up += 1 if up else -1
-        self.metrics.feed_connected.labels(self.exchange).set(1 if self.connections_up > 0 else 0)
+    @property
+    def connections_up(self) -> int:
+        return sum(self.up.values())
+
+    def add_connection(self, name: str) -> None:
+        """Register a connection (down until it is subscribed), so its series has a sample from the start."""
+        self.up.setdefault(name, False)
+        self.metrics.feed_connection_up.labels(self.exchange, name).set(0)
+        self._export_connected()
+
+    def connection_up(self, up: bool, name: str = "") -> None:
+        """Record that connection ``name`` is up (connected and subscribed) or down.
+        ``hedgewatch_feed_connected{exchange}`` is 1 only while every connection of the venue is up: a
+        venue whose quotes connection is down is not connected, whatever its other connections do."""
+        self.up[name] = up
+        self.metrics.feed_connection_up.labels(self.exchange, name or self.exchange).set(1 if up else 0)
+        self._export_connected()
+
+    def _export_connected(self) -> None:
+        up = bool(self.up) and all(self.up.values())
+        self.metrics.feed_connected.labels(self.exchange).set(1 if up else 0)
+
+    def channel_state(self, r: Route, subscribed: bool, quiet: bool) -> None:
+        """Per-channel health: ``hedgewatch_feed_channel_subscribed`` and ``hedgewatch_feed_channel_quiet``."""
+        m = self.metrics
+        m.feed_channel_subscribed.labels(self.exchange, r.channel, r.asset).set(1 if subscribed else 0)
+        m.feed_channel_quiet.labels(self.exchange, r.channel, r.asset).set(1 if quiet else 0)
 
     async def pace_connect(self) -> None:
         """Space the venue's connection attempts ``connect_gap_s`` apart (venue connect rate limits: OKX

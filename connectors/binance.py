@@ -4,9 +4,10 @@
   intervals that differ from 8 h from ``/fapi/v1/fundingInfo`` (best effort).
 - Websocket: combined streams on the routed paths, ``/public/stream`` for ``<s>@bookTicker`` and
   ``/market/stream`` for ``<s>@markPrice@1s`` (mark, index ``i``, funding ``r``, next funding ``T``),
-  ``<s>@aggTrade``, ``<s>@kline_1m`` and ``<s>@compositeIndex``; at most ``max_streams_per_connection``
-  streams a connection; ``SUBSCRIBE`` with an id whose reply is checked; client frames paced well under the
-  venue's 10 incoming messages/s; proactive reconnect before the 24 h connection limit (``Tuning``).
+  ``<s>@aggTrade``, ``<s>@kline_1m`` and ``<s>@compositeIndex``, each stream family on connections of its
+  own, at most ``max_streams_per_connection`` streams a connection; ``SUBSCRIBE`` with an id whose reply is
+  checked; client frames paced well under the venue's 10 incoming messages/s; proactive reconnect before the
+  24 h connection limit (``Tuning``).
 - Open interest: REST ``/fapi/v1/openInterest`` polled every ``open_interest_poll_s`` per symbol, spread
   over the interval (weight 1 each, far below the 2,400/min limit).
 """
@@ -36,7 +37,7 @@ from connectors.sanity import (
     venue_text,
 )
 from connectors.venue import Poller, VenueConnector
-from connectors.wsconn import WsConnection, WsProtocol
+from connectors.wsconn import WsConnection, WsProtocol, group_routes
 from service.errors import FeedError, RejectedMessage
 from service.events import Candle, CompositeIndex, Funding, MarkPrice, OpenInterest, Quote, Trade
 
@@ -384,15 +385,20 @@ class BinanceUsdmConnector(VenueConnector):
         return public, market
 
     def build(self, http: httpx.AsyncClient) -> None:
+        """Connections per channel (``group_routes``): bookTicker on ``/public``; markPrice, aggTrade, kline
+        and compositeIndex each on ``/market`` connections of their own, so that one stalled stream family
+        (markPrice@1s, say) recycles nothing it does not share a fault with (aggTrade keeps flowing)."""
         public, market = self.routes()
         n = self.source.max_streams_per_connection
         for path, routes in (("public", public), ("market", market)):
             url = f"{self.ws_base}/{path}/stream"
-            for i in range(0, len(routes), n):
-                proto = BinanceProtocol(self.ctx, url, routes[i:i + n], self.funding_h)
+            seen: dict[str, int] = {}
+            for channel, group in group_routes(routes, n):
+                k = seen[channel] = seen.get(channel, -1) + 1
+                proto = BinanceProtocol(self.ctx, url, group, self.funding_h)
                 proto.want_mark = "mark" in self.channels
                 proto.want_funding = "funding" in self.channels
-                self.connections.append(WsConnection(self.ctx, proto, f"{path}-{i // n}"))
+                self.connections.append(WsConnection(self.ctx, proto, f"{path}-{channel}-{k}"))
         if "open_interest" in self.channels:
             self.pollers.append(Poller(self.ctx, "openInterest", list(self.instruments),
                                        self.source.open_interest_poll_s,

@@ -6,8 +6,9 @@
   fields: merged into per-symbol state, so each delta emits only the events whose inputs changed: Quote from
   bid1/ask1, MarkPrice from markPrice/indexPrice, Funding from fundingRate/fundingIntervalHour/
   nextFundingTime, OpenInterest from openInterest/openInterestValue), ``publicTrade.{symbol}``,
-  ``kline.1.{symbol}``. Subscribe acks (``success``) are checked per request; ``{"op":"ping"}`` every 20 s and
-  its pong expected. The cross sequence ``cs`` of ticker frames must not go backwards.
+  ``kline.1.{symbol}``, each topic family on connections of its own. Subscribe acks (``success``) are checked
+  per request; ``{"op":"ping"}`` every 20 s and its pong expected. The cross sequence ``cs`` of ticker frames
+  must not go backwards.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from connectors.sanity import (
     venue_text,
 )
 from connectors.venue import VenueConnector
-from connectors.wsconn import WsConnection, WsProtocol
+from connectors.wsconn import WsConnection, WsProtocol, group_routes
 from service.errors import FeedError, RejectedMessage
 from service.events import Candle, Funding, MarkPrice, OpenInterest, Quote, Trade
 
@@ -205,8 +206,10 @@ class BybitProtocol(WsProtocol):
         if op in ("ping", "pong"):
             self.pong()
         elif op in ("subscribe", "unsubscribe"):
+            # "already subscribed" answers a probe of a quiet topic: the venue confirms the subscription
+            ok = msg.get("success") or "already subscribed" in str(msg.get("ret_msg"))
             self.resolve(str(msg.get("req_id")),
-                         None if msg.get("success") else f"{op} refused: {venue_text(msg.get('ret_msg'))}")
+                         None if ok else f"{op} refused: {venue_text(msg.get('ret_msg'))}")
         else:
             raise RejectedMessage("unexpected", "control frame")
 
@@ -408,10 +411,12 @@ class BybitConnector(VenueConnector):
         return out
 
     def build(self, http: httpx.AsyncClient) -> None:
-        routes = self.routes()
+        """Connections per topic family (``group_routes``): tickers, publicTrade and kline each on
+        connections of their own, so a stalled family recycles nothing else."""
         funding_h = {i.instrument: i.funding_interval_h for i in self.instruments if i.funding_interval_h}
-        n = self.source.max_streams_per_connection
-        for i in range(0, len(routes), n):
-            proto = BybitProtocol(self.ctx, f"{self.ws_base}/v5/public/linear", routes[i:i + n], funding_h)
+        seen: dict[str, int] = {}
+        for channel, group in group_routes(self.routes(), self.source.max_streams_per_connection):
+            k = seen[channel] = seen.get(channel, -1) + 1
+            proto = BybitProtocol(self.ctx, f"{self.ws_base}/v5/public/linear", group, funding_h)
             proto.want = self.channels
-            self.connections.append(WsConnection(self.ctx, proto, f"linear-{i // n}"))
+            self.connections.append(WsConnection(self.ctx, proto, f"linear-{channel}-{k}"))

@@ -25,7 +25,7 @@ from connectors.base import Route, ms, ms_of, num
 from connectors.instruments import Instrument, get_json, okx_swaps
 from connectors.sanity import MAX_PRICE, accept_price, check_quote, positive, venue_text
 from connectors.venue import VenueConnector
-from connectors.wsconn import WsConnection, WsProtocol
+from connectors.wsconn import WsConnection, WsProtocol, group_routes
 from service.errors import FeedError, ProtocolError, RejectedMessage
 from service.events import Candle, Funding, MarkPrice, OpenInterest, Quote, Trade
 
@@ -280,11 +280,16 @@ class OkxConnector(VenueConnector):
         return public, business
 
     def build(self, http: httpx.AsyncClient) -> None:
+        """Connections per channel (``group_routes``): tickers, mark-price, index-tickers, funding-rate,
+        open-interest and trades each on ``/ws/v5/public`` connections of their own, candles on
+        ``/ws/v5/business``, so a stalled channel recycles nothing else."""
         n = self.source.max_streams_per_connection
         marks: dict[str, float] = {}
         indexes: dict[str, float] = {}
         for path, routes in zip(("public", "business"), self.routes(), strict=True):
-            for i in range(0, len(routes), n):
-                proto = OkxProtocol(self.ctx, f"{self.ws_base}/ws/v5/{path}", routes[i:i + n])
-                proto.marks, proto.indexes = marks, indexes  # mark and index may sit on two connections
-                self.connections.append(WsConnection(self.ctx, proto, f"{path}-{i // n}"))
+            seen: dict[str, int] = {}
+            for channel, group in group_routes(routes, n):
+                k = seen[channel] = seen.get(channel, -1) + 1
+                proto = OkxProtocol(self.ctx, f"{self.ws_base}/ws/v5/{path}", group)
+                proto.marks, proto.indexes = marks, indexes  # mark and index sit on two connections
+                self.connections.append(WsConnection(self.ctx, proto, f"{path}-{channel}-{k}"))

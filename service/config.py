@@ -283,9 +283,34 @@ class TelegramConfig(Section):
     rate_limit_per_s: float = Field(default=1.0, gt=0)
     global_rate_limit_per_s: float = Field(default=30.0, gt=0)
     timeout_s: float = Field(default=10.0, gt=0)
+    bot: TelegramBotConfig | None = None
 
     def resolved_token(self) -> str:
         return require_secret(self.bot_token, self.bot_token_file, "notify.telegram.bot_token")
+
+
+class AlertmanagerConfig(Section):
+    """Push every alert to Alertmanager's ``/api/v2/alerts`` the way Prometheus does: firing alerts re-sent
+    every ``resend_interval_s`` with ``endsAt`` four intervals ahead (so Alertmanager never resolves one on
+    its own while it fires), resolved ones sent with their end for ``resolved_retention_s``. Alertmanager
+    then routes, groups, silences and repeats. ``urls`` are the base URLs of every member of an
+    Alertmanager cluster (credentials in a URL are treated as a secret: never logged)."""
+
+    urls: tuple[str, ...] = Field(min_length=1)
+    timeout_s: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    resend_interval_s: float = Field(default=60.0, gt=0, allow_inf_nan=False)
+    resolved_retention_s: float = Field(default=900.0, ge=0, allow_inf_nan=False)
+
+
+class TelegramBotConfig(Section):
+    """Answer commands (/status, /hedge, /ack, /silence, /help) from the configured chats, by long polling
+    ``getUpdates`` with the notifier's bot token. Updates from any other chat are ignored and counted."""
+
+    enabled: bool = True
+    allowed_chat_ids: tuple[str, ...] = ()  # empty: the chat alerts go to
+    poll_timeout_s: float = Field(default=30.0, gt=0, le=600, allow_inf_nan=False)
+    # the index /status and /ack mean without an argument (default: the config's index)
+    index: str | None = None
 
 
 class RouteConfig(Section):
@@ -316,6 +341,7 @@ class TemplatesConfig(Section):
 class NotifyConfig(Section):
     slack: SlackConfig | None = None
     telegram: TelegramConfig | None = None
+    alertmanager: AlertmanagerConfig | None = None
     routes: tuple[RouteConfig, ...] = ()
     templates: TemplatesConfig = TemplatesConfig()
     group_wait_s: float = Field(default=0.0, ge=0)

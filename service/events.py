@@ -140,6 +140,7 @@ class FeedState(StrEnum):
     CONNECTED = "connected"
     SUBSCRIBED = "subscribed"
     SILENT = "silent"
+    QUIET = "quiet"   # a channel past its silence bound while its connection delivers: a thin market
     DISCONNECTED = "disconnected"
 
 

@@ -50,3 +50,15 @@ class Keys:
     def delivered(self) -> str:
         """hash: alert id -> delivery time, the notifier's dedup record."""
         return f"{self.prefix}:notify:delivered"
+
+    @property
+    def alertmanager_alerts(self) -> str:
+        """hash: fingerprint -> latest alert JSON of the series, what the notifier keeps pushing to
+        Alertmanager (shared by every notifier worker, so a restart keeps firing alerts alive)."""
+        return f"{self.prefix}:notify:alertmanager"
+
+    @property
+    def commands(self) -> str:
+        """stream: commands to the daemon from other programs (field ``json``), e.g. ``hedge_ack`` from the
+        Telegram bot."""
+        return f"{self.prefix}:commands"

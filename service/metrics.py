@@ -137,11 +137,32 @@ class Metrics:
         )
         self.reconnects = Counter("hedgewatch_reconnects", "Reconnections", ["exchange"], registry=r)
         self.feed_connected = Gauge(
-            "hedgewatch_feed_connected", "1 while a venue connection is up", ["exchange"], registry=r
+            "hedgewatch_feed_connected",
+            "1 while every connection of the venue is connected, subscribed and delivering",
+            ["exchange"],
+            registry=r,
+        )
+        self.feed_connection_up = Gauge(
+            "hedgewatch_feed_connection_up",
+            "1 while this connection is connected, subscribed and delivering",
+            ["exchange", "connection"],
+            registry=r,
+        )
+        self.feed_channel_subscribed = Gauge(
+            "hedgewatch_feed_channel_subscribed",
+            "1 while the channel of this asset is subscribed on a live connection",
+            ["exchange", "channel", "asset"],
+            registry=r,
+        )
+        self.feed_channel_quiet = Gauge(
+            "hedgewatch_feed_channel_quiet",
+            "1 while a subscribed channel of this asset is past its learned silence bound on a live connection",
+            ["exchange", "channel", "asset"],
+            registry=r,
         )
         self.channel_silent = Counter(
             "hedgewatch_channel_silent",
-            "Times a subscribed channel was detected silent",
+            "Times a subscribed channel went past its silence bound (quiet on a live connection)",
             ["exchange", "channel"],
             registry=r,
         )

@@ -113,11 +113,12 @@ def story(folder: Path, assets: Sequence[str], start: float, days: int, *, seed:
     t0 = start - warmup_days * DAY
     # per-hour drift of the shared path, by phase of the run (fractions of the whole)
     phases = [(0.0, 0.0002), (0.25, 0.0008), (0.5, -0.0016), (0.65, -0.0002), (0.8, 0.0004)]
+    scale = min(1.0, 60.0 / (days + warmup_days)) ** 0.5  # a longer run: the same story, gentler slopes
     shared, p = [], 0.0
     for h in range(hours):
         frac = h / hours
-        drift = next(d for f, d in reversed(phases) if frac >= f)
-        p += drift + rng.gauss(0, 0.006)
+        drift = next(d for f, d in reversed(phases) if frac >= f) * scale
+        p += drift + rng.gauss(0, 0.006 * max(scale, 0.7))
         shared.append(p)
     out: dict[str, list[float]] = {}
     for k, a in enumerate(assets):

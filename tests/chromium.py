@@ -80,7 +80,8 @@ def _errors(events: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-async def open_page(path: Path, expression: str, *, width: int = 1200, after_load: str | None = None) -> Page:
+async def open_page(path: Path, expression: str, *, width: int = 1200, after_load: str | None = None,
+                    clip_height: int | None = None) -> Page:
     """Load ``path`` (a file), return console errors, ``expression``'s value and a screenshot."""
     profile, proc, log = await asyncio.to_thread(_launch)
     uri = await asyncio.to_thread(lambda: path.resolve().as_uri())
@@ -102,7 +103,9 @@ async def open_page(path: Path, expression: str, *, width: int = 1200, after_loa
                 if after_load:
                     await cdp.call("Runtime.evaluate", s, expression=after_load)
                 res = await cdp.call("Runtime.evaluate", s, expression=expression, returnByValue=True)
-                shot = await cdp.call("Page.captureScreenshot", s, format="png", captureBeyondViewport=True)
+                clip = {} if clip_height is None else {
+                    "clip": {"x": 0, "y": 0, "width": width, "height": clip_height, "scale": 1}}
+                shot = await cdp.call("Page.captureScreenshot", s, format="png", captureBeyondViewport=True, **clip)
                 page = Page(_errors(cdp.events), res["result"].get("value"), base64.b64decode(shot["data"]))
                 pump.cancel()
         return page

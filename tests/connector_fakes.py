@@ -144,8 +144,11 @@ class FakeVenue:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
-    async def broadcast(self, text: str) -> None:
+    async def broadcast(self, text: str, topic: str | None = None) -> None:
+        """Send ``text`` to every connection, or to those subscribed to ``topic``."""
         for ws in list(self.conns):
+            if topic is not None and topic not in self.subs.get(ws, ()):
+                continue
             with contextlib.suppress(Exception):
                 await ws.send(text)
 

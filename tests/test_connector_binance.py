@@ -241,10 +241,11 @@ async def test_streams_routes_and_open_interest(venue: FakeBinance) -> None:
         paths = {p for p, _ in venue.received}
         assert paths == {"/public/stream", "/market/stream"}
         # 3 bookTicker streams on /public; 3 markPrice, 3 aggTrade, 1 compositeIndex on /market;
-        # two a connection
+        # each stream family on connections of its own, two streams a connection
         st = conn.status()
-        assert sorted(st["connections"]) == ["market-0", "market-1", "market-2", "market-3", "public-0",
-                                             "public-1"]
+        assert sorted(st["connections"]) == [
+            "market-aggTrade-0", "market-aggTrade-1", "market-compositeIndex-0", "market-markPrice-0",
+            "market-markPrice-1", "public-bookTicker-0", "public-bookTicker-1"]
         assert all(len(c["channels"]) <= 2 for c in st["connections"].values())
         assert st["instruments"] == {"BTC": "BTCUSDT", "ETH": "ETHUSDT", "DEFI": "DEFIUSDT"}
         subs = [msg for _, msg in venue.received if msg["method"] == "SUBSCRIBE"]
@@ -270,8 +271,8 @@ async def test_dropped_connection_is_reestablished_and_resubscribed(venue: FakeB
         assert metric(m, "hedgewatch_reconnects_total", exchange="binanceusdm") >= 1
         assert conn.status()["reconnects"] >= 1
         states = [(s.channel, s.state) for s in of(ev, FeedStatus)]
-        assert ("public-0", "disconnected") in states
-        assert states.count(("public-0", "subscribed")) >= 2
+        assert ("public-bookTicker-0", "disconnected") in states
+        assert states.count(("public-bookTicker-0", "subscribed")) >= 2
 
 
 async def test_garbage_and_absurd_prices_are_counted_and_skipped(venue: FakeBinance) -> None:
@@ -281,7 +282,7 @@ async def test_garbage_and_absurd_prices_are_counted_and_skipped(venue: FakeBina
                                                                                   "E": 1}}),
                orjson.dumps({"stream": "btcusdt@bookTicker", "data": {"b": "NaN", "a": "1", "E": 1}})]
         for raw in bad:
-            await venue.broadcast(raw.decode())
+            await venue.broadcast(raw.decode(), topic="btcusdt@bookTicker")
         n = len(of(ev, Quote))
         await wait_for(lambda: len(of(ev, Quote)) > n + 10, 5, "good data keeps flowing")
         await wait_for(lambda: metric(m, "hedgewatch_messages_rejected_total", exchange="binanceusdm",
@@ -291,25 +292,52 @@ async def test_garbage_and_absurd_prices_are_counted_and_skipped(venue: FakeBina
         assert all(q.bid < 60000 and not math.isnan(q.bid) for q in of(ev, Quote))
 
 
-async def test_silent_channel_is_detected_resubscribed_then_recycled(venue: FakeBinance) -> None:
-    async with running(src(venue, symbols=["BTC"], channels=["quotes", "mark"])) as (conn, ev, m):
-        await wait_for(lambda: of(ev, MarkPrice), 5, "first mark")
+async def test_quiet_symbol_is_probed_without_a_gap_and_recycles_nothing(venue: FakeBinance) -> None:
+    async with running(src(venue, symbols=["BTC", "ETH"], channels=["quotes", "mark"])) as (conn, ev, m):
+        await wait_for(lambda: {e.asset for e in of(ev, MarkPrice)} == {"BTC", "ETH"}, 5, "first marks")
         venue.silenced.add("btcusdt@markPrice@1s")
         silenced_at = time.monotonic()
-        # bound: max(1 x 1 s cadence, 0.3 s floor) + one 0.05 s watchdog period = 1.05 s
+        # bound: max(1 x 1 s cadence, 0.3 s floor), or the learned one when that is longer (the fake
+        # venue sends a mark every third 10 ms tick: 0.03 s), + one 0.05 s watchdog period = 1.05 s
         await wait_for(lambda: metric(m, "hedgewatch_channel_silent_total", exchange="binanceusdm",
-                                      channel="markPrice") >= 1, 3, "silence detected")
+                                      channel="markPrice") >= 1, 3, "quiet detected")
         assert time.monotonic() - silenced_at < 1.05 + 0.5
-        assert ("btcusdt@markPrice@1s", "silent") in [(s.channel, s.state) for s in of(ev, FeedStatus)]
-        await wait_for(lambda: any(msg.get("method") == "UNSUBSCRIBE" for _, msg in venue.received), 2,
-                       "re-subscribe")
-        connects = venue.connects
-        await wait_for(lambda: venue.connects > connects, 3, "connection recycled while still silent")
-        # quotes on the other connection never stopped
-        assert conn.status()["connections"]["public-0"]["reconnects"] == 0
+        assert ("btcusdt@markPrice@1s", "quiet") in [(s.channel, s.state) for s in of(ev, FeedStatus)]
+        assert metric(m, "hedgewatch_feed_channel_quiet", exchange="binanceusdm", channel="markPrice",
+                      asset="BTC") == 1
+        # probed by a repeated SUBSCRIBE, never an UNSUBSCRIBE (which would open a gap)
+        await wait_for(lambda: sum(1 for _, msg in venue.received if msg.get("method") == "SUBSCRIBE"
+                                   and msg["params"] == ["btcusdt@markPrice@1s"]) >= 1, 2, "probe")
+        assert not any(msg.get("method") == "UNSUBSCRIBE" for _, msg in venue.received)
+        eth = len([e for e in of(ev, MarkPrice) if e.asset == "ETH"])
+        await wait_for(lambda: len([e for e in of(ev, MarkPrice) if e.asset == "ETH"]) > eth + 20, 3, "ETH")
+        st = conn.status()["connections"]
+        assert all(c["reconnects"] == 0 for c in st.values()), "a quiet symbol recycled a connection"
+        assert st["market-markPrice-0"]["channels"]["btcusdt@markPrice@1s"]["quiet"] is True
+        assert metric(m, "hedgewatch_feed_connected", exchange="binanceusdm") == 1
         venue.silenced.clear()
-        await wait_for(lambda: conn.status()["connections"]["market-0"]["channels"]["btcusdt@markPrice@1s"]
-                       ["state"] == "subscribed", 3, "recovered")
+        await wait_for(lambda: conn.status()["connections"]["market-markPrice-0"]["channels"]
+                       ["btcusdt@markPrice@1s"]["state"] == "subscribed", 3, "recovered")
+        assert metric(m, "hedgewatch_feed_channel_quiet", exchange="binanceusdm", channel="markPrice",
+                      asset="BTC") == 0
+
+
+async def test_a_stalled_stream_family_recycles_its_own_connection_only(venue: FakeBinance) -> None:
+    """markPrice@1s silent for every symbol: its connection is silent as a whole and recycled; the quotes
+    and trades connections, which share no fault with it, are not touched."""
+    async with running(src(venue, symbols=["BTC", "ETH"], channels=["quotes", "mark", "trades"])) as (
+            conn, ev, m):
+        await wait_for(lambda: {e.asset for e in of(ev, MarkPrice)} == {"BTC", "ETH"}, 5, "first marks")
+        venue.silenced.update({"btcusdt@markPrice@1s", "ethusdt@markPrice@1s"})
+        await wait_for(lambda: conn.status()["connections"]["market-markPrice-0"]["reconnects"] >= 1, 3,
+                       "the markPrice connection recycled")
+        st = conn.status()["connections"]
+        assert "no data on any of its 2 channels" in st["market-markPrice-0"]["last_error"]
+        assert st["public-bookTicker-0"]["reconnects"] == 0
+        assert st["market-aggTrade-0"]["reconnects"] == 0
+        venue.silenced.clear()
+        await wait_for(lambda: conn.status()["connections"]["market-markPrice-0"]["state"] == "subscribed"
+                       and metric(m, "hedgewatch_feed_connected", exchange="binanceusdm") == 1, 3, "back")
 
 
 async def test_refused_subscription_reconnects_with_backoff(venue: FakeBinance,
@@ -318,7 +346,7 @@ async def test_refused_subscription_reconnects_with_backoff(venue: FakeBinance,
     caplog.set_level(logging.INFO, "hedgewatch")
     async with running(src(venue, symbols=["BTC"], channels=["quotes"])) as (conn, _, _m):
         await wait_for(lambda: venue.connects >= 4, 5, "retries")
-        assert "subscribe refused" in conn.status()["connections"]["public-0"]["last_error"]
+        assert "subscribe refused" in conn.status()["connections"]["public-bookTicker-0"]["last_error"]
     # one line for the burst of failures, not one per attempt
     assert len([r for r in caplog.records if "lost" in r.getMessage()]) == 1
 
@@ -349,7 +377,7 @@ async def test_no_websocket_service_keeps_retrying(venue: FakeBinance,
         source = src(venue, symbols=["BTC"], channels=["quotes"], ws_url=f"ws://127.0.0.1:{dead.port}")
         async with running(source) as (conn, _ev, m):
             await wait_for(lambda: dead.attempts >= 5, 5, "several attempts")
-            assert conn.status()["connections"]["public-0"]["state"] == "disconnected"
+            assert conn.status()["connections"]["public-bookTicker-0"]["state"] == "disconnected"
             assert metric(m, "hedgewatch_reconnects_total", exchange="binanceusdm") >= 4
         warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
         assert len(warnings) <= 2, [r.getMessage() for r in warnings]
@@ -372,6 +400,6 @@ async def test_connections_are_recycled_before_the_age_limit(venue: FakeBinance)
     async with running(src(venue, symbols=["BTC"], channels=["quotes"]), tuning) as (conn, ev, _m):
         # with a 5 s backoff, three connections within 3 s means the recycles reconnected at once
         await wait_for(lambda: venue.connects >= 3, 3, "recycled connections")
-        assert "age limit" in conn.status()["connections"]["public-0"]["last_error"]
+        assert "age limit" in conn.status()["connections"]["public-bookTicker-0"]["last_error"]
         n = len(of(ev, Quote))
         await wait_for(lambda: len(of(ev, Quote)) > n + 3, 2, "quotes keep flowing")

@@ -154,6 +154,9 @@ class FakeBybit(FakeVenue):
                 return []
             return [dumps({"success": True, "ret_msg": "pong", "conn_id": "c1", "op": "ping"})]
         if op == "subscribe":
+            if self.subs[ws] & set(msg["args"]):  # as Bybit answers a topic subscribed twice
+                return [dumps({"success": False, "ret_msg": f"error:already subscribed,topic:{msg['args'][0]}",
+                               "conn_id": "c1", "req_id": msg.get("req_id"), "op": op})]
             self.subs[ws].update(msg["args"])
         elif op == "unsubscribe":
             self.subs[ws].difference_update(msg["args"])
@@ -193,16 +196,16 @@ async def test_feed_flows_and_survives_a_drop(venue: FakeBybit) -> None:
     async with running(src(venue)) as (conn, ev, m):
         await wait_for(lambda: {q.asset for q in of(ev, Quote)} == {"BTC", "ETH"}, 5, "quotes")
         await wait_for(lambda: of(ev, OpenInterest) and of(ev, Funding) and of(ev, MarkPrice), 5, "derivs")
-        subs = [msg for p, msg in venue.received if msg["op"] == "subscribe"]
-        assert subs[0]["args"] == ["tickers.BTCUSDT", "publicTrade.BTCUSDT", "tickers.ETHUSDT",
-                                   "publicTrade.ETHUSDT"]
+        subs = sorted(msg["args"] for p, msg in venue.received if msg["op"] == "subscribe")
+        # each topic family on a connection of its own
+        assert subs == [["publicTrade.BTCUSDT", "publicTrade.ETHUSDT"], ["tickers.BTCUSDT", "tickers.ETHUSDT"]]
         assert {p for p, _ in venue.received} == {"/v5/public/linear"}
         await venue.drop_all()
         n = len(of(ev, Quote))
-        await wait_for(lambda: len(of(ev, Quote)) > n + 5 and venue.connects == 2, 2, "quotes again")
-        assert metric(m, "hedgewatch_reconnects_total", exchange="bybit") == 1
+        await wait_for(lambda: len(of(ev, Quote)) > n + 5 and venue.connects == 4, 2, "quotes again")
+        assert metric(m, "hedgewatch_reconnects_total", exchange="bybit") == 2  # both connections
         assert metric(m, "hedgewatch_messages_rejected_total", exchange="bybit", reason="no_snapshot") == 0
-        channels = conn.status()["connections"]["linear-0"]["channels"]
+        channels = conn.status()["connections"]["linear-tickers-0"]["channels"]
         assert channels["tickers.BTCUSDT"]["state"] == "subscribed"
 
 
@@ -211,7 +214,7 @@ async def test_garbage_is_counted_and_skipped(venue: FakeBybit) -> None:
         await wait_for(lambda: of(ev, Quote), 5, "first quote")
         for raw in ("]]", '{"topic":"tickers.BTCUSDT","type":"delta","data":{"bid1Price":"-5"},"ts":1}',
                     '{"topic":"tickers.BTCUSDT","type":"delta","data":{"ask1Price":"9e99"},"ts":1}'):
-            await venue.broadcast(raw)
+            await venue.broadcast(raw, topic="tickers.BTCUSDT")
         n = len(of(ev, Quote))
         await wait_for(lambda: len(of(ev, Quote)) > n + 5, 5, "good data keeps flowing")
         for reason in ("malformed", "non_positive", "absurd"):
@@ -220,7 +223,7 @@ async def test_garbage_is_counted_and_skipped(venue: FakeBybit) -> None:
 
 async def test_keepalive_ping_and_missing_pong(venue: FakeBybit, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(BybitProtocol, "keepalive_s", 0.1)
-    async with running(src(venue, symbols=["BTC"])) as (_, ev, _m):
+    async with running(src(venue, symbols=["BTC"], channels=["quotes"])) as (_, ev, _m):
         await wait_for(lambda: sum(1 for _, msg in venue.received if msg["op"] == "ping") >= 2, 3, "pings")
         assert venue.connects == 1
         venue.answer_pings = False
@@ -229,16 +232,21 @@ async def test_keepalive_ping_and_missing_pong(venue: FakeBybit, monkeypatch: py
         assert any(s.state == "disconnected" and "pong" in s.detail for s in of(ev, FeedStatus))
 
 
-async def test_silent_ticker_channel_is_resubscribed(venue: FakeBybit) -> None:
-    async with running(src(venue, symbols=["BTC"], channels=["quotes"])) as (_, ev, m):
-        await wait_for(lambda: of(ev, Quote), 5, "first quote")
+async def test_quiet_ticker_is_probed_and_confirmed_without_a_gap(venue: FakeBybit) -> None:
+    async with running(src(venue, symbols=["BTC", "ETH"], channels=["quotes"])) as (conn, ev, m):
+        await wait_for(lambda: {q.asset for q in of(ev, Quote)} == {"BTC", "ETH"}, 5, "first quotes")
         venue.silenced.add("tickers.BTCUSDT")
         started = time.monotonic()
         await wait_for(lambda: metric(m, "hedgewatch_channel_silent_total", exchange="bybit",
-                                      channel="tickers") == 1, 2, "silence detected")
+                                      channel="tickers") == 1, 2, "quiet detected")
         assert time.monotonic() - started < 0.3 + 0.05 + 0.3
-        await wait_for(lambda: any(msg["op"] == "unsubscribe" for _, msg in venue.received), 2,
-                       "re-subscribe")
+        # the probe is a subscribe the venue answers "already subscribed": confirmed, no unsubscribe, no gap
+        await wait_for(lambda: sum(1 for _, msg in venue.received if msg["op"] == "subscribe") >= 2, 2,
+                       "probe")
+        assert not any(msg["op"] == "unsubscribe" for _, msg in venue.received)
+        eth = len([q for q in of(ev, Quote) if q.asset == "ETH"])
+        await wait_for(lambda: len([q for q in of(ev, Quote) if q.asset == "ETH"]) > eth + 10, 3, "ETH")
+        assert venue.connects == 1 and conn.status()["connections"]["linear-tickers-0"]["reconnects"] == 0
         venue.silenced.clear()
         n = len(of(ev, Quote))
         await wait_for(lambda: len(of(ev, Quote)) > n + 3, 3, "data again")

@@ -219,24 +219,26 @@ async def test_feed_flows_and_survives_a_drop(venue: FakeOkx, monkeypatch: pytes
         await wait_for(lambda: sum(1 for _, msg in venue.received if msg == "ping") >= 2, 3, "text pings")
         await venue.drop_all()
         n = len(of(ev, Quote))
-        await wait_for(lambda: len(of(ev, Quote)) > n + 5 and venue.connects == 2, 2, "quotes again")
-        assert metric(m, "hedgewatch_reconnects_total", exchange="okx") == 1
-        assert conn.status()["connections"]["public-0"]["state"] == "subscribed"
+        # tickers, mark-price, index-tickers and open-interest: four connections, each reconnected
+        await wait_for(lambda: len(of(ev, Quote)) > n + 5 and venue.connects == 8, 2, "quotes again")
+        assert metric(m, "hedgewatch_reconnects_total", exchange="okx") == 4
+        assert conn.status()["connections"]["public-tickers-0"]["state"] == "subscribed"
 
 
 async def test_error_event_fails_the_subscription(venue: FakeOkx) -> None:
     venue.refuse = True
     async with running(src(venue, symbols=["BTC"], channels=["quotes"])) as (conn, _ev, _m):
         await wait_for(lambda: venue.connects >= 3, 5, "retries")
-        assert "60018" in conn.status()["connections"]["public-0"]["last_error"]
+        assert "60018" in conn.status()["connections"]["public-tickers-0"]["last_error"]
 
 
 async def test_silent_channel_and_garbage(venue: FakeOkx) -> None:
     async with running(src(venue, symbols=["BTC"])) as (_, ev, m):
         await wait_for(lambda: of(ev, Quote), 5, "first quote")
-        await venue.broadcast("{oops")
+        await venue.broadcast("{oops", topic="tickers:BTC-USDT-SWAP")
         await venue.broadcast(dumps({"arg": {"channel": "tickers", "instId": "BTC-USDT-SWAP"},
-                                     "data": [{"bidPx": "5e15", "askPx": "6e15", "ts": "1"}]}))
+                                     "data": [{"bidPx": "5e15", "askPx": "6e15", "ts": "1"}]}),
+                              topic="tickers:BTC-USDT-SWAP")
         venue.silenced.add("mark-price:BTC-USDT-SWAP")
         await wait_for(lambda: metric(m, "hedgewatch_channel_silent_total", exchange="okx",
                                       channel="mark-price") == 1, 3, "silence detected")

@@ -25,6 +25,9 @@ from connectors.simulator.transport import RestError
 from connectors.simulator.venue import VenueModel
 
 COINS_MARKETS = "/api/v3/coins/markets"
+MARKET_CHART = "/api/v3/coins/{id}/market_chart"
+MARKET_CHART_RANGE = "/api/v3/coins/{id}/market_chart/range"
+DAY_MS, HOUR_MS, FIVE_MIN_MS = 86_400_000, 3_600_000, 300_000
 MAX_PER_PAGE = 250
 ORDERS = ("market_cap_desc", "market_cap_asc", "volume_desc", "volume_asc", "id_asc", "id_desc")
 
@@ -101,6 +104,47 @@ class CoinMarkets:
         per_page = _int(params, "per_page", 100, 1, MAX_PER_PAGE)
         page = _int(params, "page", 1, 1, None)
         return rows[(page - 1) * per_page: page * per_page]
+
+
+    def market_chart(self, asset: str, params: dict[str, str], *, ranged: bool) -> Any:
+        """``/coins/{id}/market_chart`` (``days``) and ``/market_chart/range`` (``from``, ``to`` in seconds):
+        ``prices``, ``market_caps`` and ``total_volumes`` as [ms, value] pairs from the simulated history, at
+        CoinGecko's automatic granularity (5-minutely within a day, hourly within 90 days, daily beyond).
+        Market caps use today's supply, as the scenario has no supply history."""
+        vs = params.get("vs_currency", "").strip().lower()
+        if not vs:
+            raise RestError(422, {"error": "Missing parameter vs_currency"})
+        if vs != "usd":
+            raise RestError(400, {"error": "invalid vs_currency"})
+        now = self.path.now_ms
+        try:
+            if ranged:
+                start, end = int(float(params["from"]) * 1000), min(int(float(params["to"]) * 1000), now)
+            else:
+                days = params.get("days", "1")
+                start = 0 if days == "max" else now - int(float(days) * DAY_MS)
+                end = now
+        except (KeyError, ValueError) as exc:
+            raise RestError(400, {"error": "invalid from/to or days"}) from exc
+        span = end - start
+        step = FIVE_MIN_MS if span <= DAY_MS else HOUR_MS if span <= 90 * DAY_MS else DAY_MS
+        model = next((m for m in self.models.values() if asset in m.quotes), None)
+        if model is None or end <= start:
+            return {"prices": [], "market_caps": [], "total_volumes": []}
+        circ = self.supply[asset][0]
+        prices, caps, volumes = [], [], []
+        t = max(start - start % step, 0)
+        while t < end:
+            bars = model.candles.klines(asset, step, now, t, min(t + 1000 * step, end), 1000)
+            for b in bars:
+                ts, close = int(b[0]) + step, float(b[4])
+                if ts > end:
+                    continue
+                prices.append([ts, close])
+                caps.append([ts, round(close * circ)])
+                volumes.append([ts, float(b[5]) * close * DAY_MS / step])
+            t += 1000 * step
+        return {"prices": prices, "market_caps": caps, "total_volumes": volumes}
 
 
 def _int(params: dict[str, str], key: str, default: int, low: int, high: int | None) -> int:

@@ -14,9 +14,10 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from connectors.simulator.binance import BinanceServer
-from connectors.simulator.coingecko import COINS_MARKETS, CoinMarkets
+from connectors.simulator.coingecko import COINS_MARKETS, MARKET_CHART, MARKET_CHART_RANGE, CoinMarkets
 from connectors.simulator.faults import FaultRunner
 from connectors.simulator.market import PricePath
 from connectors.simulator.scenario import Scenario
@@ -93,6 +94,9 @@ class Simulator:
         self.coins = CoinMarkets(self.path, self.models)
         for srv in self.servers.values():
             srv.routes[COINS_MARKETS] = self.coins.rest
+            for a in sc.assets:
+                srv.routes[MARKET_CHART.format(id=a.lower())] = partial(self.coins.market_chart, a, ranged=False)
+                srv.routes[MARKET_CHART_RANGE.format(id=a.lower())] = partial(self.coins.market_chart, a, ranged=True)
         for name, srv in self.servers.items():
             port = await srv.start(self.host)
             self._endpoints.append(

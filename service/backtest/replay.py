@@ -78,6 +78,7 @@ class Replay:
         self.cg_step = {a: _step(history.prices[a]) for a in self.cg}
         self.caps = {a: Series(list(history.market_caps[a])) for a in history.market_caps}
         self.volumes = {a: Series(list(history.volumes[a])) for a in history.volumes}
+        self._aggregated: dict[tuple[str, int], list[Bar]] = {}  # warm-up bars, shared by the overlays
         self.gaps = Gaps(no_funding={a for a in assets if a not in self.funding and self.bars[a]})
 
     def times(self) -> list[float]:
@@ -153,7 +154,10 @@ class Replay:
         for asset, per_tf in needs.items():
             have = history.klines.get(asset, {})
             for tf, n in per_tf.items():
-                bars = have.get(tf) or _aggregate(have, tf)
+                key = (asset, tf)
+                if key not in self._aggregated:
+                    self._aggregated[key] = have.get(tf) or _aggregate(have, tf)
+                bars = self._aggregated[key]
                 closed = [b for b in bars if b.open_ts + tf <= self.start]
                 out += [candle(asset, tf, b) for b in closed[-n:]]
         return out

@@ -108,7 +108,9 @@ def _pct(v: float | None) -> str:
 
 
 def _usd(v: float | None) -> str:
-    return "–" if v is None else f"${v:,.0f}"
+    if v is None:
+        return "–"
+    return f"-${-v:,.0f}" if v < 0 else f"${v:,.0f}"
 
 
 def summary_html(rows: list[dict[str, Any]]) -> str:
@@ -116,7 +118,7 @@ def summary_html(rows: list[dict[str, Any]]) -> str:
             ("max drawdown", lambda r: _pct(r.get("max_drawdown_ratio"))),
             ("volatility (ann.)", lambda r: _pct(r.get("volatility_annualized_ratio"))),
             ("worst month", lambda r: f"{_pct(r.get('worst_month_ratio'))} ({r.get('worst_month') or '–'})"),
-            ("cost of protection (up days)", lambda r: _pct(r.get("cost_of_protection_ratio"))),
+            ("cost of protection (per up month)", lambda r: _pct(r.get("cost_of_protection_ratio"))),
             ("drawdown saved", lambda r: _pct(r.get("drawdown_saved_ratio"))),
             ("hedge P&L", lambda r: _usd(r.get("hedge_pnl_usd"))),
             ("funding net", lambda r: _usd(r.get("funding_net_usd"))), ("fees", lambda r: _usd(r.get("fees_usd"))),

@@ -83,10 +83,16 @@ def rule_sets(config: Config, compare: list[str]) -> list[tuple[str, Config]]:
 
 
 def backtest_config(config: Config, interval_s: int) -> Config:
-    """The config on bars: a price stays fresh for one bar (the data's resolution, as ``oracle.max_age_s``
+    """The config on bars. A price stays fresh for one bar (the data's resolution, as ``oracle.max_age_s``
     is the feeds' live), so the venues' quotes of one bar close do not see each other as stale; an asset
-    whose bar is missing keeps its last price for that bar and is stale from the next."""
-    return config.model_copy(update={"oracle": config.oracle.model_copy(update={"max_age_s": interval_s + 1.0})})
+    whose bar is missing keeps its last price for that bar and is stale from the next. The venues all quote
+    the one record of the data, so there is no outlier to screen between them, and a bar may move further
+    than a tick: neither the exclusion band nor the jump bound applies."""
+    oracle = config.oracle.model_copy(update={"max_age_s": interval_s + 1.0, "exclude_band_ratio": 0.99,
+                                              "max_jump_ratio": 1e6})
+    ledger = config.ledger.model_copy(update={"daily_summary": config.ledger.daily_summary.model_copy(
+        update={"enabled": False})})  # the report is the summary
+    return config.model_copy(update={"oracle": oracle, "ledger": ledger})
 
 
 def venues_of(config: Config, assets: list[str]) -> dict[str, list[str]]:

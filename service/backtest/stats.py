@@ -4,9 +4,8 @@
     max drawdown        the deepest fall of the hedged value from its running peak (<= 0)
     volatility          standard deviation of the per-bar returns, annualized (x sqrt(bars per year))
     worst month         the lowest calendar-month return (a partial first or last month counts as it ran)
-    cost of protection  the return given up while the market rose: over the days (UTC) on which the
-                        unhedged value rose, their compounded unhedged return minus their compounded
-                        hedged return
+    cost of protection  the return given up while the market rose: the mean, over the calendar months in
+                        which the unhedged value rose, of (unhedged - hedged) monthly return
     drawdown saved      hedged max drawdown minus unhedged max drawdown (> 0: the hedge kept it shallower)
     turnover            traded notional over the mean unhedged portfolio value
 """
@@ -68,19 +67,11 @@ def monthly(times: list[float], values: list[float]) -> dict[str, float]:
 
 
 def cost_of_protection(times: list[float], hedged: list[float], unhedged: list[float]) -> float:
-    days: dict[int, list[int]] = {}
-    for i, t in enumerate(times):
-        days.setdefault(int((t - 1) // 86400), []).append(i)  # a bar closing at midnight ends its day
-    up_u = up_h = 1.0
-    prev: int | None = None
-    for idx in days.values():
-        a = prev if prev is not None else idx[0]
-        b = idx[-1]
-        if unhedged[b] > unhedged[a]:
-            up_u *= unhedged[b] / unhedged[a]
-            up_h *= hedged[b] / hedged[a]
-        prev = b
-    return up_u - up_h
+    """The mean, over the calendar months in which the unhedged portfolio rose, of the unhedged minus the
+    hedged return of the month; 0 without such a month."""
+    mu, mh = monthly(times, unhedged), monthly(times, hedged)
+    up = [mu[k] - mh[k] for k in mu if mu[k] > 0]
+    return sum(up) / len(up) if up else 0.0
 
 
 def summarize(res: Result, name: str) -> dict[str, Any]:
@@ -107,6 +98,7 @@ def summarize(res: Result, name: str) -> dict[str, Any]:
         "volatility_annualized_ratio": volatility(hedged, res.interval_s),
         "worst_month": min(months.items(), key=lambda kv: kv[1])[0] if months else None,
         "worst_month_ratio": min(months.values()) if months else None,
+        "up_months": sum(1 for v in monthly(times, unhedged).values() if v > 0),
         "cost_of_protection_ratio": cost,
         "drawdown_saved_ratio": dd_h - dd_u,
         "hedge_pnl_usd": led["pnl_usd"],

@@ -30,7 +30,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from service.config import Config
 from service.errors import HedgewatchError
-from service.history.files import INTERVALS_S, KLINE_HEADER
+from service.history.files import INTERVALS_S, KLINE_HEADER, read_market_chart
 
 BINANCE_URL = "https://fapi.binance.com"
 DAY = 86400
@@ -114,6 +114,43 @@ def _day(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d")
 
 
+def _runs(days: list[float]) -> list[list[float]]:
+    """Consecutive days grouped."""
+    out: list[list[float]] = []
+    for d in days:
+        if out and d - out[-1][-1] == DAY:
+            out[-1].append(d)
+        else:
+            out.append([d])
+    return out
+
+
+def _complete(path: Path, day_end: float) -> bool:
+    """A day file on disk whose last bar closes at the end of its day (a day fetched while it was still
+    running is fetched again)."""
+    if not path.exists():
+        return False
+    lines = path.read_text().strip().splitlines()
+    try:
+        return int(lines[-1].split(",")[6]) >= day_end * 1000 - 1
+    except (IndexError, ValueError):
+        return False
+
+
+def _chart_complete(path: Path, end: float) -> bool:
+    """A market chart on disk that reaches ``end`` within two of its samples."""
+    if not path.exists():
+        return False
+    try:
+        prices = read_market_chart(path)["prices"]
+    except HedgewatchError:
+        return False
+    if len(prices) < 2:
+        return False
+    step = prices[-1][0] - prices[-2][0]
+    return prices[-1][0] >= end - 2 * step
+
+
 def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".part")
@@ -144,27 +181,42 @@ class Fetcher:
         return out
 
     async def klines(self, asset: str, task: Any) -> None:
+        """Day files of klines; the days still missing are fetched in runs of full pages and split."""
         p = self.plan
         sym = f"{asset}{p.quote}"
         iv = INTERVALS_S[p.interval]
         folder = p.folder / "binance" / "klines"
+        todo = []
         for day in self._days():
             path = folder / f"{sym}-{p.interval}-{_day(day)}.csv"
-            if not path.exists() and day + DAY <= self.venue_now:
-                rows: list[list[Any]] = []
-                cursor = int(day * 1000)
-                stop = int((day + DAY) * 1000) - 1
-                while cursor <= stop:
-                    page = await get_json(self.http, self.binance, f"{p.binance_url}/fapi/v1/klines", {
-                        "symbol": sym, "interval": p.interval, "startTime": cursor, "endTime": stop,
-                        "limit": KLINES_PER_REQUEST})
-                    page = [r for r in page if cursor <= int(r[0]) <= stop]
-                    if not page:
-                        break
-                    rows += page
-                    cursor = int(page[-1][0]) + iv * 1000
+            if _complete(path, day + DAY) or day >= self.venue_now:
+                self._advance(task)
+            else:
+                todo.append(day)
+        for run in _runs(todo):
+            cursor, stop = int(run[0] * 1000), int(min(run[-1] + DAY, self.venue_now) * 1000) - 1
+            by_day: dict[float, list[list[Any]]] = {d: [] for d in run}
+            while cursor <= stop:
+                page = await get_json(self.http, self.binance, f"{p.binance_url}/fapi/v1/klines", {
+                    "symbol": sym, "interval": p.interval, "startTime": cursor, "endTime": stop,
+                    "limit": KLINES_PER_REQUEST})
+                # only closed bars: the one still forming is fetched again next time
+                page = [r for r in page if cursor <= int(r[0]) and int(r[6]) < self.venue_now * 1000]
+                if not page:
+                    break
+                for r in page:
+                    by_day.setdefault(int(r[0]) // 1000 // DAY * DAY, []).append(r)
+                cursor = int(page[-1][0]) + iv * 1000
+                self._flush(by_day, folder, sym, cursor / 1000, task)
+            self._flush(by_day, folder, sym, float("inf"), task)
+
+    def _flush(self, by_day: dict[float, list[list[Any]]], folder: Path, sym: str, upto: float, task: Any) -> None:
+        """Write the day files whose every bar has been fetched (all before ``upto``)."""
+        for day in sorted(d for d in by_day if d + DAY <= upto):
+            rows = by_day.pop(day)
+            if rows:
                 lines = [KLINE_HEADER] + [",".join(str(x) for x in r) for r in rows]
-                _write(path, "\n".join(lines) + "\n")
+                _write(folder / f"{sym}-{self.plan.interval}-{_day(day)}.csv", "\n".join(lines) + "\n")
                 self.written += 1
             self._advance(task)
 
@@ -206,7 +258,7 @@ class Fetcher:
         for asset in p.assets:
             path = p.folder / "coingecko" / f"{asset}.json"
             cid = ids.get(asset)
-            if cid is not None and not (path.exists() and p.end <= self.venue_now - DAY):
+            if cid is not None and not _chart_complete(path, min(p.end, self.venue_now)):
                 body = await get_json(self.http, self.coingecko, f"{p.coingecko_url}/coins/{cid}/market_chart/range",
                                       {"vs_currency": "usd", "from": int(p.start), "to": int(p.end)})
                 _write(path, orjson.dumps(body).decode())

@@ -60,8 +60,9 @@ async def run_notifier(config: Config, *, stop: asyncio.Event | None = None,
             redis = redis_factory(_redis_url(config))()
             try:
                 notifier = Notifier(config, redis, client, metrics)
-                if not notifier.dests:
-                    log.warning("notify: no destination configured (notify.slack, notify.telegram)")
+                if not notifier.destinations:
+                    log.warning("notify: no destination configured (notify.alertmanager, notify.slack, "
+                                "notify.telegram)")
                 metrics.up.set(1)
                 await notifier.run(stop)
             finally:

@@ -107,13 +107,13 @@ def check_url(url: str, setting: str) -> str:
     return url
 
 
-def _transport_error(exc: httpx.TransportError) -> RetryLater:
+def transport_error(exc: httpx.TransportError) -> RetryLater:
     if isinstance(exc, NOT_SENT):
         return RetryLater("network")
     return RetryLater("timeout" if isinstance(exc, httpx.TimeoutException) else "network", unconfirmed=True)
 
 
-def _status_error(status: int) -> RetryLater | GiveUp | None:
+def status_error(status: int) -> RetryLater | GiveUp | None:
     if 200 <= status < 300:
         return None
     if status >= 500:
@@ -144,10 +144,10 @@ class Slack:
             resp = await self._client.post(self._url, content=orjson.dumps({"text": text}), headers=JSON,
                                            timeout=timeout_s or self.timeout_s)
         except httpx.TransportError as exc:
-            raise _transport_error(exc) from exc
+            raise transport_error(exc) from exc
         if resp.status_code == 429:
             raise RetryLater("rate_limited", retry_after(resp.headers.get("retry-after"), self._cap))
-        err = _status_error(resp.status_code)
+        err = status_error(resp.status_code)
         if err is not None:
             raise err
 
@@ -183,7 +183,7 @@ class Telegram:
             resp = await self._client.post(self._url, content=orjson.dumps(body), headers=JSON,
                                            timeout=timeout_s or self.timeout_s)
         except httpx.TransportError as exc:
-            raise _transport_error(exc) from exc
+            raise transport_error(exc) from exc
         if 300 <= resp.status_code < 400:
             raise GiveUp(f"http_{resp.status_code}")
         try:
@@ -200,7 +200,7 @@ class Telegram:
             after = params.get("retry_after") if isinstance(params, dict) else None
             raise RetryLater("rate_limited", retry_after(after, self._cap))
         if code is not None:
-            err = _status_error(code)
+            err = status_error(code)
             if err is not None:
                 raise err
         if answer.get("ok") is not True:

@@ -1,4 +1,5 @@
-"""The ``hedgewatch notify`` worker: alert stream -> silences -> routes -> groups -> Slack / Telegram.
+"""The ``hedgewatch notify`` worker: alert stream -> Alertmanager (``notify.alertmanager``), and -> silences ->
+routes -> groups -> Slack / Telegram for deployments without one.
 
 Delivery guarantees. Entries are read through a consumer group and acknowledged only once every
 destination they route to has confirmed the message (or refused it for good). After each confirmed message
@@ -28,6 +29,7 @@ from service.alerts import Alert
 from service.config import Config
 from service.keys import Keys
 from service.metrics import Metrics
+from service.notify.alertmanager import AlertmanagerPusher
 from service.notify.bursts import Burst
 from service.notify.destinations import RETRY_REASONS, Destination, GiveUp, RetryLater, build_destinations
 from service.notify.grouping import Grouper, Item, Notification
@@ -65,6 +67,10 @@ class Notifier:
         self.metrics = metrics
         self.clock = clock
         self.dests: dict[str, Destination] = build_destinations(self.cfg, client)
+        self.am = None if self.cfg.alertmanager is None else AlertmanagerPusher(
+            self.cfg.alertmanager, client, redis, self.keys, metrics, self._redis_retry,
+            retry_after_max_s=self.cfg.retry_after_max_s, retry_min_s=self.cfg.retry_min_s,
+            retry_max_s=self.cfg.retry_max_s, clock=clock)
         self.routes = build_routes(self.cfg)
         self.consumer = self.cfg.consumer_name or socket.gethostname()
         self.grouper = Grouper()
@@ -88,6 +94,11 @@ class Notifier:
                 metrics.notify_retries.labels(name, reason)
             metrics.notify_failed.labels(name, "unconfirmed")
 
+    @property
+    def destinations(self) -> list[str]:
+        """Every destination configured, Alertmanager included."""
+        return [*self.dests, *([] if self.am is None else [f"alertmanager ({len(self.am.urls)} URLs)"])]
+
     # -- lifecycle -----------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -96,12 +107,14 @@ class Notifier:
         for name in self.queues:
             self.metrics.queue_capacity.labels(f"notify_{name}").set(QUEUE_SIZE)
         log.info("notify: started as %s in group %s on %s; delivering to %s", self.consumer,
-                 self.cfg.consumer_group, self.keys.alerts_stream, ", ".join(self.dests) or "nothing")
+                 self.cfg.consumer_group, self.keys.alerts_stream, ", ".join(self.destinations) or "nothing")
         async with asyncio.TaskGroup() as tg:
             senders = [tg.create_task(self._sender(n), name=f"notify-send-{n}") for n in self.dests]
             others = [tg.create_task(self._scheduler(), name="notify-grouper"),
                       tg.create_task(self._reader(), name="notify-reader"),
                       tg.create_task(self._housekeeping(), name="notify-housekeeping")]
+            if self.am is not None:
+                others.append(tg.create_task(self.am.run(), name="notify-alertmanager"))
             await stop.wait()
             for t in others:
                 t.cancel()
@@ -195,7 +208,13 @@ class Notifier:
         except (KeyError, ValueError, TypeError):
             log.warning("notify: entry %s has no readable alert; skipped", entry_id)
             return await self._ack(entry_id)
-        if now - entered > self.cfg.max_alert_age_s:
+        too_old = now - entered > self.cfg.max_alert_age_s
+        if self.am is not None and (alert.status == "resolved" or not too_old):
+            # Alertmanager gets every alert, whatever our silences and routes say: it has its own. An old
+            # resolve still ends what it resolves.
+            am = self.am
+            await self._redis_retry("alertmanager state", lambda: am.take(alert))
+        if too_old:
             log.info("notify: alert %s is %.0f s old; not sent", alert.id, now - entered)
             return await self._ack(entry_id)
         if any(s.mutes(alert, now) for s in self.silences):
