@@ -34,7 +34,7 @@ from service.errors import RejectedMessage
 
 MAX_PRICE = 1e9
 MAX_JUMP_FACTOR = 3.0
-MAX_STEP_RATIO = 0.05
+MAX_STEP_RATIO = 0.03  # below the oracle's 5 % exclusion band: one frame cannot get a venue excluded
 STEP_WINDOW_S = 5.0
 MAX_SPREAD_RATIO = 0.05
 REANCHOR_FRAMES = 20
