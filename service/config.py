@@ -308,7 +308,7 @@ class TelegramBotConfig(Section):
 
     enabled: bool = True
     allowed_chat_ids: tuple[str, ...] = ()  # empty: the chat alerts go to
-    poll_timeout_s: float = Field(default=30.0, gt=0, le=600, allow_inf_nan=False)
+    poll_timeout_s: int = Field(default=30, ge=1, le=600)
     # the index /status and /ack mean without an argument (default: the config's index)
     index: str | None = None
 

@@ -74,6 +74,12 @@ class Alertmanager:
         result: list[dict[str, Any]] = resp.json()
         return result
 
+    def silences(self) -> list[dict[str, Any]]:
+        """``GET /api/v2/silences``, active ones only."""
+        resp = httpx.get(f"{self.url}/api/v2/silences", timeout=5)
+        resp.raise_for_status()
+        return [s for s in resp.json() if s["status"]["state"] == "active"]
+
     def amtool(self, *args: str) -> str:
         """amtool against this Alertmanager (skipped by the caller when amtool is missing)."""
         exe = shutil.which("amtool")

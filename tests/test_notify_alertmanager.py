@@ -19,12 +19,15 @@ import pytest
 import redis.asyncio as aredis
 
 from service.alerts import Alert, parse_time
+from service.config import AlertmanagerConfig, Config
+from service.notify import silence_add
 from service.notify.alertmanager import postable
 from tests.alertmanager_support import Alertmanager, alertmanager, alertmanager_binary
-from tests.chat_fakes import FakeChat, fake_chat
+from tests.chat_fakes import FakeChat, fake_bot_api, fake_chat
 from tests.rules_support import snap, stage_for
 from tests.support import RedisServer, free_port, wait_for
-from tests.test_notify import KEYS, Worker, make_config, publish
+from tests.test_notify import KEYS, TOKEN, Worker, config_dict, make_config, publish, write_yaml
+from tests.test_notify_bot import CHAT, bot_config
 
 pytestmark = pytest.mark.skipif(alertmanager_binary() is None,
                                 reason="prometheus-alertmanager is not installed (.ci/run installs it)")
@@ -199,3 +202,44 @@ def test_postable_alert_shape() -> None:
     p = postable(a, now=2000.0, valid_for_s=240.0)
     assert p == {"labels": {"alertname": "R", "index": "HW", "severity": "info"}, "annotations": {"summary": "s"},
                  "startsAt": "1970-01-01T00:16:40.000Z", "endsAt": "1970-01-01T00:37:20.000Z"}
+
+
+async def test_a_notifier_silence_is_also_set_in_alertmanager(
+        redis_srv: RedisServer, am: Alertmanager, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    stage = stage_for(tmp_path, RULE)
+    t0 = round(time.time() - 60.0, 3)
+    (firing,) = stage.evaluate(snap(111, t0), t0).alerts
+    cfg = config_dict(redis_srv.url, None, alertmanager={"urls": [am.url], "resend_interval_s": 0.5})
+    path = write_yaml(tmp_path / "c.yaml", cfg)
+    assert await asyncio.to_thread(silence_add, str(path), ["rule=~Above.*", "index=HW"], "2h", "deploy") == 0
+    out = capsys.readouterr().out
+    assert "(Alertmanager silence " in out
+    (silence,) = am.silences()
+    assert silence["matchers"] == [{"name": "alertname", "value": "Above.*", "isRegex": True, "isEqual": True},
+                                   {"name": "index", "value": "HW", "isRegex": False, "isEqual": True}]
+    assert silence["comment"] == "deploy" and silence["createdBy"] == "cli"
+    assert silence["id"] in out
+    # and Alertmanager applies it to what the notifier pushes
+    w = Worker(Config.model_validate(cfg))
+    await publish(redis_srv, tmp_path, [firing])
+    await wait_for(lambda: [a["status"]["state"] for a in ours(am)] == ["suppressed"],
+                   what="the alert silenced in Alertmanager")
+    await w.close()
+    assert ours(am)[0]["status"]["silencedBy"] == [silence["id"]]
+
+
+async def test_the_bots_silence_is_also_set_in_alertmanager(redis_srv: RedisServer, am: Alertmanager) -> None:
+    with fake_bot_api(TOKEN) as api:
+        cfg = bot_config(redis_srv.url, api)
+        cfg = cfg.model_copy(update={"notify": cfg.notify.model_copy(update={
+            "alertmanager": AlertmanagerConfig(urls=(am.url,))})})
+        w = Worker(cfg)
+        try:
+            api.say(CHAT, "/silence Above110 1h")
+            await wait_for(lambda: len(api.replies_to(CHAT)) == 1, what="the answer")
+        finally:
+            await w.close()
+    (silence,) = am.silences()
+    assert silence["matchers"] == [{"name": "alertname", "value": "Above110", "isRegex": False, "isEqual": True}]
+    assert silence["createdBy"] == f"telegram:{CHAT}"
+    assert api.replies_to(CHAT)[0].splitlines()[1] == f"Alertmanager silence {silence['id']}."

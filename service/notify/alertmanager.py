@@ -19,7 +19,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import httpx
@@ -40,6 +40,7 @@ from service.notify.destinations import (
     status_error,
     transport_error,
 )
+from service.notify.silences import Matcher, Silence
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -206,3 +207,55 @@ class AlertmanagerPusher:
         err = status_error(resp.status_code)
         if err is not None:
             raise err
+
+
+# the notifier's matcher names that are not Alertmanager labels
+_AM_NAMES = {"rule": "alertname"}
+_NOT_LABELS = ("status", "fingerprint")
+
+
+async def add_am_silence(client: httpx.AsyncClient, cfg: AlertmanagerConfig, matchers: Sequence[Matcher],
+                         starts_at: float, ends_at: float, created_by: str, comment: str) -> str:
+    """Create the same silence in Alertmanager (``POST /api/v2/silences``), so it also mutes what
+    Alertmanager delivers; returns Alertmanager's silence id. Members of a cluster share silences, so the
+    first URL that takes it is enough. Raises ``ValueError`` when a matcher has no Alertmanager equivalent
+    and ``RetryLater``/``GiveUp`` when no Alertmanager took it."""
+    if any(m.name in _NOT_LABELS for m in matchers):
+        raise ValueError("status and fingerprint are not Alertmanager labels")
+    body = {"matchers": [{**m.to_dict(), "name": _AM_NAMES.get(m.name, m.name)} for m in matchers],
+            "startsAt": iso(starts_at), "endsAt": iso(ends_at), "createdBy": created_by,
+            "comment": comment or "hedgewatch"}
+    last: RetryLater | GiveUp = RetryLater("network")
+    for i, base in enumerate(cfg.urls):
+        url = check_url(base, f"notify.alertmanager.urls[{i}]").rstrip("/") + "/api/v2/silences"
+        try:
+            resp = await client.post(url, content=orjson.dumps(body), headers=JSON, timeout=cfg.timeout_s)
+        except httpx.TransportError as exc:
+            last = transport_error(exc)
+            continue
+        err = status_error(resp.status_code)
+        if err is not None:
+            last = err
+            continue
+        with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
+            return str(orjson.loads(resp.content).get("silenceID", ""))
+        return ""
+    raise last
+
+
+async def mirror_silence(cfg: AlertmanagerConfig | None, s: Silence,
+                         client: httpx.AsyncClient | None = None) -> str | None:
+    """Mirror the notifier silence ``s`` into Alertmanager when one is configured; a line for the user
+    saying what happened there, None without an Alertmanager."""
+    if cfg is None:
+        return None
+    async with contextlib.AsyncExitStack() as stack:
+        if client is None:
+            client = await stack.enter_async_context(httpx.AsyncClient(follow_redirects=False))
+        try:
+            sid = await add_am_silence(client, cfg, s.matchers, s.starts_at, s.ends_at, s.created_by, s.comment)
+        except ValueError as exc:
+            return f"not set in Alertmanager: {exc}"
+        except (RetryLater, GiveUp) as exc:
+            return f"not set in Alertmanager ({exc.reason}): set it there with amtool"
+    return f"Alertmanager silence {sid}"

@@ -21,7 +21,8 @@ from service.errors import ConfigError, HedgewatchError, Problem
 from service.keys import Keys
 from service.logs import setup_logging
 from service.metrics import Metrics
-from service.notify.silences import add_silence, list_silences, parse_duration, parse_matchers, remove_silence
+from service.notify.alertmanager import mirror_silence
+from service.notify.silences import Silence, add_silence, list_silences, parse_duration, parse_matchers, remove_silence
 from service.notify.worker import Notifier
 from service.redisconn import redis_factory
 
@@ -42,6 +43,8 @@ def quiet_http_logs() -> None:
     """httpx logs every request URL at INFO; a webhook URL or a bot token is a secret."""
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+    # python-telegram-bot logs polling errors with tracebacks; the bot reports them itself, once per burst
+    logging.getLogger("telegram").setLevel(logging.CRITICAL)
 
 
 async def run_notifier(config: Config, *, stop: asyncio.Event | None = None,
@@ -60,11 +63,19 @@ async def run_notifier(config: Config, *, stop: asyncio.Event | None = None,
             redis = redis_factory(_redis_url(config))()
             try:
                 notifier = Notifier(config, redis, client, metrics)
+                tg = config.notify.telegram
+                bot = None
+                if tg is not None and tg.bot is not None and tg.bot.enabled:
+                    from service.notify.bot import TelegramBot  # python-telegram-bot only when it is used
+                    bot = TelegramBot(config, redis, metrics)
                 if not notifier.destinations:
                     log.warning("notify: no destination configured (notify.alertmanager, notify.slack, "
                                 "notify.telegram)")
                 metrics.up.set(1)
-                await notifier.run(stop)
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(notifier.run(stop), name="notify-worker")
+                    if bot is not None:
+                        group.create_task(bot.run(stop), name="notify-telegram-bot")
             finally:
                 metrics.up.set(0)
                 await redis.aclose()
@@ -131,8 +142,14 @@ def silence_add(config_path: str | None, matchers: list[str], duration: str, com
     """``hedgewatch notify silence add name=value... --for 2h [--comment TEXT]``: prints the new id."""
     def go() -> int:
         m, secs = parse_matchers(matchers), parse_duration(duration)
-        s = _with_redis(config_path, lambda r, k: add_silence(r, k, m, secs, comment))
-        print(s.describe())
+        config = load_config(config_path)
+
+        async def op(r: aredis.Redis, k: Keys) -> tuple[Silence, str | None]:
+            s = await add_silence(r, k, m, secs, comment)
+            return s, await mirror_silence(config.notify.alertmanager, s)
+
+        s, mirrored = _with_redis(config_path, op)
+        print(s.describe() + (f"  ({mirrored})" if mirrored else ""))
         return 0
     return _cli(go)
 

@@ -13,8 +13,8 @@ from service.notify.app import main, silence_add, silence_list, silence_remove
 
 ConfigOpt = Annotated[Path | None, typer.Option("-c", "--config", help="config file (YAML)")]
 
-notify_app = typer.Typer(add_completion=False, help="The alert delivery worker (Slack, Telegram) reading the "
-                                                    "durable alert stream, and its silences.")
+notify_app = typer.Typer(add_completion=False, help="The alert delivery worker (Alertmanager, Slack, Telegram) "
+                                                    "reading the durable alert stream, and its silences.")
 silence_app = typer.Typer(add_completion=False, no_args_is_help=True,
                           help="Mute alerts matching Alertmanager-style matchers until a time.")
 notify_app.add_typer(silence_app, name="silence")
