@@ -96,6 +96,14 @@ class Overlay:
         self.drawdowns["unhedged"].add(value)
         self.drawdowns["hedged"].add(self.hedged_usd)
 
+    def reconcile(self, ts: float, position: float, price: float | None = None) -> None:
+        """The position as it really is (acknowledged advice, or reported by the venue): the ledger moves to
+        it at ``price`` (default: its last mark) with reason ``reconciled``, and the sizing takes it as held."""
+        fill = price if price is not None else self.ledger.mark
+        if fill:
+            self.ledger.target(ts, position, fill, "reconciled")
+        self.rules.hedge.set_position(position)
+
     def note_alerts(self, alerts: list[Alert]) -> None:
         self.other_alerts.extend(alerts)
 

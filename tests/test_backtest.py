@@ -24,10 +24,10 @@ def flat(folder: Path, asset: str, price: float, hours: int, funding: list[tuple
         write_funding(folder, f"{asset}USDT", funding)
 
 
-def sizing_config(**kw: object):  # type: ignore[no-untyped-def]
+def sizing_config(index: dict | None = None, **kw: object):  # type: ignore[no-untyped-def,type-arg]
     # $500,000 of the index (250 units at 2,000 points), a 50% hedge, $100 a point
     return config(["BTC"], holdings={"HB": 250}, ratio=0.5, multiplier=100, lot_size=0.01,
-                  index={"base_level": 2000.0}, **kw)  # type: ignore[arg-type]
+                  index={"base_level": 2000.0, **(index or {})}, **kw)  # type: ignore[arg-type]
 
 
 def test_the_sizing_example_as_a_static_hedge(tmp_path: Path) -> None:
@@ -191,3 +191,19 @@ def test_doubling_the_portfolio_doubles_the_hedge_pnl(tmp_path_factory: pytest.T
         assert b.position == pytest.approx([2 * p for p in a.position], rel=1e-5, abs=1e-5)
         assert b.pnl == pytest.approx([2 * p for p in a.pnl], rel=1e-4, abs=1e-3)
         assert b.funding == pytest.approx([2 * p for p in a.funding], rel=1e-4, abs=1e-6)
+
+
+def test_a_dated_future_is_rolled_at_its_expiry(tmp_path: Path) -> None:
+    flat(tmp_path, "BTC", 50_000.0, 24, funding=[(START, 0.0)])
+    cfg = sizing_config(ledger={"fee_bps": 4.0, "slippage_bps": 2.0},
+                        index={"futures": {"mode": "contract", "exchange": "binanceusdm",
+                                                                  "symbol": "HBUSD_240301", "multiplier": 100,
+                                                                  "expiry": "2024-03-01T12:00:00Z"}})
+    res = run_backtest(cfg, load_history(tmp_path), START, START + DAY)
+    led = res.ledgers["static"]
+    # 1.25 contracts bought back at 2,000.4 and sold again at 1,999.6 at 12:00: slippage and fees of both legs
+    legs_fees = 1.25 * 100 * (2000.4 + 1999.6) * 4e-4
+    assert led["rolls"] == 1 and led["changes"] == 1
+    assert led["roll_cost_usd"] == pytest.approx(2 * 1.25 * 100 * 0.4 + legs_fees)
+    assert led["fees_usd"] == pytest.approx(1.25 * 100 * 1999.6 * 4e-4 + legs_fees)
+    assert led["position_contracts"] == -1.25

@@ -94,10 +94,15 @@ async def test_backtest_and_daemon_advise_alike(tmp_path: Path, redis_srv: Redis
                 for ev in replay.events(t):
                     daemon.bus.put(ev)
                 await settle(daemon)
+            # the alerts reach the durable stream through the sink's own task: let it deliver them all
+            for _ in range(400):
+                if await collector.redis.xlen(keys.alerts_stream) >= len(tr.firings):
+                    break
+                await asyncio.sleep(0.05)
             stop.set()
             assert await run == 0
             hedges = collector.messages[keys.hedge_channel(live.index.name)]
-            await wait_for(lambda: len(hedges) >= len(tr.advice), 5, "the recommendations over Redis")
+            await wait_for(lambda: len(hedges) >= len(tr.advice), 20, "the recommendations over Redis")
             listener.cancel()
         entries = await collector.redis.xrange(keys.alerts_stream)
     finally:

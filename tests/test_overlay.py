@@ -79,3 +79,12 @@ def test_the_ledger_persists() -> None:
     assert back.ledger.summary() == o.ledger.summary()
     assert back.drawdowns["hedged"].peak == o.drawdowns["hedged"].peak and back.evaluated_at == 9 * H
     assert not overlay().load({"ledger": {"version": 7}})
+
+
+def test_a_reported_position_reconciles_the_ledger() -> None:
+    o = overlay()
+    o.evaluate(snap(1000.0, 7 * H), 7 * H)
+    assert o.ledger.position == -50
+    o.reconcile(7 * H + 60, -30.0)  # the venue says 30 short: 20 were never sold
+    assert o.ledger.position == -30 and o.rules.hedge.position == -30
+    assert o.ledger.fills[-1].reason == "reconciled" and o.ledger.fills[-1].price == 1000.0

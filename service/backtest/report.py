@@ -46,13 +46,15 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
 
 def chart(cid: str, title: str, times: Sequence[float], series: Sequence[Series], *,
           fmt: Callable[[float], str] = lambda v: f"{v:,.0f}", height: int = 240, step: bool = False,
-          markers: Sequence[tuple[float, float, str, str]] = ()) -> str:
+          markers: Sequence[tuple[float, float, str, str]] = (), zero: bool = False) -> str:
     """A line chart as SVG, with its legend. ``markers``: (time, value, colour, tooltip)."""
     if not times:
         return ""
     t0, t1 = times[0], times[-1] if times[-1] > times[0] else times[0] + 1
     vals = [v for _, s, _, _ in series for v in s if v is not None and math.isfinite(v)]
     vals += [m[1] for m in markers]
+    if zero:
+        vals.append(0.0)  # ratios and positions read against zero
     lo, hi = (min(vals), max(vals)) if vals else (0.0, 1.0)
     if hi == lo:
         lo, hi = lo - (abs(lo) * 0.01 or 1), hi + (abs(hi) * 0.01 or 1)
@@ -78,18 +80,8 @@ def chart(cid: str, title: str, times: Sequence[float], series: Sequence[Series]
         parts.append(f'<text class="xlab" x="{x(t):.1f}" y="{height - 6}"{anchor}>{label}</text>')
     idx = _thin(len(times))
     for k, (name, values, colour, dash) in enumerate(series):
-        d, pen = [], "M"
-        prev_y: float | None = None
-        for i in idx:
-            val = values[i]
-            if val is None or not math.isfinite(val):
-                pen = "M"
-                continue
-            px, py = x(times[i]), y(val)
-            if step and prev_y is not None and pen == "L":
-                d.append(f"L{px:.1f},{prev_y:.1f}")
-            d.append(f"{pen}{px:.1f},{py:.1f}")
-            pen, prev_y = "L", py
+        d = _path([(x(times[i]), y(v)) if v is not None and math.isfinite(v) else None
+                   for i in idx for v in (values[i],)], step)
         dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
         parts.append(f'<path class="line s{k}" data-series="{_e(name)}" d="{"".join(d)}" stroke="{colour}"'
                      f'{dash_attr}/>')
@@ -101,6 +93,22 @@ def chart(cid: str, title: str, times: Sequence[float], series: Sequence[Series]
     legend = "".join(f'<span class="key" data-chart="{cid}" data-k="{k}"><i style="background:{c}"></i>{_e(n)}</span>'
                      for k, (n, _, c, _) in enumerate(series))
     return f'<section><h2>{_e(title)}</h2><div class="legend">{legend}</div>{"".join(parts)}</section>'
+
+
+def _path(points: list[tuple[float, float] | None], step: bool) -> list[str]:
+    """SVG path commands through ``points``; None breaks the line (a gap in the data is not bridged)."""
+    d, pen = [], "M"
+    prev_y: float | None = None
+    for pt in points:
+        if pt is None:
+            pen = "M"
+            continue
+        px, py = pt
+        if step and prev_y is not None and pen == "L":
+            d.append(f"L{px:.1f},{prev_y:.1f}")
+        d.append(f"{pen}{px:.1f},{py:.1f}")
+        pen, prev_y = "L", py
+    return d
 
 
 def _pct(v: float | None) -> str:
@@ -207,10 +215,10 @@ def render(res: Result, figs: dict[str, Any]) -> str:
               [(res.index, res.level, "#111", ""), *sig], fmt=lambda v: f"{v:,.1f}", height=300,
               markers=_firing_markers(res)),
         chart("c-ratio", "Hedge ratio", t, [(n, res.tracks[n].ratio, colour[n], "") for n in hedging],
-              fmt=lambda v: f"{v:.0%}", step=True, height=180),
+              fmt=lambda v: f"{v:.0%}", step=True, height=180, zero=True),
         chart("c-position", "Hedge position (contracts, short < 0)", t,
               [(n, res.tracks[n].position, colour[n], "") for n in hedging], fmt=lambda v: f"{v:,.4g}", step=True,
-              height=180),
+              height=180, zero=True),
         chart("c-value", "Portfolio value: hedged by each rule set, unhedged, static hedge", t,
               [(n, tr.hedged, colour[n], "" if n != "unhedged" else "4,2") for n, tr in res.tracks.items()]),
         chart("c-drawdown", "Drawdown from the running peak", t,
