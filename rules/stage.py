@@ -23,6 +23,9 @@ from service.hedge import HedgeBook, Sizing
 from service.metrics import Metrics
 
 STATE_VERSION = 1
+# An index status that is not ok for less than this is a momentary flip: rules that do not opt in to it are
+# paused (not evaluated, nothing fires) but their ``for`` is not restarted; after it they are held.
+STATUS_GRACE_S = 30.0
 
 
 @dataclass
@@ -55,6 +58,7 @@ class RuleStage:
         self._generator_url = f"{config.http.base_url()}/state?" + urlencode({"index": self.index})
         self.evaluated_at: float | None = None
         self._seen_ok = False
+        self._not_ok_since: float | None = None
         self._constituent_klines: list[Candle] = []
 
     # --- inputs -----------------------------------------------------------------------------------------
@@ -97,7 +101,12 @@ class RuleStage:
         self.hedge.observe(snapshot, now)
         # until the index is first ok after a start, its status is the start-up's, not an observed outage
         self._seen_ok = self._seen_ok or status == "ok"
-        out = self.engine.evaluate(self.env, status, now, warming=not self._seen_ok)
+        if status == "ok":
+            self._not_ok_since = None
+        elif self._not_ok_since is None:
+            self._not_ok_since = now
+        momentary = self._not_ok_since is not None and now - self._not_ok_since < STATUS_GRACE_S
+        out = self.engine.evaluate(self.env, status, now, warming=not self._seen_ok or momentary)
         self.book.commit()
         self.evaluated_at = now
         changed = out.ratio != out.previous_ratio

@@ -154,6 +154,10 @@ class OracleConfig(Section):
     markets: tuple[str, ...] = ("perp", "spot")
     stable_quotes: tuple[str, ...] = ("USDT", "USDC")
     max_jump_ratio: float = Field(default=0.5, gt=0)
+    # with only two valid sources there is no majority: they must agree within this (tighter) band, else
+    # the last value is held, and the status degrades once they have disagreed for pair_hold_s
+    pair_band_ratio: float = Field(default=0.01, gt=0, lt=1)
+    pair_hold_s: float = Field(default=5.0, ge=0)
     use_venue_index: bool = False
 
 
