@@ -268,8 +268,8 @@ class Route:
     __slots__ = (
         "anchor", "asset", "cadence", "cadence_s", "channel", "count", "critical", "flushed", "hi",
         "instrument", "key", "kind", "last", "lo", "probe_at", "probes", "quote", "ref", "ref_at",
-        "resubscribed_at", "scale", "seen", "seq", "seq_anchor", "seq_streak", "since", "state", "streak",
-        "subscribed_at", "topic",
+        "resubscribed_at", "scale", "seen", "seq", "seq_anchor", "seq_at", "seq_streak", "since", "state",
+        "streak", "subscribed_at", "topic",
     )
 
     def __init__(self, key: str, channel: str, kind: Any, asset: str, instrument: str, quote: str,
@@ -300,6 +300,7 @@ class Route:
         self.streak = 0
         self.seq = 0                # last accepted sequence number where the venue has one; 0 after subscribe
         self.seq_anchor = 0
+        self.seq_at = 0.0           # when ``seq`` was accepted (a re-subscribe after it resets the expectation)
         self.seq_streak = 0
         self.state = FeedState.CONNECTING
         self.subscribed_at = 0.0
@@ -339,6 +340,7 @@ class FeedContext:
         self._last_connect = 0.0
         self._rejected_children: dict[str, Any] = {}
         self._messages_children: dict[str, Any] = {}
+        metrics.feed_known(exchange)  # its reject and reconnect counters exist at 0 from the start
 
     def reject(self, exc: RejectedMessage, channel: str = "") -> None:
         reason = exc.reason
@@ -396,10 +398,11 @@ class FeedContext:
         """Move the routes' message counts into ``hedgewatch_messages_total``."""
         children = self._messages_children
         for r in routes:
+            child = children.get(r.channel)
+            if child is None:  # a new channel: its counters exist at 0 before its first message or silence
+                self.metrics.channel_known(self.exchange, r.channel)
+                child = children[r.channel] = self.metrics.messages.labels(self.exchange, r.channel)
             n = r.count - r.flushed
             if n:
-                child = children.get(r.channel)
-                if child is None:
-                    child = children[r.channel] = self.metrics.messages.labels(self.exchange, r.channel)
                 child.inc(n)
                 r.flushed = r.count
