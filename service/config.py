@@ -176,6 +176,7 @@ class BalancesConfig(Section):
     assets: tuple[str, ...] = ()
     min_units: float = Field(default=0.0, ge=0)
     poll_s: float = Field(default=60.0, gt=0)
+    rest_url: str | None = None  # the venue's REST base (scheme and host); each endpoint keeps its path
 
 
 class HedgeInstrumentConfig(Section):
@@ -215,6 +216,10 @@ class PortfolioConfig(Section):
     lot_size: float = Field(default=0.001, gt=0)
     position_contracts: float = 0.0
     tolerance_ratio: float = Field(default=0.05, ge=0)
+    drift_min_interval_s: float = Field(default=300.0, ge=0)
+    remind_s: float = Field(default=0.0, ge=0)
+    advice_ttl_s: float = Field(default=86_400.0, gt=0)
+    assume_executed: bool = False
     beta: float | Literal["rolling"] = 1.0
     beta_window: int = Field(default=720, ge=3)
     beta_interval_s: float = Field(default=3600.0, gt=0)
