@@ -87,8 +87,11 @@ class Overlay:
             self.rolled = True
 
     def _value(self, snapshot: dict[str, Any]) -> None:
-        p = self.config.portfolio
-        value = portfolio_value(self.rules.hedge.holdings, p.cash_usd, snapshot)
+        sizing = self.rules.sizing
+        if sizing is not None and sizing.ts == snapshot.get("ts"):
+            value: float | None = sizing.portfolio_value_usd  # valued by the sizing just now
+        else:
+            value = portfolio_value(self.rules.hedge.holdings, self.config.portfolio.cash_usd, snapshot)
         if value is None:
             return  # a held asset has no price: the valuation waits for it (never filled in)
         self.unhedged_usd = value
