@@ -21,6 +21,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import ccxt
 import ccxt.pro as ccxtpro
@@ -60,14 +61,24 @@ def _known(exchange_id: str) -> bool:
 
 
 def _override(node: Any, rest: str | None, ws: str | None) -> Any:
+    """Every endpoint of ccxt's URL tree moved to ``rest``/``ws``, each keeping its own path (ccxt's
+    ``fapiPublic`` is ``.../fapi/v1``: pointed at ``http://127.0.0.1:8000`` it becomes
+    ``http://127.0.0.1:8000/fapi/v1``); a path in the override is a prefix."""
     if isinstance(node, dict):
         return {k: _override(v, rest, ws) for k, v in node.items()}
     if isinstance(node, str):
         if node.startswith(("ws://", "wss://")) and ws:
-            return ws
+            return rebase_url(node, ws)
         if node.startswith(("http://", "https://")) and rest:
-            return rest
+            return rebase_url(node, rest)
     return node
+
+
+def rebase_url(url: str, base: str) -> str:
+    """``url`` on ``base``'s scheme and host, ``base``'s path before its own, its query kept."""
+    u, b = urlsplit(url), urlsplit(base)
+    path = b.path.rstrip("/") + (u.path if u.path.startswith("/") or not u.path else "/" + u.path)
+    return urlunsplit((b.scheme, b.netloc, path, u.query, u.fragment))
 
 
 def pick_market(markets: dict[str, Any], asset: str, quote: str) -> dict[str, Any] | None:

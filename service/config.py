@@ -174,6 +174,33 @@ class BalancesConfig(Section):
     poll_s: float = Field(default=60.0, gt=0)
 
 
+class HedgeInstrumentConfig(Section):
+    """The contract the hedge is held in (``portfolio.instrument``). Without it the hedge is a linear index
+    future of ``portfolio.multiplier`` USD a point at the index's futures price. ``kind: linear`` with an
+    ``asset`` is a USD(T)-margined contract of ``contract_size`` units of that asset; ``kind: inverse`` a
+    coin-margined one of ``contract_size`` USD face value (Binance COIN-M ``BTCUSD_PERP``: 100, the others
+    10; Bybit inverse ``BTCUSD``: 1; OKX ``BTC-USD-SWAP``: its ``ctVal``), valued at ``asset``'s mark (else
+    its oracle price), with P&L, margin and funding in ``asset``."""
+
+    kind: Literal["linear", "inverse"] = "linear"
+    asset: str | None = None
+    contract_size: float = Field(gt=0)
+    exchange: str | None = None
+    symbol: str | None = None
+    leverage: float = Field(default=1.0, gt=0)
+
+    @field_validator("asset")
+    @classmethod
+    def _upper_asset(cls, v: str | None) -> str | None:
+        return v.upper() if v else v
+
+    @model_validator(mode="after")
+    def _inverse_needs_coin(self) -> HedgeInstrumentConfig:
+        if self.kind == "inverse" and not self.asset:
+            raise ValueError("an inverse (coin-margined) instrument needs the coin it settles in: 'asset'")
+        return self
+
+
 class PortfolioConfig(Section):
     holdings: dict[str, float] = Field(default_factory=dict)
     cash_usd: float = 0.0
@@ -188,6 +215,7 @@ class PortfolioConfig(Section):
     beta_window: int = Field(default=720, ge=3)
     beta_interval_s: float = Field(default=3600.0, gt=0)
     balances: BalancesConfig | None = None
+    instrument: HedgeInstrumentConfig | None = None
 
     @model_validator(mode="after")
     def _range(self) -> PortfolioConfig:

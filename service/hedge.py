@@ -5,6 +5,10 @@
     target notional  = value x ratio x beta                        (beta 1, fixed, or a rolling regression
                                                                      of portfolio returns on index returns)
     contracts        = target notional / (futures price x multiplier), rounded to the lot size
+                       (a linear index future); with ``portfolio.instrument`` the contract's own
+                       arithmetic (service/contracts.py): a coin-margined (inverse) contract carries its USD
+                       face value, so contracts = target notional / contract size, and its value, margin
+                       and funding are stated in the coin as well
 
 Positions are signed as venues report them: a short hedge of 2 contracts is ``-2``. A recommendation is
 emitted when the target changes or when the held position drifts from the target by more than
@@ -15,23 +19,43 @@ Pure and synchronous; the caller passes time and prices.
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from service.config import PortfolioConfig
+from service.contracts import ContractSpec
 
 
 def contracts_for(notional: float, futures_price: float, multiplier: float, lot_size: float) -> float:
-    """Contracts that carry ``notional``, rounded to the nearest lot (textbook: 250,000 / (2,000 x 100) =
-    1.25)."""
+    """Linear contracts of ``multiplier`` that carry ``notional``, rounded to the nearest lot (textbook:
+    250,000 / (2,000 x 100) = 1.25)."""
     if futures_price <= 0 or multiplier <= 0:
         raise ValueError("futures price and multiplier must be positive")
-    raw = notional / (futures_price * multiplier)
-    lots = round(raw / lot_size)
-    digits = max(0, -math.floor(math.log10(lot_size))) + 2
-    return round(lots * lot_size, digits)
+    return ContractSpec.linear(multiplier, lot_size=lot_size).contracts_for(notional, futures_price)
+
+
+def hedge_spec(config: PortfolioConfig) -> ContractSpec:
+    """The hedge instrument's contract: ``portfolio.instrument`` when configured, else a linear index future
+    of ``portfolio.multiplier`` USD a point."""
+    inst = config.instrument
+    if inst is None:
+        return ContractSpec.linear(config.multiplier, "USD", config.lot_size)
+    if inst.kind == "inverse":
+        return ContractSpec.inverse(inst.contract_size, str(inst.asset), config.lot_size)
+    return ContractSpec.linear(inst.contract_size, "USD", config.lot_size)
+
+
+def hedge_price(config: PortfolioConfig, snapshot: dict[str, Any]) -> float | None:
+    """The hedge instrument's price: an asset contract at the asset's mark (else its oracle price), an index
+    future at the futures leg (else the index level)."""
+    inst = config.instrument
+    if inst is not None and inst.asset:
+        mark = ((snapshot.get("assets") or {}).get(inst.asset) or {}).get("mark_price")
+        price = mark or ((snapshot.get("constituents") or {}).get(inst.asset) or {}).get("price")
+        return float(price) if price else None
+    fut = (snapshot.get("derivatives") or {}).get("futures_price") or snapshot.get("level")
+    return float(fut) if fut else None
 
 
 def short_pnl(contracts: float, multiplier: float, price_from: float, price_to: float) -> float:
@@ -121,6 +145,13 @@ class Sizing:
     within_band: bool
     funding_per_day_usd: float | None
     roll_cost_per_day_usd: float | None
+    contract_kind: str = "linear"
+    contract_size: float = 1.0
+    settle: str = "USD"
+    target_value_settle: float | None = None
+    margin_settle: float | None = None
+    funding_per_day_settle: float | None = None
+    trade_notional_usd: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -132,6 +163,7 @@ class HedgeBook:
     def __init__(self, index: str, config: PortfolioConfig) -> None:
         self.index = index
         self.config = config
+        self.spec = hedge_spec(config)
         self.position = config.position_contracts
         self.holdings = dict(config.holdings)
         self.rolling = (RollingBeta(config.beta_window, config.beta_interval_s)
@@ -156,31 +188,40 @@ class HedgeBook:
             self.rolling.add(now if snapshot.get("ts") is None else snapshot["ts"], value, float(level))
 
     def size(self, snapshot: dict[str, Any], ratio: float, now: float) -> Sizing | None:
-        """The hedge at ``ratio``; None when the portfolio or the futures price cannot be valued."""
-        c = self.config
+        """The hedge at ``ratio``; None when the portfolio or the hedge instrument cannot be valued."""
+        c, spec = self.config, self.spec
         value = portfolio_value(self.holdings, c.cash_usd, snapshot)
         deriv = snapshot.get("derivatives") or {}
-        fut = deriv.get("futures_price") or snapshot.get("level")
-        if value is None or not fut:
+        price = hedge_price(c, snapshot)
+        if value is None or not price:
             return None
         beta = self.beta
         notional = value * ratio * beta
-        target = contracts_for(notional, float(fut), c.multiplier, c.lot_size)
+        target = spec.contracts_for(notional, price)
         delta = -target - self.position
-        held_notional = -self.position * float(fut) * c.multiplier
+        held_notional = -spec.notional_usd(self.position, price)
         within = abs(held_notional - notional) <= c.tolerance_ratio * value
-        short_notional = target * float(fut) * c.multiplier
+        short_notional = spec.notional_usd(target, price)
         fr = deriv.get("funding_rate_8h")
+        if c.instrument is not None and c.instrument.asset:
+            fr = ((snapshot.get("assets") or {}).get(c.instrument.asset) or {}).get("funding_rate_8h")
         roll = roll_cost_annualized(snapshot)
+        # a cost, like roll: negative while the short receives funding (three 8 h fundings a day)
+        funding_settle = None if fr is None else -spec.funding(-target, price, float(fr) * 3.0)
         sizing = Sizing(
             index=self.index, ts=now if snapshot.get("ts") is None else snapshot["ts"], ratio=ratio,
             beta=beta, portfolio_value_usd=value,
-            target_notional_usd=notional, futures_price=float(fut), multiplier=c.multiplier,
-            lot_size=c.lot_size, target_contracts=target, position_contracts=self.position,
-            delta_contracts=round(delta, 10), side="none" if abs(delta) < c.lot_size / 2 else
+            target_notional_usd=notional, futures_price=price, multiplier=spec.size,
+            lot_size=spec.lot_size, target_contracts=target, position_contracts=self.position,
+            delta_contracts=round(delta, 10), side="none" if abs(delta) < spec.lot_size / 2 else
             ("sell" if delta < 0 else "buy"), within_band=within,
-            funding_per_day_usd=None if fr is None else -short_notional * float(fr) * 3.0,
+            funding_per_day_usd=None if funding_settle is None else spec.to_usd(funding_settle, price),
             roll_cost_per_day_usd=None if roll is None else -short_notional * float(roll) / 365.0,
+            contract_kind=str(spec.kind), contract_size=spec.size, settle=spec.settle,
+            target_value_settle=spec.value(target, price),
+            margin_settle=spec.margin(target, price, c.instrument.leverage if c.instrument else 1.0),
+            funding_per_day_settle=funding_settle,
+            trade_notional_usd=abs(spec.notional_usd(delta, price)),
         )
         self.last = sizing
         return sizing
@@ -205,7 +246,6 @@ class HedgeBook:
         rec = sizing.to_dict()
         rec["reason"] = reason
         rec["trade_contracts"] = abs(sizing.delta_contracts)
-        rec["trade_notional_usd"] = abs(sizing.delta_contracts) * sizing.futures_price * sizing.multiplier
         return rec
 
     def set_position(self, contracts: float) -> None:

@@ -223,3 +223,15 @@ async def test_funding_and_open_interest_by_rest_polling(monkeypatch: pytest.Mon
                                                   "open_interest:BTC/USDT:USDT"}
     finally:
         await v.stop()
+
+
+def test_url_overrides_keep_each_endpoints_path() -> None:
+    ex = ccxt_generic.default_factory(SourceConfig(exchange="binanceusdm", symbols=("BTC",),
+                                                   rest_url="http://127.0.0.1:8001",
+                                                   ws_url="ws://127.0.0.1:8002"))
+    api = ex.urls["api"]
+    assert api["fapiPublic"] == "http://127.0.0.1:8001/fapi/v1"
+    assert api["fapiData"] == "http://127.0.0.1:8001/futures/data"
+    assert api["ws"]["linear"] == "ws://127.0.0.1:8002/ws"
+    assert ccxt_generic.rebase_url("wss://ws.okx.com:443/ws/v5/public?x=1", "ws://h:1/okx/") == \
+        "ws://h:1/okx/ws/v5/public?x=1"

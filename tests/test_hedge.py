@@ -100,3 +100,41 @@ def test_roll_cost_from_constituent_term_structures() -> None:
     assert roll_cost_annualized(snap) == pytest.approx(0.07)
     assert roll_cost_annualized({**snap, "derivatives": {"roll_cost_annualized": 0.01}}) == 0.01
     assert roll_cost_annualized({"assets": {"BTC": {}}}) is None
+
+
+def test_coin_margined_hedge_is_sized_in_usd_face_value_and_accounted_in_the_coin() -> None:
+    # 4 BTC at 50,000 = $200,000; hedged 50% with Binance COIN-M BTCUSD_PERP ($100 a contract)
+    cfg = PortfolioConfig(holdings={"BTC": 4}, lot_size=1, position_contracts=-200,
+                          instrument={"kind": "inverse", "asset": "btc", "contract_size": 100,
+                                      "exchange": "binancecoinm", "symbol": "BTCUSD_PERP", "leverage": 5})
+    book = HedgeBook("HW", cfg)
+    snap = {"index": "HW", "level": 1000.0, "ts": 1.0,
+            "constituents": {"BTC": {"price": 50_010.0}},
+            "assets": {"BTC": {"mark_price": 50_000.0, "funding_rate_8h": 0.0001}},
+            "derivatives": {"futures_price": 1000.0, "funding_rate_8h": 0.0009}}
+    s = book.size(snap, 0.5, 1.0)
+    assert s is not None
+    assert s.portfolio_value_usd == 200_040.0  # holdings at the oracle price
+    assert s.futures_price == 50_000.0  # the contract at its mark
+    # $100,020 / $100 = 1,000.2 -> 1,000 contracts, whatever the price; 200 held short: sell 800
+    assert (s.target_contracts, s.delta_contracts, s.side) == (1000.0, -800.0, "sell")
+    assert s.trade_notional_usd == 80_000.0
+    assert (s.contract_kind, s.contract_size, s.settle) == ("inverse", 100.0, "BTC")
+    # 1,000 x $100 / 50,000 = 2 BTC short; margin at 5x 0.4 BTC
+    assert s.target_value_settle == pytest.approx(2.0)
+    assert s.margin_settle == pytest.approx(0.4)
+    # the BTC contract's own funding (0.01% per 8 h), not the index's: 2 BTC x 0.0003 a day received
+    assert s.funding_per_day_settle == pytest.approx(-0.0006)
+    assert s.funding_per_day_usd == pytest.approx(-30.0)
+    rec = book.recommendation(s, "target_changed")
+    assert (rec["trade_contracts"], rec["trade_notional_usd"], rec["settle"]) == (800.0, 80_000.0, "BTC")
+    # at twice the price the same $ target is the same number of contracts
+    snap["assets"]["BTC"]["mark_price"] = 100_000.0
+    snap["constituents"]["BTC"]["price"] = 100_000.0
+    s2 = book.size(snap, 0.5, 2.0)
+    assert s2 is not None and s2.target_contracts == 2000.0  # $200,000 of the $400,000 now held
+
+
+def test_inverse_instrument_needs_its_coin() -> None:
+    with pytest.raises(ValueError, match="asset"):
+        PortfolioConfig(instrument={"kind": "inverse", "contract_size": 100})
