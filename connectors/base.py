@@ -339,6 +339,7 @@ class FeedContext:
         self._last_connect = 0.0
         self._rejected_children: dict[str, Any] = {}
         self._messages_children: dict[str, Any] = {}
+        metrics.feed_known(exchange)  # its reject and reconnect counters exist at 0 from the start
 
     def reject(self, exc: RejectedMessage, channel: str = "") -> None:
         reason = exc.reason
@@ -396,10 +397,11 @@ class FeedContext:
         """Move the routes' message counts into ``hedgewatch_messages_total``."""
         children = self._messages_children
         for r in routes:
+            child = children.get(r.channel)
+            if child is None:  # a new channel: its counters exist at 0 before its first message or silence
+                self.metrics.channel_known(self.exchange, r.channel)
+                child = children[r.channel] = self.metrics.messages.labels(self.exchange, r.channel)
             n = r.count - r.flushed
             if n:
-                child = children.get(r.channel)
-                if child is None:
-                    child = children[r.channel] = self.metrics.messages.labels(self.exchange, r.channel)
                 child.inc(n)
                 r.flushed = r.count

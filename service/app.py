@@ -87,6 +87,8 @@ class Daemon:
             build_connector(src, self.bus.put, self.metrics, clock=clock) for src in config.sources if src.enabled
         ]
         url = config.redis.resolved_url()
+        self.metrics.redis_known(bool(url))
+        self.metrics.rules_known(r.name for r in self.rules.engine.rules)
         self.publisher: RedisPublisher | None = None
         if url:
             self.publisher = RedisPublisher(

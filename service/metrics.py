@@ -1,20 +1,59 @@
 """Every Prometheus metric of hedgewatch, in one place, with full names and base units.
 
-A ``Metrics`` object owns its own ``CollectorRegistry`` (passed in or fresh), so tests and several daemons in
-one process never collide. Labels are low-cardinality: index, asset, exchange, channel, rule, reason, queue.
+Each process exports only its own: ``Metrics`` is the daemon's (``hedgewatch run``/``demo``),
+``NotifyMetrics`` the notifier's (``hedgewatch notify``). Each object owns its own ``CollectorRegistry``
+(passed in or fresh), so tests and several processes in one interpreter never collide, and each registry
+carries prometheus_client's process, platform and GC collectors. Labels are low-cardinality: index, asset,
+exchange, channel, rule, reason, queue, destination.
+
+A labelled counter has no series until its first ``labels()`` call, so a dashboard shows "No data" and
+``rate``/``increase`` miss the first increment. Every label set known at start is therefore created at 0:
+``feed_known`` and ``channel_known`` (from the connectors), ``rules_known`` and ``redis_known`` (from the
+daemon), and the notifier's destinations (from the notifier).
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from collections.abc import Iterable
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 
 # Tick-to-index latency buckets: the target is p99 < 5 ms, so resolution is finest below 10 ms.
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+# The reasons a decoder rejects a message with (connectors/README.md, "Rejects").
+REJECT_REASONS = (
+    "malformed", "missing_field", "non_numeric", "non_finite", "non_positive", "absurd", "crossed",
+    "no_snapshot", "out_of_order", "unexpected", "decode_error",
+)
+# Every queue of the daemon, for hedgewatch_queue_dropped_total; the Redis ones only with Redis configured.
+DAEMON_QUEUES = ("ingest",)
+REDIS_QUEUES = ("redis_snapshot", "redis_hedge", "alert_outbox")
+REDIS_KINDS = ("index", "hedge", "alert")
+ALERT_STATUSES = ("firing", "resolved")
+
+
+def _default_collectors(registry: CollectorRegistry) -> None:
+    """prometheus_client's process_*, python_info and python_gc_* metrics, in this registry too (the
+    library registers them only in its global one)."""
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
 
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry if registry is not None else CollectorRegistry()
+        _default_collectors(r)
 
         # oracle and index
         self.index_price = Gauge("hedgewatch_index_price", "Index level", ["index"], registry=r)
@@ -192,7 +231,56 @@ class Metrics:
             registry=r,
         )
 
-        # notifier (the `hedgewatch notify` process)
+        self.up = Gauge("hedgewatch_up", "1 while the daemon runs", registry=r)
+        self.ready = Gauge("hedgewatch_ready", "1 when every constituent has oracle quorum", registry=r)
+        self.start_time = Gauge("hedgewatch_start_time_seconds", "Start time (epoch)", registry=r)
+
+        for q in DAEMON_QUEUES:
+            self.queue_dropped.labels(q)
+
+    # -- label sets known at start --------------------------------------------------------------------
+
+    def feed_known(self, exchange: str) -> None:
+        """A source's counters at 0 before its first message: rejects per reason, reconnects."""
+        for reason in REJECT_REASONS:
+            self.messages_rejected.labels(exchange, reason)
+        self.reconnects.labels(exchange)
+
+    def channel_known(self, exchange: str, channel: str) -> None:
+        """A subscribed channel's counters at 0: messages and silences."""
+        self.messages.labels(exchange, channel)
+        self.channel_silent.labels(exchange, channel)
+
+    def rules_known(self, rules: Iterable[str]) -> None:
+        """Alerts emitted per rule and status at 0."""
+        for rule in rules:
+            for status in ALERT_STATUSES:
+                self.alerts.labels(rule, status)
+
+    def redis_known(self, configured: bool) -> None:
+        """With Redis configured, its counters at 0; without, no Redis metric at all (a Redis gauge at 0
+        would claim Redis is down and the heartbeat missing, for a daemon that does not use Redis)."""
+        if configured:
+            for kind in REDIS_KINDS:
+                self.redis_published.labels(kind)
+            for q in REDIS_QUEUES:
+                self.queue_dropped.labels(q)
+            return
+        for metric in (self.redis_up, self.redis_published, self.redis_errors, self.outbox_depth,
+                       self.heartbeat_timestamp):
+            self.registry.unregister(metric)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class NotifyMetrics:
+    """The notifier's own metrics (``hedgewatch notify``): deliveries, retries, refusals, its queues."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry if registry is not None else CollectorRegistry()
+        _default_collectors(r)
+
         self.notify_sent = Counter(
             "hedgewatch_notify_sent", "Notifications delivered", ["destination"], registry=r
         )
@@ -229,9 +317,16 @@ class Metrics:
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
             registry=r,
         )
-        self.up = Gauge("hedgewatch_up", "1 while the daemon runs", registry=r)
-        self.ready = Gauge("hedgewatch_ready", "1 when every constituent has oracle quorum", registry=r)
-        self.start_time = Gauge("hedgewatch_start_time_seconds", "Start time (epoch)", registry=r)
+        self.queue_depth = Gauge("hedgewatch_queue_depth", "Items waiting in a queue", ["queue"], registry=r)
+        self.queue_capacity = Gauge("hedgewatch_queue_capacity", "Capacity of a queue", ["queue"], registry=r)
+        self.redis_errors = Counter("hedgewatch_redis_errors", "Failed Redis operations", registry=r)
+        self.up = Gauge("hedgewatch_notify_up", "1 while the notifier runs", registry=r)
+
+    def destinations_known(self, destinations: Iterable[str]) -> None:
+        """Each destination's queue depth at 0 before its first alert (its counters are created by the
+        worker, which knows their reasons)."""
+        for name in destinations:
+            self.queue_depth.labels(f"notify_{name}").set(0)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

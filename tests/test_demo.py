@@ -23,8 +23,10 @@ ONLY_WHEN_TRACKING = {"hedgewatch_index_tracking_error_ratio"}
 
 
 def used_metrics() -> set[str]:
-    exprs = alert_exprs() + [e for ex in dashboard_exprs().values() for e in ex]
-    return {m for e in exprs for m in METRIC.findall(e)}
+    """The daemon's metrics the dashboards and alert rules read (the notifier's are its own process's:
+    tests/test_prometheus.py scrapes both)."""
+    exprs = alert_exprs() + [e for name, ex in dashboard_exprs().items() if name != "hw-notify.json" for e in ex]
+    return {m for e in exprs for m in METRIC.findall(e) if not m.startswith("hedgewatch_notify_")}
 
 
 def family_of(sample: str) -> str:

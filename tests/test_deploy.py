@@ -15,13 +15,13 @@ import pytest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from ruamel.yaml import YAML
 
-from service.metrics import Metrics
+from service.metrics import Metrics, NotifyMetrics
 from tests.support import REPO
 
 DEPLOY = REPO / "deploy"
 PROM = DEPLOY / "prometheus"
 DASHBOARDS = DEPLOY / "grafana" / "dashboards"
-EXPECTED_UIDS = {"hw-index", "hw-oracle", "hw-derivatives", "hw-hedge", "hw-pipeline"}
+EXPECTED_UIDS = {"hw-index", "hw-oracle", "hw-derivatives", "hw-hedge", "hw-pipeline", "hw-notify"}
 METRIC = re.compile(r"\bhedgewatch_[a-z0-9_]+\b")
 
 
@@ -32,7 +32,7 @@ def load_yaml(path: Path) -> Any:
 def exposed_names() -> set[str]:
     """Every sample name the daemon's and notifier's /metrics can carry, from the registry's families."""
     names: set[str] = set()
-    for fam in Metrics().registry.collect():
+    for fam in [*Metrics().registry.collect(), *NotifyMetrics().registry.collect()]:
         if fam.type == "counter" or isinstance(fam, CounterMetricFamily):
             names |= {f"{fam.name}_total", f"{fam.name}_created"}
         elif fam.type == "histogram" or isinstance(fam, HistogramMetricFamily):
@@ -99,19 +99,49 @@ def test_dashboards_are_valid_with_fixed_unique_uids() -> None:
 
 
 def test_dashboards_are_what_the_generator_writes(tmp_path: Path) -> None:
-    code = (
-        "import sys, runpy, pathlib; g = runpy.run_path(sys.argv[1]); "
-        "g['OUT'] = pathlib.Path(sys.argv[2]); "
-        "[(g['OUT'] / (d['uid'] + '.json')).write_text(__import__('json').dumps(d, indent=2) + '\\n') "
-        "for d in g['DASHBOARDS']]"
+    """The committed JSON is exactly what the typed builder produces (run generate.py after editing it)."""
+    proc = subprocess.run(
+        [sys.executable, str(DEPLOY / "grafana/generate.py"), "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=120, check=False,
     )
-    subprocess.run(
-        [sys.executable, "-c", code, str(DEPLOY / "grafana/generate.py"), str(tmp_path)],
-        check=True,
-        timeout=60,
-    )
+    assert proc.returncode == 0, proc.stderr
+    assert {p.name for p in tmp_path.glob("*.json")} == {p.name for p in DASHBOARDS.glob("*.json")}
     for path in DASHBOARDS.glob("*.json"):
         assert (tmp_path / path.name).read_text() == path.read_text(), f"{path.name}: run generate.py"
+    check = subprocess.run([sys.executable, str(DEPLOY / "grafana/generate.py"), "--check"],
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert check.returncode == 0, check.stderr
+
+
+SELECTOR = re.compile(r"\b((?:hedgewatch|process|python)_[a-z0-9_]+|up)(\{[^}]*\})?(?![a-z0-9_(])")
+
+
+def test_every_dashboard_query_follows_the_job_and_instance_variables() -> None:
+    for path in sorted(DASHBOARDS.glob("*.json")):
+        d = json.loads(path.read_text())
+        names = [v["name"] for v in d["templating"]["list"]]
+        assert names[:2] == ["job", "instance"], path.name
+        for p in d["panels"]:
+            for t in p["targets"]:
+                for metric, matchers in SELECTOR.findall(t["expr"]):
+                    assert 'job=~"$job"' in matchers and 'instance=~"$instance"' in matchers, (
+                        f"{path.name} {p['title']!r}: {metric} is not filtered by job and instance"
+                    )
+
+
+def test_stacking_is_set_where_grafana_reads_it() -> None:
+    d = json.loads((DASHBOARDS / "hw-index.json").read_text())
+    (weights,) = [p for p in d["panels"] if p["title"] == "Constituent weights"]
+    assert weights["fieldConfig"]["defaults"]["custom"]["stacking"] == {"mode": "normal"}
+    assert "stacking" not in weights["options"]
+
+
+def test_a_misplaced_option_fails_at_build_time() -> None:
+    """The builder is typed: stacking exists on the field config of a time series, not on a stat panel."""
+    from grafana_foundation_sdk.builders import stat
+
+    with pytest.raises(AttributeError):
+        stat.Panel().stacking  # type: ignore[attr-defined]  # noqa: B018
 
 
 def test_the_dashboards_cover_what_the_operator_needs() -> None:
@@ -154,19 +184,89 @@ def test_alert_rules_cover_the_daemons_health() -> None:
 
 def test_compose_runs_the_whole_stack() -> None:
     compose = load_yaml(DEPLOY / "docker-compose.yml")
+    assert "version" not in compose, "the Compose specification has no version key"
     services = compose["services"]
-    assert {"redis", "prometheus", "grafana", "hedgewatch", "notify"} <= set(services)
-    assert services["hedgewatch"]["command"] == ["run"] and services["notify"]["command"] == ["notify"]
-    for svc in services.values():
+    assert set(services) == {"redis", "prometheus", "alertmanager", "grafana", "hedgewatch", "notify"}
+    config = "/etc/hedgewatch/hedgewatch.yaml"
+    assert services["hedgewatch"]["command"] == ["run", "-c", config]
+    assert services["notify"]["command"] == ["notify", "-c", config]
+    for name in ("hedgewatch", "notify"):
+        assert services[name]["configs"] == [{"source": "hedgewatch", "target": config}]
+    assert "config/hedgewatch.example.yaml" in compose["configs"]["hedgewatch"]["file"]
+    assert any(v.endswith(":/var/lib/hedgewatch") for v in services["hedgewatch"]["volumes"]), "state volume"
+    for name, svc in services.items():
+        assert "healthcheck" in svc and svc["healthcheck"]["test"], f"{name} has no healthcheck"
+        assert svc["logging"]["options"]["max-size"], f"{name} logs are unbounded"
         for port in svc.get("ports", []):
             assert port.startswith("127.0.0.1:"), f"{port} would be published on every interface"
-    targets = {
-        t
-        for job in load_yaml(PROM / "prometheus.yml")["scrape_configs"]
-        for sc in job["static_configs"]
-        for t in sc["targets"]
-    }
-    assert targets == {"hedgewatch:9108", "notify:9109"}
+        for key in svc.get("environment", {}):
+            assert not re.search(r"PASSWORD$|TOKEN$|WEBHOOK_URL$", key), f"{name}: secret {key} in the environment"
+    grafana = services["grafana"]["environment"]
+    assert grafana["GF_SECURITY_ADMIN_PASSWORD__FILE"] == "/run/secrets/grafana_admin_password"
+    assert "grafana_admin_password" in services["grafana"]["secrets"]
+    assert set(compose["secrets"]) == {"slack_webhook_url", "grafana_admin_password"}
+    prom = load_yaml(PROM / "prometheus.yml")
+    targets = {t for job in prom["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]}
+    assert targets == {"hedgewatch:9108", "notify:9109", "alertmanager:9093"}
+    am_targets = [t for a in prom["alerting"]["alertmanagers"] for sc in a["static_configs"] for t in sc["targets"]]
+    assert am_targets == ["alertmanager:9093"]
+
+
+def test_the_example_config_validates_and_has_a_portfolio() -> None:
+    path = DEPLOY / "config" / "hedgewatch.example.yaml"
+    proc = subprocess.run([sys.executable, "-m", "service", "check", str(path)], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    cfg = load_yaml(path)
+    assert cfg["portfolio"]["holdings"] and cfg["portfolio"]["hedge_ratio"] > 0
+    assert cfg["notify"]["alertmanager"]["urls"] == ["http://alertmanager:9093"]
+
+
+def test_amtool_accepts_the_alertmanager_config() -> None:
+    amtool = shutil.which("amtool")
+    if amtool is None:
+        pytest.skip("amtool is not installed (Debian: apt-get install -y prometheus-alertmanager)")
+    proc = subprocess.run([amtool, "check-config", str(DEPLOY / "alertmanager" / "alertmanager.yml")],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    cfg = load_yaml(DEPLOY / "alertmanager" / "alertmanager.yml")
+    assert cfg["global"]["slack_api_url_file"].startswith("/run/secrets/"), "the webhook URL is a secret"
+
+
+def test_systemd_units_run_the_installed_commands_with_credentials() -> None:
+    for unit, command in (("hedgewatch.service", "run"), ("hedgewatch-notify.service", "notify")):
+        text = (DEPLOY / "systemd" / unit).read_text()
+        assert re.search(rf"^ExecStart=/opt/hedgewatch/bin/hedgewatch {command} -c /etc/hedgewatch/hedgewatch.yaml$",
+                         text, re.M), unit
+        assert re.search(r"^LoadCredential=redis_url:", text, re.M), unit
+        assert "HEDGEWATCH__REDIS__URL_FILE=%d/redis_url" in text
+        for directive in ("DynamicUser=yes", "NoNewPrivileges=yes", "ProtectSystem=strict", "Restart=on-failure",
+                          "StateDirectory=", "WantedBy=multi-user.target"):
+            assert directive in text, f"{unit}: {directive}"
+
+
+def test_licence_and_packaging() -> None:
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "MIT" and project["license-files"] == ["LICENSE"]
+    assert (REPO / "LICENSE").read_text().startswith("MIT License")
+    data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert "SIGNALS.md" in data["rules"]
+
+
+def test_readme_links_resolve_inside_the_repository() -> None:
+    for doc in [REPO / "README.md", DEPLOY / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        text = doc.read_text()
+        assert "../shared" not in text and "/work/" not in text, f"{doc.name} points outside the repository"
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+            if "://" in target:
+                continue
+            assert (doc.parent / target).exists(), f"{doc.name}: link to {target} does not resolve"
+        for target in re.findall(r"`((?:docs|deploy|rules|connectors)/[\w./-]+\.(?:md|yml|yaml|py|service))`", text):
+            assert (REPO / target).exists() or (doc.parent / target).exists(), f"{doc.name}: {target} is missing"
+    for name in ("architecture.md", "contracts.md", "methodology.md"):
+        assert (REPO / "docs" / name).stat().st_size > 1000, name
 
 
 def test_dockerfile_is_slim_non_root_with_a_healthcheck() -> None:
@@ -177,3 +277,12 @@ def test_dockerfile_is_slim_non_root_with_a_healthcheck() -> None:
     assert "HEALTHCHECK" in text and "/healthz" in text
     assert re.search(r"^EXPOSE 9108$", text, re.M)
     assert "HEDGEWATCH__HTTP__HOST=0.0.0.0" in text
+
+
+def test_contracts_document_every_metric_of_each_process() -> None:
+    text = (REPO / "docs" / "contracts.md").read_text()
+    for registry in (Metrics().registry, NotifyMetrics().registry):
+        for fam in registry.collect():
+            if fam.name.startswith("hedgewatch_"):
+                name = f"{fam.name}_total" if fam.type == "counter" else fam.name
+                assert f"`{name}`" in text, f"docs/contracts.md does not describe {name}"

@@ -26,7 +26,7 @@ from service.alerts import Alert, HedgeChange, fingerprint
 from service.config import Config, parse_config
 from service.errors import SecretError
 from service.keys import Keys
-from service.metrics import Metrics
+from service.metrics import Metrics, NotifyMetrics
 from service.notify import main, run_notifier, silence_add, silence_list, silence_remove
 from service.notify.silences import add_silence, parse_matchers
 from service.outbox import AlertSink
@@ -83,7 +83,7 @@ class Worker:
 
     def __init__(self, config: Config) -> None:
         self.stop = asyncio.Event()
-        self.metrics = Metrics()
+        self.metrics = NotifyMetrics()
         self.task = asyncio.create_task(run_notifier(config, stop=self.stop, metrics=self.metrics),
                                         name="notifier")
 

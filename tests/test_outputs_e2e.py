@@ -10,7 +10,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from service.config import Config
-from service.metrics import Metrics
+from service.metrics import NotifyMetrics
 from service.notify import run_notifier
 from tests.chat_fakes import fake_chat
 from tests.support import RedisServer, free_port, wait_for
@@ -46,7 +46,7 @@ async def test_a_rule_firing_in_the_daemon_reaches_slack_once(sim, redis_srv: Re
                            "templates": {"slack_line": "{rule}: {summary}"}},
             })
             stop = asyncio.Event()
-            worker = asyncio.create_task(run_notifier(notify_cfg, stop=stop, metrics=Metrics()), name="notifier")
+            worker = asyncio.create_task(run_notifier(notify_cfg, stop=stop, metrics=NotifyMetrics()), name="notifier")
 
             async def delivered() -> bool:
                 if proc.returncode is not None:

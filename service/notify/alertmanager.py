@@ -29,7 +29,7 @@ import redis.asyncio as aredis
 from service.alerts import Alert, iso
 from service.config import AlertmanagerConfig
 from service.keys import Keys
-from service.metrics import Metrics
+from service.metrics import NotifyMetrics
 from service.notify.bursts import Burst
 from service.notify.destinations import (
     JSON,
@@ -94,7 +94,7 @@ class AlertmanagerPusher:
     name = "alertmanager"
 
     def __init__(self, cfg: AlertmanagerConfig, client: httpx.AsyncClient, redis: aredis.Redis, keys: Keys,
-                 metrics: Metrics, redis_retry: RedisRetry, *, retry_after_max_s: float,
+                 metrics: NotifyMetrics, redis_retry: RedisRetry, *, retry_after_max_s: float,
                  retry_min_s: float, retry_max_s: float, clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.urls = [check_url(u, f"notify.alertmanager.urls[{i}]").rstrip("/") + "/api/v2/alerts"

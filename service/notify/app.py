@@ -20,7 +20,7 @@ from service.config import Config, load_config
 from service.errors import ConfigError, HedgewatchError, Problem
 from service.keys import Keys
 from service.logs import setup_logging
-from service.metrics import Metrics
+from service.metrics import NotifyMetrics
 from service.notify.alertmanager import mirror_silence
 from service.notify.silences import Silence, add_silence, list_silences, parse_duration, parse_matchers, remove_silence
 from service.notify.worker import Notifier
@@ -48,11 +48,11 @@ def quiet_http_logs() -> None:
 
 
 async def run_notifier(config: Config, *, stop: asyncio.Event | None = None,
-                       metrics: Metrics | None = None) -> None:
+                       metrics: NotifyMetrics | None = None) -> None:
     """Run the delivery worker until ``stop`` is set (forever without one). A missing secret raises
     ``SecretError`` before anything starts."""
     quiet_http_logs()
-    metrics = metrics or Metrics()
+    metrics = metrics or NotifyMetrics()
     stop = stop or asyncio.Event()
     server = None
     if config.notify.metrics_port is not None:
@@ -71,6 +71,7 @@ async def run_notifier(config: Config, *, stop: asyncio.Event | None = None,
                 if not notifier.destinations:
                     log.warning("notify: no destination configured (notify.alertmanager, notify.slack, "
                                 "notify.telegram)")
+                metrics.destinations_known(notifier.dests)
                 metrics.up.set(1)
                 async with asyncio.TaskGroup() as group:
                     group.create_task(notifier.run(stop), name="notify-worker")

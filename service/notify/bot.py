@@ -36,7 +36,7 @@ from telegram.request import HTTPXRequest
 from service.config import Config, TelegramBotConfig
 from service.errors import ConfigError, Problem
 from service.keys import Keys
-from service.metrics import Metrics
+from service.metrics import NotifyMetrics
 from service.notify import status as view
 from service.notify.alertmanager import mirror_silence
 from service.notify.bursts import Burst
@@ -73,7 +73,7 @@ def allowed_chats(cfg: TelegramBotConfig, chat_id: str | None) -> frozenset[int]
 class TelegramBot:
     """The bot of one notifier. ``run`` until ``stop``; Telegram being unreachable only delays it."""
 
-    def __init__(self, config: Config, redis: aredis.Redis, metrics: Metrics,
+    def __init__(self, config: Config, redis: aredis.Redis, metrics: NotifyMetrics,
                  clock: Callable[[], float] = time.time) -> None:
         tg = config.notify.telegram
         assert tg is not None and tg.bot is not None

@@ -28,7 +28,7 @@ from redis.exceptions import RedisError, ResponseError
 from service.alerts import Alert
 from service.config import Config
 from service.keys import Keys
-from service.metrics import Metrics
+from service.metrics import NotifyMetrics
 from service.notify.alertmanager import AlertmanagerPusher
 from service.notify.bursts import Burst
 from service.notify.destinations import RETRY_REASONS, Destination, GiveUp, RetryLater, build_destinations
@@ -59,7 +59,7 @@ def describe(alerts: tuple[Alert, ...] | list[Alert], most: int = 3) -> str:
 class Notifier:
     """One worker. ``run`` until ``stop`` is set; everything it holds is also pending in Redis."""
 
-    def __init__(self, config: Config, redis: aredis.Redis, client: httpx.AsyncClient, metrics: Metrics,
+    def __init__(self, config: Config, redis: aredis.Redis, client: httpx.AsyncClient, metrics: NotifyMetrics,
                  clock: Callable[[], float] = time.time) -> None:
         self.cfg = config.notify
         self.keys = Keys(config.redis.prefix)
