@@ -268,8 +268,8 @@ class Route:
     __slots__ = (
         "anchor", "asset", "cadence", "cadence_s", "channel", "count", "critical", "flushed", "hi",
         "instrument", "key", "kind", "last", "lo", "probe_at", "probes", "quote", "ref", "ref_at",
-        "resubscribed_at", "scale", "seen", "seq", "seq_anchor", "seq_streak", "since", "state", "streak",
-        "subscribed_at", "topic",
+        "resubscribed_at", "scale", "seen", "seq", "seq_anchor", "seq_at", "seq_streak", "since", "state",
+        "streak", "subscribed_at", "topic",
     )
 
     def __init__(self, key: str, channel: str, kind: Any, asset: str, instrument: str, quote: str,
@@ -300,6 +300,7 @@ class Route:
         self.streak = 0
         self.seq = 0                # last accepted sequence number where the venue has one; 0 after subscribe
         self.seq_anchor = 0
+        self.seq_at = 0.0           # when ``seq`` was accepted (a re-subscribe after it resets the expectation)
         self.seq_streak = 0
         self.state = FeedState.CONNECTING
         self.subscribed_at = 0.0

@@ -157,6 +157,7 @@ class BinanceProtocol(WsProtocol):
                 if not (r.lo < bid and ask < r.hi) or r.streak:
                     check_price(r, mid, now, bid, ask)
                 r.seq = u
+                r.seq_at = now
                 r.ref = mid
                 r.ref_at = now
                 r.lo = mid / up
@@ -246,6 +247,7 @@ class BinanceProtocol(WsProtocol):
             check_price(r, (bid + ask) * 0.5, now, bid, ask)
             if type(u) is int:
                 r.seq = u
+                r.seq_at = now
             accept_price(r, (bid + ask) * 0.5, now)
             sink(Quote(ex, r.asset, r.instrument, bid, ask, ts, now, r.quote))
             r.count += 1

@@ -265,7 +265,7 @@ class BybitProtocol(WsProtocol):
             _check_derivatives(t)
         # every check passed: only now does the frame touch any state
         if cs is not None:
-            accept_seq(r, cs)
+            accept_seq(r, cs, now)
             st.cs = cs
         if quoted:
             accept_price(r, (bid + ask) * 0.5, now)  # type: ignore[operator]

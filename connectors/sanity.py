@@ -34,7 +34,7 @@ from service.errors import RejectedMessage
 
 MAX_PRICE = 1e9
 MAX_JUMP_FACTOR = 3.0
-MAX_STEP_RATIO = 0.05
+MAX_STEP_RATIO = 0.03  # below the oracle's 5 % exclusion band: one frame cannot get a venue excluded
 STEP_WINDOW_S = 5.0
 MAX_SPREAD_RATIO = 0.05
 REANCHOR_FRAMES = 20
@@ -106,12 +106,16 @@ def accept_price(r: Any, price: float, now: float) -> None:
 
 
 def check_seq(r: Any, seq: int, strict: bool = True) -> None:
-    """``seq`` against the route's last accepted sequence number (0: none since the (re)subscribe);
-    ``strict=False`` lets a frame repeat the last number (Bybit's ``cs`` when the book did not change)."""
+    """``seq`` against the route's last accepted sequence number (0: none since the connection opened; a
+    re-subscribe since the last accepted one starts afresh too); ``strict=False`` lets a frame repeat the
+    last number (Bybit's ``cs`` when the book did not change). Commit with ``accept_seq``."""
     last = r.seq
     if not last or last < seq <= last + MAX_SEQ_JUMP or (not strict and seq == last):
         if r.seq_streak:
             r.seq_streak = 0
+        return
+    if r.resubscribed_at > r.seq_at:  # re-subscribed since: the venue's numbering starts afresh
+        r.seq_streak = 0
         return
     if r.seq_streak and r.seq_anchor < seq <= r.seq_anchor + MAX_SEQ_JUMP:
         r.seq_streak += 1
@@ -123,8 +127,9 @@ def check_seq(r: Any, seq: int, strict: bool = True) -> None:
     r.seq_streak = 0  # the venue renumbered its stream: follow it
 
 
-def accept_seq(r: Any, seq: int) -> None:
+def accept_seq(r: Any, seq: int, now: float) -> None:
     r.seq = seq
+    r.seq_at = now
 
 
 def venue_text(value: Any, limit: int = VENUE_TEXT_MAX) -> str:

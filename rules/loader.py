@@ -44,7 +44,7 @@ BUILTIN_PREFIX = "builtin:"
 RULESETS = Path(__file__).parent / "rulesets"
 RULE_KEYS = frozenset({
     "name", "alert", "expr", "for", "resolve", "keep_firing_for", "cooldown", "severity", "priority",
-    "act_on", "labels", "annotations", "action", "event", "match", "resolve_event",
+    "act_on", "labels", "annotations", "action", "event", "match", "resolve_event", "flap_limit", "flap_window",
 })
 
 
@@ -176,7 +176,8 @@ class _FileLoader:
                 rule.resolve = self.expression(r, "resolve", where)
         elif "event" in r:
             self.event_fields(r, rule, where)
-        durations = (("for", "for_s"), ("keep_firing_for", "keep_firing_for_s"), ("cooldown", "cooldown_s"))
+        durations = (("for", "for_s"), ("keep_firing_for", "keep_firing_for_s"), ("cooldown", "cooldown_s"),
+                     ("flap_window", "flap_window_s"))
         for key, attr in durations:
             if key in r:
                 try:
@@ -233,6 +234,15 @@ class _FileLoader:
                 self.problem(self.value_pos(r, "severity"), f"{where}.severity",
                              f"must be one of {', '.join(SEVERITIES)}")
             rule.severity = str(r["severity"])
+        if "flap_limit" in r:
+            n = r["flap_limit"]
+            if "event" not in r:
+                self.problem(self.key_pos(r, "flap_limit"), f"{where}.flap_limit", "only event rules flap-limit")
+            elif isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= 1000:
+                self.problem(self.value_pos(r, "flap_limit"), f"{where}.flap_limit",
+                             "must be a whole number from 0 to 1000")
+            else:
+                rule.flap_limit = n
         if "priority" in r:
             p = r["priority"]
             if isinstance(p, bool) or not isinstance(p, int):

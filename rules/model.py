@@ -73,6 +73,10 @@ class Rule:
     events: tuple[str, ...] = ()
     match: dict[str, tuple[str, ...]] = field(default_factory=dict)
     resolve_events: tuple[str, ...] = ()
+    # event rules: a series whose condition started flap_limit times within flap_window_s is flapping and
+    # is not resolved until it calmed down (0 = no limit)
+    flap_limit: int = 0
+    flap_window_s: float = 3600.0
 
     @property
     def keys(self) -> tuple[str, ...]:

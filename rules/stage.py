@@ -23,6 +23,9 @@ from service.hedge import HedgeBook, Sizing
 from service.metrics import Metrics
 
 STATE_VERSION = 1
+# An index status that is not ok for less than this is a momentary flip: rules that do not opt in to it are
+# paused (not evaluated, nothing fires) but their ``for`` is not restarted; after it they are held.
+STATUS_GRACE_S = 30.0
 
 
 @dataclass
@@ -54,8 +57,8 @@ class RuleStage:
         self.started_at = now
         self._generator_url = f"{config.http.base_url()}/state?" + urlencode({"index": self.index})
         self.evaluated_at: float | None = None
-        self._announced = False
         self._seen_ok = False
+        self._not_ok_since: float | None = None
         self._constituent_klines: list[Candle] = []
 
     # --- inputs -----------------------------------------------------------------------------------------
@@ -98,34 +101,41 @@ class RuleStage:
         self.hedge.observe(snapshot, now)
         # until the index is first ok after a start, its status is the start-up's, not an observed outage
         self._seen_ok = self._seen_ok or status == "ok"
-        out = self.engine.evaluate(self.env, status, now, warming=not self._seen_ok)
+        if status == "ok":
+            self._not_ok_since = None
+        elif self._not_ok_since is None:
+            self._not_ok_since = now
+        momentary = self._not_ok_since is not None and now - self._not_ok_since < STATUS_GRACE_S
+        out = self.engine.evaluate(self.env, status, now, warming=not self._seen_ok or momentary)
         self.book.commit()
         self.evaluated_at = now
         changed = out.ratio != out.previous_ratio
         sizing = self.hedge.size(snapshot, out.ratio, now)
         self.sizing = sizing or self.sizing
+        hedge = None
+        if sizing is not None and (changed or status == "ok"):
+            hedge = self.hedge.recommend(sizing, changed, now)
+            if hedge is not None:
+                hedge["from_ratio"] = out.previous_ratio
+                hedge["rules"] = out.acted
         alerts = out.alerts
         if out.acted:
-            up, down = out.ratio > out.previous_ratio, out.ratio < out.previous_ratio
-            side = "sell" if up else "buy" if down else "none"
+            adv = self.hedge.positions.open if hedge is not None else None
+            target = sizing.target_contracts if sizing else 0.0
+            held = adv.held_contracts if adv is not None else self.hedge.position
+            trade = -target - held
+            lot = self.hedge.config.lot_size
             change = HedgeChange(
                 from_ratio=out.previous_ratio, to_ratio=out.ratio,
-                notional_usd=sizing.target_notional_usd if sizing else 0.0,
-                contracts=sizing.target_contracts if sizing else 0.0, side=side,  # type: ignore[arg-type]
+                notional_usd=sizing.target_notional_usd if sizing else 0.0, contracts=target,
+                side="none" if abs(trade) < lot / 2 else "sell" if trade < 0 else "buy",
+                id=None if adv is None else adv.id, position=held,
+                trade_contracts=round(abs(trade), 10) if sizing else None,
             )
             acted = set(out.acted)
             alerts = [dataclasses.replace(a, hedge=change) if a.rule in acted and a.status == "firing" else a
                       for a in alerts]
         alerts = self._linked(alerts)
-        hedge = None
-        if sizing is not None and (changed or status == "ok"):
-            hedge = self.hedge.recommend(sizing, changed)
-            if hedge is None and not self._announced:
-                hedge = self.hedge.recommendation(sizing, "initial")
-            if hedge is not None:
-                hedge["from_ratio"] = out.previous_ratio
-                hedge["rules"] = out.acted
-            self._announced = True
         return StageResult(alerts, hedge)
 
     def on_transitions(self, transitions: list[dict[str, Any]], now: float) -> list[Alert]:
@@ -150,8 +160,7 @@ class RuleStage:
         self.engine.load(state.get("engine") or {})
         self.events.load(state.get("events") or {})
         self.book.load(state.get("signals") or {})
-        self.hedge.load(state.get("hedge") or {})
-        self._announced = self.hedge.last_emitted is not None
+        self.hedge.load(state.get("hedge") or {}, now)
 
     def state(self) -> dict[str, Any]:
         rules = []

@@ -56,6 +56,9 @@ class HedgeChange:
     notional_usd: float
     contracts: float
     side: Literal["buy", "sell", "none"]
+    id: str | None = None  # the advice this change made (``service.position``)
+    position: float | None = None  # the signed position held when it was made; side and trade are from it
+    trade_contracts: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -22,15 +23,18 @@ from connectors import Connector, build_connector
 from connectors.klines import fetch_history, plan, supports
 from service import statefile
 from service.alerts import Alert
+from service.balances import fetch_balances
 from service.bus import MemoryBus
+from service.commands import CommandError, CommandReader
 from service.config import Config
 from service.engine import Engine
-from service.errors import ClosedError, FeedError, RejectedMessage
+from service.errors import ClosedError, FeedError, RejectedMessage, SecretError
 from service.events import Event
 from service.http import HttpServer
 from service.keys import Keys
 from service.metrics import Metrics
 from service.outbox import AlertSink
+from service.position import AckError
 from service.publisher import RedisPublisher
 from service.redisconn import redacted, redis_factory
 from service.selection import SelectionFeed
@@ -110,8 +114,11 @@ class Daemon:
             )
         self.http = HttpServer(
             config.http.host, config.http.port, self.metrics, ready=self._readiness, state=self.state,
-            rebalance=self.rebalance,
+            rebalance=self.rebalance, hedge_ack=self.hedge_ack,
         )
+        self.commands: CommandReader | None = None
+        if url:
+            self.commands = CommandReader(redis_factory(url), self.keys, self.command)
         self.stats = Stats(started=clock())
         self.state_file = statefile.state_path(config.redis.outbox_dir, self.index_name)
         self._saved: dict[str, Any] | None = None  # the last persisted state, copied to state_file at stop
@@ -142,6 +149,7 @@ class Daemon:
             "uptime_s": now - self.stats.started,
             "market": self.market.state(now),
             "rules": self.rules.state(),
+            "position": self.rules.hedge.positions.view(),
             "ledger": self.engine.primary.state(),
             "feeds": {c.name: c.status() for c in self.connectors},
             "selection": None if self.selection is None else self.selection.status(),
@@ -169,6 +177,46 @@ class Daemon:
         weights = {a: c.get("weight") for a, c in snap.get("constituents", {}).items()}
         return {"rebalanced": done, "index": self.index_name, "level": snap.get("level"), "weights": weights,
                 **({} if done else {"reason": "the index is not built yet"})}
+
+    def hedge_ack(self, body: dict[str, Any], by: str) -> dict[str, Any]:
+        """The user did the open advice, or states what is held (``POST /hedge/ack``, ``hedgewatch hedge
+        ack``, the Redis command stream). The new belief is persisted at once and the advice republished in
+        its new state; the next evaluation advises from it. AckError when it cannot be applied."""
+        index = body.get("index")
+        if index not in (None, self.index_name):
+            raise AckError(f"unknown index {index!r} (this daemon runs {self.index_name})")
+        contracts = body.get("contracts")
+        if contracts is not None and (isinstance(contracts, bool) or not isinstance(contracts, int | float)):
+            raise AckError("contracts must be a number (a short of 50 is -50)")
+        advice_id = body.get("advice_id")
+        if advice_id is not None and not isinstance(advice_id, str):
+            raise AckError("advice_id must be a string")
+        now = self.clock()
+        hedge = self.rules.hedge
+        result = hedge.ack(None if contracts is None else float(contracts), advice_id, by[:64], now)
+        pos = result.position
+        log.info("hedge %s: position %g contracts acknowledged by %s%s", self.index_name, pos.contracts, pos.by,
+                 f" (advice {result.advice.id} {result.advice.state})" if result.advice else "")
+        if result.advice is not None and self.publisher is not None:
+            self.publisher.publish_hedge(self.index_name, hedge.message(hedge.last, result.advice))
+        self.engine.primary.follow_position(now)
+        self._persist_now(now)
+        return {"index": self.index_name, "position": hedge.positions.view(),
+                "advice": None if result.advice is None else result.advice.to_dict()}
+
+    def command(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """One command from the Redis command stream."""
+        if cmd.get("command") != "hedge_ack":
+            raise CommandError(f"unknown command {str(cmd.get('command'))[:32]!r}")
+        by = cmd.get("by")
+        return self.hedge_ack(cmd, by if isinstance(by, str) and by else "redis")
+
+    def _persist_now(self, now: float) -> None:
+        """Save the state now (a position or advice changed), not at the next snapshot."""
+        if self.publisher is None:
+            return
+        self._saved = self._persisted(self.market.snapshot(now), now)
+        self.publisher.save_state(self.index_name, self._saved)
 
     # --- stages ----------------------------------------------------------------------------------------
 
@@ -299,6 +347,10 @@ class Daemon:
                     writer = tg.create_task(self.publisher.run(), name="redis-publisher")
                 if self.alerts is not None:
                     others.append(tg.create_task(self.alerts.run(), name="alert-sink"))
+                if self.commands is not None:
+                    others.append(tg.create_task(self.commands.run(), name="commands"))
+                if self.config.portfolio.balances is not None:
+                    others.append(tg.create_task(self._balances(), name="balances"))
                 self.started.set()
                 log.info(
                     "running index %s over %d sources; http %s:%d",
@@ -312,6 +364,42 @@ class Daemon:
                 await self.publisher.close()
             self.metrics.up.set(0)
         return 0
+
+    async def _balances(self) -> None:
+        """Poll the venue's read-only balances and hedge position (the source of truth when configured) at
+        ``poll_s``; a failure is logged once until the next success and retried with a growing pause."""
+        cfg = self.config.portfolio.balances
+        assert cfg is not None
+        hedge = self.rules.hedge
+        failing = False
+        pause = cfg.poll_s
+        while True:
+            try:
+                got = await fetch_balances(cfg, os.environ)
+            except (FeedError, SecretError) as exc:
+                if not failing:
+                    log.warning("balances from %s unavailable: %s; the position stays %g (%s)", cfg.exchange,
+                                exc, hedge.position, hedge.positions.position.source)
+                failing = True
+                pause = min(pause * 2, max(cfg.poll_s, 600.0))
+            else:
+                if failing:
+                    log.info("balances from %s readable again", cfg.exchange)
+                failing, pause = False, cfg.poll_s
+                now = self.clock()
+                if got.holdings:
+                    hedge.set_holdings(got.holdings)
+                if got.position_contracts is not None:
+                    moved = got.position_contracts != hedge.position
+                    adv = hedge.set_position(got.position_contracts, now)
+                    if moved:
+                        log.info("hedge %s: the venue reports %g contracts", self.index_name, hedge.position)
+                    if adv is not None and self.publisher is not None:
+                        self.publisher.publish_hedge(self.index_name, hedge.message(hedge.last, adv))
+                    if moved or adv is not None:
+                        self.engine.primary.follow_position(now)
+                        self._persist_now(now)
+            await asyncio.sleep(pause)
 
     async def _history(self) -> None:
         """Bootstrap the indicators from the venues' kline history: each asset from the first source that

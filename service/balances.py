@@ -39,20 +39,39 @@ def _credentials(cfg: BalancesConfig, env: Mapping[str, str]) -> dict[str, str]:
     return creds
 
 
-def default_factory(exchange_id: str, params: dict[str, Any]) -> Any:
+def default_factory(exchange_id: str, params: dict[str, Any], rest_url: str | None = None) -> Any:
     import ccxt.async_support as ccxt_async  # imported here: only daemons that read balances need it
 
     cls = getattr(ccxt_async, exchange_id, None)
     if cls is None:
         raise FeedError(f"portfolio.balances: unknown ccxt exchange '{exchange_id}'")
-    return cls(params)
+    exchange = cls(params)
+    if rest_url:
+        rebase_urls(exchange.urls, rest_url)
+    return exchange
+
+
+def rebase_urls(urls: dict[str, Any], base: str) -> None:
+    """Point every API endpoint of a ccxt exchange at ``base`` (scheme and host), keeping each endpoint's
+    own path (``https://fapi.binance.com/fapi/v3`` -> ``<base>/fapi/v3``)."""
+    api = urls.get("api")
+    if not isinstance(api, dict):
+        return
+    root = base.rstrip("/")
+    for name, url in api.items():
+        if isinstance(url, str) and "://" in url:
+            _, _, rest = url.partition("://")
+            path = rest.partition("/")[2]
+            api[name] = f"{root}/{path}" if path else root
 
 
 async def fetch_balances(cfg: BalancesConfig, env: Mapping[str, str],
-                         factory: Callable[[str, dict[str, Any]], Any] = default_factory) -> VenueBalances:
+                         factory: Callable[..., Any] = default_factory) -> VenueBalances:
     """One read of balances (and the hedge position when ``position_symbol`` is set)."""
-    params: dict[str, Any] = {"enableRateLimit": True, **_credentials(cfg, env)}
-    exchange = factory(cfg.exchange, params)
+    # currencies come from the venue's wallet API, which a read-only futures key need not reach
+    params: dict[str, Any] = {"enableRateLimit": True, "options": {"fetchCurrencies": False},
+                              **_credentials(cfg, env)}
+    exchange = factory(cfg.exchange, params, cfg.rest_url) if cfg.rest_url else factory(cfg.exchange, params)
     op = "fetch_balance"
     try:
         balance = await exchange.fetch_balance()

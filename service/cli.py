@@ -20,6 +20,8 @@ from service.notify.cli import notify_app
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Monitor and size a crypto index hedge.")
 rules_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Rule files: unit tests.")
 app.add_typer(rules_app, name="rules")
+hedge_app = typer.Typer(add_completion=False, no_args_is_help=True, help="The hedge position and its advice.")
+app.add_typer(hedge_app, name="hedge")
 app.add_typer(notify_app, name="notify")
 app.add_typer(history_app, name="history")
 app.command("backtest")(backtest_command)
@@ -112,6 +114,30 @@ def rebalance(
     except httpx.HTTPError as exc:
         typer.echo(f"hedgewatch: cannot reach the daemon at {url}: {exc}", err=True)
         raise typer.Exit(1) from exc
+    typer.echo(resp.text)
+    raise typer.Exit(0 if resp.status_code == 200 else 1)
+
+
+@hedge_app.command("ack")
+def hedge_ack(
+    contracts: Annotated[float | None, typer.Option(
+        help="the position now held, signed as the venue shows it (a short of 50 is -50); without it, the "
+             "open advice was done as advised")] = None,
+    advice: Annotated[str | None, typer.Option(help="the id of the advice acknowledged (refused if not open)")]
+    = None,
+    index: Annotated[str | None, typer.Option(help="the index (default: the daemon's)")] = None,
+    url: Annotated[str, typer.Option(help="the daemon's HTTP address")] = "http://127.0.0.1:9108",
+) -> None:
+    """Tell the running daemon that the last hedge advice was executed, or what position is held now."""
+    import httpx
+
+    body = {"contracts": contracts, "advice_id": advice, "index": index}
+    try:
+        resp = httpx.post(f"{url.rstrip('/')}/hedge/ack", json={k: v for k, v in body.items() if v is not None},
+                          timeout=10.0)
+    except httpx.HTTPError as exc:
+        typer.echo(f"hedgewatch: cannot reach the daemon at {url}: {type(exc).__name__}", err=True)
+        raise typer.Exit(1) from None
     typer.echo(resp.text)
     raise typer.Exit(0 if resp.status_code == 200 else 1)
 

@@ -154,6 +154,10 @@ class OracleConfig(Section):
     markets: tuple[str, ...] = ("perp", "spot")
     stable_quotes: tuple[str, ...] = ("USDT", "USDC")
     max_jump_ratio: float = Field(default=0.5, gt=0)
+    # with only two valid sources there is no majority: they must agree within this (tighter) band, else
+    # the last value is held, and the status degrades once they have disagreed for pair_hold_s
+    pair_band_ratio: float = Field(default=0.01, gt=0, lt=1)
+    pair_hold_s: float = Field(default=5.0, ge=0)
     use_venue_index: bool = False
 
 
@@ -172,6 +176,7 @@ class BalancesConfig(Section):
     assets: tuple[str, ...] = ()
     min_units: float = Field(default=0.0, ge=0)
     poll_s: float = Field(default=60.0, gt=0)
+    rest_url: str | None = None  # the venue's REST base (scheme and host); each endpoint keeps its path
 
 
 class HedgeInstrumentConfig(Section):
@@ -211,6 +216,10 @@ class PortfolioConfig(Section):
     lot_size: float = Field(default=0.001, gt=0)
     position_contracts: float = 0.0
     tolerance_ratio: float = Field(default=0.05, ge=0)
+    drift_min_interval_s: float = Field(default=300.0, ge=0)
+    remind_s: float = Field(default=0.0, ge=0)
+    advice_ttl_s: float = Field(default=86_400.0, gt=0)
+    assume_executed: bool = False
     beta: float | Literal["rolling"] = 1.0
     beta_window: int = Field(default=720, ge=3)
     beta_interval_s: float = Field(default=3600.0, gt=0)

@@ -95,13 +95,13 @@ class Engine:
             if e is not None and d["asset"] in self._warm:
                 events.append(e)
         alerts: list[Alert] = []
-        if events:
-            for i, o in enumerate(self.overlays):
-                raised = o.rules.on_transitions(events, now)
-                if i == 0:
-                    alerts = raised
-                else:
-                    o.note_alerts(raised)
+        # called with no transitions too: an event rule's ``for`` and hold-down count on the clock
+        for i, o in enumerate(self.overlays):
+            raised = o.rules.on_transitions(events, now)
+            if i == 0:
+                alerts = raised
+            else:
+                o.note_alerts(raised)
         return logged, alerts
 
     def evaluate(self, now: float) -> list[StageResult]:

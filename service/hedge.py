@@ -25,6 +25,7 @@ from typing import Any
 
 from service.config import PortfolioConfig
 from service.contracts import ContractSpec
+from service.position import AckResult, Advice, DriftPolicy, PositionBook
 
 
 def contracts_for(notional: float, futures_price: float, multiplier: float, lot_size: float) -> float:
@@ -158,18 +159,27 @@ class Sizing:
 
 
 class HedgeBook:
-    """Sizes the hedge for one index and decides when a recommendation is due."""
+    """Sizes the hedge for one index and decides when an advice is due, from the position believed held
+    (``service.position``)."""
 
     def __init__(self, index: str, config: PortfolioConfig) -> None:
         self.index = index
         self.config = config
         self.spec = hedge_spec(config)
-        self.position = config.position_contracts
+        policy = DriftPolicy(self.spec.lot_size, config.tolerance_ratio, config.drift_min_interval_s,
+                             config.remind_s, config.advice_ttl_s)
+        self.positions = PositionBook.from_config(index, config.position_contracts, policy)
         self.holdings = dict(config.holdings)
+        self.holdings_source = "config"
         self.rolling = (RollingBeta(config.beta_window, config.beta_interval_s)
                         if config.beta == "rolling" else None)
         self.last: Sizing | None = None
-        self.last_emitted: dict[str, Any] | None = None
+        self.last_message: dict[str, Any] | None = None  # the last advice as published
+
+    @property
+    def position(self) -> float:
+        """The signed position believed held (negative: short)."""
+        return self.positions.position.contracts
 
     @property
     def beta(self) -> float:
@@ -226,39 +236,76 @@ class HedgeBook:
         self.last = sizing
         return sizing
 
-    def recommend(self, sizing: Sizing, ratio_changed: bool) -> dict[str, Any] | None:
-        """The recommendation JSON when one is due: the target moved, or the position drifted out of the
-        band (then once per distinct target size, not on every evaluation)."""
-        if not ratio_changed:
-            if sizing.within_band:
-                self.last_emitted = None
-                return None
-            prev = self.last_emitted
-            if prev is not None and prev["target_contracts"] == sizing.target_contracts:
-                return None
-        rec = self.recommendation(sizing, "target_changed" if ratio_changed else "drift")
-        self.last_emitted = rec
+    def recommend(self, sizing: Sizing, ratio_changed: bool, now: float | None = None) -> dict[str, Any] | None:
+        """The advice JSON when one is due: the target ratio moved, the position drifted out of the band
+        (with hysteresis and a minimum interval), the position changed otherwise, or a reminder of the
+        open advice (same id) is due; an open advice that expired is published once in its new state."""
+        now = sizing.ts if now is None else now
+        c = self.config
+        per_contract = abs(self.spec.notional_usd(1.0, sizing.futures_price))  # USD value of one contract
+        band = c.tolerance_ratio * sizing.portfolio_value_usd
+        drift = abs(-self.position * per_contract - sizing.target_notional_usd)
+        if not ratio_changed and drift <= band / 2 and (moot := self.positions.moot(now)) is not None:
+            return self.message(sizing, moot)
+        reason = self.positions.decide(
+            target=sizing.target_contracts, out_of_band=drift > band,
+            band_contracts=band / per_contract if per_contract > 0 else 0.0, ratio_changed=ratio_changed,
+            now=now)
+        if reason is not None:
+            adv = self.positions.advise(reason=reason, ratio=sizing.ratio, target=sizing.target_contracts,
+                                        now=now)
+            if c.assume_executed:
+                self.positions.assume_executed(now)
+            return self.message(sizing, adv)
+        later = self.positions.reminder(now) or self.positions.expire(now)
+        return None if later is None else self.message(sizing, later)
+
+    def message(self, sizing: Sizing | None, adv: Advice) -> dict[str, Any]:
+        """The advice JSON published on ``hedgewatch:hedge:<INDEX>``: the sizing, the trade from what was
+        held when it was made, its id and state, and where the position belief comes from."""
+        rec = {} if sizing is None else sizing.to_dict()
+        per_contract = abs(self.spec.notional_usd(1.0, sizing.futures_price)) if sizing is not None else 0.0
+        rec.update({
+            "id": adv.id, "state": str(adv.state), "reason": adv.reason, "advised_at": adv.created_at,
+            "target_contracts": adv.target_contracts, "position_contracts": adv.held_contracts,
+            "delta_contracts": round(-adv.target_contracts - adv.held_contracts, 10), "side": adv.side,
+            "trade_contracts": adv.trade_contracts, "trade_notional_usd": adv.trade_contracts * per_contract,
+            "position": self.positions.view() | {"advice": None},
+        })
+        self.last_message = rec
         return rec
 
     @staticmethod
     def recommendation(sizing: Sizing, reason: str) -> dict[str, Any]:
-        """The recommendation JSON published on ``hedgewatch:hedge:<INDEX>``: the sizing plus the trade."""
+        """A sizing as advice JSON without an advice behind it (tests, previews)."""
         rec = sizing.to_dict()
         rec["reason"] = reason
         rec["trade_contracts"] = abs(sizing.delta_contracts)
         return rec
 
-    def set_position(self, contracts: float) -> None:
-        """The venue's reported position (read-only balances), signed."""
-        self.position = contracts
+    def set_position(self, contracts: float, now: float = 0.0) -> Advice | None:
+        """The venue's reported position (read-only balances), signed: the source of truth."""
+        return self.positions.reconcile(contracts, now)
 
     def set_holdings(self, holdings: dict[str, float]) -> None:
         """Holdings read from the venue replace the configured ones."""
         self.holdings = dict(holdings)
+        self.holdings_source = "venue"
+
+    def ack(self, contracts: float | None, advice_id: str | None, by: str, now: float) -> AckResult:
+        """The user did the open advice, or states what is held (see ``PositionBook.ack``)."""
+        return self.positions.ack(contracts=contracts, advice_id=advice_id, by=by, now=now)
 
     def dump(self) -> dict[str, Any]:
-        return {"position": self.position, "last_emitted": self.last_emitted}
+        return {"positions": self.positions.dump(), "advice": self.last_message,
+                "holdings": self.holdings if self.holdings_source == "venue" else None}
 
-    def load(self, state: dict[str, Any]) -> None:
-        if state.get("last_emitted") is not None:
-            self.last_emitted = state["last_emitted"]
+    def load(self, state: dict[str, Any], now: float = 0.0) -> None:
+        """Restore the position and its advice; a position edited in the config since then wins."""
+        if isinstance(state.get("positions"), dict):
+            self.positions.load(state["positions"])
+            self.positions.config_changed(self.config.position_contracts, now)
+        if isinstance(state.get("advice"), dict):
+            self.last_message = state["advice"]
+        if isinstance(state.get("holdings"), dict):
+            self.holdings, self.holdings_source = dict(state["holdings"]), "venue"

@@ -17,6 +17,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from service.errors import HedgewatchError
 from service.metrics import Metrics
 
 log = logging.getLogger("hedgewatch.http")
@@ -33,6 +34,7 @@ class HttpServer:
         state: Callable[[], dict[str, Any]],
         alive: Callable[[], bool] = lambda: True,
         rebalance: Callable[[], dict[str, Any]] | None = None,
+        hedge_ack: Callable[[dict[str, Any], str], dict[str, Any]] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -41,6 +43,7 @@ class HttpServer:
         self._state = state
         self._alive = alive
         self._rebalance = rebalance
+        self._hedge_ack = hedge_ack
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> int:
@@ -52,6 +55,8 @@ class HttpServer:
         app.router.add_get("/state", self._get_state)
         if self._rebalance is not None:
             app.router.add_post("/rebalance", self._post_rebalance)
+        if self._hedge_ack is not None:
+            app.router.add_post("/hedge/ack", self._post_hedge_ack)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
@@ -89,6 +94,28 @@ class HttpServer:
         assert self._rebalance is not None
         result = self._rebalance()
         return _json(result, 200 if result.get("rebalanced") else 409)
+
+
+    async def _post_hedge_ack(self, request: web.Request) -> web.Response:
+        """Acknowledge the open advice (empty object) or state the position held (``{"contracts": -50}``).
+        JSON bodies only: a browser's cross-site form cannot send one without a preflight."""
+        if not _from_loopback(request.remote):
+            log.warning("refused POST /hedge/ack from %s: only loopback clients may acknowledge", request.remote)
+            return _json({"error": "only loopback clients may acknowledge"}, 403)
+        if request.content_type != "application/json":
+            return _json({"error": "the body must be application/json"}, 415)
+        try:
+            body = orjson.loads(await request.read() or b"{}")
+        except orjson.JSONDecodeError:
+            return _json({"error": "the body is not JSON"}, 400)
+        if not isinstance(body, dict):
+            return _json({"error": "the body must be a JSON object"}, 400)
+        assert self._hedge_ack is not None
+        try:
+            result = self._hedge_ack(body, f"http:{request.remote}")
+        except HedgewatchError as exc:
+            return _json({"error": str(exc)}, 409)
+        return _json(result, 200)
 
 
 def _from_loopback(remote: str | None) -> bool:

@@ -37,6 +37,16 @@ class Keys:
         return f"{self.prefix}:alerts:outbox"
 
     @property
+    def commands(self) -> str:
+        """stream: commands to the daemon from other programs (field ``json``, see ``service.commands``), e.g.
+        ``hedge_ack`` from the Telegram bot; read with a consumer group."""
+        return f"{self.prefix}:commands"
+
+    def command_result(self, entry_id: str) -> str:
+        """key with TTL: the outcome of the command at stream entry ``entry_id``."""
+        return f"{self.prefix}:commands:result:{entry_id}"
+
+    @property
     def heartbeat(self) -> str:
         """key with TTL, set while the daemon is healthy."""
         return f"{self.prefix}:heartbeat"
@@ -57,8 +67,3 @@ class Keys:
         Alertmanager (shared by every notifier worker, so a restart keeps firing alerts alive)."""
         return f"{self.prefix}:notify:alertmanager"
 
-    @property
-    def commands(self) -> str:
-        """stream: commands to the daemon from other programs (field ``json``), e.g. ``hedge_ack`` from the
-        Telegram bot."""
-        return f"{self.prefix}:commands"

@@ -9,12 +9,16 @@ Methodology (DESIGN "Oracle, per asset"; every number comes from ``OracleConfig`
   One addition: when the excluded sources are no longer a minority of the fresh ones (the market moved and
   they were the first to show it), those within half the band of the median are re-admitted at once.
 - The published value depends on the number of valid (fresh, not excluded) sources:
-  3+ the weighted median, ``ok``; 2 their mean, ``ok``, unless they disagree by more than the band, then
-  the last value is held and marked ``degraded``; 1 used only if within the band of the last value (or when
-  there is no last value yet), ``degraded``, else the last value is held, ``degraded``; 0 the last value is
-  held, ``stale``.
+  3+ the weighted median, ``ok``; 2 their mean, ``ok``, unless they disagree by more than
+  ``pair_band_ratio`` (tighter than the exclusion band: with two sources there is no majority to tell the
+  wrong one, so a drifting venue may move the mean by at most half the pair band): then the last value is
+  held, still ``ok`` for ``pair_hold_s`` (one odd tick is not an outage), ``degraded`` once the
+  disagreement lasts longer; 1 used only if within the band of the last value (or when there is no last
+  value yet), ``degraded``, else the last value is held, ``degraded``; 0 the last value is held, ``stale``.
 - A tick further than ``max_jump_ratio`` from the current oracle value while the oracle is ``ok``, or a
-  non-positive one, is rejected: it is not stored and the source is invalid until its next acceptable tick.
+  non-positive one, is rejected: it is not stored and changes nothing (the source keeps its last accepted
+  price, which ages as usual). After ``REJECT_STRIKES`` consecutive rejected ticks the source is
+  ``rejected`` (out of the price) until its next acceptable tick.
 
 Published with the value: its status, the number of valid sources and a confidence, the relative spread
 ``(max - min) / price`` of the valid sources (0 with one source, None with none).
@@ -44,6 +48,10 @@ EXCLUDED = "excluded"
 REJECTED = "rejected"
 SRC_STALE = "stale"
 PENDING = "pending"
+
+# Consecutive rejected ticks after which a source is taken out of the price: one hostile tick changes
+# nothing, a venue that keeps sending absurd prices is reported.
+REJECT_STRIKES = 3
 
 
 @dataclass(slots=True)
@@ -80,7 +88,8 @@ class SourceTransition:
 class Source:
     """One venue's latest price for one asset, in USD."""
 
-    __slots__ = ("inside_since", "name", "outlier", "price", "reason", "rejected", "status", "ts", "weight")
+    __slots__ = ("inside_since", "name", "outlier", "price", "reason", "rejected", "status", "strikes", "ts",
+                 "weight")
 
     def __init__(self, name: str, weight: float) -> None:
         self.name = name
@@ -90,6 +99,7 @@ class Source:
         self.status = PENDING
         self.reason = "no price yet"
         self.rejected = 0
+        self.strikes = 0  # consecutive rejected ticks
         self.inside_since: float | None = None
         # Remembered across staleness and rejected ticks: going quiet must not launder an exclusion.
         self.outlier = False
@@ -139,9 +149,12 @@ class AssetOracle:
         "_half_band",
         "_jump",
         "_max_age",
+        "_pair_band",
+        "_pair_hold",
         "_readmit",
         "_sink",
         "_sources",
+        "_split_since",
         "_weights",
         "asset",
         "confidence",
@@ -165,6 +178,9 @@ class AssetOracle:
         self._half_band = config.exclude_band_ratio * 0.5
         self._readmit = config.readmit_after_s
         self._jump = config.max_jump_ratio
+        self._pair_band = min(config.pair_band_ratio, config.exclude_band_ratio)
+        self._pair_hold = config.pair_hold_s
+        self._split_since: float | None = None  # when the only two valid sources started to disagree
         self._sink = sink
         self._sources: list[Source] = []
         self._by_name: dict[str, Source] = {}
@@ -219,18 +235,15 @@ class AssetOracle:
         if src is None:
             src = self.source(name)
         if not price > 0.0 or price == math.inf:  # also catches NaN
-            src.rejected += 1
-            self._set_source(src, REJECTED, "non-positive or non-finite price", now, self.price)
-            return self._recompute(now)
+            return self._reject(src, "non-positive or non-finite price", now)
         last = self.price
         # Only a healthy oracle is a reference for "absurd": when degraded or stale the quorum rules
         # below protect the value, and a genuine big move must be able to get through.
         if last is not None and self.status == OK:
             dev = price / last - 1.0
             if dev > self._jump or -dev > self._jump:
-                src.rejected += 1
-                self._set_source(src, REJECTED, f"absurd: {dev:+.1%} from the oracle price", now, last)
-                return self._recompute(now)
+                return self._reject(src, f"absurd: {dev:+.1%} from the oracle price", now)
+        src.strikes = 0
         src.price = price
         src.ts = now
         if src.status in (REJECTED, PENDING, SRC_STALE):
@@ -240,6 +253,17 @@ class AssetOracle:
                 self._set_source(src, EXCLUDED, "fresh again, still an outlier until re-admitted", now, last)
             else:
                 self._set_source(src, VALID, "fresh", now, last)
+        return self._recompute(now)
+
+    def _reject(self, src: Source, why: str, now: float) -> bool:
+        """A rejected tick: counted, and nothing else changes until it has happened ``REJECT_STRIKES``
+        times in a row (then the source is out of the price until its next acceptable tick)."""
+        src.rejected += 1
+        src.strikes += 1
+        if src.strikes < REJECT_STRIKES:
+            src.reason = f"last tick rejected ({why})" if src.status == VALID else src.reason
+            return False
+        self._set_source(src, REJECTED, why, now, self.price)
         return self._recompute(now)
 
     def refresh(self, now: float) -> bool:
@@ -315,11 +339,7 @@ class AssetOracle:
             price = self._reference(valid)
             status, reason = OK, ""
         elif n == 2:
-            a, b = valid[0].price, valid[1].price
-            if abs(a - b) * 2.0 > self._band * (a + b):  # type: ignore[operator]
-                price, status, reason = last, DEGRADED, "two sources disagree beyond the band; holding"
-            else:
-                price, status, reason = (a + b) * 0.5, OK, ""  # type: ignore[operator]
+            price, status, reason = self._pair(valid[0].price, valid[1].price, last, old_status, now)  # type: ignore[arg-type]
         elif n == 1:
             p = valid[0].price
             if last is None or abs(p / last - 1.0) <= self._band:  # type: ignore[operator]
@@ -328,6 +348,8 @@ class AssetOracle:
                 price, status, reason = last, DEGRADED, "single source far from the last value; holding"
         else:
             price, status, reason = last, STALE, "no valid source; holding"
+        if n != 2:
+            self._split_since = None
         if n >= 2:
             lo = hi = valid[0].price
             for s in valid:
@@ -351,6 +373,20 @@ class AssetOracle:
             self.ts = now
             return True
         return status != old_status
+
+    def _pair(self, a: float, b: float, last: float | None, old_status: str,
+              now: float) -> tuple[float | None, str, str]:
+        """Two valid sources: their mean while they agree within the pair band; else the last value held,
+        ``ok`` for ``pair_hold_s`` and ``degraded`` after (at once when the oracle was not ok)."""
+        if abs(a - b) * 2.0 <= self._pair_band * (a + b):
+            self._split_since = None
+            return (a + b) * 0.5, OK, ""
+        if self._split_since is None:
+            self._split_since = now
+        why = f"two sources disagree by {abs(a - b) * 2.0 / (a + b):.2%} > {self._pair_band:.2%}; holding"
+        if last is not None and old_status == OK and now - self._split_since < self._pair_hold:
+            return last, OK, why
+        return last, DEGRADED, why
 
     # --- reporting ---------------------------------------------------------------------------------
 

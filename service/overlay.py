@@ -4,9 +4,9 @@ advises, with the portfolio valued hedged and unhedged and the drawdown of each.
 Per evaluation, in this order: funding due since the last evaluation is settled on the position held then
 (at the snapshot's funding rate; none known counts as zero and is counted), a dated future past its expiry
 is rolled, the ledger is marked at the futures price, the rules run, and advice moves the ledger's
-position to the recommended target at the futures price (the advice as if executed). With
-``follow_advice`` the hedge sizing also takes that position as held (a backtest); without it the sizing
-keeps the configured or venue-reported position (live). Pure and synchronous.
+position to what the position book believes is held, at the futures price: live, an advice acknowledged by
+the user or reconciled from the venue; with ``follow_advice`` (a backtest) every advice is taken as
+executed at once. Pure and synchronous.
 """
 
 from __future__ import annotations
@@ -61,17 +61,29 @@ class Overlay:
         self.evaluated_at = now
         result = self.rules.evaluate(snapshot, now)
         h = result.hedge
-        if h is not None and h.get("futures_price"):
-            self.ledger.target(now, -float(h["target_contracts"]), float(h["futures_price"]),
-                               str(h.get("reason") or "advice"))
-            if self.follow:
-                self.rules.hedge.set_position(self.ledger.position)
+        hedge = self.rules.hedge
+        if self.follow and h is not None:
+            hedge.positions.assume_executed(now)  # a backtest: every advice is done at once
+        price = float(h["futures_price"]) if h is not None and h.get("futures_price") else fut
+        self.follow_position(now, price)
         self._value(snapshot)
         if self.summary_due is not None and now >= self.summary_due:
             self.summary_due = self._next_summary(now)
             if self.hedged_usd is not None:
                 result.alerts.append(self.daily_summary(now))
         return result
+
+    def follow_position(self, now: float, price: float | None = None) -> bool:
+        """Move the ledger to what the position book believes is held (advice acknowledged, reconciled from
+        the venue, or assumed executed), at ``price`` or else the last futures price marked; True when it
+        moved."""
+        hedge = self.rules.hedge
+        held = hedge.position
+        price = self.ledger.mark if price is None else price
+        if price is None or abs(held - self.ledger.position) <= 1e-12:
+            return False
+        self.ledger.target(now, held, price, str(hedge.positions.position.source))
+        return True
 
     def _carry(self, snapshot: dict[str, Any], fut: float, now: float) -> None:
         last = self.evaluated_at
@@ -100,12 +112,10 @@ class Overlay:
         self.drawdowns["hedged"].add(self.hedged_usd)
 
     def reconcile(self, ts: float, position: float, price: float | None = None) -> None:
-        """The position as it really is (acknowledged advice, or reported by the venue): the ledger moves to
-        it at ``price`` (default: its last mark) with reason ``reconciled``, and the sizing takes it as held."""
-        fill = price if price is not None else self.ledger.mark
-        if fill:
-            self.ledger.target(ts, position, fill, "reconciled")
-        self.rules.hedge.set_position(position)
+        """The position reported by the venue: the position book takes it as held (the source of truth)
+        and the ledger moves to it at ``price`` (default: its last mark)."""
+        self.rules.hedge.set_position(position, ts)
+        self.follow_position(ts, price)
 
     def note_alerts(self, alerts: list[Alert]) -> None:
         self.other_alerts.extend(alerts)

@@ -52,11 +52,11 @@ def test_resolve_keeps_the_start_and_ids_are_deterministic() -> None:
 
 def test_round_trip_with_hedge_and_generator_url() -> None:
     a = make_alert(rule(), "HW", "firing", T0, None, 1.0, {"price": 1.5, "ok": True, "none": None})
-    a = dataclasses.replace(a, hedge=HedgeChange(0.2, 0.3, 150000.0, 0.75, "sell"),
+    a = dataclasses.replace(a, hedge=HedgeChange(0.2, 0.3, 150000.0, 0.75, "sell", "HW-3", -0.25, 0.5),
                             generator_url="http://127.0.0.1:9108/state?index=HW&rule=BelowMA50d")
     d = orjson.loads(a.to_json())
     assert d["hedge"] == {"from_ratio": 0.2, "to_ratio": 0.3, "notional_usd": 150000.0, "contracts": 0.75,
-                          "side": "sell"}
+                          "side": "sell", "id": "HW-3", "position": -0.25, "trade_contracts": 0.5}
     assert d["generatorURL"] == "http://127.0.0.1:9108/state?index=HW&rule=BelowMA50d"
     assert Alert.from_json(a.to_json()) == a
 

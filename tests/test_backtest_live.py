@@ -74,7 +74,9 @@ async def test_backtest_and_daemon_advise_alike(tmp_path: Path, redis_srv: Redis
         "redis": live.redis.model_copy(update={"url": SecretStr(redis_srv.url), "prefix": PREFIX,
                                                "outbox_dir": str(tmp_path / "outbox")}),
         "http": live.http.model_copy(update={"port": free_port()}),
-        "index": live.index.model_copy(update={"publish_interval_s": 0.0})})
+        "index": live.index.model_copy(update={"publish_interval_s": 0.0}),
+        # the backtest takes every advice as done: so does this live user
+        "portfolio": live.portfolio.model_copy(update={"assume_executed": True})})
     monkeypatch.setattr(app, "TICK_INTERVAL_S", 3600.0)
     now = [start]
     daemon = Daemon(live, clock=lambda: now[0])

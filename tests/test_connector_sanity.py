@@ -229,3 +229,17 @@ def test_deep_nesting_and_malformed_control_frames_have_a_proper_reason(venue: s
     make = {"binanceusdm": binance, "bybit": bybit, "okx": okx}[venue]
     p = make([], Clock())
     assert reason_of(p.handle, raw) == reason
+
+
+def test_a_re_subscribe_resets_the_sequence_expectation() -> None:
+    out: list[Any] = []
+    clock = Clock()
+    p = binance(out, clock)
+    p.handle(bn_book(60000.0, 60000.5, u=9_000_000_000))
+    clock.now += 5.0
+    assert reason_of(p.handle, bn_book(60000.0, 60000.5, u=100)) == "out_of_order"
+    p.routes[0].resubscribed_at = clock.now  # what the watchdog's re-subscribe of a silent channel records
+    clock.now += 0.1
+    p.handle(bn_book(60000.0, 60000.5, u=100))  # the venue's numbering after the re-subscribe is taken
+    p.handle(bn_book(60000.0, 60000.5, u=101))
+    assert len(out) == 3

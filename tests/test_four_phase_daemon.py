@@ -17,7 +17,10 @@ a point starts with a 20% baseline hedge, held as a 20-contract short. The scena
    least 30%);
 3. minutes 50-65, it falls on: the short's gain offsets half of the spot loss;
 4. minutes 65-90, funding turns slightly negative and the price holds near support (S1, the month's
-   lowest close): the hedge is lowered to 10% (10 contracts: buy 10 of the 20 held).
+   lowest close): the hedge is lowered to 10% (10 contracts: buy 40 of the 50 held).
+
+The test is a user who follows every advice: each one is acknowledged over ``POST /hedge/ack`` as soon as
+it arrives, so each next advice is from what that user holds, and the user ends at the target.
 
 Time. The daemon's clock is the simulator's simulated clock, and this test is the simulator's clock: it
 advances the market one 1 s step at a time and lets the daemon take in each step before the next, so
@@ -36,6 +39,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 import redis.asyncio as aioredis
@@ -156,9 +160,16 @@ async def test_four_phase_hedging_through_the_daemon(sim: Simulator, redis_srv: 
                     await settle(daemon)
                     await asyncio.sleep(0.02)
             warm_at = start + path.elapsed_s
-            while path.elapsed_s < END_S:
-                sim.step()
-                await settle(daemon)
+            acked: list[dict[str, Any]] = []
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{daemon.http.port}") as http:
+                while path.elapsed_s < END_S:
+                    sim.step()
+                    await settle(daemon)
+                    for h in [h for h in hedges if h["state"] == "advised" and h["side"] != "none"]:
+                        if all(a["advice"]["id"] != h["id"] for a in acked):  # the user does as advised
+                            resp = await http.post("/hedge/ack", json={"advice_id": h["id"]})
+                            assert resp.status_code == 200, resp.text
+                            acked.append(resp.json())
             stop.set()
             assert await run == 0
             # the last snapshot and recommendations were flushed at stop; take in what is on its way
@@ -181,13 +192,20 @@ async def test_four_phase_hedging_through_the_daemon(sim: Simulator, redis_srv: 
     assert daemon.bus.dropped == 0
 
     # the hedge recommendations over Redis: the baseline, raised to 50%, lowered to 10%
-    recs = [(phase(h["ts"], start), h["reason"], h["ratio"], h["target_contracts"], h["side"],
-             h["trade_contracts"]) for h in hedges]
+    recs = [(phase(h["ts"], start), h["reason"], h["ratio"], h["target_contracts"], h["position_contracts"],
+             h["side"], h["trade_contracts"], h["state"]) for h in hedges]
     assert recs == [
-        (1, "initial", 0.2, 20.0, "none", 0.0),  # the 20% baseline is held: within the band
-        (1, "target_changed", pytest.approx(0.5), 50.0, "sell", 30.0),
-        (4, "target_changed", pytest.approx(0.1), 10.0, "buy", 10.0),  # from the 20 held
+        (1, "initial", 0.2, 20.0, -20.0, "none", 0.0, "advised"),  # the 20% baseline is held: within the band
+        (1, "target_changed", pytest.approx(0.5), 50.0, -20.0, "sell", 30.0, "advised"),
+        (1, "target_changed", pytest.approx(0.5), 50.0, -20.0, "sell", 30.0, "acknowledged"),
+        (4, "target_changed", pytest.approx(0.1), 10.0, -50.0, "buy", 40.0, "advised"),  # from the 50 held
+        (4, "target_changed", pytest.approx(0.1), 10.0, -50.0, "buy", 40.0, "acknowledged"),
     ]
+    assert len({h["id"] for h in hedges}) == 3  # an acknowledgement restates its advice, same id
+    # the user followed every advice and holds the target
+    assert [a["position"]["contracts"] for a in acked] == [-50.0, -10.0]
+    assert daemon.rules.hedge.position == -10.0 and daemon.state()["position"]["source"] == "ack"
+    assert final["rules"]["hedge"]["positions"]["position"]["contracts"] == -10.0
     first = hedges[0]
     assert first["portfolio_value_usd"] == pytest.approx(1_000_000, rel=2e-3)
     assert first["target_notional_usd"] == pytest.approx(0.2 * first["portfolio_value_usd"])
@@ -200,13 +218,13 @@ async def test_four_phase_hedging_through_the_daemon(sim: Simulator, redis_srv: 
     assert [a["id"] for a in published] == [a["id"] for a in alerts]
     seen = [(a["labels"]["alertname"], a["status"],
              a.get("hedge") and (a["hedge"]["from_ratio"], a["hedge"]["to_ratio"], a["hedge"]["contracts"],
-                                 a["hedge"]["side"]))
+                                 a["hedge"]["side"], a["hedge"]["position"], a["hedge"]["trade_contracts"]))
             for a in alerts]
     assert seen == [
-        ("LeveragedApproachToResistance", "firing", (0.2, pytest.approx(0.5), 50.0, "sell")),
+        ("LeveragedApproachToResistance", "firing", (0.2, pytest.approx(0.5), 50.0, "sell", -20.0, 30.0)),
         ("LeveragedApproachToResistance", "resolved", None),
-        ("BelowMA50", "firing", (pytest.approx(0.5), pytest.approx(0.5), 50.0, "none")),
-        ("FundingNegativeAtSupport", "firing", (pytest.approx(0.5), pytest.approx(0.1), 10.0, "buy")),
+        ("BelowMA50", "firing", (pytest.approx(0.5), pytest.approx(0.5), 50.0, "none", -50.0, 0.0)),
+        ("FundingNegativeAtSupport", "firing", (pytest.approx(0.5), pytest.approx(0.1), 10.0, "buy", -50.0, 40.0)),
     ]
     fired = [iso_ts(a["endsAt"] if a["status"] == "resolved" else a["startsAt"]) - start for a in alerts]
     assert [phase(start + t, start) for t in fired] == [1, 2, 2, 4]

@@ -46,9 +46,11 @@ def test_drift_band_and_recommendations() -> None:
     book = HedgeBook("HW", cfg)
     s = book.size(snapshot(level=1000, fut=1000), 0.1, 1.0)  # target 100 short: held exactly
     assert s is not None and s.within_band and s.side == "none"
-    assert book.recommend(s, ratio_changed=False) is None
+    first = book.recommend(s, ratio_changed=False)  # the first advice states the hedge: nothing to trade
+    assert first is not None and (first["reason"], first["side"], first["trade_contracts"]) == ("initial", "none", 0)
     s = book.size(snapshot(level=1000, fut=1000), 0.14, 2.0)  # 140 vs 100 held: 4% of value, in the band
     assert s is not None and s.within_band
+    assert book.recommend(s, ratio_changed=False) is None
     s = book.size(snapshot(level=1000, fut=1000), 0.2, 3.0)
     rec = book.recommend(s, ratio_changed=True)
     assert rec is not None and rec["reason"] == "target_changed"

@@ -152,7 +152,8 @@ def test_any_single_manipulated_venue_moves_the_index_by_less_than_0_1_percent(
     m.apply(quote(venues[bad % n_venues], "ETH", 3_000.0 * factor, 2.0))
     assert abs(m.level / before - 1) < 0.001
     src = m.state(2.0)["oracle"]["ETH"]["sources"][venues[bad % n_venues]]
-    assert src["excluded"]
+    # out of the price: excluded, or (one absurd tick) dropped while the venue keeps its last honest price
+    assert src["excluded"] or src["price"] == pytest.approx(3_000.0, rel=0.01)
 
 
 def test_venue_index_price_as_an_extra_source_when_configured() -> None:

@@ -81,10 +81,10 @@ async def test_status_and_ack_are_answered_for_the_configured_chat_only(
         lines = status.splitlines()
         assert lines[0] == "HW 111.00, ok"
         assert lines[1] == "oracle: BTC ok (3 src), ETH degraded (1 src)"
-        assert lines[2] == "hedge ratio: 50%, position: 0 contracts"
-        advice = state["rules"]["hedge"]["last_emitted"]
-        assert lines[3].startswith(f"advice: sell {advice['trade_contracts']:g} contracts to a short of "
-                                   f"{advice['target_contracts']:g} (target_changed")
+        assert lines[2] == "hedge ratio: 50%, position: 0 contracts (config)"
+        advice = state["rules"]["hedge"]["advice"]
+        assert lines[3].startswith(f"advice: sell {advice['trade_contracts']:g} contracts from 0 to a short of "
+                                   f"{advice['target_contracts']:g} (target_changed, advised")
 
         api.say(CHAT, "/ack")
         api.say(CHAT, "/ack 2.5")

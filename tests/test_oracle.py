@@ -138,25 +138,33 @@ def test_an_excluded_source_going_quiet_stays_excluded() -> None:
     assert o.sources[3].status == EXCLUDED
 
 
-def test_absurd_and_invalid_ticks_are_rejected() -> None:
+def test_one_absurd_tick_changes_nothing_a_run_of_them_rejects_the_source() -> None:
     o, sink = oracle()
     feed(o, {"a": 100.0, "b": 100.0, "c": 100.0}, 0.0)
-    o.update("c", 1000.0, 1.0)
-    assert o.sources[2].status == REJECTED and o.sources[2].price == 100.0
+    sink.clear()
+    assert not o.update("c", 1000.0, 1.0)
+    assert o.sources[2].status == OK and o.sources[2].price == 100.0
     assert o.sources[2].rejected == 1 and "absurd" in o.sources[2].reason
-    assert o.price == 100.0 and o.n_valid == 2
-    o.update("b", float("nan"), 1.0)
-    o.update("a", -1.0, 1.0)
-    assert o.n_valid == 0 and o.status == STALE and o.price == 100.0
-    o.update("c", 100.5, 2.0)
+    assert o.price == 100.0 and o.n_valid == 3 and not sink
+    o.update("c", 100.2, 1.5)  # a good tick: the strikes start over
+    for t in (2.0, 2.1):
+        o.update("c", 1000.0, t)
     assert o.sources[2].status == OK
-    assert any(t.new == REJECTED for t in sink)
+    o.update("c", 1000.0, 2.2)  # the third in a row: out of the price, reported
+    assert o.sources[2].status == REJECTED and o.n_valid == 2
+    for _ in range(3):
+        o.update("b", float("nan"), 3.0)
+        o.update("a", -1.0, 3.0)
+    assert o.n_valid == 0 and o.status == STALE and o.price == 100.0
+    o.update("c", 100.5, 4.0)
+    assert o.sources[2].status == OK
+    assert [t.new for t in sink if t.source == "c"] == [REJECTED, OK]
 
 
 def test_a_genuine_move_beyond_the_absurd_limit_gets_through() -> None:
     o, _ = oracle()
     feed(o, {"a": 100.0, "b": 100.0, "c": 100.0}, 0.0)
-    for t in range(1, 4):
+    for t in range(1, 5):  # rejected three times by every source, then the consensus wins
         feed(o, {"a": 200.0, "b": 200.0, "c": 200.0}, float(t))
     assert (o.price, o.status) == (200.0, OK)
 
@@ -196,12 +204,27 @@ def test_venue_weights_make_a_weighted_median() -> None:
 
 def test_two_sources_mean_or_hold_when_they_disagree() -> None:
     o, _ = oracle()
-    feed(o, {"a": 100.0, "b": 102.0}, 0.0)
-    assert (o.price, o.status) == (101.0, OK)
-    o.update("b", 110.0, 1.0)
-    assert (o.price, o.status) == (101.0, DEGRADED)
-    o.update("b", 103.0, 2.0)
-    assert (o.price, o.status) == (101.5, OK)
+    feed(o, {"a": 100.0, "b": 100.8}, 0.0)
+    assert (o.price, o.status) == (100.4, OK)
+    o.update("b", 103.0, 1.0)  # 3% apart: within the exclusion band, beyond the pair band
+    assert (o.price, o.status) == (100.4, OK)  # held; one odd tick is not an outage
+    o.refresh(5.9)
+    assert (o.price, o.status) == (100.4, OK)
+    o.refresh(6.1)
+    assert (o.price, o.status) == (100.4, DEGRADED)
+    assert "disagree" in o.reason
+    o.update("b", 100.6, 7.0)
+    assert (o.price, o.status) == (100.3, OK)
+
+
+def test_a_drifting_venue_with_one_other_source_moves_the_asset_by_half_the_pair_band_at_most() -> None:
+    o, _ = oracle()
+    feed(o, {"a": 100.0, "b": 100.0}, 0.0)
+    for i in range(1, 50):  # b drifts to +4.9% over 49 s, a stays put
+        o.update("a", 100.0, float(i))
+        o.update("b", 100.0 * (1 + 0.001 * i), float(i) + 0.5)
+    assert o.price is not None and o.price <= 100.0 * (1 + CFG.pair_band_ratio / 2) + 1e-9
+    assert o.status == DEGRADED
 
 
 def test_one_source_used_only_near_the_last_value() -> None:
@@ -256,8 +279,9 @@ def test_modes_follow_design(steps) -> None:
             assert o.status == OK and o.price == pytest.approx(median(list(valid)))
         elif len(valid) == 2:
             a, b = valid
-            if abs(a - b) * 2 > CFG.exclude_band_ratio * (a + b):
-                assert o.status == DEGRADED and o.price == last
+            if abs(a - b) * 2 > CFG.pair_band_ratio * (a + b):
+                assert o.price == last
+                assert o.status == DEGRADED or now - o._split_since < CFG.pair_hold_s
             else:
                 assert o.status == OK and o.price == pytest.approx((a + b) / 2)
         elif len(valid) == 1:

@@ -28,8 +28,9 @@ def test_advice_moves_the_ledger_and_funding_is_paid_at_funding_times() -> None:
     o = overlay()
     r = o.evaluate(snap(1000.0, 7 * H, funding_rate_8h=1e-4), 7 * H)
     assert r.hedge is not None and r.hedge["target_contracts"] == 50
-    assert o.ledger.position == -50  # the advice as if executed
-    assert o.rules.hedge.position == 0  # live: the sizing keeps the configured position
+    assert o.ledger.position == 0  # live: the ledger holds what is held, and nothing was done yet
+    o.rules.hedge.ack(None, r.hedge["id"], "test", 7 * H)  # the user did as advised
+    assert o.follow_position(7 * H) and o.ledger.position == -50  # at the last futures price, 1,000
     o.evaluate(snap(990.0, 8 * H + 1, funding_rate_8h=1e-4), 8 * H + 1)
     # the 08:00 funding on 50 x $10 x 990: the short receives 0.01%
     assert o.ledger.fundings == 1 and o.ledger.funding_usd == pytest.approx(50 * 10 * 990 * 1e-4)
@@ -55,7 +56,10 @@ def test_the_daily_summary_is_off_unless_switched_on() -> None:
 
 def test_the_daily_summary_alert() -> None:
     o = overlay(daily_summary={"enabled": True, "time_utc": "00:00"})
-    assert not o.evaluate(snap(1000.0, 23 * H), 23 * H).alerts
+    first = o.evaluate(snap(1000.0, 23 * H), 23 * H)
+    assert not first.alerts and first.hedge is not None
+    o.rules.hedge.ack(None, None, "test", 23 * H)
+    o.follow_position(23 * H)
     assert not o.evaluate(snap(1000.0, 23.5 * H), 23.5 * H).alerts
     alerts = o.evaluate(snap(950.0, 24 * H + 1), 24 * H + 1).alerts
     assert [a.rule for a in alerts] == [SUMMARY_RULE]
@@ -83,8 +87,10 @@ def test_the_ledger_persists() -> None:
 
 def test_a_reported_position_reconciles_the_ledger() -> None:
     o = overlay()
-    o.evaluate(snap(1000.0, 7 * H), 7 * H)
-    assert o.ledger.position == -50
-    o.reconcile(7 * H + 60, -30.0)  # the venue says 30 short: 20 were never sold
+    r = o.evaluate(snap(1000.0, 7 * H), 7 * H)
+    assert r.hedge is not None and r.hedge["trade_contracts"] == 50 and o.ledger.position == 0
+    o.reconcile(7 * H + 60, -30.0)  # the venue says 30 short: 20 of the 50 advised were never sold
     assert o.ledger.position == -30 and o.rules.hedge.position == -30
-    assert o.ledger.fills[-1].reason == "reconciled" and o.ledger.fills[-1].price == 1000.0
+    assert o.ledger.fills[-1].reason == "venue" and o.ledger.fills[-1].price == 1000.0
+    nxt = o.evaluate(snap(1000.0, 7 * H + 120), 7 * H + 120)  # advised afresh from the 30 held
+    assert nxt.hedge is not None and (nxt.hedge["reason"], nxt.hedge["trade_contracts"]) == ("position_changed", 20)

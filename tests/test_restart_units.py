@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from rules.stage import STATUS_GRACE_S
 from service import statefile
 from service.market import MarketState
 from tests.market_support import VENUES, config, quote
@@ -67,11 +68,13 @@ def test_a_restored_pending_rule_keeps_its_for_through_the_start_up(tmp_path: Pa
     after.evaluate(snap(111, 45, status="degraded"), 45)
     assert after.engine.states["High"].state == "pending" and after.engine.states["High"].since == 0
     assert [a.status for a in after.evaluate(snap(111, 60), 60).alerts] == ["firing"]
-    # once the index has been ok, a degraded spell starts a pending rule over, as always
+    # once the index has been ok, a degraded spell longer than a momentary flip starts a pending rule over
     again = stage_for(tmp_path, PENDING)
     again.restore_state(before.dump_state(), 40)
     again.evaluate(snap(111, 41), 41)
     again.evaluate(snap(111, 45, status="degraded"), 45)
+    assert again.engine.states["High"].state == "pending"  # paused, not restarted
+    again.evaluate(snap(111, 45 + STATUS_GRACE_S, status="degraded"), 45 + STATUS_GRACE_S)
     assert again.engine.states["High"].state == "inactive"
 
 

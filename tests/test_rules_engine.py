@@ -8,6 +8,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rules.stage import STATUS_GRACE_S
 from tests.rules_support import snap, stage_for
 
 ONE = """
@@ -147,9 +148,12 @@ def test_pending_starts_over_after_a_degraded_spell(tmp_path: Path) -> None:
     s.evaluate(snap(111, 0), 0)
     assert s.engine.states["High"].state == "pending"
     s.evaluate(snap(111, 30, status="degraded"), 30)
-    assert s.engine.states["High"].state == "inactive"
-    assert s.evaluate(snap(111, 61), 61).alerts == []  # counts again from 61
-    assert [a.status for a in s.evaluate(snap(111, 121), 121).alerts] == ["firing"]
+    assert s.engine.states["High"].state == "pending"  # a momentary flip pauses, it does not restart
+    s.evaluate(snap(111, 30 + STATUS_GRACE_S, status="degraded"), 30 + STATUS_GRACE_S)
+    assert s.engine.states["High"].state == "inactive"  # a lasting spell does
+    back = 31 + STATUS_GRACE_S
+    assert s.evaluate(snap(111, back), back).alerts == []  # counts again from here
+    assert [a.status for a in s.evaluate(snap(111, back + 60), back + 60).alerts] == ["firing"]
 
 
 def test_missing_signal_holds_the_rule_and_says_so(tmp_path: Path) -> None:

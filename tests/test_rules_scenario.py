@@ -108,6 +108,8 @@ def test_four_phases(stage: RuleStage) -> None:
         alerts += [(phase, a) for a in res.alerts]
         if res.hedge:
             hedges.append((phase, res.hedge))
+            if res.hedge["side"] != "none":  # a user who does as advised
+                stage.hedge.ack(None, res.hedge["id"], "test", t)
         assert stage.sizing is not None
         ratios.setdefault(phase, []).append(round(stage.engine.ratio, 9))
         contracts.setdefault(phase, []).append(stage.sizing.target_contracts)
@@ -137,7 +139,9 @@ def test_four_phases(stage: RuleStage) -> None:
     assert [(p, h["reason"], h["target_contracts"], h["side"]) for p, h in hedges] == [
         ("1", "initial", 20.0, "none"), ("2", "target_changed", 50.0, "sell"),
         ("4", "target_changed", 10.0, "buy")]
-    assert hedges[1][1]["delta_contracts"] == -30.0 and hedges[2][1]["delta_contracts"] == 10.0
+    # each from what that user holds: 20, then the 50 of the first advice
+    assert hedges[1][1]["delta_contracts"] == -30.0 and hedges[2][1]["delta_contracts"] == 40.0
+    assert stage.hedge.position == -10.0
 
 
 def test_phase_three_short_gain_offsets_the_spot_loss(stage: RuleStage) -> None:

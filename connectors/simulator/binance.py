@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 from websockets.asyncio.server import ServerConnection
 
-from connectors.simulator import binance_rest
+from connectors.simulator import binance_account, binance_rest
 from connectors.simulator.candles import INTERVALS_MS, Bar
 from connectors.simulator.transport import RestError, VenueServer
 from connectors.simulator.venue import AssetQuote
@@ -75,6 +75,7 @@ class BinanceServer(VenueServer):
         self.composites = {f"{b}{quote}".lower(): b for b in self.model.path.composites}
         self._subs: dict[ServerConnection, list[str]] = {}
         self._bar_start: dict[tuple[str, str], int] = {}
+        self.account = binance_account.Account()
 
     # --- websocket -------------------------------------------------------------------------------------
 
@@ -417,7 +418,7 @@ class BinanceServer(VenueServer):
         return asset
 
     def rest(self, path: str, params: dict[str, str]) -> Any:
-        handler = binance_rest.ROUTES.get(path)
+        handler = binance_rest.ROUTES.get(path) or binance_account.ROUTES.get(path)
         if handler is None:
             raise RestError(404, {"code": -5000, "msg": f"Path {path}, Method GET is invalid"})
         return handler(self, params)

@@ -1,7 +1,8 @@
 """What the Telegram bot says about an index, as plain text, from the daemon's saved state
-(``hedgewatch:state:<INDEX>``: ``{"snapshot", "rules": {"engine": {"ratio"}, "hedge": {"position",
-"last_emitted"}}, "saved_at"}``). Pure: the caller passes the state, whether the heartbeat is alive, and now.
-Every field may be missing (an older or a starting daemon): what is not known is said so."""
+(``hedgewatch:state:<INDEX>``: ``{"snapshot", "rules": {"engine": {"ratio"}, "hedge": {"positions":
+{"position": {"contracts", "source"}}, "advice"}}, "saved_at"}``). Pure: the caller passes the state,
+whether the heartbeat is alive, and now. Every field may be missing (an older or a starting daemon): what
+is not known is said so."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def _d(v: Any) -> dict[str, Any]:
 
 
 def last_advice(state: dict[str, Any] | None) -> dict[str, Any] | None:
-    advice = _d(_d(_d(state).get("rules")).get("hedge")).get("last_emitted")
+    advice = _d(_d(_d(state).get("rules")).get("hedge")).get("advice")
     return advice if isinstance(advice, dict) else None
 
 
@@ -46,8 +47,11 @@ def _ratio(state: dict[str, Any]) -> float | None:
     return _num(_d(_d(state.get("rules")).get("engine")).get("ratio"))
 
 
-def _position(state: dict[str, Any]) -> float | None:
-    return _num(_d(_d(state.get("rules")).get("hedge")).get("position"))
+def _position(state: dict[str, Any]) -> tuple[float | None, str | None]:
+    """The position the daemon believes is held, and where the belief comes from."""
+    p = _d(_d(_d(_d(state.get("rules")).get("hedge")).get("positions")).get("position"))
+    source = p.get("source")
+    return _num(p.get("contracts")), source if isinstance(source, str) else None
 
 
 def _advice_line(advice: dict[str, Any] | None, now: float) -> str:
@@ -58,10 +62,14 @@ def _advice_line(advice: dict[str, Any] | None, now: float) -> str:
     ts = _num(advice.get("ts"))
     what = f"{side} {trade:g} contracts" if trade and side in ("buy", "sell") else "no trade"
     parts = [f"advice: {what}"]
+    held = _num(advice.get("position_contracts"))
+    if held is not None and trade:
+        parts.append(f"from {held:g}")
     if target is not None:
         parts.append(f"to a short of {target:g}")
     if advice.get("reason"):
-        parts.append(f"({advice['reason']}")
+        state = advice.get("state")
+        parts.append(f"({advice['reason']}" + (f", {state}" if isinstance(state, str) else ""))
         parts[-1] += f", {ago(now - ts)})" if ts is not None else ")"
     return " ".join(parts)
 
@@ -98,9 +106,10 @@ def status(index: str, state: dict[str, Any] | None, alive: bool, now: float) ->
             n = c.get("sources")
             parts.append(f"{asset} {c.get('status') or '?'}" + (f" ({n} src)" if isinstance(n, int) else ""))
         lines.append("oracle: " + ", ".join(parts))
-    ratio, position = _ratio(state), _position(state)
+    ratio, (position, source) = _ratio(state), _position(state)
     lines.append("hedge ratio: " + (f"{ratio:.0%}" if ratio is not None else "unknown")
-                 + ", position: " + (f"{position:g} contracts" if position is not None else "unknown"))
+                 + ", position: " + (f"{position:g} contracts" if position is not None else "unknown")
+                 + (f" ({source})" if source and position is not None else ""))
     lines.append(_advice_line(last_advice(state), now))
     return "\n".join(lines)
 
