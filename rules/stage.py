@@ -48,7 +48,6 @@ class RuleStage:
         rules = load_rules(config.rules.files, self.book)
         p = config.portfolio
         self.engine = Engine(self.index, rules, p.hedge_ratio, p.hedge_ratio_min, p.hedge_ratio_max)
-        self.engine.ratio = self.engine.clamp(p.hedge_ratio)
         self.events = EventRules(self.index, rules)
         self.hedge = HedgeBook(self.index, p)
         self.env: dict[str, Any] = {}
@@ -133,8 +132,7 @@ class RuleStage:
                 trade_contracts=round(abs(trade), 10) if sizing else None,
             )
             acted = set(out.acted)
-            alerts = [dataclasses.replace(a, hedge=change) if a.rule in acted and a.status == "firing" else a
-                      for a in alerts]
+            alerts = [dataclasses.replace(a, hedge=change) if a.rule in acted else a for a in alerts]
         alerts = self._linked(alerts)
         return StageResult(alerts, hedge)
 

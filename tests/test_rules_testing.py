@@ -13,7 +13,7 @@ from rules.testing import expand, run_rule_tests
 def test_bundled_sample_passes(capsys: pytest.CaptureFixture[str]) -> None:
     assert run_rule_tests(str(RULESETS / "default.test.yaml")) == 0
     out = capsys.readouterr().out
-    assert "PASS  a break below the 50-day MA raises the hedge to 30%" in out and "3/3 passed" in out
+    assert "PASS  a break below the 50-day MA raises the hedge to 30%" in out and "4/4 passed" in out
 
 
 def test_wrong_expectations_fail(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
