@@ -136,6 +136,7 @@ def test_degraded_index_holds_rules_unless_they_opt_in(tmp_path: Path) -> None:
     rules += """      - {name: Brave, expr: price > 110, act_on: [ok, degraded], action: notify}
 """
     s = stage_for(tmp_path, rules)
+    s.end_grace()  # past the start-up (see test_rules_stage: no rule acts on a not-ok index before)
     res = s.evaluate(snap(111, 0, status="degraded"), 0)
     assert [a.rule for a in res.alerts] == ["Brave"]
     assert s.engine.states["High"].health == "skipped: index degraded"
