@@ -3,11 +3,17 @@ exchange has it and REST polling where it does not, with our own reconnect loop 
 itself: a failed ``watch_*`` raises and the next call opens a new connection).
 
 Per configured asset the market is chosen from ccxt's market list: the active linear swap settled in the
-configured quote, else the spot market in that quote. Per market:
-- quotes (and mark/index when the ticker carries them): ``watch_ticker``, else ``fetch_ticker`` every
-  ``TICKER_POLL_S``;
-- funding: ``watch_funding_rate`` where present, else ``fetch_funding_rate`` every ``FUNDING_POLL_S``;
-- open interest: ``fetch_open_interest`` every ``source.open_interest_poll_s``.
+configured quote, else the spot market in that quote. Per market, ccxt's unified calls, websocket first:
+- quotes: ``watch_bids_asks`` (the venue's best bid/offer stream: Binance's ``bookTicker``; its
+  ``watch_ticker`` is the ``miniTicker`` stream, which carries no bid or ask), else ``watch_ticker``, else
+  ``fetch_ticker`` every ``TICKER_POLL_S``;
+- mark and index: ``watch_mark_price``, else ``fetch_mark_price`` every ``TICKER_POLL_S``, else from the
+  ticker where it carries them (Bybit, OKX);
+- funding: ``watch_funding_rate`` where present, else ``fetch_funding_rate`` every ``FUNDING_POLL_S``; its
+  interval from the venue's own data (``connectors.ccxt_funding``): unknown stays unknown (``0``), never
+  an assumed 8 h;
+- open interest: ``fetch_open_interest`` every ``source.open_interest_poll_s``;
+- kline history: ``fetch_ohlcv``, paged (``connectors.klines``).
 ccxt errors are translated at this boundary: ``NotSupported`` and ``BadSymbol`` switch that channel off with
 one log line; every other failure (``NetworkError``, exchange errors, even a ccxt bug raising ``TypeError``
 on an odd frame) backs off and retries forever. A websocket channel with no update within its silence
@@ -27,6 +33,7 @@ import ccxt
 import ccxt.pro as ccxtpro
 
 from connectors.base import Backoff, FeedContext, Route, Tuning, positive, raise_if_cancelled
+from connectors.ccxt_funding import FundingIntervals
 from connectors.sanity import accept_price, check_quote
 from connectors.venue import CHANNELS, DEFAULT_CHANNELS
 from service.config import SourceConfig
@@ -113,6 +120,8 @@ class CcxtConnector:
             raise FeedError(f"{self.name}: ccxt has no exchange {source.exchange!r}")
         self.ex: Any = None
         self.routes: list[Route] = []
+        self.intervals = FundingIntervals(lambda: self.ex, self.name)
+        self._marks_apart = False  # a mark stream of its own: the ticker's mark is not used
         self.state = "loading markets"
         self.errors: dict[str, str] = {}
 
@@ -122,6 +131,7 @@ class CcxtConnector:
         try:
             markets = await self._load_markets()
             self.routes = self._routes(markets)
+            self.intervals.markets = markets
             self.state = "running"
             self.ctx.connection_up(True)
             async with asyncio.TaskGroup() as tg:
@@ -165,10 +175,7 @@ class CcxtConnector:
             contract = bool(m.get("contract") or m.get("swap"))
             args = (asset, str(m.get("id")), str(m.get("quote")))
             sym = m.get("symbol")
-            if self.channels & {"quotes", "mark"}:
-                ws = bool(has.get("watchTicker"))
-                out.append(Route(f"ticker:{sym}", "ticker", "watch" if ws else "poll", *args,
-                                 cadence_s=WATCH_CADENCE_S if ws else TICKER_POLL_S, topic=sym))
+            out += self._price_routes(m, args)
             if "funding" in self.channels and contract and (has.get("watchFundingRate")
                                                               or has.get("fetchFundingRate")):
                 kind = "watch" if has.get("watchFundingRate") else "poll"
@@ -179,6 +186,33 @@ class CcxtConnector:
                                  cadence_s=self.source.open_interest_poll_s, topic=sym,
                                  scale=float(m.get("contractSize") or 1.0), critical=False))
         return out
+
+    def _price_routes(self, m: dict[str, Any], args: tuple[str, str, str]) -> list[Route]:
+        """Quotes and marks of one market: each on its own stream where ccxt.pro has one."""
+        has, sym, out = self.ex.has, m.get("symbol"), []
+        contract = bool(m.get("contract") or m.get("swap"))
+        want_quotes, want_mark = "quotes" in self.channels, "mark" in self.channels and contract
+        mark_route = None
+        if want_mark and has.get("watchMarkPrice"):
+            mark_route = Route(f"mark:{sym}", "mark", "watch", *args, cadence_s=WATCH_CADENCE_S, topic=sym)
+        elif want_mark and has.get("fetchMarkPrice"):
+            mark_route = Route(f"mark:{sym}", "mark", "poll", *args, cadence_s=TICKER_POLL_S, topic=sym)
+        if want_quotes and has.get("watchBidsAsks"):
+            out.append(Route(f"bidask:{sym}", "bidask", "watch", *args, cadence_s=WATCH_CADENCE_S, topic=sym))
+            if want_mark and mark_route is None:
+                mark_route = self._ticker_route(sym, args, marks_only=True)
+        elif want_quotes or (want_mark and mark_route is None):
+            out.append(self._ticker_route(sym, args))
+        if mark_route is not None:
+            out.append(mark_route)
+            self._marks_apart = True
+        return out
+
+    def _ticker_route(self, sym: Any, args: tuple[str, str, str], marks_only: bool = False) -> Route:
+        ws = bool(self.ex.has.get("watchTicker"))
+        return Route(f"{'mark' if marks_only else 'ticker'}:{sym}", "ticker_mark" if marks_only else "ticker",
+                     "watch" if ws else "poll", *args, cadence_s=WATCH_CADENCE_S if ws else TICKER_POLL_S,
+                     topic=sym)
 
     async def _flush(self) -> None:
         while True:
@@ -227,10 +261,21 @@ class CcxtConnector:
 
     def _calls(self, r: Route) -> tuple[Callable[[str], Awaitable[Any]], Callable[..., list[Event]]]:
         ex = self.ex
-        if r.channel == "ticker":
+        if r.channel in ("ticker", "ticker_mark"):
             return (ex.watch_ticker if r.kind == "watch" else ex.fetch_ticker), self._ticker
+        if r.channel == "bidask":
+            async def bids_asks(sym: str) -> Any:
+                return (await ex.watch_bids_asks([sym]))[sym]
+            return bids_asks, self._ticker
+        if r.channel == "mark":
+            return (ex.watch_mark_price if r.kind == "watch" else ex.fetch_mark_price), self._ticker
         if r.channel == "funding":
-            return (ex.watch_funding_rate if r.kind == "watch" else ex.fetch_funding_rate), self._funding
+            call = ex.watch_funding_rate if r.kind == "watch" else ex.fetch_funding_rate
+
+            async def funding(sym: str) -> Any:
+                f = await call(sym)
+                return f, await self.intervals.hours(sym, f, self.ctx.clock())
+            return funding, self._funding
         return ex.fetch_open_interest, self._open_interest
 
     async def _silent(self, r: Route, timeouts: int) -> None:
@@ -268,27 +313,28 @@ class CcxtConnector:
         ts = _ts(t, now)
         out: list[Event] = []
         bid, ask = t.get("bid"), t.get("ask")
-        if "quotes" in self.channels and bid is not None and ask is not None:
+        if ("quotes" in self.channels and r.channel in ("ticker", "bidask") and bid is not None
+                and ask is not None):
             bid, ask = positive(_float(bid), "bid"), positive(_float(ask), "ask")
             check_quote(r, bid, ask, now)  # both sides, spread and mid against the last accepted book
             accept_price(r, (bid + ask) * 0.5, now)
             out.append(Quote(self.name, r.asset, r.instrument, bid, ask, ts, now, r.quote))
         mark = t.get("markPrice")
-        if "mark" in self.channels and mark is not None:
+        if "mark" in self.channels and mark is not None and (
+                r.channel in ("mark", "ticker_mark") or (r.channel == "ticker" and not self._marks_apart)):
             index = t.get("indexPrice")
             out.append(MarkPrice(self.name, r.asset, r.instrument, positive(_float(mark), "mark"),
                                  positive(_float(index), "index") if index is not None else None, ts, now,
                                  r.quote))
         return out
 
-    def _funding(self, r: Route, f: dict[str, Any], now: float) -> list[Event]:
+    def _funding(self, r: Route, data: tuple[dict[str, Any], float | None], now: float) -> list[Event]:
+        f, hours = data
         rate = _float(f.get("fundingRate"))
         if not -1.0 < rate < 1.0:
             raise RejectedMessage("absurd", "funding")
-        interval = str(f.get("interval") or "8h")
-        hours = float(interval[:-1]) if interval.endswith("h") and interval[:-1].isdigit() else 8.0
         nxt = f.get("fundingTimestamp") or f.get("nextFundingTimestamp")
-        return [Funding(self.name, r.asset, r.instrument, rate, hours, nxt / 1000.0 if nxt else None,
+        return [Funding(self.name, r.asset, r.instrument, rate, hours or 0.0, nxt / 1000.0 if nxt else None,
                         _ts(f, now), now)]
 
     def _open_interest(self, r: Route, o: dict[str, Any], now: float) -> list[Event]:

@@ -20,7 +20,9 @@ from service.errors import FeedError
 @dataclass(frozen=True, slots=True)
 class Instrument:
     """One venue instrument for one configured asset. ``ct_val`` is base units per contract (OKX ``ctVal``;
-    1.0 where sizes are already in base units); ``funding_interval_h`` when the list states it."""
+    1.0 where sizes are already in base units), or for an ``inverse`` (coin-margined) contract its USD face
+    value (OKX ``BTC-USD-SWAP`` 100, Binance COIN-M 100 for BTC and 10 for the others, Bybit 1);
+    ``funding_interval_h`` when the list states it."""
 
     asset: str
     instrument: str
@@ -28,6 +30,11 @@ class Instrument:
     ct_val: float = 1.0
     funding_interval_h: float | None = None
     composite: bool = False
+    inverse: bool = False
+
+    def base_qty(self, contracts: float, price: float) -> float:
+        """A size in contracts as base units: ``ct_val`` each, or (inverse) ``ct_val`` USD at ``price``."""
+        return contracts * self.ct_val / price if self.inverse else contracts * self.ct_val
 
 
 async def get_json(client: httpx.AsyncClient, path: str, params: dict[str, Any] | None = None) -> Any:
@@ -95,16 +102,21 @@ def bybit_linear(body: dict[str, Any], assets: Iterable[str], quote: str) -> lis
 
 
 def okx_swaps(body: dict[str, Any], assets: Iterable[str], quote: str) -> list[Instrument]:
-    """``/api/v5/public/instruments?instType=SWAP``: the live linear swap ``<ASSET>-<QUOTE>-SWAP`` with its
-    contract value (``ctVal`` base units per contract)."""
+    """``/api/v5/public/instruments?instType=SWAP``: the live swap ``<ASSET>-<QUOTE>-SWAP`` with its contract
+    value: a linear one (``ctVal`` base units per contract), or with quote ``USD`` the coin-margined
+    (inverse) one, ``ctVal`` USD per contract and settled in the coin."""
     if str(body.get("code")) != "0":
         raise FeedError(f"okx instruments: code {body.get('code')} {body.get('msg', '')}")
     out = []
     for s in body.get("data", ()):
-        if s.get("state") != "live" or s.get("ctType") != "linear":
+        ct_type = s.get("ctType")
+        if s.get("state") != "live" or ct_type not in ("linear", "inverse"):
             continue
         base, _, q = str(s.get("uly") or s.get("instFamily") or "").partition("-")
-        if q != quote or s.get("ctValCcy") != base:
+        inverse = ct_type == "inverse"
+        if q != quote or s.get("ctValCcy") != (q if inverse else base):
+            continue
+        if inverse and s.get("settleCcy") not in (None, "", base):
             continue
         try:
             ct_val = float(s["ctVal"])
@@ -112,5 +124,5 @@ def okx_swaps(body: dict[str, Any], assets: Iterable[str], quote: str) -> list[I
             continue
         if not ct_val > 0:
             continue
-        out.append(Instrument(base, s["instId"], quote, ct_val=ct_val))
+        out.append(Instrument(base, s["instId"], quote, ct_val=ct_val, inverse=inverse))
     return _by_asset(out, assets)

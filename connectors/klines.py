@@ -47,7 +47,12 @@ MAX_PAGES = 50
 
 
 def supports(exchange: str) -> bool:
-    return exchange in INTERVALS
+    """Native kline history for the three native venues, ``fetch_ohlcv`` for any other ccxt exchange."""
+    if exchange in INTERVALS:
+        return True
+    from connectors.ccxt_generic import _known
+
+    return _known(exchange)
 
 
 def _candle(source_id: str, inst: Instrument, tf: int, row: list[Any], volume: float, closed: bool,
@@ -135,7 +140,11 @@ async def fetch_history(source: SourceConfig, needs: dict[str, dict[int, int]], 
                         clock: Callable[[], float] = time.time, timeout_s: float = 10.0) -> list[Candle]:
     """Klines of ``source`` for ``needs`` (asset -> timeframe seconds -> bars). Assets the venue does not
     list, and timeframes it has no klines for, are skipped with a log line; transport failures raise
-    ``FeedError``."""
+    ``FeedError``. Exchanges without a native protocol go through ccxt's ``fetch_ohlcv``."""
+    if source.exchange not in INTERVALS:
+        from connectors import ccxt_history
+
+        return await ccxt_history.fetch_history(source, needs, clock)
     base = (source.rest_url or DEFAULT_REST[source.exchange]).rstrip("/")
     out: list[Candle] = []
     async with httpx.AsyncClient(base_url=base, timeout=timeout_s) as http:

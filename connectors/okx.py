@@ -1,4 +1,5 @@
-"""Native OKX v5 connector (linear USDT/USDC swaps).
+"""Native OKX v5 connector: linear USDT/USDC swaps, and with quote ``USD`` the coin-margined (inverse)
+``<ASSET>-USD-SWAP`` (``ctVal`` USD a contract, settled in the coin; sizes converted at the trade price).
 
 - Instruments: ``/api/v5/public/instruments?instType=SWAP``: the live linear ``<ASSET>-<QUOTE>-SWAP`` with its
   ``ctVal`` (base units per contract), applied so trade and open-interest sizes are in base units.
@@ -68,6 +69,7 @@ class OkxProtocol(WsProtocol):
             self.by_arg.setdefault(r.topic["channel"], {})[r.topic["instId"]] = r
         self.marks: dict[str, float] = {}     # asset -> latest mark, shared by the venue's connections
         self.indexes: dict[str, float] = {}   # asset -> latest index, likewise
+        self.inverse: frozenset[str] = frozenset()  # coin-margined instruments (sizes in USD contracts)
         self._ex = ctx.exchange
         self._sink = ctx.sink
         self._clock = ctx.clock
@@ -208,6 +210,8 @@ class OkxProtocol(WsProtocol):
     def _trades(self, r: Route, d: dict[str, Any], now: float) -> None:
         price = positive(num(d, "px"), "price")
         qty = positive(num(d, "sz"), "qty") * r.scale
+        if r.instrument in self.inverse:
+            qty /= price  # a coin-margined contract is ``ctVal`` USD: base units at this trade's price
         ts = ms_of(d, "ts")
         r.check_jump(price, now)
         self._sink(Trade(self._ex, r.asset, r.instrument, price, qty, ts, now, r.quote))
@@ -291,5 +295,6 @@ class OkxConnector(VenueConnector):
             for channel, group in group_routes(routes, n):
                 k = seen[channel] = seen.get(channel, -1) + 1
                 proto = OkxProtocol(self.ctx, f"{self.ws_base}/ws/v5/{path}", group)
+                proto.inverse = frozenset(i.instrument for i in self.instruments if i.inverse)
                 proto.marks, proto.indexes = marks, indexes  # mark and index sit on two connections
                 self.connections.append(WsConnection(self.ctx, proto, f"{path}-{channel}-{k}"))

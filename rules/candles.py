@@ -26,6 +26,18 @@ class Bar:
     volume: float
 
 
+WEEK_S = 604_800
+WEEK_OFFSET_S = 345_600  # the epoch fell on a Thursday; the venues' weeks start on Monday 00:00 UTC
+
+
+def bar_open(ts: float, timeframe_s: float) -> float:
+    """The start of the bar of ``timeframe_s`` holding ``ts``: UTC-aligned, weeks from Monday 00:00 UTC as the
+    venues open them (Binance ``1w``, Bybit ``W``, OKX ``1Wutc``)."""
+    if timeframe_s % WEEK_S == 0:
+        return ts - (ts - WEEK_OFFSET_S) % timeframe_s
+    return ts - ts % timeframe_s
+
+
 class CandleSeries:
     """Bars of ``timeframe_s`` seconds; keeps ``maxlen`` closed bars."""
 
@@ -42,7 +54,7 @@ class CandleSeries:
             self.closed = deque(self.closed, maxlen=n)
 
     def bucket(self, ts: float) -> float:
-        return ts - ts % self.timeframe_s
+        return bar_open(ts, self.timeframe_s)
 
     def _close_forming(self) -> None:
         bar = self.forming

@@ -7,10 +7,13 @@ firing started (it waits in pending). A rule whose inputs are not all available,
 not in its ``act_on``, is not evaluated: its state is held (a pending rule on an index it may not act on
 starts over, except while the index warms up after a start) and its ``health`` says why.
 
-Actions apply once, when a rule starts firing (so a restart that restores the states re-applies nothing,
-and ``adjust_hedge`` applies exactly once per firing). Rules starting to fire in the same evaluation are
-applied in ascending priority (ties: file order), so the highest priority has the last word; the result is
-clamped to the portfolio's range. That is the one target hedge ratio of the index.
+Two kinds of hedge action. A one-shot action (the default) applies once, when its rule starts firing, to the
+base ratio (the baseline as moved by one-shot actions; a restart that restores the states re-applies
+nothing, and ``adjust_hedge`` applies exactly once per firing). A holding action (``hold: true``) holds while
+its rule fires and is released when it resolves: at every evaluation the target is the base ratio with
+the holding actions of the rules firing now applied on top. In both, actions are applied in ascending
+priority (ties: file order), so the highest priority has the last word, and the result is clamped to the
+portfolio's range. That is the one target hedge ratio of the index.
 """
 
 from __future__ import annotations
@@ -70,9 +73,12 @@ class Engine:
         self.states: dict[str, RuleState] = {r.name: RuleState() for r in self.rules}
         # per rule, precomputed for the hot path: state, inputs getter, input keys
         self._plan = [(r, self.states[r.name], r.inputs_getter(), r.keys) for r in self.rules]
-        self.ratio = ratio
         self.ratio_min = ratio_min
         self.ratio_max = ratio_max
+        self.base = self.clamp(ratio)  # the baseline as moved by one-shot actions
+        self.ratio = self.base  # the target: the base with the firing rules' holding actions on top
+        self._holding = sorted((r for r in self.rules if r.action.is_hedge and r.action.hold),
+                               key=lambda r: (r.priority, r.order))
 
     def clamp(self, ratio: float) -> float:
         return min(max(ratio, self.ratio_min), self.ratio_max)
@@ -83,6 +89,7 @@ class Engine:
         starting over."""
         alerts: list[Alert] = []
         started: list[Rule] = []
+        released: list[Rule] = []
         for rule, st, inputs, keys in self._plan:
             if status not in rule.act_on:
                 st.health = f"skipped: index {status}"
@@ -99,13 +106,31 @@ class Engine:
             alerts.append(self._alert(rule, st, change, now))
             if change == "firing" and rule.action.is_hedge:
                 started.append(rule)
+            elif change == "resolved" and rule.action.is_hedge and rule.action.hold:
+                released.append(rule)
         previous = self.ratio
-        ratio = previous
-        for rule in sorted(started, key=lambda r: (r.priority, r.order)):
-            ratio = rule.action.apply(ratio)
-        if started:
-            self.ratio = self.clamp(ratio)
-        return Outcome(alerts, self.ratio, previous, [r.name for r in started])
+        one_shot = [r for r in started if not r.action.hold]
+        if one_shot:
+            base = self.base
+            for rule in sorted(one_shot, key=lambda r: (r.priority, r.order)):
+                base = rule.action.apply(base)
+            self.base = self.clamp(base)
+        self.ratio = self.target()
+        acted = [r.name for r in started + released]
+        return Outcome(alerts, self.ratio, previous, acted)
+
+    def target(self) -> float:
+        """The base ratio with the holding actions of the rules firing now applied on top."""
+        ratio = self.base
+        for rule in self._holding:
+            if self.states[rule.name].state == "firing":
+                ratio = rule.action.apply(ratio)
+        return self.clamp(ratio)
+
+    def set_base(self, ratio: float) -> None:
+        """The baseline (the configured ratio, or a restored base)."""
+        self.base = self.clamp(ratio)
+        self.ratio = self.target()
 
     @staticmethod
     def _capture(rule: Rule, st: RuleState, env: dict[str, Any]) -> None:
@@ -171,11 +196,10 @@ class Engine:
             d["memory"] = list(r.expr.memory) if r.expr else []
             d["resolve_memory"] = list(r.resolve.memory) if r.resolve else []
             rules[r.name] = d
-        return {"ratio": self.ratio, "rules": rules}
+        return {"ratio": self.ratio, "base": self.base, "rules": rules}
 
     def load(self, state: dict[str, Any]) -> None:
-        if state.get("ratio") is not None:
-            self.ratio = self.clamp(float(state["ratio"]))
+        base = state.get("base", state.get("ratio"))
         saved = state.get("rules") or {}
         for r in self.rules:
             d = saved.get(r.name)
@@ -185,6 +209,8 @@ class Engine:
             for compiled, mem in ((r.expr, d.get("memory")), (r.resolve, d.get("resolve_memory"))):
                 if compiled is not None and mem and len(mem) == len(compiled.memory):
                     compiled.memory[:] = mem
+        if base is not None:
+            self.set_base(float(base))
 
 
 def make_alert(rule: Rule, index: str, status: str, starts_at: float, ends_at: float | None,

@@ -269,11 +269,18 @@ class _FileLoader:
         pos = self.value_pos(r, "action")
         if raw == "notify":
             return Action("notify")
-        if not isinstance(raw, CommentedMap) or len(raw) != 1:
+        kinds = [k for k in raw if k != "hold"] if isinstance(raw, CommentedMap) else []
+        if not isinstance(raw, CommentedMap) or len(kinds) != 1:
             self.problem(pos, f"{where}.action",
-                         f"must be 'notify' or one of {{kind: ratio}} with kind in {', '.join(ACTIONS[:-1])}")
+                         f"must be 'notify' or {{kind: ratio}} (with 'hold: true' to hold it only while firing), "
+                         f"kind one of {', '.join(ACTIONS[:-1])}")
             return Action("notify")
-        kind, value = next(iter(raw.items()))
+        kind = kinds[0]
+        value = raw[kind]
+        hold = raw.get("hold", False)
+        if not isinstance(hold, bool):
+            self.problem(self.value_pos(raw, "hold"), f"{where}.action.hold", "must be true or false")
+            hold = False
         if kind not in ACTIONS[:-1]:
             self.problem(self.key_pos(raw, kind), f"{where}.action.{kind}",
                          f"unknown action (one of {', '.join(ACTIONS)})")
@@ -287,7 +294,7 @@ class _FileLoader:
         if not lo <= ratio <= 1.5:
             self.problem(self.value_pos(raw, kind), f"{where}.action.{kind}",
                          f"ratio {ratio:g} out of range [{lo:g}, 1.5]")
-        return Action(str(kind), ratio)
+        return Action(str(kind), ratio, hold)
 
     def annotations(self, r: CommentedMap, rule: Rule, where: str) -> None:
         ann = r.get("annotations")

@@ -20,10 +20,14 @@ EVENT_FIELDS = ("kind", "asset", "exchange", "status", "reason", "ts")
 
 @dataclass(frozen=True)
 class Action:
-    """``kind`` is one of ACTIONS; ``value`` the ratio (target, or the signed step of ``adjust_hedge``)."""
+    """``kind`` is one of ACTIONS; ``value`` the ratio (target, or the signed step of ``adjust_hedge``).
+    ``hold``: the action holds only while the rule fires and is released when it resolves (the target falls
+    back to what the baseline, the one-shot actions and the still-firing holding rules make it); without it
+    the action applies once, when the rule starts firing, and stays."""
 
     kind: str
     value: float | None = None
+    hold: bool = False
 
     @property
     def is_hedge(self) -> bool:
@@ -46,7 +50,7 @@ class Action:
         if self.value is None:
             return self.kind
         fmt = "+.4g" if self.kind == "adjust_hedge" else ".4g"
-        return f"{self.kind} {self.value:{fmt}}"
+        return f"{self.kind} {self.value:{fmt}}" + (" while firing" if self.hold else "")
 
 
 @dataclass

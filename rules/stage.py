@@ -48,7 +48,6 @@ class RuleStage:
         rules = load_rules(config.rules.files, self.book)
         p = config.portfolio
         self.engine = Engine(self.index, rules, p.hedge_ratio, p.hedge_ratio_min, p.hedge_ratio_max)
-        self.engine.ratio = self.engine.clamp(p.hedge_ratio)
         self.events = EventRules(self.index, rules)
         self.hedge = HedgeBook(self.index, p)
         self.env: dict[str, Any] = {}
@@ -58,6 +57,9 @@ class RuleStage:
         self._generator_url = f"{config.http.base_url()}/state?" + urlencode({"index": self.index})
         self.evaluated_at: float | None = None
         self._seen_ok = False
+        # no rule acts on a not-ok index until every source has had its chance to connect (``end_grace``),
+        # at most ``rules.startup_grace_s`` after the start
+        self.grace_until: float | None = now + config.rules.startup_grace_s
         self._not_ok_since: float | None = None
         self._constituent_klines: list[Candle] = []
 
@@ -106,7 +108,12 @@ class RuleStage:
         elif self._not_ok_since is None:
             self._not_ok_since = now
         momentary = self._not_ok_since is not None and now - self._not_ok_since < STATUS_GRACE_S
-        out = self.engine.evaluate(self.env, status, now, warming=not self._seen_ok or momentary)
+        if self.grace_until is not None and now >= self.grace_until:
+            self.grace_until = None
+        # start-up grace: while the venues are still connecting one by one a degraded or stale index is the
+        # start-up's, so no rule acts on it, whatever its act_on says; an ok index is acted on as always
+        acting = status if status == "ok" or self.grace_until is None else "starting"
+        out = self.engine.evaluate(self.env, acting, now, warming=not self._seen_ok or momentary)
         self.book.commit()
         self.evaluated_at = now
         changed = out.ratio != out.previous_ratio
@@ -133,10 +140,13 @@ class RuleStage:
                 trade_contracts=round(abs(trade), 10) if sizing else None,
             )
             acted = set(out.acted)
-            alerts = [dataclasses.replace(a, hedge=change) if a.rule in acted and a.status == "firing" else a
-                      for a in alerts]
+            alerts = [dataclasses.replace(a, hedge=change) if a.rule in acted else a for a in alerts]
         alerts = self._linked(alerts)
         return StageResult(alerts, hedge)
+
+    def end_grace(self) -> None:
+        """Every configured source has priced its assets: the start-up grace is over."""
+        self.grace_until = None
 
     def on_transitions(self, transitions: list[dict[str, Any]], now: float) -> list[Alert]:
         return self._linked(self.events.on_transitions(transitions, now))

@@ -155,7 +155,11 @@ def run_case(doc: dict[str, Any], case: dict[str, Any], base: Path) -> list[str]
     interval = parse_duration(case.get("interval", doc.get("evaluation_interval", "1m")))
     inputs = {str(k): expand(str(v)) for k, v in (case.get("input_series") or {}).items()}
     checks: dict[float, list[tuple[str, dict[str, Any]]]] = {}
+    known = {r.name for r in stage.engine.rules} | {r.name for r in stage.events.rules}
     for c in case.get("alert_rule_test") or []:
+        if str(c.get("alertname")) not in known:
+            # a misspelt name would pass silently: nothing of that name ever fires
+            raise ValueError(f"alert_rule_test names {c.get('alertname')!r}, which no rule file defines")
         checks.setdefault(parse_duration(c["eval_time"]), []).append(("alert", c))
     for c in case.get("hedge_test") or []:
         checks.setdefault(parse_duration(c["eval_time"]), []).append(("hedge", c))

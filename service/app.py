@@ -128,6 +128,7 @@ class Daemon:
         self._last_publish = 0.0
         self._last_eval = 0.0
         self._dropped_exported = 0
+        self._grace_logged = False
         self.metrics.queue_capacity.labels("ingest").set(self.bus.capacity)
 
     # --- views -----------------------------------------------------------------------------------------
@@ -304,6 +305,7 @@ class Daemon:
             if self.engine.tick(now):
                 self._dirty = True
             self._transitions(now)
+            self._grace(now)
             if now - self._last_eval >= max(self.config.rules.eval_interval_s, TICK_INTERVAL_S):
                 # time-based conditions ("for", staleness) progress even when no tick moves the index
                 self._evaluate(now)
@@ -312,6 +314,35 @@ class Daemon:
             if now >= next_export:
                 self._export(now)
                 next_export = now + EXPORT_INTERVAL_S
+
+    def _grace(self, now: float) -> None:
+        """End the start-up grace once every configured source has priced every constituent it lists (or
+        log, once, what had not when ``rules.startup_grace_s`` ran out)."""
+        if self._grace_logged:
+            return
+        if not self.engine.in_grace:
+            self._grace_logged = True
+            waiting = self._unpriced()
+            log.info("start-up grace over after %.0f s%s", self.config.rules.startup_grace_s,
+                     f"; not yet priced: {', '.join(waiting)}" if waiting else "")
+            return
+        if not self._unpriced():
+            self.engine.end_grace()
+            self._grace_logged = True
+            log.info("start-up grace over after %.1f s: every source priced its assets", now - self.stats.started)
+
+    def _unpriced(self) -> list[str]:
+        """The constituents some configured source has not priced yet."""
+        out = []
+        members = self.market.members or frozenset(self.config.index.constituents)
+        if not members:
+            return ["the index's constituents"]
+        for asset in sorted(members):
+            expected = sum(1 for s in self.config.sources if s.enabled and asset in s.symbols)
+            o = self.market.oracle(asset)
+            if o is None or o.n_valid < expected:
+                out.append(asset)
+        return out
 
     def _export(self, now: float) -> None:
         self.market.export(self.metrics, now)

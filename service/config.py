@@ -252,6 +252,7 @@ class RulesConfig(Section):
 
     files: tuple[str, ...] = ("builtin:default",)
     eval_interval_s: float = Field(default=1.0, ge=0)
+    startup_grace_s: float = Field(default=30.0, ge=0)
     levels: dict[str, float] = Field(default_factory=dict)
     trendlines: dict[str, TrendlineConfig] = Field(default_factory=dict)
     pivot_strength: int = Field(default=3, ge=1, le=50)

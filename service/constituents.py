@@ -36,9 +36,19 @@ _WRAPPED = "WBTC WETH WBNB WBETH STETH WSTETH CBETH RETH WEETH EETH METH BTCB CB
 _STAKED = "JITOSOL MSOL BNSOL STSOL WTRX WAVAX WMATIC WSOL"
 STABLECOINS = frozenset([*_STABLE.split(" "), "EURS", "GHO", "CRVUSD", "USDB", "USDX", "USDJ"])
 WRAPPED = frozenset([*_WRAPPED.split(" "), *_STAKED.split(" ")])
-PEGGED = frozenset({"PAXG", "XAUT"})
+# synthetic and yield-bearing dollars: a dollar claim whatever the mechanism (delta-neutral, savings rate)
+_SYNTHETIC = ("SUSDE USDTB USD0 USD0PP SUSDS SDAI SFRAX SCRVUSD FRXUSD SFRXUSD DOLA MIM EUSD AUSD USDM STUSD "
+              "WUSDM USDL SYRUPUSDC SYRUPUSDT XUSD DEUSD SDEUSD USR AVUSD EUSDE YUSD")
+SYNTHETIC_DOLLARS = frozenset(_SYNTHETIC.split(" "))
+# pegged to an outside asset: tokenized treasury funds and money-market shares ($1 a unit), gold, fiat
+_PEGGED = ("PAXG XAUT KAU CGO BUIDL USYC OUSG USDY USTB BENJI JTRSY JAAA TBILL STBT WTGXX XSGD EURCV EURI EUROP "
+           "BRZ BRLA MXNB TRYB")
+PEGGED = frozenset(_PEGGED.split(" "))
 EXCLUDED_TAGS = frozenset({"stablecoin", "stablecoins", "wrapped", "wrapped-tokens", "staked", "pegged",
-                           "liquid-staking-tokens", "bridged"})
+                           "liquid-staking-tokens", "bridged", "synthetic-dollar", "yield-bearing-stablecoins",
+                           "tokenized-treasury-bills", "tokenized-treasury-bonds", "tokenized-gold",
+                           "usd-stablecoin", "eur-stablecoin", "fiat-backed-stablecoin",
+                           "crypto-backed-stablecoin", "algorithmic-stablecoins", "liquid-restaking-tokens"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +63,13 @@ class Candidate:
 
     @property
     def excluded_kind(self) -> str | None:
-        """Why this asset can never be a member (``stablecoin``, ``wrapped``, ``pegged``), or None."""
+        """Why this asset can never be a member (``stablecoin``, ``synthetic_dollar``, ``wrapped``, ``pegged``,
+        or the provider's category tag), or None."""
         s = self.symbol
         if s in STABLECOINS or s.startswith("USD") or s.endswith("USD"):
             return "stablecoin"
+        if s in SYNTHETIC_DOLLARS:
+            return "synthetic_dollar"
         if s in WRAPPED:
             return "wrapped"
         if s in PEGGED:

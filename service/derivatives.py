@@ -87,6 +87,7 @@ class Derivatives:
         self._max_age = config.derivatives_max_age_s
         self.marks: dict[str, dict[str, tuple[float, float]]] = {}
         self.funding: dict[str, dict[str, tuple[float, float]]] = {}
+        self.funding_unknown_interval: dict[str, dict[str, tuple[float, float]]] = {}
         self.oi: dict[str, dict[str, tuple[float, float | None, float]]] = {}
         self.dated: dict[str, dict[str, tuple[float, float, float, str]]] = {}
         self._volumes: dict[str, dict[str, dict[float, float]]] = {}
@@ -113,8 +114,15 @@ class Derivatives:
             self.dated.setdefault(asset, {})[f"{exchange}:{instrument}"] = (expiry, price, ts, exchange)
 
     def on_funding(self, ev: Funding) -> None:
-        interval = ev.interval_h if ev.interval_h > 0 else 8.0
-        self.funding.setdefault(ev.asset, {})[ev.exchange] = (ev.rate * 8.0 / interval, ev.ts_recv)
+        """A venue's rate, normalized to 8 h by its own interval. A rate whose interval is unknown
+        (``interval_h`` 0: a ccxt venue that states none) cannot be normalized and is left out of the 8 h
+        figures; guessing 8 h would read a 1 h rate as an eighth of what it is."""
+        if not ev.interval_h > 0:
+            self.funding_unknown_interval.setdefault(ev.asset, {})[ev.exchange] = (ev.rate, ev.ts_recv)
+            self.funding.get(ev.asset, {}).pop(ev.exchange, None)
+            return
+        self.funding_unknown_interval.get(ev.asset, {}).pop(ev.exchange, None)
+        self.funding.setdefault(ev.asset, {})[ev.exchange] = (ev.rate * 8.0 / ev.interval_h, ev.ts_recv)
 
     def on_open_interest(self, ev: OpenInterest) -> None:
         self.oi.setdefault(ev.asset, {})[ev.exchange] = (ev.base, ev.usd, ev.ts_recv)

@@ -77,6 +77,15 @@ class Engine:
                     s.on_candle(ev)
         return Batch(first, newest)
 
+    def end_grace(self) -> None:
+        """Every configured source has priced its assets: rules may act on a not-ok index from now on."""
+        for s in self._stages:
+            s.end_grace()
+
+    @property
+    def in_grace(self) -> bool:
+        return self.rules.grace_until is not None
+
     def tick(self, now: float) -> bool:
         """Staleness and scheduled work at ``now``; True when the index changed."""
         return self.market.tick(now)

@@ -6,15 +6,20 @@ the trade by ``slippage_bps`` (a sell fills lower, a buy higher), with ``fee_bps
 paid on top. Funding is accrued at each funding time on the position held then; a dated future is rolled at
 its expiry (closed and re-opened, both legs paying slippage and fees: the roll cost).
 
-Contract arithmetic (linear, USD-margined, ``multiplier`` USD per index point per contract):
+The contract arithmetic is the instrument's (``service/contracts.py``), every figure in USD:
 
-    notional          = contracts x price x multiplier
-    hedge P&L         = realized + position x multiplier x (mark - entry)        (slippage is in the fills)
-    funding (USD)     = -position x multiplier x mark x rate        (a short receives while the rate is > 0)
-    hedged value      = unhedged value + hedge P&L + funding - fees
+    linear (size units, or USD a point)     inverse (size USD face value, settled in the coin)
+    notional = contracts x size x price      notional = contracts x size
+    P&L = position x size x (mark - entry)   P&L = position x size x (1/entry - 1/mark), in coin, x mark
+    funding = -position x size x mark x rate funding = -position x size / mark x rate, in coin, x mark
+    entry = size-weighted mean of the fills  entry = harmonic mean of the fills (a coin P&L adds up so)
 
-so ``hedged - unhedged == pnl + funding - fees`` holds at every mark by construction. Positions are signed
-as venues report them: a short of 20 contracts is ``-20``.
+    hedge P&L     = realized + unrealized (slippage is in the fills)
+    hedged value  = unhedged value + hedge P&L + funding - fees
+
+so ``hedged - unhedged == pnl + funding - fees`` holds at every mark by construction. A coin-margined
+contract's realized P&L and funding are counted in USD at the price they were realized at. Positions are
+signed as venues report them: a short of 20 contracts is ``-20``.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from service.contracts import ContractSpec
 
 LEDGER_VERSION = 1
 TRADES_KEPT = 500  # recent fills kept in the persisted state and /state; totals cover every fill
@@ -49,7 +56,7 @@ class Ledger:
     """Position, entry price, realized P&L, funding, fees and roll cost of one hedge, and the portfolio
     valued with and without it."""
 
-    multiplier: float
+    spec: ContractSpec
     fee_bps: float = 0.0
     slippage_bps: float = 0.0
     position: float = 0.0
@@ -79,11 +86,11 @@ class Ledger:
             raise ValueError(f"a fill needs a positive futures price, got {price!r}")
         side = 1.0 if contracts > 0 else -1.0
         fill = price * (1.0 + side * self.slippage_bps / 1e4)
-        notional = abs(contracts) * fill * self.multiplier
+        notional = abs(self.spec.notional_usd(contracts, fill))
         fee = notional * self.fee_bps / 1e4
         realized = self._apply(contracts, fill)
         self.fees_usd += fee
-        self.slippage_usd += abs(contracts) * abs(fill - price) * self.multiplier
+        self.slippage_usd += abs(self.spec.pnl_usd(contracts, fill, price))
         self.traded_contracts += abs(contracts)
         self.traded_notional_usd += notional
         self.changes += reason != "roll"
@@ -103,12 +110,17 @@ class Ledger:
         new = round(pos + contracts, 10)
         realized = 0.0
         if pos == 0 or entry is None or (pos > 0) == (contracts > 0):
-            # opening or adding: the entry is the size-weighted mean of the fills
-            total = abs(pos) + abs(contracts)
-            self.entry_price = fill if entry is None or pos == 0 else (abs(pos) * entry + abs(contracts) * fill) / total
+            # opening or adding: the mean entry (harmonic for an inverse contract)
+            a, b = abs(pos), abs(contracts)
+            if entry is None or pos == 0:
+                self.entry_price = fill
+            elif self.spec.inverse_kind:
+                self.entry_price = (a + b) / (a / entry + b / fill)
+            else:
+                self.entry_price = (a * entry + b * fill) / (a + b)
         else:
             closed = min(abs(contracts), abs(pos))
-            realized = closed * (fill - entry) * self.multiplier * (1.0 if pos > 0 else -1.0)
+            realized = self.spec.pnl_usd(closed if pos > 0 else -closed, entry, fill)
             if new == 0:
                 self.entry_price = None
             elif (new > 0) != (pos > 0):
@@ -137,7 +149,7 @@ class Ledger:
     def fund(self, ts: float, rate: float, mark: float) -> float:
         """Funding at a funding time on the position held then: ``rate`` for the interval just ended, at
         the ``mark`` price. Returns the USD received (negative: paid)."""
-        amount = -self.position * self.multiplier * mark * rate
+        amount = self.spec.to_usd(self.spec.funding(self.position, mark, rate), mark)
         self.funding_usd += amount
         self.fundings += 1
         self.last_funding_ts = ts
@@ -156,7 +168,7 @@ class Ledger:
     def unrealized_usd(self) -> float:
         if not self.position or self.entry_price is None or self.mark is None:
             return 0.0
-        return self.position * self.multiplier * (self.mark - self.entry_price)
+        return self.spec.pnl_usd(self.position, self.entry_price, self.mark)
 
     @property
     def pnl_usd(self) -> float:
@@ -185,7 +197,7 @@ class Ledger:
     # --- state -------------------------------------------------------------------------------------
 
     def dump(self) -> dict[str, Any]:
-        d = {k: v for k, v in asdict(self).items() if k != "fills"}
+        d = {k: v for k, v in asdict(self).items() if k not in ("fills", "spec")}
         d["version"] = LEDGER_VERSION
         d["fills"] = [f.to_dict() for f in self.fills[-TRADES_KEPT:]]
         return d
@@ -195,7 +207,7 @@ class Ledger:
         is of another version or malformed, and nothing changes then."""
         if not state or state.get("version") != LEDGER_VERSION:
             return False
-        keep = ("multiplier", "fee_bps", "slippage_bps")
+        keep = ("spec", "fee_bps", "slippage_bps")
         try:
             values = {k: state[k] for k in self.__dataclass_fields__ if k in state and k not in keep and k != "fills"}
             fills = [Fill(**f) for f in state.get("fills") or []]

@@ -349,6 +349,11 @@ class MarketState:
         return self._oracles.get(asset)
 
     @property
+    def members(self) -> frozenset[str]:
+        """The index's constituents now (empty until the basket is built)."""
+        return self._members
+
+    @property
     def oracles(self) -> dict[str, AssetOracle]:
         """Every asset's oracle (constituents and the rest: quote currencies, candidates)."""
         return self._oracles

@@ -19,7 +19,7 @@ from rules.stage import RuleStage, StageResult
 from service.alerts import Alert, fingerprint
 from service.config import Config
 from service.derivatives import parse_expiry
-from service.hedge import portfolio_value
+from service.hedge import hedge_price, portfolio_value
 from service.ledger import Drawdown, Ledger, funding_times_between
 from service.metrics import Metrics
 
@@ -37,7 +37,7 @@ class Overlay:
         self.rules = RuleStage(config, now)
         lc = config.ledger
         p = config.portfolio
-        self.ledger = Ledger(p.multiplier, lc.fee_bps, lc.slippage_bps, position=p.position_contracts)
+        self.ledger = Ledger(self.rules.hedge.spec, lc.fee_bps, lc.slippage_bps, position=p.position_contracts)
         self.follow = follow_advice
         self.funding_h = lc.funding_interval_h
         fut = config.index.futures
@@ -54,7 +54,7 @@ class Overlay:
     # --- the step ---------------------------------------------------------------------------------
 
     def evaluate(self, snapshot: dict[str, Any], now: float) -> StageResult:
-        fut = _futures_price(snapshot)
+        fut = hedge_price(self.config.portfolio, snapshot)
         if fut is not None:
             self._carry(snapshot, fut, now)
             self.ledger.mark_to(now, fut)
@@ -88,7 +88,7 @@ class Overlay:
     def _carry(self, snapshot: dict[str, Any], fut: float, now: float) -> None:
         last = self.evaluated_at
         if last is not None and self.ledger.position:
-            rate = (snapshot.get("derivatives") or {}).get("funding_rate_8h")
+            rate = _funding_rate(self.config, snapshot)
             for t in funding_times_between(last, now, self.funding_h):
                 if rate is None:
                     self.funding_missing += 1
@@ -99,8 +99,11 @@ class Overlay:
             self.rolled = True
 
     def _value(self, snapshot: dict[str, Any]) -> None:
-        p = self.config.portfolio
-        value = portfolio_value(self.rules.hedge.holdings, p.cash_usd, snapshot)
+        sizing = self.rules.sizing
+        if sizing is not None and sizing.ts == snapshot.get("ts"):
+            value: float | None = sizing.portfolio_value_usd  # valued by the sizing just now
+        else:
+            value = portfolio_value(self.rules.hedge.holdings, self.config.portfolio.cash_usd, snapshot)
         if value is None:
             return  # a held asset has no price: the valuation waits for it (never filled in)
         self.unhedged_usd = value
@@ -191,7 +194,11 @@ class Overlay:
             metrics.portfolio_drawdown_ratio.labels(index=idx, view=view).set(self.drawdowns[view].current_ratio)
 
 
-def _futures_price(snapshot: dict[str, Any]) -> float | None:
-    deriv = snapshot.get("derivatives") or {}
-    fut = deriv.get("futures_price") or snapshot.get("level")
-    return float(fut) if fut else None
+def _funding_rate(config: Config, snapshot: dict[str, Any]) -> float | None:
+    """The hedge instrument's funding rate per 8 h: an asset contract's own, else the index's."""
+    inst = config.portfolio.instrument
+    if inst is not None and inst.asset:
+        rate = ((snapshot.get("assets") or {}).get(inst.asset) or {}).get("funding_rate_8h")
+    else:
+        rate = (snapshot.get("derivatives") or {}).get("funding_rate_8h")
+    return None if rate is None else float(rate)

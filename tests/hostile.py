@@ -236,14 +236,17 @@ class HostileProxy:
     async def _inject(self, client: ServerConnection, templates: Templates, live: asyncio.Event) -> None:
         await live.wait()
         hostile = Hostile(templates, self.rng)
-        tick = 0.01
+        loop = asyncio.get_running_loop()
+        last = loop.time()
         owed = 0.0
         with contextlib.suppress(ConnectionClosed):
             while True:
-                await asyncio.sleep(tick)
+                await asyncio.sleep(0.01)
+                now = loop.time()
+                elapsed, last = now - last, now  # by the elapsed time: a busy loop still keeps the rate
                 if not self.enabled:
                     continue
-                owed += self.rate_per_s * tick
+                owed += self.rate_per_s * elapsed
                 while owed >= 1.0:
                     owed -= 1.0
                     cat = self.rng.choice(self.categories)

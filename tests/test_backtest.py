@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from service.backtest.run import run_backtest
 from service.backtest.stats import summary_table
+from service.config import HedgeInstrumentConfig
 from service.history.files import HistoryError, load_history
 from tests.backtest_support import DAY, HOUR, config, kline_rows, ts, write_funding, write_klines, write_market_chart
 
@@ -207,3 +208,19 @@ def test_a_dated_future_is_rolled_at_its_expiry(tmp_path: Path) -> None:
     assert led["roll_cost_usd"] == pytest.approx(2 * 1.25 * 100 * 0.4 + legs_fees)
     assert led["fees_usd"] == pytest.approx(1.25 * 100 * 1999.6 * 4e-4 + legs_fees)
     assert led["position_contracts"] == -1.25
+
+
+def test_a_coin_margined_hedge(tmp_path: Path) -> None:
+    # 10 BTC at $50,000 hedged 50% with BTCUSD_PERP ($100 face): 2,500 contracts, whatever the price
+    flat(tmp_path, "BTC", 50_000.0, 12, funding=[(START, 0.0), (START + 8 * HOUR, 1e-4)])
+    cfg = config(["BTC"], holdings={"BTC": 10}, ratio=0.5, lot_size=1,
+                 index={"base_level": 1000.0})
+    inverse = HedgeInstrumentConfig(kind="inverse", asset="BTC", contract_size=100)
+    cfg = cfg.model_copy(update={"portfolio": cfg.portfolio.model_copy(update={"instrument": inverse})})
+    res = run_backtest(cfg, load_history(tmp_path), START, START + 12 * HOUR)
+    static = res.tracks["static"]
+    assert static.advice[0]["target_contracts"] == 2500 and static.position[-1] == -2500
+    led = res.ledgers["static"]
+    # the 08:00 funding on $250,000 face at 0.01%: 0.0005 BTC, $25 at 50,000
+    assert led["fundings"] == 1 and led["funding_usd"] == pytest.approx(25.0)
+    assert led["pnl_usd"] == pytest.approx(0.0)

@@ -90,7 +90,7 @@ def loopback_factory(v: FakeVenue, ws: bool, cls: type = ccxtpro.binance) -> Any
         ex = cls({"enableRateLimit": False})
         ex.urls["api"]["public"] = f"{v.url}/api/v3"
         ex.urls["api"]["ws"]["spot"] = f"{v.ws_url}/ws"
-        ex.has = dict(ex.has, watchTicker=ws)
+        ex.has = dict(ex.has, watchTicker=ws, watchBidsAsks=False)  # this stand-in streams tickers only
         ex.options["watchTickers"]["name"] = "ticker"  # the full ticker carries bid/ask, miniTicker not
         ex.set_markets(MARKETS)
         return ex
@@ -190,6 +190,10 @@ class FakeBinanceUsdm(FakeBinanceSpot):
             "time": 1786540400000}
         self.rest["/fapi/v1/openInterest"] = lambda q: {"openInterest": "10659.509", "symbol": q["symbol"],
                                                         "time": 1786540400123}
+        # settlements 4 h apart: premiumIndex states no interval, so the history tells it
+        self.rest["/fapi/v1/fundingRate"] = lambda q: [
+            {"symbol": q["symbol"], "fundingTime": 1786550400000 - k * 14_400_000, "fundingRate": "0.0001",
+             "markPrice": "50000"} for k in (3, 2, 1)]
 
 
 async def test_funding_and_open_interest_by_rest_polling(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -200,7 +204,7 @@ async def test_funding_and_open_interest_by_rest_polling(monkeypatch: pytest.Mon
     def make(source: SourceConfig) -> Any:
         ex = ccxtpro.binanceusdm({"enableRateLimit": False})
         ex.urls["api"]["fapiPublic"] = f"{v.url}/fapi/v1"
-        ex.has = dict(ex.has, watchTicker=False, watchFundingRate=False)
+        ex.has = dict(ex.has, watchTicker=False, watchFundingRate=False, watchBidsAsks=False)
         ex.set_markets([SWAP])
         return ex
 
@@ -216,7 +220,7 @@ async def test_funding_and_open_interest_by_rest_polling(monkeypatch: pytest.Mon
             task.cancel()
         f = of(events, Funding)[0]
         assert (f.exchange, f.instrument, f.rate, f.interval_h, f.next_funding_ts) == (
-            "binanceusdm", "BTCUSDT", 0.00012, 8.0, 1786550400.0)
+            "binanceusdm", "BTCUSDT", 0.00012, 4.0, 1786550400.0)
         oi = of(events, OpenInterest)[0]
         assert (oi.contracts, oi.base, oi.ts_exchange) == (10659.509, 10659.509, 1786540400.123)
         assert set(conn.status()["channels"]) == {"ticker:BTC/USDT:USDT", "funding:BTC/USDT:USDT",

@@ -85,3 +85,36 @@ async def test_the_command(sim: Simulator, tmp_path: Path) -> None:
                                                 stderr=subprocess.PIPE)
     _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 1 and err.decode().strip() == "hedgewatch: --to must be after --from"
+
+
+async def test_rate_limited_requests_wait_and_retry(tmp_path: Path) -> None:
+    """A 429 answer is retried after its Retry-After; a 4xx other than 418/429 is a one-line error."""
+    import httpx
+
+    from service.history.fetch import FetchError, Pacer, get_json
+
+    answers = [(429, b"{}"), (418, b"{}"), (200, b'{"ok": 1}'), (400, b'{"code": -1121, "msg": "Invalid symbol."}')]
+    seen: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        seen.append(head.split(b"\r\n")[0])
+        status, body = answers.pop(0)
+        writer.write(b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\nRetry-After: 0\r\n"
+                     b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (status, len(body), body))
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    url = f"http://127.0.0.1:{port}/fapi/v1/klines"
+    try:
+        async with httpx.AsyncClient() as http:
+            assert await get_json(http, Pacer(1000.0), url, {"symbol": "BTCUSDT"}) == {"ok": 1}
+            assert len(seen) == 3
+            with pytest.raises(FetchError, match=r"^GET .*/fapi/v1/klines: HTTP 400: .*Invalid symbol"):
+                await get_json(http, Pacer(1000.0), url, {"symbol": "NOPE"})
+    finally:
+        server.close()
+        await server.wait_closed()

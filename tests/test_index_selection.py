@@ -164,3 +164,14 @@ def test_track_a_binance_composite_index_and_report_tracking_error() -> None:
     assert m.apply(CompositeIndex("binanceusdm", "DEFIUSDT", 55.0, comps2, 3.0, 3.0))
     assert m.level == pytest.approx(55.0)
     assert m.snapshot(3.0)["tracking"]["tracking_error"] == pytest.approx(0.0)
+
+
+def test_synthetic_dollars_tokenized_funds_and_pegged_tokens_are_never_members() -> None:
+    from service.constituents import Candidate
+
+    kinds = {s: Candidate(s, 1e10).excluded_kind for s in ("SUSDE", "USDE", "BUIDL", "USYC", "USDTB", "SDAI",
+                                                            "PAXG", "BTC", "ETH", "SOL")}
+    assert kinds == {"SUSDE": "synthetic_dollar", "USDE": "stablecoin", "BUIDL": "pegged", "USYC": "pegged",
+                     "USDTB": "stablecoin", "SDAI": "synthetic_dollar", "PAXG": "pegged", "BTC": None,
+                     "ETH": None, "SOL": None}
+    assert Candidate("NEWUSD2", 1e10, tags=("yield-bearing-stablecoins",)).excluded_kind == "yield-bearing-stablecoins"

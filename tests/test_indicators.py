@@ -269,3 +269,15 @@ def test_bootstrap_after_the_first_evaluation_still_gives_the_50_day_average(tmp
     # divisor (100 + 2 x 10) / 60 = 2: each day's index close is (BTC + 2 ETH) / 2
     closes = [(100.0 + d) * 3 / 2 for d in range(10, 60)]
     assert stage.env["sma_50_1d"] == pytest.approx(sum(closes) / 50)
+
+
+def test_weekly_bars_open_on_monday_like_the_venues() -> None:
+    from datetime import UTC, datetime
+
+    from rules.candles import bar_open
+
+    wed = datetime(2026, 1, 7, 15, 30, tzinfo=UTC).timestamp()  # a Wednesday afternoon
+    assert datetime.fromtimestamp(bar_open(wed, 604_800), UTC) == datetime(2026, 1, 5, tzinfo=UTC)  # Monday
+    sunday_night = datetime(2026, 1, 11, 23, 59, tzinfo=UTC).timestamp()
+    assert bar_open(sunday_night, 604_800) == bar_open(wed, 604_800)  # the week closes Sunday 23:59:59 UTC
+    assert datetime.fromtimestamp(bar_open(wed, 86_400), UTC) == datetime(2026, 1, 7, tzinfo=UTC)

@@ -30,8 +30,6 @@ PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 DEPLOY = REPO / "deploy"
 DASHBOARDS = DEPLOY / "grafana" / "dashboards"
 SCRAPE_S = 1
-# What Grafana puts for $__rate_interval at a 1 s scrape interval over a short range: four scrapes and more.
-RATE_INTERVAL = "10s"
 # Panels that show data only with a configuration the demo does not have: the tracking error exists only
 # when the index tracks a venue's published composite index (index.track).
 NEEDS_OTHER_CONFIG = {"hedgewatch_index_tracking_error_ratio"}
@@ -46,6 +44,12 @@ class Stack:
     daemon_port: int
     notify_port: int
     logs: dict[str, Path] = field(default_factory=dict)
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def check_alive(self) -> None:
+        for p in self.procs:
+            if p.poll() is not None:
+                raise AssertionError(f"{p.args[0]} exited {p.returncode}\n{self.tail()}")
 
     def get(self, path: str, **params: Any) -> Any:
         resp = httpx.get(f"{self.prom}{path}", params=params, timeout=10)
@@ -85,16 +89,23 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(5)
 
 
-def _prometheus_config(tmp: Path, daemon_port: int, notify_port: int) -> Path:
-    """The shipped prometheus.yml with loopback targets and a short scrape interval; the shipped rules."""
+def _prometheus_config(tmp: Path, daemon_port: int, notify_port: int, scrape_s: float,
+                       alertmanager_url: str | None) -> Path:
+    """The shipped prometheus.yml with loopback targets and the given scrape interval; the shipped rules;
+    the given Alertmanager (or none: the rules' states are read from Prometheus itself)."""
     yaml = YAML(typ="safe")
     cfg = yaml.load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
-    cfg["global"] = {"scrape_interval": f"{SCRAPE_S}s", "evaluation_interval": f"{SCRAPE_S}s"}
+    cfg["global"] = {"scrape_interval": f"{scrape_s:g}s", "evaluation_interval": f"{scrape_s:g}s"}
     cfg["rule_files"] = [str(DEPLOY / "prometheus" / "alerts.yml")]
-    cfg.pop("alerting", None)  # no Alertmanager here: the rules' states are read from Prometheus itself
     ports = {"hedgewatch": daemon_port, "hedgewatch-notify": notify_port}
+    if alertmanager_url is None:
+        cfg.pop("alerting", None)
+    else:
+        host = alertmanager_url.removeprefix("http://")
+        cfg["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [host]}]}]}
+        ports["alertmanager"] = int(host.rsplit(":", 1)[1])
     cfg["scrape_configs"] = [job for job in cfg["scrape_configs"] if job["job_name"] in ports]
-    assert len(cfg["scrape_configs"]) == len(ports), "prometheus.yml lost a hedgewatch job"
+    assert len(cfg["scrape_configs"]) == len(ports), "prometheus.yml lost a job"
     for job in cfg["scrape_configs"]:
         job["static_configs"] = [{"targets": [f"127.0.0.1:{ports[job['job_name']]}"]}]
     path = tmp / "prometheus.yml"
@@ -103,49 +114,67 @@ def _prometheus_config(tmp: Path, daemon_port: int, notify_port: int) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
+@contextlib.contextmanager
+def running_stack(*, scrape_s: float = SCRAPE_S, alertmanager_url: str | None = None) -> Iterator[Stack]:
+    """redis-server, ``hedgewatch demo``, ``hedgewatch notify`` (to a Slack stand-in, and to Alertmanager
+    when given) and Prometheus with the shipped config and rules, on free loopback ports; yields once
+    Prometheus has scraped both processes eight times. Every process is stopped by its own handle."""
     with tempfile.TemporaryDirectory(prefix="hw-prom-") as d, redis_server() as redis, fake_chat() as chat:
         tmp = Path(d)
         daemon_port, notify_port, prom_port = free_port(), free_port(), free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("HEDGEWATCH__")}
         env.update(PYTHONPATH=str(REPO), HEDGEWATCH__REDIS__URL=redis.url,
                    HEDGEWATCH__REDIS__OUTBOX_DIR=str(tmp / "outbox"))
+        notify: dict[str, Any] = {"slack": {"webhook_url": f"{chat.url}/services/T/B/X"},
+                                  "consumer_name": "prom-test", "metrics_port": notify_port}
+        if alertmanager_url is not None:
+            notify["alertmanager"] = {"urls": [alertmanager_url]}
         notify_cfg = tmp / "notify.yaml"
         notify_cfg.write_text(json.dumps({
             "sources": [{"exchange": "binanceusdm", "symbols": ["BTC"]}],
             "index": {"name": "HWDEMO", "constituents": ["BTC"]},
-            "notify": {"slack": {"webhook_url": f"{chat.url}/services/T/B/X"}, "consumer_name": "prom-test",
-                       "metrics_port": notify_port},
+            "notify": notify,
         }))
         s = Stack(f"http://127.0.0.1:{prom_port}", daemon_port, notify_port)
         s.logs = {n: tmp / f"{n}.log" for n in ("demo", "notify", "prometheus")}
+        prom_cfg = _prometheus_config(tmp, daemon_port, notify_port, scrape_s, alertmanager_url)
         procs = [
             _spawn([sys.executable, "-m", "service", "demo"], s.logs["demo"],
                    {**env, "HEDGEWATCH__HTTP__PORT": str(daemon_port)}, tmp),
             _spawn([sys.executable, "-m", "service", "notify", "-c", str(notify_cfg)], s.logs["notify"], env, tmp),
-            _spawn([PROMETHEUS, f"--config.file={_prometheus_config(tmp, daemon_port, notify_port)}",
-                    f"--storage.tsdb.path={tmp / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom_port}"],
-                   s.logs["prometheus"], env, tmp),
+            _spawn([PROMETHEUS, f"--config.file={prom_cfg}", f"--storage.tsdb.path={tmp / 'tsdb'}",
+                    f"--web.listen-address=127.0.0.1:{prom_port}"], s.logs["prometheus"], env, tmp),
         ]
+        s.procs = procs
         try:
             _wait(lambda: httpx.get(f"{s.prom}/-/ready", timeout=2).status_code == 200, 60, "Prometheus ready", s)
 
             def scraped_enough() -> bool:
-                for p in procs:
-                    if p.poll() is not None:
-                        raise AssertionError(f"{p.args[0]} exited {p.returncode}\n{s.tail()}")
-                res = s.get("/api/v1/query", query="count_over_time(up[1m]) >= 8 and up == 1")["result"]
-                return {r["metric"]["job"] for r in res} == {"hedgewatch", "hedgewatch-notify"}
+                s.check_alive()
+                window = f"{max(60, int(10 * scrape_s))}s"
+                res = s.get("/api/v1/query", query=f"count_over_time(up[{window}]) >= 8 and up == 1")["result"]
+                return {"hedgewatch", "hedgewatch-notify"} <= {r["metric"]["job"] for r in res}
 
-            _wait(scraped_enough, 90, "eight successful scrapes of the demo and the notifier", s)
-            # the rules' 1 s evaluations have seen those scrapes; a rate over the rate window has data
-            _wait(lambda: s.get("/api/v1/query", query=f"sum(rate(hedgewatch_messages_total[{RATE_INTERVAL}])) > 0")
-                  ["result"], 30, "message rates", s)
+            _wait(scraped_enough, 90 + 10 * scrape_s, "eight successful scrapes of the demo and the notifier", s)
+            # the rules' evaluations have seen those scrapes; a rate over the rate window has data
+            rates = f"sum(rate(hedgewatch_messages_total[{rate_interval(scrape_s)}])) > 0"
+            _wait(lambda: s.get("/api/v1/query", query=rates)["result"], 30, "message rates", s)
             yield s
         finally:
             for p in reversed(procs):
                 _stop(p)
+
+
+def rate_interval(scrape_s: float) -> str:
+    """What Grafana puts for ``$__rate_interval`` over a short range: four scrape intervals at least, 10 s
+    at the least here."""
+    return f"{max(10, int(4 * scrape_s))}s"
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    with running_stack() as s:
+        yield s
 
 
 def test_no_shipped_alert_rule_fires_on_a_healthy_stack(stack: Stack) -> None:
@@ -192,14 +221,14 @@ def _label_values(stack: Stack, query: str) -> list[str]:
     return sorted(stack.get(f"/api/v1/label/{label}/values", **{"match[]": selector}))
 
 
-def _substitute(expr: str, values: dict[str, str]) -> str:
-    expr = expr.replace("$__rate_interval", RATE_INTERVAL).replace("$__interval", RATE_INTERVAL)
+def _substitute(expr: str, values: dict[str, str], interval: str) -> str:
+    expr = expr.replace("$__rate_interval", interval).replace("$__interval", interval)
     for name in sorted(values, key=len, reverse=True):
         expr = expr.replace(f"${name}", values[name])
     return expr
 
 
-def run_dashboard_queries(stack: Stack) -> dict[str, list[tuple[str, str, str]]]:
+def run_dashboard_queries(stack: Stack, scrape_s: float = SCRAPE_S) -> dict[str, list[tuple[str, str, str]]]:
     """Every PromQL expression of every committed dashboard, variables resolved to every value they offer
     ("All"), run as an instant query: {outcome: [(dashboard, panel, expr)]}."""
     out: dict[str, list[tuple[str, str, str]]] = {"data": [], "empty": [], "failing": []}
@@ -207,7 +236,7 @@ def run_dashboard_queries(stack: Stack) -> dict[str, list[tuple[str, str, str]]]
         d = json.loads(path.read_text())
         values: dict[str, str] = {}
         for var in d["templating"]["list"]:
-            query = _substitute(var["query"]["query"], values)
+            query = _substitute(var["query"]["query"], values, rate_interval(scrape_s))
             try:
                 found = _label_values(stack, query)
             except RuntimeError as exc:
@@ -219,7 +248,7 @@ def run_dashboard_queries(stack: Stack) -> dict[str, list[tuple[str, str, str]]]
             values[var["name"]] = f"({alt})" if found else "^$"
         for p in d["panels"]:
             for t in p["targets"]:
-                expr = _substitute(t["expr"], values)
+                expr = _substitute(t["expr"], values, rate_interval(scrape_s))
                 try:
                     result = stack.get("/api/v1/query", query=expr)["result"]
                 except RuntimeError as exc:

@@ -134,3 +134,21 @@ def test_a_lasting_degradation_holds_rules_that_do_not_opt_in(tmp_path: Path) ->
         res = stage.evaluate(snap(90.0, float(t), status), float(t))
         fired += [(t, a.status) for a in res.alerts]
     assert fired == [(140 + 300, "firing")]  # `for` started over once the index was back
+
+
+def test_flap_limit_is_validated_with_file_and_line(tmp_path: Path) -> None:
+    from rules.stage import check_rules
+
+    f = tmp_path / "bad.yaml"
+    f.write_text("""groups:
+  - name: g
+    rules:
+      - {name: A, expr: price > 1, flap_limit: 3, action: notify}
+      - {name: B, event: source_excluded, flap_limit: many, action: notify}
+      - {name: C, event: source_excluded, flap_limit: 3, flap_window: soon, action: notify}
+""")
+    problems = [str(p) for p in check_rules([str(f)])]
+    assert len(problems) == 3, problems
+    assert any("bad.yaml:4" in p and "flap_limit" in p for p in problems), problems
+    assert any("bad.yaml:5" in p and "whole number" in p for p in problems), problems
+    assert any("bad.yaml:6" in p and "flap_window" in p for p in problems), problems

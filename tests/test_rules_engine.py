@@ -136,6 +136,7 @@ def test_degraded_index_holds_rules_unless_they_opt_in(tmp_path: Path) -> None:
     rules += """      - {name: Brave, expr: price > 110, act_on: [ok, degraded], action: notify}
 """
     s = stage_for(tmp_path, rules)
+    s.end_grace()  # past the start-up (see test_rules_stage: no rule acts on a not-ok index before)
     res = s.evaluate(snap(111, 0, status="degraded"), 0)
     assert [a.rule for a in res.alerts] == ["Brave"]
     assert s.engine.states["High"].health == "skipped: index degraded"
@@ -252,3 +253,46 @@ def test_alerts_alternate_and_the_ratio_stays_in_range(tmp_path: Path, steps, fo
     assert statuses == ["firing", "resolved"] * (len(statuses) // 2) + ["firing"] * (len(statuses) % 2)
     fired = statuses.count("firing")
     assert round(s.engine.ratio, 9) == round(min(0.2 + 0.3 * fired, 0.9), 9)  # adjust: once per firing
+
+
+HOLDING = """
+groups:
+  - name: g
+    rules:
+      - {name: Break, expr: price < 100, resolve: price > 101, priority: 20, action: {raise_hedge_to: 0.3, hold: true}}
+      - {name: Test, expr: price > 120, resolve: price < 118, priority: 10, action: {adjust_hedge: -0.1, hold: true}}
+      - {name: Lever, expr: price > 125, resolve: price < 123, priority: 15, action: {adjust_hedge: 0.1, hold: true}}
+      - {name: Once, expr: price > 200, priority: 5, action: {adjust_hedge: 0.05}}
+"""
+
+
+def test_a_holding_action_is_released_when_its_rule_resolves(tmp_path: Path) -> None:
+    s = stage_for(tmp_path, HOLDING)  # baseline 0.2
+    ratios = []
+    for t, level in enumerate([110, 99, 99, 105, 122, 126, 124, 119, 117, 110]):
+        res = s.evaluate(snap(level, t), t)
+        ratios.append(round(s.engine.ratio, 9))
+        if t == 3:  # the rally: the break's resolve carries the release
+            (released,) = [a for a in res.alerts if a.rule == "Break"]
+            assert released.status == "resolved" and released.hedge is not None
+            assert (released.hedge.from_ratio, released.hedge.to_ratio) == (0.3, 0.2)
+    assert ratios == [0.2, 0.3, 0.3, 0.2, 0.1, 0.2, 0.2, 0.1, 0.2, 0.2]
+    # 122: the test takes 10 points; 126: leverage adds them back; 119: leverage released, the test held;
+    # 117: both released: back at the baseline
+    assert [s.engine.states[n].state for n in ("Break", "Test", "Lever")] == ["resolved"] * 3
+
+
+def test_one_shot_actions_move_the_base_under_the_holds(tmp_path: Path) -> None:
+    s = stage_for(tmp_path, HOLDING)
+    for t, level in enumerate([99, 201, 99, 102]):  # the break holds 30%, a one-shot +5 points underneath
+        s.evaluate(snap(level, t), t)
+    assert round(s.engine.base, 9) == 0.25 and round(s.engine.ratio, 9) == 0.25
+    # a restart while a holding rule fires keeps it held, and releases it when it resolves
+    s.evaluate(snap(99, 10), 10)
+    assert round(s.engine.ratio, 9) == 0.3
+    saved = json.loads(json.dumps(s.dump_state()))
+    s2 = stage_for(tmp_path, HOLDING)
+    s2.restore_state(saved, 11)
+    assert round(s2.engine.ratio, 9) == 0.3 and round(s2.engine.base, 9) == 0.25
+    s2.evaluate(snap(105, 12), 12)
+    assert round(s2.engine.ratio, 9) == 0.25

@@ -84,3 +84,24 @@ groups:
       - {name: B, expr: 'price < trendline("long_term") and asset_sma("BTC", 10, "1h") > 0', action: notify}
 """)
     assert s.history_needed() == {"": {4 * 3600: 60, DAY: 183}, "BTC": {3600: 10}}
+
+
+OPTED_IN = """
+groups:
+  - name: g
+    rules:
+      - {name: Anyway, expr: price > 0, act_on: [ok, degraded], action: {set_hedge: 0.35}}
+"""
+
+
+def test_no_rule_acts_on_a_not_ok_index_in_the_start_up_grace(tmp_path: Path) -> None:
+    s = stage_for(tmp_path, OPTED_IN)  # started at 0; rules.startup_grace_s defaults to 30 s
+    for t in (0.0, 1.0, 4.0):  # the venues connecting one by one: degraded
+        assert s.evaluate(snap(100, t, status="degraded"), t).alerts == []
+    assert s.engine.ratio == 0.2 and s.engine.states["Anyway"].health == "skipped: index starting"
+    s.end_grace()  # every source priced its assets: the opt-in holds again
+    assert [a.rule for a in s.evaluate(snap(100, 5.0, status="degraded"), 5.0).alerts] == ["Anyway"]
+    assert s.engine.ratio == 0.35
+    late = stage_for(tmp_path, OPTED_IN)
+    assert late.evaluate(snap(100, 29.0, status="degraded"), 29.0).alerts == []
+    assert [a.rule for a in late.evaluate(snap(100, 30.0, status="degraded"), 30.0).alerts] == ["Anyway"]

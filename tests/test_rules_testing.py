@@ -13,7 +13,7 @@ from rules.testing import expand, run_rule_tests
 def test_bundled_sample_passes(capsys: pytest.CaptureFixture[str]) -> None:
     assert run_rule_tests(str(RULESETS / "default.test.yaml")) == 0
     out = capsys.readouterr().out
-    assert "PASS  a break below the 50-day MA raises the hedge to 30%" in out and "3/3 passed" in out
+    assert "PASS  a break below the 50-day MA raises the hedge to 30%" in out and "4/4 passed" in out
 
 
 def test_wrong_expectations_fail(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -66,3 +66,21 @@ def test_series_notation() -> None:
     assert expand("ok x1 stale") == ["ok", "ok", "stale"]
     with pytest.raises(ValueError):
         expand("1+2y3")
+
+
+def test_an_alert_name_no_rule_defines_fails_the_test(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "r.yaml").write_text("""
+groups:
+  - name: g
+    rules:
+      - {name: Hot, expr: funding > 0.001, action: notify}
+""")
+    (tmp_path / "t.yaml").write_text("""
+rule_files: [r.yaml]
+tests:
+  - name: a typo expects nothing and would pass silently
+    input_series: {price: "100x3", funding: "0.0005x3"}
+    alert_rule_test: [{eval_time: 2m, alertname: Hto}]
+""")
+    assert run_rule_tests(str(tmp_path / "t.yaml")) == 1
+    assert "alert_rule_test names 'Hto', which no rule file defines" in capsys.readouterr().out

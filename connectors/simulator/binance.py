@@ -1,6 +1,6 @@
 """Binance USDⓈ-M futures, as ``fstream.binance.com`` and ``fapi.binance.com`` speak it.
 
-Websocket: routed paths ``/public`` (bookTicker, depth) and ``/market`` (markPrice, aggTrade, ticker, kline,
+Websocket: routed paths ``/public`` (bookTicker, depth) and ``/market`` (markPrice, aggTrade, ticker, miniTicker, kline,
 compositeIndex), and the plain ``/ws`` and ``/stream`` paths serving everything. Raw streams
 (``/ws/btcusdt@bookTicker``, payloads as they are) and combined streams (``/stream?streams=a/b``, payloads
 wrapped as ``{"stream":..,"data":..}``). ``SUBSCRIBE``/``UNSUBSCRIBE``/``LIST_SUBSCRIPTIONS`` answer
@@ -47,6 +47,7 @@ def parse_stream(name: str) -> tuple[str, str, str] | None:
         "markprice": "markPrice",
         "markprice@1s": "markPrice@1s",
         "ticker": "ticker",
+        "miniticker": "miniTicker",
         "compositeindex": "compositeIndex",
     }
     if low in table:
@@ -219,6 +220,8 @@ class BinanceServer(VenueServer):
             self._emit("markPrice", f"{sym}@markPrice", mark)
         if "ticker" in due and self._wanted(f"{sym}@ticker"):
             self._emit("ticker", f"{sym}@ticker", self.ticker(q))
+        if "ticker" in due and self._wanted(f"{sym}@miniTicker"):
+            self._emit("ticker", f"{sym}@miniTicker", self.mini_ticker(q))
         self._publish_books(q, sym, due)
         return mark
 
@@ -286,6 +289,14 @@ class BinanceServer(VenueServer):
             "r": f"{q.funding_rate:.8f}",
             "T": q.next_funding_ms,
         }
+
+    def mini_ticker(self, q: AssetQuote) -> dict[str, Any]:
+        """``<symbol>@miniTicker``: the 24 h figures without bid, ask or price change (what ccxt's
+        ``watch_ticker`` subscribes on Binance by default)."""
+        a = q.asset
+        return {"e": "24hrMiniTicker", "E": q.ts_ms, "s": self.symbols[a], "c": self._p(a, q.last),
+                "o": self._p(a, q.open_24h), "h": self._p(a, q.high_24h), "l": self._p(a, q.low_24h),
+                "v": self._q(a, q.volume_24h), "q": f"{q.turnover_24h:.2f}"}
 
     def ticker(self, q: AssetQuote) -> dict[str, Any]:
         a, last = q.asset, q.last

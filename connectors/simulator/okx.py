@@ -36,12 +36,15 @@ class OkxServer(VenueServer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        quote = self.model.path.scenario.quote
+        # coin-margined: <A>-USD-SWAP, a contract is ctVal USD (100 for BTC, 10 for the others), settled in <A>
+        self.inverse = self.spec.inverse
+        quote = "USD" if self.inverse else self.model.path.scenario.quote
         self.swaps = {a: f"{a}-{quote}-SWAP" for a in self.model.assets}
         self.indexes = {a: f"{a}-{quote}" for a in self.model.assets}
         self.by_swap = {s: a for a, s in self.swaps.items()}
         self.by_index = {s: a for a, s in self.indexes.items()}
-        self.ct_val = {a: self.model.path.specs[a].okx_ct_val for a in self.model.assets}
+        self.ct_val = {a: (100.0 if a == "BTC" else 10.0) if self.inverse else self.model.path.specs[a].okx_ct_val
+                       for a in self.model.assets}
         self._conn_ids = itertools.count(0x49D9B4FC)
         self._subs: dict[ServerConnection, set[tuple[str, str]]] = {}
         self._bar_start: dict[tuple[str, str], int] = {}
@@ -185,7 +188,7 @@ class OkxServer(VenueServer):
                     "instId": swap,
                     "tradeId": str(tid),
                     "px": self._p(a, px),
-                    "sz": self._ct(a, qty),
+                    "sz": self._ct(a, qty, px),
                     "side": "sell" if maker else "buy",
                     "ts": ts,
                     "count": "1",
@@ -194,9 +197,15 @@ class OkxServer(VenueServer):
             ] or None
         return None  # candles are sent by _publish_candles
 
-    def _ct(self, a: str, base_qty: float) -> str:
+    def contracts(self, a: str, base_qty: float, px: float | None = None) -> float:
+        """A base-unit size in contracts: ``ctVal`` base units each, or (inverse) ``ctVal`` USD at ``px``."""
+        if self.inverse:
+            return base_qty * (px or self.model.quotes[a].mark) / self.ct_val[a]
+        return base_qty / self.ct_val[a]
+
+    def _ct(self, a: str, base_qty: float, px: float | None = None) -> str:
         """A base-unit size in contracts, as OKX prints sizes."""
-        return f"{base_qty / self.ct_val[a]:.2f}".rstrip("0").rstrip(".")
+        return f"{self.contracts(a, base_qty, px):.2f}".rstrip("0").rstrip(".")
 
     def ticker(self, q: AssetQuote) -> dict[str, Any]:
         a = q.asset

@@ -83,10 +83,10 @@ def instruments(srv: OkxServer, params: dict[str, str]) -> Any:
                 "instFamily": srv.indexes[a],
                 "baseCcy": "",
                 "quoteCcy": "",
-                "settleCcy": quote,
+                "settleCcy": a if srv.inverse else quote,
                 "ctVal": f"{ct:g}",
                 "ctMult": "1",
-                "ctValCcy": a,
+                "ctValCcy": "USD" if srv.inverse else a,
                 "optType": "",
                 "stk": "",
                 "listTime": "1573557408000",
@@ -95,7 +95,7 @@ def instruments(srv: OkxServer, params: dict[str, str]) -> Any:
                 "tickSz": f"{spec.tick_size:.{decimals(spec.tick_size)}f}",
                 "lotSz": "0.01",
                 "minSz": "0.01",
-                "ctType": "linear",
+                "ctType": "inverse" if srv.inverse else "linear",
                 "alias": "",
                 "state": "live",
                 "maxLmtSz": "100000000",
@@ -116,7 +116,7 @@ def open_interest_row(srv: OkxServer, a: str) -> dict[str, str]:
     return {
         "instId": srv.swaps[a],
         "instType": "SWAP",
-        "oi": f"{oi / srv.ct_val[a]:.2f}",
+        "oi": f"{srv.contracts(a, oi, q.mark):.2f}",
         "oiCcy": f"{oi:.4f}",
         "oiUsd": f"{oi * q.mark:.2f}",
         "ts": str(q.ts_ms),
@@ -211,7 +211,7 @@ def candle_row(srv: OkxServer, a: str, b: Bar, confirm: bool, index: bool) -> li
     Index candles have no volumes: ``[ts, o, h, l, c, confirm]``."""
     row = [str(int(b[0])), srv._p(a, b[1]), srv._p(a, b[2]), srv._p(a, b[3]), srv._p(a, b[4])]
     if not index:
-        row += [srv._ct(a, b[5]), f"{b[5]:.4f}", f"{b[5] * b[4]:.2f}"]
+        row += [srv._ct(a, b[5], b[4]), f"{b[5]:.4f}", f"{b[5] * b[4]:.2f}"]
     return [*row, "1" if confirm else "0"]
 
 

@@ -114,6 +114,7 @@ class VenueSpec(_Model):
     idle_timeout_s: float | None = Field(default=None, description="drop a silent client; None = default")
     max_connection_age_s: float = Field(default=86_400.0, gt=0)
     max_incoming_per_s: int = Field(default=10, gt=0, description="Binance only")
+    inverse: bool = Field(default=False, description="coin-margined contracts (OKX <A>-USD-SWAP, ctVal in USD)")
 
     @model_validator(mode="after")
     def _check(self) -> VenueSpec:

@@ -288,12 +288,35 @@ def hedge_dashboard() -> db.Dashboard:
                 "Hedge notional and portfolio value",
                 [
                     (sel("hedgewatch_hedge_notional_usd", **i), "{{index}} notional"),
-                    (sel("hedgewatch_portfolio_value_usd", **i), "{{index}} portfolio"),
+                    (sel("hedgewatch_portfolio_value_usd", view="unhedged", **i), "{{index}} portfolio"),
                 ],
                 unit="currencyUSD",
             ),
             timeseries("Recommended contracts", [(sel("hedgewatch_hedge_contracts", **i), "{{index}}")],
                        steps=True),
+            # the hedge ledger: what the hedge held did for the portfolio
+            timeseries("Hedge position in the ledger (contracts, short < 0)",
+                       [(sel("hedgewatch_hedge_position_contracts", **i), "{{index}}")], steps=True,
+                       desc="The position the ledger holds: advice acknowledged, reconciled from the venue, or "
+                            "assumed executed"),
+            timeseries(
+                "Portfolio value, hedged and unhedged",
+                [(sel("hedgewatch_portfolio_value_usd", **i), "{{index}} {{view}}")],
+                unit="currencyUSD",
+                desc="Unhedged: the holdings at oracle prices. Hedged: plus the hedge's P&L and funding, less fees",
+            ),
+            timeseries(
+                "Hedge P&L, funding and fees",
+                [
+                    (sel("hedgewatch_hedge_pnl_usd", **i), "{{index}} P&L (realized + unrealized)"),
+                    (sel("hedgewatch_hedge_funding_usd_total", **i), "{{index}} funding received"),
+                    (sel("hedgewatch_hedge_fees_usd_total", **i), "{{index}} fees paid"),
+                ],
+                unit="currencyUSD",
+            ),
+            timeseries("Drawdown from the peak, hedged and unhedged",
+                       [(sel("hedgewatch_portfolio_drawdown_ratio", **i), "{{index}} {{view}}")],
+                       unit="percentunit"),
             timeseries("Alerts emitted", [(rate("hedgewatch_alerts_total", by="rule, status", fn="increase"),
                                            "{{rule}} {{status}}")], bars=True),
             timeline("Rule states", sel("hedgewatch_rule_state", **i), "{{rule}}",

@@ -3,12 +3,12 @@
 At each bar close ``t`` every asset with a bar closing then gives: a quote at the close (bid = ask) from
 each configured source that lists the asset (the data stands for the venues' consensus: the oracle sees
 them agree, as live with every venue up); a mark price at the close (the perpetual's price, for the
-futures leg); the closed kline; the funding rate last settled at or before ``t`` (the rate the venue was
-publishing); and the open interest last sampled at or before ``t`` when the data has it. An asset without
-a kline of that bar but with CoinGecko prices is quoted at CoinGecko's latest price when it is recent
-enough (within two of its samples); otherwise it gets nothing: its last price stands for that one bar (the
-data's resolution is the backtest's staleness bound) and then it is stale, as a silent venue is live. A
-missing price is never filled in.
+futures leg); the closed kline when a source subscribes candles (as live); the funding rate last settled
+at or before ``t`` (the rate the venue was publishing); and the open interest last sampled at or before
+``t`` when the data has it. An asset without a kline of that bar but with CoinGecko prices is quoted at
+CoinGecko's latest price when it is recent enough (within two of its samples); otherwise it gets nothing:
+its last price stands for that one bar (the data's resolution is the backtest's staleness bound) and then
+it is stale, as a silent venue is live. A missing price is never filled in.
 """
 
 from __future__ import annotations
@@ -64,10 +64,11 @@ class Replay:
     """Bar closes from ``start`` (exclusive of bars opening before it) to ``end`` at ``interval_s``."""
 
     def __init__(self, history: History, venues: dict[str, list[str]], interval_s: int, start: float,
-                 end: float) -> None:
+                 end: float, *, candles: bool = True) -> None:
         assets = sorted(venues)
         self.assets = assets
         self.venues = venues
+        self.candles = candles  # the klines as live candles, when a source subscribes them
         self.interval = interval_s
         self.start, self.end = start, end
         self.bars: dict[str, dict[float, Bar]] = {
@@ -101,7 +102,8 @@ class Replay:
                 for v in venues:
                     out.append(Quote(v, a, inst, b.close, b.close, t, t))
                 out.append(MarkPrice(EXCHANGE, a, inst, b.close, None, t, t))
-                out.append(candle(a, self.interval, b))
+                if self.candles:
+                    out.append(candle(a, self.interval, b))
             else:
                 price = self._coingecko(a, t)
                 if price is None:

@@ -139,7 +139,8 @@ def run_backtest(config: Config, history: History, start: float, end: float, *, 
     cfg = backtest_config(config, interval)
     sets = rule_sets(cfg, compare or [])
     engine = Engine(cfg, start, overlays=sets, follow_advice=True)
-    replay = Replay(history, venues_of(cfg, assets), interval, start, end)
+    candles = any("candles" in (s.channels or ()) for s in cfg.sources if s.enabled)
+    replay = Replay(history, venues_of(cfg, assets), interval, start, end, candles=candles)
     constituents = cfg.index.constituents or tuple(assets)
     for o in engine.overlays:
         o.rules.bootstrap(replay.warmup(plan(o.rules.history_needed(), constituents), history))
@@ -228,6 +229,9 @@ def _notes(replay: Replay, engine: Engine, history: History) -> list[str]:
         out.append(f"{missing} funding times without a known index funding rate were settled at zero")
     if not history.market_caps and engine.config.index.weighting in ("cap", "capped", "free_float"):
         out.append("no market-cap history: cap weights use the config's market_caps at every rebalance")
+    if not replay.candles:
+        out.append("no source subscribes candles: the bars fed prices only, so volume signals were unavailable, "
+                   "as they are live")
     if not history.open_interest:
         out.append("no open-interest data: rules on open interest saw it as unavailable")
     return out
