@@ -4,7 +4,7 @@ of what the daemon has taken in, however slow the machine (used by the four-phas
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -47,3 +47,17 @@ async def settle(daemon: Daemon) -> None:
             quiet, seen = 0, n
         else:
             quiet += 1
+
+
+async def warm_up(sim: Simulator, daemon: Daemon, ready: Callable[[], bool], max_elapsed_s: float,
+                  timeout_s: float = 30.0) -> None:
+    """Step the simulator until ``ready()``. While the feeds connect and the kline history loads, the clock
+    runs slowly (real time passes between steps); the scenarios leave minutes for this before anything is
+    due, and ``max_elapsed_s`` of simulated time at most."""
+    assert sim.path is not None
+    async with asyncio.timeout(timeout_s):
+        while not ready():
+            assert sim.path.elapsed_s < max_elapsed_s, "the daemon did not warm up in time"
+            sim.step()
+            await settle(daemon)
+            await asyncio.sleep(0.02)

@@ -19,7 +19,7 @@ from connectors.simulator import Simulator, load_scenario
 from service.app import Daemon
 from service.config import config_from_dict
 from service.contracts import ContractSpec
-from tests.stepped import settle, stepped_sources
+from tests.stepped import settle, stepped_sources, warm_up
 from tests.support import RedisServer, free_port
 from tests.test_four_phase_daemon import INDEX, KEYS, PHASES_S, PREFIX, R1, RULES, S1, UNITS, Collector, at
 
@@ -77,14 +77,13 @@ async def test_four_phase_story_with_a_coin_margined_hedge(sim: Simulator, redis
             await subscribed.wait()
             run = tg.create_task(daemon.run(stop), name="daemon")
             await daemon.started.wait()
-            async with asyncio.timeout(30):
-                while not (hedges and all((o := daemon.market.oracle(a)) is not None and o.n_valid == 4
-                                          for a in daemon.config.index.constituents)
-                           and daemon.rules.state()["signals"].get("sma_50_1d") is not None):
-                    assert path.elapsed_s < 300, "the daemon did not warm up in time"
-                    sim.step()
-                    await settle(daemon)
-                    await asyncio.sleep(0.02)
+
+            def ready() -> bool:
+                oracles = [daemon.market.oracle(a) for a in daemon.config.index.constituents]
+                return (bool(hedges) and all(o is not None and o.n_valid == 4 for o in oracles)
+                        and daemon.rules.state()["signals"].get("sma_50_1d") is not None)
+
+            await warm_up(sim, daemon, ready, 300)
             warm_at = start + path.elapsed_s
             while path.elapsed_s < END_S:
                 sim.step()

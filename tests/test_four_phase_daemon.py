@@ -49,7 +49,7 @@ from service.app import Daemon
 from service.config import Config, config_from_dict
 from service.hedge import short_pnl
 from service.keys import Keys
-from tests.stepped import settle, stepped_simulator, stepped_sources
+from tests.stepped import settle, stepped_simulator, stepped_sources, warm_up
 from tests.support import REPO, RedisServer, free_port, wait_for
 
 INDEX = "FOUR"
@@ -151,14 +151,7 @@ async def test_four_phase_hedging_through_the_daemon(sim: Simulator, redis_srv: 
             await subscribed.wait()
             run = tg.create_task(daemon.run(stop), name="daemon")
             await daemon.started.wait()
-            # Warm-up: while the feeds connect and the kline history loads, the clock runs slowly (real
-            # time passes between steps); the first phase leaves minutes for this before anything is due.
-            async with asyncio.timeout(30):
-                while not warm(daemon, hedges):
-                    assert path.elapsed_s < WARM_UP_MAX_S, "the daemon did not warm up in time"
-                    sim.step()
-                    await settle(daemon)
-                    await asyncio.sleep(0.02)
+            await warm_up(sim, daemon, lambda: warm(daemon, hedges), WARM_UP_MAX_S)
             warm_at = start + path.elapsed_s
             acked: list[dict[str, Any]] = []
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{daemon.http.port}") as http:

@@ -22,7 +22,7 @@ from connectors.simulator import Simulator
 from service.app import Daemon
 from service.config import Config, config_from_dict
 from service.keys import Keys
-from tests.stepped import settle, stepped_simulator, stepped_sources
+from tests.stepped import settle, stepped_simulator, stepped_sources, warm_up
 from tests.support import RedisServer, free_port
 from tests.test_four_phase_daemon import Collector, warm
 
@@ -70,12 +70,7 @@ async def test_a_rally_after_a_break_brings_the_hedge_back_to_the_baseline(
             await subscribed.wait()
             run = tg.create_task(daemon.run(stop), name="daemon")
             await daemon.started.wait()
-            async with asyncio.timeout(30):
-                while not warm(daemon, hedges):
-                    assert path.elapsed_s < WARM_UP_MAX_S, "the daemon did not warm up in time"
-                    sim.step()
-                    await settle(daemon)
-                    await asyncio.sleep(0.02)
+            await warm_up(sim, daemon, lambda: warm(daemon, hedges), WARM_UP_MAX_S)
             acked: set[str] = set()
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{daemon.http.port}") as http:
                 while path.elapsed_s < END_S:
