@@ -21,6 +21,12 @@ batch and the local cursor moving only means the batch is offered again and skip
 error before the script ran means it is offered again and taken. Redis stream ids are left to Redis
 (``*``) so they stay time-ordered even if the host clock steps back.
 
+Disk faults degrade, never crash: an append that fails (a full disk, a read-only or vanished directory) is
+cut back to the last whole record, so a record is never torn, and the alerts stay in memory and are delivered
+to Redis from there while the disk is probed again every 1 s, doubling to 30 s. The outbox is then not
+durable: a crash while the disk fails loses what only memory held. ``hedgewatch_alert_outbox_writable`` is
+0 meanwhile and ``hedgewatch_alert_outbox_write_errors_total`` counts the failed writes.
+
 The bound: at most ``max_pending`` alerts wait (in memory and on disk). Beyond it the *oldest* waiting alerts
 are given up (the newest say most about the present): each one is logged with its id at ERROR and counted in
 ``hedgewatch_queue_dropped_total{queue="alert_outbox"}``. At the default 100,000 and ~1 KB an alert, that is
@@ -48,6 +54,7 @@ import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
 from service.alerts import Alert
+from service.errors import StorageError
 from service.keys import Keys
 from service.metrics import Metrics
 
@@ -110,15 +117,21 @@ class Outbox:
 
     def __init__(self, directory: Path) -> None:
         self.dir = directory
-        self.dir.mkdir(parents=True, exist_ok=True)
-        id_file = self.dir / "id"
-        if not id_file.exists():
-            self._atomic_write(id_file, uuid.uuid4().hex.encode())
-        self.id = id_file.read_text().strip()
-        self.acked = self._read_cursor()
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            id_file = self.dir / "id"
+            if not id_file.exists():
+                self._atomic_write(id_file, uuid.uuid4().hex.encode())
+            self.id = id_file.read_text().strip()
+            self.acked = self._read_cursor()
+        except (OSError, ValueError) as exc:
+            raise StorageError(f"redis.outbox_dir {self.dir}: {_why(exc)}") from None
         self._segments: list[tuple[int, Path]] = []  # (first seq, path), ascending
-        self._current: Any = None
-        self._current_count = 0
+        self._fd: int | None = None  # the current segment, appended with os.write
+        self._size = 0  # its length in whole records
+        self._count = 0  # records in it
+        self._rotate_next = False  # a failed append could not be cut back: start a new segment
+        self.written = 0  # records appended and fsynced since start
 
     def _read_cursor(self) -> int:
         try:
@@ -144,6 +157,12 @@ class Outbox:
 
     def load(self) -> list[Record]:
         """Every unacknowledged record, in order; repairs a torn tail and deletes fully acked segments."""
+        try:
+            return self._load()
+        except OSError as exc:
+            raise StorageError(f"redis.outbox_dir {self.dir}: {_why(exc)}") from None
+
+    def _load(self) -> list[Record]:
         pending: list[Record] = []
         paths = sorted(self.dir.glob("seg-*.log"), key=lambda p: int(p.stem[4:]))
         for path in paths:
@@ -176,28 +195,62 @@ class Outbox:
     def last_seq(self, pending: list[Record]) -> int:
         return max(self.acked, pending[-1].seq if pending else 0)
 
-    def append(self, records: list[Record]) -> None:
-        """Append and fsync: when this returns, the records survive a crash."""
-        for rec in records:
-            if self._current is None or self._current_count >= SEGMENT_RECORDS:
-                self._rotate(rec.seq)
-            self._current.write(_encode(rec))
-            self._current_count += 1
-        if self._current is not None:
-            self._current.flush()
-            os.fsync(self._current.fileno())
+    def append(self, records: list[Record]) -> tuple[int, OSError | None]:
+        """Append and fsync, a segment at a time: the first ``n`` records returned survive a crash. On an
+        OSError, the error is returned too and nothing after those ``n`` stays in the files (the segment is
+        cut back to its last whole record); the rest may be appended again later."""
+        done = 0
+        while done < len(records):
+            try:
+                done += self._append_some(records[done:])
+            except OSError as exc:
+                return done, exc
+        return done, None
+
+    def _append_some(self, records: list[Record]) -> int:
+        if self._fd is None or self._count >= SEGMENT_RECORDS or self._rotate_next:
+            self._rotate(records[0].seq)
+        assert self._fd is not None
+        chunk = records[: SEGMENT_RECORDS - self._count]
+        data = b"".join(_encode(rec) for rec in chunk)
+        view, done = memoryview(data), 0
+        try:
+            while done < len(data):
+                done += os.write(self._fd, view[done:])
+            os.fsync(self._fd)
+        except OSError:
+            try:
+                os.ftruncate(self._fd, self._size)
+            except OSError:
+                self._rotate_next = True  # the torn tail stays: the next start cuts it with what follows
+            raise
+        self._size += len(data)
+        self._count += len(chunk)
+        self.written += len(chunk)
+        return len(chunk)
 
     def _rotate(self, first_seq: int) -> None:
-        if self._current is not None:
-            # durable before the next segment starts: a later fsync covers only the new file
-            self._current.flush()
-            os.fsync(self._current.fileno())
-            self._current.close()
         path = self.dir / f"seg-{first_seq}.log"
-        self._current = open(path, "ab")  # noqa: SIM115 (kept open across appends, closed on rotate/close)
-        self._current_count = 0
-        self._segments.append((first_seq, path))
-        self._fsync_dir()
+        if self._fd is not None and not self._rotate_next:
+            os.fsync(self._fd)  # durable before the next segment starts: a later fsync covers only the new file
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            self._fsync_dir()
+        except OSError:
+            os.close(fd)
+            raise
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+        self._fd, self._size, self._count, self._rotate_next = fd, size, 0, False
+        if not self._segments or self._segments[-1][1] != path:
+            self._segments.append((first_seq, path))
+
+    def probe(self) -> None:
+        """Raise the OSError that a write to the directory would meet now, if any."""
+        self._atomic_write(self.dir / "probe", b"ok")
+        (self.dir / "probe").unlink()
 
     def ack(self, seq: int) -> None:
         """Everything up to ``seq`` is delivered (or given up): move the cursor, drop spent segments."""
@@ -211,9 +264,17 @@ class Outbox:
             path.unlink(missing_ok=True)
 
     def close(self) -> None:
-        if self._current is not None:
-            self._current.close()
-            self._current = None
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+
+
+def _why(exc: BaseException) -> str:
+    """An OSError as a reader wants it: the reason, without the path the caller already names."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
 
 
 def check_cancelled() -> None:
@@ -243,18 +304,21 @@ class AlertSink:
         batch_size: int = 100,
         retry_min_s: float = 0.05,
         retry_max_s: float = 2.0,
+        disk_retry_s: tuple[float, float] = (1.0, 30.0),
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._factory = redis_factory
         self._keys = keys
         self._maxlen = maxlen
         self._metrics = metrics
         self._clock = clock
+        self._monotonic = monotonic
         self._max_pending = max_pending
         self._batch = batch_size
         self._retry = (retry_min_s, retry_max_s)
         self._outbox = Outbox(Path(outbox_dir))
         self._persisted: deque[Record] = deque(self._outbox.load())  # on disk, not yet delivered
-        self._submitted: deque[Record] = deque()  # in memory only, waiting for the next group commit
+        self._submitted: deque[Record] = deque()  # in memory only: the next group commit, or a failing disk
         self._seq = self._outbox.last_seq(list(self._persisted))
         self._wake = asyncio.Event()
         # the files (append, ack) and the delivery each go one at a time; a persist never waits on Redis
@@ -262,8 +326,14 @@ class AlertSink:
         self._send = asyncio.Lock()
         self._redis: aredis.Redis | None = None
         self._script: Any = None
-        self._give_up_to = 0  # records up to this seq were dropped by the bound; ack them with the next batch
+        self._done_to = self._outbox.acked  # every record up to this seq is delivered or given up
+        self._disk_retry = disk_retry_s
+        self._disk_ok = True
+        self._disk_pause = disk_retry_s[0]
+        self._disk_next = 0.0  # monotonic time of the next write attempt while the disk fails
+        self._redis_ok = True
         self.delivered = 0
+        metrics.outbox_writable.set(1)
         if self._persisted:
             log.info("outbox: %d alerts from a previous run wait for delivery", len(self._persisted))
         self._update_depth()
@@ -274,6 +344,11 @@ class AlertSink:
     def pending(self) -> int:
         """Alerts submitted and not yet delivered."""
         return len(self._persisted) + len(self._submitted)
+
+    @property
+    def durable(self) -> bool:
+        """False while the outbox directory fails writes (alerts are then held in memory)."""
+        return self._disk_ok
 
     def submit(self, alert: Alert) -> None:
         """Queue one alert for durable delivery. Never blocks; on a full outbox see the bound."""
@@ -287,7 +362,7 @@ class AlertSink:
     def _drop_oldest(self, n: int) -> None:
         for _ in range(n):
             rec = self._persisted.popleft() if self._persisted else self._submitted.popleft()
-            self._give_up_to = max(self._give_up_to, rec.seq)
+            self._done_to = max(self._done_to, rec.seq)
             self._metrics.queue_dropped.labels(QUEUE).inc()
             log.error("outbox full (%d alerts): gave up alert %s (seq %d)", self._max_pending, rec.alert_id,
                       rec.seq)
@@ -299,16 +374,29 @@ class AlertSink:
 
     # -- delivery ------------------------------------------------------------------------------------
 
+    def _deliverable(self) -> list[Record]:
+        """The next batch in sequence order: from the disk, and from memory while the disk fails."""
+        batch = [self._persisted[i] for i in range(min(self._batch, len(self._persisted)))]
+        if not self._disk_ok:
+            batch += [self._submitted[i] for i in range(min(self._batch - len(batch), len(self._submitted)))]
+        return batch
+
     async def run(self) -> None:
-        """Persist and deliver forever; Redis outages are waited out with jittered backoff."""
+        """Persist and deliver forever; Redis outages are waited out with jittered backoff, a failing disk
+        by delivering from memory and probing it again."""
         delay = self._retry[0]
         try:
             while True:
                 await self._persist()
-                if not self._persisted:
+                if not self._deliverable():
                     self._wake.clear()
-                    if not self._submitted:
+                    if not self._submitted and self._disk_ok:
                         await self._wake.wait()
+                    elif not self._disk_ok:
+                        # nothing to deliver, but the disk owes a write (a cursor, or what memory holds)
+                        with contextlib.suppress(TimeoutError):
+                            async with asyncio.timeout(max(0.0, self._disk_next - self._monotonic())):
+                                await self._wake.wait()
                     continue
                 try:
                     await self._deliver_batch()
@@ -319,17 +407,17 @@ class AlertSink:
                     delay = min(delay * 2, self._retry[1])
         finally:
             # whatever was submitted reaches the disk even when the task is cancelled
-            await asyncio.shield(self._persist())
+            await asyncio.shield(self._persist(force=True))
             await asyncio.shield(self._drop_client())
 
     async def flush(self, deadline_s: float) -> int:
         """Persist everything submitted, then deliver what can be delivered within ``deadline_s``.
         Returns how many alerts were delivered; the rest stays in the outbox for the next start."""
         delivered = 0
-        await self._persist()
+        await self._persist(force=True)
         try:
             async with asyncio.timeout(deadline_s):
-                while self._persisted:
+                while self._deliverable():
                     try:
                         delivered += await self._deliver_batch()
                     except (RedisError, OSError) as exc:
@@ -342,30 +430,73 @@ class AlertSink:
         return delivered
 
     async def close(self) -> None:
-        await self._persist()
+        await self._persist(force=True)
+        if self._submitted:
+            log.error("outbox: %d alerts lost at stop: the outbox directory %s takes no writes and Redis did "
+                      "not take them (first %s)", len(self._submitted), self._outbox.dir,
+                      self._submitted[0].alert_id)
         await self._drop_client()
         self._outbox.close()
 
-    async def _persist(self) -> None:
+    async def _persist(self, force: bool = False) -> None:
+        """Write what was submitted, and an acknowledgement the disk still owes. While the disk fails this
+        is an attempt at most every probe interval (``force`` at stop); it never raises an OSError."""
         async with self._disk:
-            if not self._submitted:
+            if not self._disk_ok and not force and self._monotonic() < self._disk_next:
                 return
-            # the batch stays in _submitted until it is on disk, so `pending` never misses it meanwhile
-            batch = list(self._submitted)
-            await asyncio.to_thread(self._outbox.append, batch)
-            while self._submitted and self._submitted[0].seq <= batch[-1].seq:
-                self._submitted.popleft()
-            self._persisted.extend(r for r in batch if r.seq > self._give_up_to)
+            try:
+                # the batch stays in _submitted until it is on disk, so `pending` never misses it meanwhile
+                batch = [r for r in self._submitted if r.seq > self._done_to]
+                written, error = await asyncio.to_thread(self._outbox.append, batch) if batch else (0, None)
+                self._stored(batch[:written])
+                if error is not None:
+                    raise error
+                if self._done_to > self._outbox.acked:
+                    await asyncio.to_thread(self._outbox.ack, self._done_to)
+                elif not batch and not self._disk_ok:
+                    await asyncio.to_thread(self._outbox.probe)
+            except OSError as exc:
+                self._disk_failed(exc)
+                return
+            self._disk_recovered()
+
+    def _stored(self, batch: list[Record]) -> None:
+        """``batch`` is on disk now: from memory to the persisted queue."""
+        if not batch:
+            return
+        while self._submitted and self._submitted[0].seq <= batch[-1].seq:
+            self._submitted.popleft()
+        # delivered from memory meanwhile (the disk failed before): on disk now, but not owed
+        self._persisted.extend(r for r in batch if r.seq > self._done_to)
+
+    def _disk_failed(self, exc: OSError) -> None:
+        self._metrics.outbox_write_errors.inc()
+        if self._disk_ok:
+            log.error("outbox: cannot write to %s (%s); %d alerts are held in memory and delivered from there "
+                      "until it takes writes again", self._outbox.dir, _why(exc), len(self._submitted))
+            self._metrics.outbox_writable.set(0)
+            self._disk_ok = False
+        else:
+            self._disk_pause = min(self._disk_pause * 2, self._disk_retry[1])
+        self._disk_next = self._monotonic() + self._disk_pause
+
+    def _disk_recovered(self) -> None:
+        if self._disk_ok:
+            return
+        self._disk_ok = True
+        self._disk_pause = self._disk_retry[0]
+        self._metrics.outbox_writable.set(1)
+        log.info("outbox: %s takes writes again; %d alerts waiting are on disk", self._outbox.dir, self.pending)
 
     async def _deliver_batch(self) -> int:
         # one delivery at a time (flush may overlap run)
         async with self._send:
-            if not self._persisted:
+            batch = self._deliverable()
+            if not batch:
                 return 0
-            return await self._deliver_locked()
+            return await self._deliver_locked(batch)
 
-    async def _deliver_locked(self) -> int:
-        batch = [self._persisted[i] for i in range(min(self._batch, len(self._persisted)))]
+    async def _deliver_locked(self, batch: list[Record]) -> int:
         if self._redis is None:
             self._redis = self._factory()
             self._script = self._redis.register_script(DELIVER_LUA)
@@ -376,21 +507,29 @@ class AlertSink:
         added = await self._script(keys=[k.outbox_marker, k.alerts_stream, k.alerts_channel], args=args)
         check_cancelled()
         self._metrics.redis_up.set(1)
-        async with self._disk:
-            await asyncio.to_thread(self._outbox.ack, max(batch[-1].seq, self._give_up_to))
+        if not self._redis_ok:
+            self._redis_ok = True
+            log.info("outbox: Redis reachable again; delivering %d waiting alerts", self.pending)
+        last = batch[-1].seq
+        self._done_to = max(self._done_to, last)
         # submit() may have given up some of these meanwhile (the bound): pop by sequence, not by count
-        while self._persisted and self._persisted[0].seq <= batch[-1].seq:
-            self._persisted.popleft()
+        for queue in (self._persisted, self._submitted):
+            while queue and queue[0].seq <= last:
+                queue.popleft()
         self._metrics.redis_published.labels("alert").inc(int(added))
         self.delivered += int(added)
         self._update_depth()
+        if self._disk_ok:
+            await self._persist()  # the cursor; a failure here only means the batch is offered again
         return int(added)
 
     async def _on_redis_error(self, exc: BaseException) -> None:
         check_cancelled()  # a cancellation redis-py turned into a connection error must still stop us
-        # the exception text may carry the URL (with its password) for some errors: log the type only
-        log.warning("outbox: Redis unavailable (%s); %d alerts wait on disk", type(exc).__name__,
-                    self.pending)
+        if self._redis_ok:
+            # the exception text may carry the URL (with its password) for some errors: log the type only
+            log.warning("outbox: Redis unavailable (%s); %d alerts wait %s, retrying", type(exc).__name__,
+                        self.pending, "on disk" if self._disk_ok else "in memory")
+            self._redis_ok = False
         self._metrics.redis_up.set(0)
         self._metrics.redis_errors.inc()
         await self._drop_client()
