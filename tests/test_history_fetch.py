@@ -4,13 +4,19 @@ the files land in the published shapes, the backtest reads them, and a second fe
 from __future__ import annotations
 
 import asyncio
+import io
+import itertools
+import re
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
+from rich.console import Console
 
 from connectors.simulator import Simulator
 from service.config import config_from_dict
@@ -74,7 +80,7 @@ async def test_the_command(sim: Simulator, tmp_path: Path) -> None:
     (tmp_path / "hw.yaml").write_bytes(orjson.dumps(cfg.model_dump(mode="json", exclude={"redis", "notify"})))
     env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
     cmd = [sys.executable, "-m", "service", "history", "fetch", "-c", "hw.yaml", "--from", "2025-12-30", "--to",
-           TO, "--data", "data"]
+           TO, "--data", "data", "--rate-per-s", "100"]  # the simulator needs no pacing
     proc = await asyncio.create_subprocess_exec(*cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                                                 stderr=subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 60)
@@ -118,3 +124,59 @@ async def test_rate_limited_requests_wait_and_retry(tmp_path: Path) -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+def one_asset_config(sim: Simulator):  # type: ignore[no-untyped-def]
+    """BTC from the simulator's Binance USDⓈ-M, no market caps (no CoinGecko pacing in the way)."""
+    return config_from_dict({"sources": stepped_sources(sim),
+                             "index": {"name": "ONE", "constituents": ["BTC"], "weighting": "equal"}}, "<fetch>", {})
+
+
+class Interrupt(Exception):
+    """The user pressing Ctrl-C in the middle of a fetch."""
+
+
+def recording_client(log: list[tuple[float, str]], stop_at_klines: int | None = None) -> httpx.AsyncClient:
+    async def seen(request: httpx.Request) -> None:
+        log.append((time.monotonic(), request.url.path))
+        if stop_at_klines is not None and sum(p.endswith("/klines") for _, p in log) == stop_at_klines:
+            raise Interrupt
+
+    return httpx.AsyncClient(timeout=30.0, event_hooks={"request": [seen]})
+
+
+async def test_pages_within_the_published_limits_with_a_progress_bar(sim: Simulator, tmp_path: Path) -> None:
+    # three days of minute bars: 4,320 bars, three pages of at most 1,500
+    plan = FetchPlan.for_config(one_asset_config(sim), parse_date("2025-12-28"), parse_date("2025-12-31"), tmp_path,
+                                "1m", None, None)
+    log: list[tuple[float, str]] = []
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=100)
+    written = await run_fetch(plan, console=console, http=recording_client(log))
+    assert written == 3 + 1  # three day files, a funding month
+    pages = [t for t, p in log if p.endswith("/klines")]
+    assert len(pages) == 3
+    # Binance: 2,400 request weight a minute, 10 a 1,500-bar page: never more than 4 pages a second
+    assert all(b - a >= 0.25 for a, b in itertools.pairwise(pages))
+    bars = load_history(tmp_path).klines["BTC"][60]
+    assert [b.open_ts for b in bars] == [parse_date("2025-12-28") + 60 * i for i in range(3 * 1440)]
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())  # the terminal's control sequences
+    assert "BTC klines" in shown and "market caps" in shown
+    total = re.findall(r"(\d+)/(\d+)", shown)[-1]
+    assert total[0] == total[1]  # the bar ran to its end
+
+
+async def test_an_interrupted_fetch_resumes_where_it_stopped(sim: Simulator, tmp_path: Path) -> None:
+    plan = FetchPlan.for_config(one_asset_config(sim), parse_date("2025-12-28"), parse_date("2025-12-31"), tmp_path,
+                                "1m", None, 1000.0)
+    log: list[tuple[float, str]] = []
+    with pytest.raises(Interrupt):
+        await run_fetch(plan, show_progress=False, http=recording_client(log, stop_at_klines=3))
+    # the two pages fetched completed two days, written; the third day and the funding were not reached
+    days = sorted(p.name for p in (tmp_path / "binance" / "klines").iterdir())
+    assert days == ["BTCUSDT-1m-2025-12-28.csv", "BTCUSDT-1m-2025-12-29.csv"]
+    assert not (tmp_path / "binance" / "fundingRate").exists()
+    log.clear()
+    assert await run_fetch(plan, show_progress=False, http=recording_client(log)) == 2  # the last day, the month
+    assert [p for _, p in log if p.endswith("/klines")] == ["/fapi/v1/klines"]  # one page: that day alone
+    assert len(load_history(tmp_path).klines["BTC"][60]) == 3 * 1440

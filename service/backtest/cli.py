@@ -110,7 +110,8 @@ def fetch(
     data: Annotated[Path, typer.Option(help="folder to write the files to")] = Path("data"),
     interval: Annotated[str, typer.Option(help="kline interval")] = "1h",
     coingecko_url: Annotated[str | None, typer.Option(help="CoinGecko API base (market caps)")] = None,
-    rate_per_s: Annotated[float, typer.Option(help="requests per second per venue")] = 5.0,
+    rate_per_s: Annotated[float | None, typer.Option(
+        help="requests per second to every endpoint (default: within each venue's published limits)")] = None,
 ) -> None:
     """Download klines, funding history, open interest and market caps from the venues' REST APIs into
     files of the shapes the backtest reads (resumable: what is complete on disk is not fetched again)."""

@@ -9,7 +9,11 @@ files alike.
 - market caps: CoinGecko ``/coins/markets`` (symbol to id) and ``/coins/{id}/market_chart/range``, one JSON
   per asset under ``coingecko/``.
 
-Requests are paced (``rate_per_s`` per host) and a 429/418 answer waits its ``Retry-After``. Resumable and
+Requests are paced within the limits the venues publish, unless ``rate_per_s`` sets one pace for every
+endpoint (a local simulator needs none): Binance counts 2,400 request weight a minute per IP and a 1,500-bar
+klines page weighs 10 (at most 4 pages a second), and its funding history allows 500 requests in 5 minutes
+(1.67 a second); CoinGecko's keyless public API 5 to 15 calls a minute. A 429/418 answer waits its
+``Retry-After``. Resumable and
 cached: a day or month is written only once complete (its end is in the venue's past), and a file already
 on disk is not fetched again; an interrupted fetch resumes where it stopped.
 """
@@ -26,6 +30,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import orjson
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from service.config import Config
@@ -37,6 +42,10 @@ DAY = 86400
 KLINES_PER_REQUEST = 1500
 FUNDING_PER_REQUEST = 1000
 RETRIES = 5
+# requests a second, a margin inside each venue's published limit
+KLINES_RATE_PER_S = 2400 / 60 / 10 * 0.9  # 2,400 weight a minute, 10 a 1,500-bar page
+FUNDING_RATE_PER_S = 500 / 300 * 0.9  # 500 requests in 5 minutes
+COINGECKO_RATE_PER_S = 10 / 60  # the keyless public API: 5 to 15 calls a minute
 
 
 class FetchError(HedgewatchError):
@@ -53,11 +62,11 @@ class FetchPlan:
     binance_url: str
     quote: str
     coingecko_url: str | None
-    rate_per_s: float
+    rate_per_s: float | None  # one pace for every endpoint; None: each venue's published limits
 
     @classmethod
     def for_config(cls, config: Config, start: float, end: float, folder: Path, interval: str,
-                   coingecko_url: str | None, rate_per_s: float) -> FetchPlan:
+                   coingecko_url: str | None, rate_per_s: float | None = None) -> FetchPlan:
         src = next((s for s in config.sources if s.enabled and s.exchange == "binanceusdm"), None)
         if src is None:
             raise FetchError("history fetch reads Binance USDⓈ-M's REST API: the config needs a binanceusdm source")
@@ -163,8 +172,10 @@ class Fetcher:
         self.plan = plan
         self.http = http
         self.progress = progress
-        self.binance = Pacer(plan.rate_per_s)
-        self.coingecko = Pacer(plan.rate_per_s)
+        own = plan.rate_per_s
+        self.binance = Pacer(own or KLINES_RATE_PER_S)  # klines pages and the server time
+        self.binance_funding = Pacer(own or FUNDING_RATE_PER_S)
+        self.coingecko = Pacer(own or COINGECKO_RATE_PER_S)
         self.written = 0
         self.venue_now = time.time()
 
@@ -233,7 +244,7 @@ class Fetcher:
                 rows: list[dict[str, Any]] = []
                 cursor, stop = int(month.timestamp() * 1000), int(nxt.timestamp() * 1000) - 1
                 while cursor <= stop:
-                    page = await get_json(self.http, self.binance, f"{p.binance_url}/fapi/v1/fundingRate", {
+                    page = await get_json(self.http, self.binance_funding, f"{p.binance_url}/fapi/v1/fundingRate", {
                         "symbol": sym, "startTime": cursor, "endTime": stop, "limit": FUNDING_PER_REQUEST})
                     page = [r for r in page if cursor <= int(r["fundingTime"]) <= stop]
                     if not page:
@@ -270,15 +281,17 @@ class Fetcher:
             self.progress.advance(task)
 
 
-async def run_fetch(plan: FetchPlan, *, show_progress: bool = True) -> int:
-    """Fetch everything the plan names; the number of files written."""
+async def run_fetch(plan: FetchPlan, *, show_progress: bool = True, console: Console | None = None,
+                    http: httpx.AsyncClient | None = None) -> int:
+    """Fetch everything the plan names; the number of files written. The progress bar goes to ``console``
+    (default: the terminal, stderr); ``http`` is the client to use (default: a new one)."""
     days = int((plan.end - plan.start) // DAY + 1)
     months = days // 28 + 2
     total = len(plan.assets) * (days + months) + (len(plan.assets) if plan.coingecko_url else 0)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                        disable=not show_progress)
-    async with httpx.AsyncClient(timeout=30.0) as http:
-        f = Fetcher(plan, http, progress)
+                        disable=not show_progress, console=console or Console(stderr=True))
+    async with http or httpx.AsyncClient(timeout=30.0) as client:
+        f = Fetcher(plan, client, progress)
         with progress:
             task = progress.add_task("history", total=total)
             await f.server_time()
