@@ -70,6 +70,8 @@ def test_the_figures_and_series_files(report: Path) -> None:
         assert f["ts"] and f["rule"] and "inputs" in f
     header = (report / "series.csv").read_text().splitlines()[0].split(",")
     assert header[:4] == ["ts", "time", "level", "status"]
+    # the averages, levels and trendlines of every rule set compared, drawn over the index
+    assert {"sma_50_1d", "level_R1", "trendline_long_term", "sma_20_1d"} <= set(header)
     assert {"configured_hedged_usd", "unhedged_hedged_usd", "static_position_contracts",
             "trend_funding_usd"} <= set(header)
     assert len((report / "series.csv").read_text().splitlines()) == figs["bars"] + 1
@@ -81,6 +83,8 @@ async def test_the_report_renders_in_chromium(report: Path) -> None:
       charts: document.querySelectorAll('svg.chart').length,
       drawn: [...document.querySelectorAll('svg.chart path.line')].filter(p => p.getAttribute('d').length > 100).length,
       markers: document.querySelectorAll('#c-index path.marker').length,
+      marked: [...new Set([...document.querySelectorAll('#c-index path.marker')].map(m => m.dataset.ruleSet))],
+      signals: [...document.querySelectorAll('#c-index path.line')].map(p => p.dataset.series),
       rows: document.querySelectorAll('#summary tbody tr').length,
       firings: document.querySelectorAll('table.firings tbody tr').length,
       hidden: document.querySelectorAll('.line.off').length,
@@ -92,7 +96,12 @@ async def test_the_report_renders_in_chromium(report: Path) -> None:
     assert page.errors == []
     got = json.loads(page.value)
     assert got["charts"] == 6 and got["drawn"] >= 10
-    assert got["markers"] >= 1 and got["rows"] == 4 and got["firings"] >= 1
+    figs = json.loads((report / "summary.json").read_text())
+    fired = sum(len(v) for v in figs["firings"].values())
+    # a marker at every rule firing, of every rule set; every firing listed
+    assert got["markers"] == fired and sorted(got["marked"]) == ["configured", "trend"]
+    assert got["rows"] == 4 and got["firings"] == fired
+    assert got["signals"] == ["HW3", "level_R1", "sma_50_1d", "trendline_long_term", "ath", "sma_20_1d"]
     assert got["hidden"] == 1  # the legend click hid its line
     assert got["width"] > 800
     assert page.screenshot[:8] == b"\x89PNG\r\n\x1a\n" and len(page.screenshot) > 50_000

@@ -19,6 +19,7 @@ PALETTE = ("#1f77b4", "#7f7f7f", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e
 SIGNAL_COLORS = ("#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#d62728", "#ff9896")
 
 Series = tuple[str, Sequence[float | None], str, str]  # name, values, colour, dash
+Marker = tuple[float, float, str, str, str, bool]  # time, value, colour, tooltip, rule set, resolved
 
 
 def _e(x: Any) -> str:
@@ -46,8 +47,8 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
 
 def chart(cid: str, title: str, times: Sequence[float], series: Sequence[Series], *,
           fmt: Callable[[float], str] = lambda v: f"{v:,.0f}", height: int = 240, step: bool = False,
-          markers: Sequence[tuple[float, float, str, str]] = (), zero: bool = False) -> str:
-    """A line chart as SVG, with its legend. ``markers``: (time, value, colour, tooltip)."""
+          markers: Sequence[Marker] = (), zero: bool = False) -> str:
+    """A line chart as SVG, with its legend."""
     if not times:
         return ""
     t0, t1 = times[0], times[-1] if times[-1] > times[0] else times[0] + 1
@@ -85,10 +86,11 @@ def chart(cid: str, title: str, times: Sequence[float], series: Sequence[Series]
         dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
         parts.append(f'<path class="line s{k}" data-series="{_e(name)}" d="{"".join(d)}" stroke="{colour}"'
                      f'{dash_attr}/>')
-    for t, v, colour, tip in markers:
+    for t, v, colour, tip, rule_set, resolved in markers:
         px, py = x(t), y(v)
-        parts.append(f'<path class="marker" d="M{px:.1f},{py - 9:.1f}l-5,-8h10z" fill="{colour}">'
-                     f"<title>{_e(tip)}</title></path>")
+        faded = ' fill-opacity="0.35"' if resolved else ""
+        parts.append(f'<path class="marker" data-rule-set="{_e(rule_set)}" d="M{px:.1f},{py - 9:.1f}l-5,-8h10z" '
+                     f'fill="{colour}"{faded}><title>{_e(tip)}</title></path>')
     parts.append(f'<rect class="frame" x="{PAD_L}" y="{PAD_T}" width="{iw}" height="{ih}"/></svg>')
     legend = "".join(f'<span class="key" data-chart="{cid}" data-k="{k}"><i style="background:{c}"></i>{_e(n)}</span>'
                      for k, (n, _, c, _) in enumerate(series))
@@ -192,16 +194,18 @@ document.querySelectorAll('.key').forEach(function (key) {
 """
 
 
-def _firing_markers(res: Result) -> list[tuple[float, float, str, str]]:
+def _firing_markers(res: Result, colour: dict[str, str]) -> list[Marker]:
+    """A marker at every firing of every rule set, in the rule set's colour (a resolution paler)."""
     out = []
     pos = {t: i for i, t in enumerate(res.times)}
-    for f in res.tracks["configured"].firings:
-        i = pos.get(f["ts"])
-        level = res.level[i] if i is not None else None
-        if level is None:
-            continue
-        colour = "#d62728" if f["status"] == "firing" else "#999"
-        out.append((f["ts"], level, colour, f"{iso(f['ts'])} {f['rule']} {f['status']}: {f['summary']}"))
+    for name, tr in res.tracks.items():
+        for f in tr.firings:
+            i = pos.get(f["ts"])
+            level = res.level[i] if i is not None else None
+            if level is None:
+                continue
+            tip = f"{name}: {iso(f['ts'])} {f['rule']} {f['status']}: {f['summary']}"
+            out.append((f["ts"], level, colour[name], tip, name, f["status"] != "firing"))
     return out
 
 
@@ -211,9 +215,10 @@ def render(res: Result, figs: dict[str, Any]) -> str:
     colour = {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(res.tracks)}
     sig = [(n, v, SIGNAL_COLORS[i % len(SIGNAL_COLORS)], "5,3") for i, (n, v) in enumerate(res.signals.items())]
     charts = [
-        chart("c-index", f"{res.index} index, its moving averages, levels and trendlines; ▼ rule firings", t,
+        chart("c-index", f"{res.index} index, its moving averages, levels and trendlines; ▼ rule firings "
+              "(pale: resolved)", t,
               [(res.index, res.level, "#111", ""), *sig], fmt=lambda v: f"{v:,.1f}", height=300,
-              markers=_firing_markers(res)),
+              markers=_firing_markers(res, colour)),
         chart("c-ratio", "Hedge ratio", t, [(n, res.tracks[n].ratio, colour[n], "") for n in hedging],
               fmt=lambda v: f"{v:.0%}", step=True, height=180, zero=True),
         chart("c-position", "Hedge position (contracts, short < 0)", t,

@@ -173,10 +173,12 @@ def _record(res: Result, engine: Engine, t: float, results: list[Any], alerts: l
     res.level.append(m.level)
     res.status.append(m.status)
     n = len(res.times)
-    for name, v in engine.rules.env.items():
-        if is_price_level(name):
-            col = res.signals.setdefault(name, [None] * (n - 1))
-            col.append(float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None)
+    for o in engine.overlays:  # the averages, levels and trendlines every rule set reads (one market: alike)
+        for name, v in o.rules.env.items():
+            if is_price_level(name):
+                col = res.signals.setdefault(name, [None] * (n - 1))
+                if len(col) < n:
+                    col.append(float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None)
     for col in res.signals.values():
         if len(col) < n:
             col.append(None)
