@@ -224,3 +224,26 @@ def test_a_coin_margined_hedge(tmp_path: Path) -> None:
     # the 08:00 funding on $250,000 face at 0.01%: 0.0005 BTC, $25 at 50,000
     assert led["fundings"] == 1 and led["funding_usd"] == pytest.approx(25.0)
     assert led["pnl_usd"] == pytest.approx(0.0)
+
+
+def test_an_asset_no_venue_file_covers_is_priced_from_coingecko(tmp_path: Path) -> None:
+    # BTC from Binance's klines; ETH only in CoinGecko's hourly market chart, up 10% over the day, with
+    # four samples missing from 12:00 (never filled in: stale after the data's resolution)
+    flat(tmp_path, "BTC", 100.0, 24, funding=[(START, 0.0)])
+
+    def eth(h: float) -> float:
+        return 10.0 * (1 + 0.1 * h / 24)
+
+    hours = [h for h in range(25) if not 12 <= h < 16]
+    write_market_chart(tmp_path, "ETH", [(START + h * HOUR, eth(h), 1e9) for h in hours])
+    cfg = config(["BTC", "ETH"], holdings={"HB": 1000}, ratio=0.0)
+    res = run_backtest(cfg, load_history(tmp_path), START, START + DAY)
+    assert res.status[0] == "ok" and res.level[0] == pytest.approx(1000.0)
+    # equal weights from the first bar close (01:00): the level moves by half ETH's move, bar for bar
+    assert res.level[10] == pytest.approx(1000.0 * (0.5 + 0.5 * eth(11) / eth(1)), rel=1e-9)
+    assert res.level[-1] == pytest.approx(1000.0 * (0.5 + 0.5 * eth(24) / eth(1)), rel=1e-9)
+    # a sample up to two apart (two hours) still prices the bar; then the last price stands for one bar,
+    # and ETH is stale until the next sample
+    assert res.status[11:17] == ["ok", "ok", "ok", "degraded", "ok", "ok"]
+    assert "ETH: 2 bars without a price (not filled in: the last price stands for one bar, then the asset is " \
+           "stale)" in res.notes

@@ -210,7 +210,7 @@ def _firing(a: Alert, t: float, hedge: dict[str, Any] | None) -> dict[str, Any]:
         d["hedge_change"] = {"from_ratio": a.hedge.from_ratio, "to_ratio": a.hedge.to_ratio,
                              "contracts": a.hedge.contracts, "side": a.hedge.side,
                              "notional_usd": a.hedge.notional_usd}
-    if hedge is not None and a.status == "firing":
+    if hedge is not None:  # the advice produced at that bar (a resolution may move the hedge too)
         d["advice"] = {k: hedge.get(k) for k in ("ratio", "target_contracts", "side", "trade_contracts",
                                                   "futures_price")}
     return d
