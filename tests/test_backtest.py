@@ -247,3 +247,33 @@ def test_an_asset_no_venue_file_covers_is_priced_from_coingecko(tmp_path: Path) 
     assert res.status[11:17] == ["ok", "ok", "ok", "degraded", "ok", "ok"]
     assert "ETH: 2 bars without a price (not filled in: the last price stands for one bar, then the asset is " \
            "stale)" in res.notes
+
+
+def test_the_selection_at_a_rebalance_uses_the_market_caps_of_that_day(tmp_path: Path) -> None:
+    # four assets, the top two by market cap; DDD overtakes BBB on the 10th, the rebalance is on the 15th
+    hours = 20 * 24
+    data = tmp_path / "data"
+    for a in ("AAA", "BBB", "CCC", "DDD"):
+        write_klines(data, f"{a}USDT", "1h", kline_rows(START, HOUR, [10.0] * hours))
+    before = {"AAA": 900e9, "BBB": 500e9, "CCC": 100e9, "DDD": 200e9}
+    after = {**before, "BBB": 300e9, "DDD": 700e9}
+    for a in before:
+        write_market_chart(data, a, [(START + d * DAY, 10.0, (before if d < 10 else after)[a]) for d in range(20)])
+    # today's list, which a backtest must not use: CCC the largest
+    (tmp_path / "today.json").write_text('[{"symbol": "CCC", "market_cap": 5e12}, '
+                                         '{"symbol": "AAA", "market_cap": 1e9}]')
+    cfg = config(list(before), holdings={"HB": 1000}, ratio=0.0,
+                 index={"constituents": [], "weighting": "cap",
+                        "rebalance": {"schedule": "monthly", "day": 15, "time_utc": "16:00"},
+                        "selection": {"top_n": 2, "rank_buffer": 0, "path": str(tmp_path / "today.json")}})
+    res = run_backtest(cfg, load_history(data), START, START + hours * HOUR)
+    built, rebalanced = res.compositions
+    assert built["weights"] == pytest.approx({"AAA": 900 / 1400, "BBB": 500 / 1400})
+    assert rebalanced["ts"] == ts("2024-03-15T16:00:00")
+    assert rebalanced["weights"] == pytest.approx({"AAA": 900 / 1600, "DDD": 700 / 1600})
+    # a selection without market-cap history cannot be backtested: one line says why
+    for p in (data / "coingecko").iterdir():
+        p.unlink()
+    with pytest.raises(HistoryError, match=r"^index.selection picks constituents by market cap as of each rebalance: "
+                                           r"the data folder has no CoinGecko market_chart files$"):
+        run_backtest(cfg, load_history(data), START, START + hours * HOUR)

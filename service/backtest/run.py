@@ -87,12 +87,17 @@ def backtest_config(config: Config, interval_s: int) -> Config:
     is the feeds' live), so the venues' quotes of one bar close do not see each other as stale; an asset
     whose bar is missing keeps its last price for that bar and is stale from the next. The venues all quote
     the one record of the data, so there is no outlier to screen between them, and a bar may move further
-    than a tick: neither the exclusion band nor the jump bound applies."""
+    than a tick: neither the exclusion band nor the jump bound applies. A selection takes its candidates
+    from the data's market caps as of each day, never from today's list (``selection.path``)."""
     oracle = config.oracle.model_copy(update={"max_age_s": interval_s + 1.0, "exclude_band_ratio": 0.99,
                                               "max_jump_ratio": 1e6})
     ledger = config.ledger.model_copy(update={"daily_summary": config.ledger.daily_summary.model_copy(
         update={"enabled": False})})  # the report is the summary
-    return config.model_copy(update={"oracle": oracle, "ledger": ledger})
+    idx = config.index
+    if idx.selection is not None:
+        idx = idx.model_copy(update={"selection": idx.selection.model_copy(update={"provider": "file", "path": None,
+                                                                                   "url": None})})
+    return config.model_copy(update={"oracle": oracle, "ledger": ledger, "index": idx})
 
 
 def venues_of(config: Config, assets: list[str]) -> dict[str, list[str]]:
@@ -135,6 +140,9 @@ def run_backtest(config: Config, history: History, start: float, end: float, *, 
     missing = [a for a in config.index.constituents if a not in history.assets()]
     if missing:
         raise HistoryError(f"no price data for {', '.join(missing)} in the data folder")
+    if config.index.selection is not None and not history.market_caps:
+        raise HistoryError("index.selection picks constituents by market cap as of each rebalance: the data folder "
+                           "has no CoinGecko market_chart files")
     interval = pick_interval(history, assets, interval_s)
     cfg = backtest_config(config, interval)
     sets = rule_sets(cfg, compare or [])
@@ -229,8 +237,12 @@ def _notes(replay: Replay, engine: Engine, history: History) -> list[str]:
     missing = sum(o.funding_missing for o in engine.overlays[:1])
     if missing:
         out.append(f"{missing} funding times without a known index funding rate were settled at zero")
-    if not history.market_caps and engine.config.index.weighting in ("cap", "capped", "free_float"):
-        out.append("no market-cap history: cap weights use the config's market_caps at every rebalance")
+    if engine.config.index.weighting in ("cap", "capped", "free_float"):
+        if not history.market_caps:
+            out.append("no market-cap history: cap weights use the config's market_caps at every rebalance")
+        else:
+            for a in sorted(set(replay.assets) - set(history.market_caps)):
+                out.append(f"no market-cap history for {a}: its cap weight uses the config's market_caps")
     if not replay.candles:
         out.append("no source subscribes candles: the bars fed prices only, so volume signals were unavailable, "
                    "as they are live")
