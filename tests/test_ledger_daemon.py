@@ -141,3 +141,45 @@ async def test_the_daily_summary_state_and_restart(tmp_path: Path, redis_srv: Re
         finally:
             stop_notify.set()
             await asyncio.wait_for(notifier, 15)
+
+
+async def test_the_ledger_follows_the_acknowledged_position(tmp_path: Path, redis_srv: RedisServer,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Live, the ledger holds what the user acknowledged, not what was advised, at the futures price then."""
+    start = 1_700_006_400.0  # a midnight
+    write_days(tmp_path / "data", start, 24)
+    history = load_history(tmp_path / "data")
+    monkeypatch.setattr(app, "TICK_INTERVAL_S", 3600.0)
+    cfg = daemon_config(redis_srv.url, tmp_path, "http://127.0.0.1:9")
+    cfg = cfg.model_copy(update={"portfolio": cfg.portfolio.model_copy(update={"assume_executed": False}),
+                                 "notify": cfg.notify.model_validate({})})
+    replay = Replay(history, venues_of(cfg, list(ASSETS)), 3600, start, start + DAY)
+    times = replay.times()
+    now = [start]
+    daemon = Daemon(cfg, clock=lambda: now[0])
+    daemon.connectors = []
+    stop = asyncio.Event()
+    run = asyncio.create_task(daemon.run(stop))
+    await daemon.started.wait()
+    try:
+        await drive(daemon, replay, now, times[:5])
+        led = daemon.engine.primary.ledger
+        assert led.position == 0 and led.changes == 0  # advised 50 short, nothing done yet
+        level = daemon.market.level
+        assert level is not None
+        async with httpx.AsyncClient() as http:
+            r = await http.post(f"http://127.0.0.1:{cfg.http.port}/hedge/ack", json={"contracts": -30})
+            assert r.status_code == 200, r.text
+            # the user sold 30: the ledger holds 30 short from the futures price of the last bar, less slippage
+            assert led.position == -30 and led.fills[-1].price == pytest.approx(level)
+            assert led.fills[-1].fill_price == pytest.approx(level * (1 - 2e-4))
+            assert led.fills[-1].reason == "ack"
+            await drive(daemon, replay, now, times[5:10])
+            state = (await http.get(f"http://127.0.0.1:{cfg.http.port}/state")).json()["ledger"]
+        assert state["position_contracts"] == -30 and led.changes == 1
+        # 30 x $10 x the fall of the index since the fill, the slippage included
+        assert state["unrealized_usd"] == pytest.approx(30 * 10 * (led.fills[-1].fill_price - daemon.market.level))
+        assert state["pnl_usd"] > 0
+    finally:
+        stop.set()
+        assert await run == 0

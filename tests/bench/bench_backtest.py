@@ -4,10 +4,11 @@ on one market). Target: under 10 s.
 
 Run: ``python -m tests.bench.bench_backtest``. The history is generated once (seeded; Binance public-data
 CSVs and CoinGecko market_chart JSON in a temporary folder) and read with the backtest's own reader; the
-timed part is ``run_backtest`` alone (plus, in its own row, writing the report). Then the same run at a
-quarter and half of the year and with the configured rule set alone, to show the cost is linear in
-bars x rule sets: ``us/bar/overlay`` stays flat down the table. Medians of ``--repeat`` runs. The summary
-table of the year (bundled rules against the baselines) is printed at the end.
+timed part is ``run_backtest`` alone (plus, in its own row, writing the report). Then the cost model: the
+year, half and a quarter of it, each with one and with three copies of the bundled rule set (beside the
+baselines), fitted by least squares to ``seconds = bars x (market + rule sets x per rule set)``; the
+residuals show the cost is linear in bars x rule sets. Medians of ``--repeat`` runs. The summary table of
+the year (bundled rules against the baselines and the compared files) is printed at the end.
 """
 
 from __future__ import annotations
@@ -54,6 +55,19 @@ def timed(fn, repeat: int) -> tuple[float, object]:  # type: ignore[no-untyped-d
     return statistics.median(times), out
 
 
+def fit(rows: list[tuple[int, int, int, int, float]]) -> tuple[float, float]:
+    """Least squares of seconds = bars x market + bars x rule sets x per_set (no intercept)."""
+    xs = [(n, n * k) for _, k, _, n, _ in rows]
+    ys = [s for *_, s in rows]
+    a11 = sum(x * x for x, _ in xs)
+    a12 = sum(x * y for x, y in xs)
+    a22 = sum(y * y for _, y in xs)
+    b1 = sum(x * s for (x, _), s in zip(xs, ys, strict=True))
+    b2 = sum(y * s for (_, y), s in zip(xs, ys, strict=True))
+    det = a11 * a22 - a12 * a12
+    return (b1 * a22 - b2 * a12) / det, (a11 * b2 - a12 * b1) / det
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
@@ -71,23 +85,28 @@ def main() -> None:
         cfg = config(ASSETS, holdings={"HB": 1000}, ratio=0.2, multiplier=10, lot_size=1,
                      rules=["builtin:default"], levels={"R1": 1500.0}, ledger={"fee_bps": 4.0, "slippage_bps": 2.0},
                      index={"weighting": "capped", "cap_ratio": 0.3, "market_caps": dict.fromkeys(ASSETS, 1e9)})
-        rows = []
-        year = None
-        for days, compare in ((366, files), (183, files), (92, files), (366, [])):
-            end = START + days * DAY
-            secs, res = timed(lambda end=end, compare=compare: run_backtest(cfg, history, START, end, compare=compare),
-                              args.repeat)
-            bars, overlays = len(res.times), len(res.tracks)  # type: ignore[attr-defined]
-            rows.append((days, overlays, bars, secs, bars / secs, secs / (bars * overlays) * 1e6))
-            if year is None:
-                year = res
-        assert year is not None
+        secs, year = timed(lambda: run_backtest(cfg, history, START, START + 366 * DAY, compare=files), args.repeat)
+        bars = len(year.times)  # type: ignore[attr-defined]
         report_s, _ = timed(lambda: write_outputs(year, root / "out"), 1)  # type: ignore[arg-type]
+        rows = []
+        for copies in (1, 3):
+            bundled = ["builtin:default"] * (copies - 1)  # the configured set is the first copy
+            for days in (92, 183, 366):
+                end = START + days * DAY
+                s_, res = timed(lambda end=end, bundled=bundled: run_backtest(cfg, history, START, end,
+                                                                                compare=bundled), args.repeat)
+                rows.append((days, copies, len(res.tracks), len(res.times), s_))  # type: ignore[attr-defined]
     print(f"history read: {load_s:.2f} s ({len(ASSETS)} assets, hourly, 426 days incl. 60 of warm-up)")
-    print(f"{'days':>5} {'overlays':>8} {'bars':>6} {'seconds':>8} {'bars/s':>8} {'us/bar/overlay':>15}")
-    for days, ov, bars, secs, rate, unit in rows:
-        print(f"{days:>5} {ov:>8} {bars:>6} {secs:>8.2f} {rate:>8.0f} {unit:>15.0f}")
+    print(f"the year, bundled rules + 2 compared (5 overlays): {bars} bars in {secs:.2f} s, {bars / secs:,.0f} bars/s")
     print(f"report (HTML, JSON, CSV) of the year: {report_s:.2f} s")
+    market, per_set = fit(rows)
+    print()
+    print(f"cost model: seconds = bars x ({market * 1e6:.0f} us + rule sets x {per_set * 1e6:.0f} us)")
+    print(f"{'days':>5} {'rule sets':>9} {'overlays':>8} {'bars':>6} {'seconds':>8} {'bars/s':>8} {'model s':>8} "
+          f"{'residual':>8}")
+    for days, copies, ov, n, s_ in rows:
+        model = n * (market + copies * per_set)
+        print(f"{days:>5} {copies:>9} {ov:>8} {n:>6} {s_:>8.2f} {n / s_:>8.0f} {model:>8.2f} {s_ / model - 1:>+8.1%}")
     print()
     print_summary(summary_table(year))  # type: ignore[arg-type]
 
