@@ -63,7 +63,9 @@ class Ledger:
     entry_price: float | None = None
     realized_usd: float = 0.0
     fees_usd: float = 0.0
-    funding_usd: float = 0.0
+    funding_usd: float = 0.0  # net: received minus paid
+    funding_received_usd: float = 0.0
+    funding_paid_usd: float = 0.0
     roll_cost_usd: float = 0.0
     slippage_usd: float = 0.0
     traded_contracts: float = 0.0
@@ -151,6 +153,10 @@ class Ledger:
         the ``mark`` price. Returns the USD received (negative: paid)."""
         amount = self.spec.to_usd(self.spec.funding(self.position, mark, rate), mark)
         self.funding_usd += amount
+        if amount > 0:
+            self.funding_received_usd += amount
+        else:
+            self.funding_paid_usd -= amount
         self.fundings += 1
         self.last_funding_ts = ts
         return amount
@@ -188,7 +194,9 @@ class Ledger:
         return {
             "position_contracts": self.position, "entry_price": self.entry_price, "mark": self.mark,
             "marked_at": self.marked_at, "realized_usd": self.realized_usd, "unrealized_usd": self.unrealized_usd,
-            "pnl_usd": self.pnl_usd, "funding_usd": self.funding_usd, "fees_usd": self.fees_usd,
+            "pnl_usd": self.pnl_usd, "funding_usd": self.funding_usd,
+            "funding_received_usd": self.funding_received_usd, "funding_paid_usd": self.funding_paid_usd,
+            "fees_usd": self.fees_usd,
             "slippage_usd": self.slippage_usd, "roll_cost_usd": self.roll_cost_usd, "net_usd": self.net_usd,
             "changes": self.changes, "fundings": self.fundings, "rolls": self.rolls,
             "traded_contracts": self.traded_contracts, "traded_notional_usd": self.traded_notional_usd,

@@ -62,6 +62,7 @@ def test_a_constant_price_makes_no_pnl_but_pays_fees_and_gets_funding(tmp_path: 
     assert row["unhedged"]["return_ratio"] == 0.0 and row["unhedged"]["max_drawdown_ratio"] == 0.0
     assert row["static"]["end_value_usd"] == pytest.approx(500_000 - 50 - 99.98 + 150)
     assert row["static"]["funding_net_usd"] == pytest.approx(150) and row["static"]["hedge_changes"] == 1
+    assert row["static"]["funding_received_usd"] == pytest.approx(150) and row["static"]["funding_paid_usd"] == 0
 
 
 def test_one_funding_payment_of_known_size(tmp_path: Path) -> None:

@@ -57,6 +57,8 @@ def test_one_funding_payment_of_known_size() -> None:
     # a negative rate: the short pays
     assert led.fund(16 * 3600, -5e-5, 1000.0) == pytest.approx(-10.0)
     assert led.funding_usd == pytest.approx(10.0) and led.fundings == 2
+    assert led.summary()["funding_received_usd"] == pytest.approx(20.0)
+    assert led.summary()["funding_paid_usd"] == pytest.approx(10.0)
     assert led.net_usd == pytest.approx(10.0)  # no price move, no fees
 
 

@@ -103,6 +103,8 @@ def summarize(res: Result, name: str) -> dict[str, Any]:
         "drawdown_saved_ratio": dd_h - dd_u,
         "hedge_pnl_usd": led["pnl_usd"],
         "funding_net_usd": led["funding_usd"],
+        "funding_received_usd": led["funding_received_usd"],
+        "funding_paid_usd": led["funding_paid_usd"],
         "fees_usd": led["fees_usd"],
         "slippage_usd": led["slippage_usd"],
         "roll_cost_usd": led["roll_cost_usd"],

@@ -6,7 +6,7 @@ Run: ``python -m tests.bench.bench_backtest``. The history is generated once (se
 CSVs and CoinGecko market_chart JSON in a temporary folder) and read with the backtest's own reader; the
 timed part is ``run_backtest`` alone (plus, in its own row, writing the report). Then the cost model: the
 year, half and a quarter of it, each with one and with three copies of the bundled rule set (beside the
-baselines), fitted by least squares to ``seconds = bars x (market + rule sets x per rule set)``; the
+baselines), fitted by least squares to ``seconds = setup + bars x (market + rule sets x per rule set)``; the
 residuals show the cost is linear in bars x rule sets. Medians of ``--repeat`` runs. The summary table of
 the year (bundled rules against the baselines and the compared files) is printed at the end.
 """
@@ -55,17 +55,21 @@ def timed(fn, repeat: int) -> tuple[float, object]:  # type: ignore[no-untyped-d
     return statistics.median(times), out
 
 
-def fit(rows: list[tuple[int, int, int, int, float]]) -> tuple[float, float]:
-    """Least squares of seconds = bars x market + bars x rule sets x per_set (no intercept)."""
-    xs = [(n, n * k) for _, k, _, n, _ in rows]
+def fit(rows: list[tuple[int, int, int, int, float]]) -> tuple[float, float, float]:
+    """Least squares of seconds = setup + bars x market + bars x rule sets x per_set."""
+    xs = [(1.0, float(n), float(n * k)) for _, k, _, n, _ in rows]
     ys = [s for *_, s in rows]
-    a11 = sum(x * x for x, _ in xs)
-    a12 = sum(x * y for x, y in xs)
-    a22 = sum(y * y for _, y in xs)
-    b1 = sum(x * s for (x, _), s in zip(xs, ys, strict=True))
-    b2 = sum(y * s for (_, y), s in zip(xs, ys, strict=True))
-    det = a11 * a22 - a12 * a12
-    return (b1 * a22 - b2 * a12) / det, (a11 * b2 - a12 * b1) / det
+    # the normal equations, solved by elimination
+    a = [[sum(x[i] * x[j] for x in xs) for j in range(3)] + [sum(x[i] * y for x, y in zip(xs, ys, strict=True))]
+         for i in range(3)]
+    for c in range(3):
+        for r in range(c + 1, 3):
+            f = a[r][c] / a[c][c]
+            a[r] = [v - f * w for v, w in zip(a[r], a[c], strict=True)]
+    out = [0.0, 0.0, 0.0]
+    for r in (2, 1, 0):
+        out[r] = (a[r][3] - sum(a[r][c] * out[c] for c in range(r + 1, 3))) / a[r][r]
+    return out[0], out[1], out[2]
 
 
 def main() -> None:
@@ -99,13 +103,13 @@ def main() -> None:
     print(f"history read: {load_s:.2f} s ({len(ASSETS)} assets, hourly, 426 days incl. 60 of warm-up)")
     print(f"the year, bundled rules + 2 compared (5 overlays): {bars} bars in {secs:.2f} s, {bars / secs:,.0f} bars/s")
     print(f"report (HTML, JSON, CSV) of the year: {report_s:.2f} s")
-    market, per_set = fit(rows)
+    setup, market, per_set = fit(rows)
     print()
-    print(f"cost model: seconds = bars x ({market * 1e6:.0f} us + rule sets x {per_set * 1e6:.0f} us)")
+    print(f"cost model: seconds = {setup:.2f} + bars x ({market * 1e6:.0f} us + rule sets x {per_set * 1e6:.0f} us)")
     print(f"{'days':>5} {'rule sets':>9} {'overlays':>8} {'bars':>6} {'seconds':>8} {'bars/s':>8} {'model s':>8} "
           f"{'residual':>8}")
     for days, copies, ov, n, s_ in rows:
-        model = n * (market + copies * per_set)
+        model = setup + n * (market + copies * per_set)
         print(f"{days:>5} {copies:>9} {ov:>8} {n:>6} {s_:>8.2f} {n / s_:>8.0f} {model:>8.2f} {s_ / model - 1:>+8.1%}")
     print()
     print_summary(summary_table(year))  # type: ignore[arg-type]
