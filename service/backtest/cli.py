@@ -113,8 +113,9 @@ def fetch(
     rate_per_s: Annotated[float | None, typer.Option(
         help="requests per second to every endpoint (default: within each venue's published limits)")] = None,
 ) -> None:
-    """Download klines, funding history, open interest and market caps from the venues' REST APIs into
-    files of the shapes the backtest reads (resumable: what is complete on disk is not fetched again)."""
+    """Download klines, funding history and market caps from the venues' REST APIs into files of the
+    shapes the backtest reads (resumable: what is complete on disk is not fetched again). Open interest is
+    not fetched (Binance keeps 30 days of it): rules on it need the public-data metrics files."""
     import asyncio
 
     from service.history.fetch import FetchPlan, run_fetch
