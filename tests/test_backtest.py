@@ -278,3 +278,20 @@ def test_the_selection_at_a_rebalance_uses_the_market_caps_of_that_day(tmp_path:
     with pytest.raises(HistoryError, match=r"^index.selection picks constituents by market cap as of each rebalance: "
                                            r"the data folder has no CoinGecko market_chart files$"):
         run_backtest(cfg, load_history(data), START, START + hours * HOUR)
+
+
+def test_the_summary_figures_by_hand() -> None:
+    from service.backtest.stats import cost_of_protection, max_drawdown, monthly, volatility
+
+    # bar closes; a bar closing at midnight on the 1st is the last bar of the month before
+    times = [ts("2024-03-01T01:00:00"), ts("2024-03-15"), ts("2024-04-01"), ts("2024-04-15"), ts("2024-05-01")]
+    unhedged = [100.0, 90.0, 110.0, 120.0, 108.0]
+    hedged = [100.0, 95.0, 105.0, 112.0, 106.0]
+    assert monthly(times, unhedged) == pytest.approx({"2024-03": 0.10, "2024-04": 108 / 110 - 1})
+    assert monthly(times, hedged) == pytest.approx({"2024-03": 0.05, "2024-04": 106 / 105 - 1})
+    # March is the one month the portfolio rose: 10% unhedged, 5% hedged
+    assert cost_of_protection(times, hedged, unhedged) == pytest.approx(0.05)
+    assert max_drawdown(unhedged) == pytest.approx(-0.10)
+    assert max_drawdown(hedged) == pytest.approx(106 / 112 - 1)
+    # daily returns of +10% and -10%: a sample deviation of 0.1414, times the root of 365 days
+    assert volatility([100.0, 110.0, 99.0], 86400) == pytest.approx(math.sqrt(0.02) * math.sqrt(365))

@@ -3,7 +3,8 @@
     return              hedged value at the end over the start, minus one
     max drawdown        the deepest fall of the hedged value from its running peak (<= 0)
     volatility          standard deviation of the per-bar returns, annualized (x sqrt(bars per year))
-    worst month         the lowest calendar-month return (a partial first or last month counts as it ran)
+    worst month         the lowest calendar-month return (a partial first or last month counts as it ran;
+                        a bar closing at midnight on the 1st belongs to the month it ran in)
     cost of protection  the return given up while the market rose: the mean, over the calendar months in
                         which the unhedged value rose, of (unhedged - hedged) monthly return
     drawdown saved      hedged max drawdown minus unhedged max drawdown (> 0: the hedge kept it shallower)
@@ -51,12 +52,12 @@ def volatility(values: list[float], interval_s: float) -> float:
 
 def monthly(times: list[float], values: list[float]) -> dict[str, float]:
     """Calendar-month returns: each month's last value over the previous month's last (the first value for
-    the first month)."""
+    the first month). A value is at a bar's close: one closing at midnight on the 1st is the month before's."""
     out: dict[str, float] = {}
     prev = values[0] if values else 0.0
     last_key, last_val = None, prev
     for t, v in zip(times, values, strict=True):
-        key = datetime.fromtimestamp(t, UTC).strftime("%Y-%m")
+        key = datetime.fromtimestamp(t - 1e-3, UTC).strftime("%Y-%m")
         if last_key is not None and key != last_key:
             out[last_key] = last_val / prev - 1.0 if prev else 0.0
             prev = last_val
