@@ -2,9 +2,11 @@
 
 A config is a YAML file validated by these pydantic models: unknown keys are errors, units are in the names,
 and every error names the file, line and field (``load_config`` maps pydantic's error locations back to the
-YAML nodes). Environment variables ``HEDGEWATCH__SECTION__KEY[__SUBKEY]`` override the file; their values
-are parsed as YAML scalars so ``HEDGEWATCH__HTTP__PORT=9200`` is an int. Secrets are ``SecretStr`` and can
-also be read from a file named by the ``*_file`` sibling key; their values never reach a log or repr.
+YAML nodes). Environment variables ``HEDGEWATCH__SECTION__KEY[__SUBKEY]`` override the file, read by
+pydantic-settings: a value is text coerced by the field's type (``HEDGEWATCH__HTTP__PORT=9200`` is an int,
+``HEDGEWATCH__NOTIFY__TELEGRAM__CHAT_ID=-100123`` stays the string it is), never parsed as YAML; a list or a
+mapping is written as JSON. Secrets are ``SecretStr`` and can also be read from a file named by the
+``*_file`` sibling key; their values never reach a log or repr.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
-from ruamel.yaml import YAML
+from pydantic.fields import FieldInfo
+from pydantic_settings import EnvSettingsSource
+from pydantic_settings.sources.utils import parse_env_vars
 
 from service.errors import ConfigError, Problem, SecretError
 from service.yamlfile import load_mapping, plain, validation_problems
@@ -474,28 +478,75 @@ def require_secret(value: SecretStr | None, path: str | None, name: str) -> str:
 # --- loading -------------------------------------------------------------------------------------------
 
 
-def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> list[str]:
-    """Apply ``HEDGEWATCH__A__B=value`` overrides in place; returns the dotted names applied."""
-    applied = []
-    scalar = YAML(typ="safe")
-    for key, raw in sorted(env.items()):
-        if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX:
-            continue
-        path = [p.lower() for p in key[len(ENV_PREFIX):].split("__") if p]
-        node = data
-        for part in path[:-1]:
-            child = node.get(part)
-            if not isinstance(child, dict):
-                child = {}
-                node[part] = child
-            node = child
+class _NotJson:
+    """Stands in for an environment value that should have been JSON (a list or a mapping) and is not."""
+
+
+class _EnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source over a given mapping (``os.environ`` in production, a dict in
+    tests), for the fields of ``Config``: ``HEDGEWATCH__A__B`` is ``a.b``, case-insensitive."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+        super().__init__(Config, case_sensitive=False, env_prefix=ENV_PREFIX,  # type: ignore[arg-type]
+                         env_nested_delimiter="__")
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(self._env, False, False, None)
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
         try:
-            value = scalar.load(raw) if raw.strip() else raw
-        except Exception:
-            value = raw
-        node[path[-1]] = value if value is not None else raw
-        applied.append(".".join(path))
-    return applied
+            return super().decode_complex_value(field_name, field, value)
+        except ValueError:
+            return _NotJson()  # reported under the variable's name, without its value
+
+
+def _env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[str, ...], str], list[Problem]]:
+    """The overrides in ``env`` as a nested dict, the variable behind each dotted path, and the problems
+    (a top-level name that is no setting, a list or mapping that is not JSON)."""
+    names: dict[tuple[str, ...], str] = {}
+    problems = []
+    for key in env:
+        if not key.upper().startswith(ENV_PREFIX) or key.upper() == ENV_PREFIX:
+            continue
+        path = tuple(p.lower() for p in key[len(ENV_PREFIX):].split("__") if p)
+        names[path] = key
+        if path and path[0] not in Config.model_fields:
+            problems.append(Problem(key, None, None, ".".join(path), "unknown setting"))
+    values = _EnvSource(env)()
+
+    def drop_bad_json(node: dict[str, Any], path: tuple[str, ...]) -> None:
+        for k, v in list(node.items()):
+            here = (*path, str(k).lower())
+            if isinstance(v, _NotJson):
+                del node[k]
+                var = names.get(here) or ENV_PREFIX + "__".join(p.upper() for p in here)
+                problems.append(Problem(var, None, None, ".".join(here),
+                                        "not valid JSON (a list or a mapping is given as JSON)"))
+            elif isinstance(v, dict):
+                drop_bad_json(v, here)
+
+    drop_bad_json(values, ())
+    return values, names, problems
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> None:
+    """``over`` merged into ``base`` in place, mappings key by key."""
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(base.get(k), dict):
+            _merge(base[k], v)
+        else:
+            base[k] = dict(v) if isinstance(v, Mapping) else v
+
+
+def _from_env(problem: Problem, names: Mapping[tuple[str, ...], str]) -> Problem:
+    """A problem in a value that came from the environment, reported under its variable, not the file."""
+    field = tuple(problem.field.lower().split(".")) if problem.field else ()
+    for n in range(len(field), 0, -1):
+        var = names.get(field[:n])
+        if var is not None:
+            return Problem(var, None, None, problem.field, problem.message)
+    return problem
 
 
 def parse_config(text: str, file: str = "<config>", env: Mapping[str, str] | None = None) -> Config:
@@ -510,17 +561,16 @@ def config_from_dict(
     """Validate an already-parsed config (e.g. one the demo builds), applying environment overrides.
     ``root`` is the YAML node tree, when there is one, for line numbers in errors."""
     data = plain(data)
-    env_keys = _apply_env(data, os.environ if env is None else env)
+    overrides, names, problems = _env_overrides(os.environ if env is None else env)
+    _merge(data, overrides)
     try:
-        return Config.model_validate(data)
+        cfg = Config.model_validate(data)
     except ValidationError as exc:
-        problems = validation_problems(exc, file, root)
-        # a value that came from the environment is reported under its variable, not the file
-        for i, p in enumerate(problems):
-            if any(p.field == k or p.field.startswith(k + ".") for k in env_keys):
-                var = ENV_PREFIX + "__".join(part.upper() for part in p.field.split("."))
-                problems[i] = Problem(var, None, None, p.field, p.message)
+        problems += [_from_env(p, names) for p in validation_problems(exc, file, root)]
         raise ConfigError(problems) from exc
+    if problems:
+        raise ConfigError(problems)
+    return cfg
 
 
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:

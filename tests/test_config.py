@@ -43,6 +43,42 @@ def test_env_overrides_are_typed() -> None:
     assert cfg.http.port == 9200 and cfg.redis.prefix == "hw2"
 
 
+TELEGRAM = GOOD + "notify:\n  telegram:\n    chat_id: '1'\n"
+
+
+def test_env_values_are_coerced_by_field_type_not_parsed_as_yaml() -> None:
+    env = {"HEDGEWATCH__NOTIFY__TELEGRAM__CHAT_ID": "-1001234567890", "HEDGEWATCH__LOG_LEVEL": "debug",
+           "HEDGEWATCH__RULES__EVAL_INTERVAL_S": "2.5", "HEDGEWATCH__RULES__FILES": '["builtin:default"]'}
+    cfg = parse_config(TELEGRAM, env=env)
+    assert cfg.notify.telegram is not None and cfg.notify.telegram.chat_id == "-1001234567890"
+    assert cfg.rules.eval_interval_s == 2.5 and cfg.rules.files == ("builtin:default",)
+    # a string field gets exactly the text given: no YAML booleans, numbers, nulls or unquoting
+    for raw in ("yes", "123", "null", '"quoted"', "'single'", "a: b", "[x]", "~"):
+        assert parse_config(GOOD, env={"HEDGEWATCH__REDIS__PREFIX": raw}).redis.prefix == raw
+
+
+def test_env_secrets_are_kept_whole() -> None:
+    token = '123:abc #not-a-comment": "still-the-token'
+    url = "redis://:pw #x\": \"y@127.0.0.1:6379/0"
+    cfg = parse_config(TELEGRAM, env={"HEDGEWATCH__NOTIFY__TELEGRAM__BOT_TOKEN": token,
+                                      "HEDGEWATCH__REDIS__URL": url})
+    assert cfg.notify.telegram is not None and cfg.notify.telegram.resolved_token() == token
+    assert cfg.redis.resolved_url() == url
+
+
+def test_env_errors_name_the_variable_never_the_value() -> None:
+    with pytest.raises(ConfigError) as ei:
+        parse_config(GOOD, "good.yaml", env={"HEDGEWATCH__HTTP__PORT": "hunter2-secret",
+                                             "HEDGEWATCH__INDEX__CONSTITUENTS": "BTC,hunter2"})
+    text = str(ei.value)
+    assert "HEDGEWATCH__HTTP__PORT: http.port:" in text and "HEDGEWATCH__INDEX__CONSTITUENTS" in text
+    assert "JSON" in text and "hunter2" not in text and "good.yaml" not in text
+    with pytest.raises(ConfigError, match="HEDGEWATCH__NO_SUCH: no_such: unknown setting"):
+        parse_config(GOOD, env={"HEDGEWATCH__NO_SUCH": "1"})
+    with pytest.raises(ConfigError, match=r"HEDGEWATCH__HTTP__PROT: http\.prot: unknown key"):
+        parse_config(GOOD, env={"HEDGEWATCH__HTTP__PROT": "1"})
+
+
 def test_env_override_error_names_the_variable() -> None:
     with pytest.raises(ConfigError) as ei:
         parse_config(GOOD, "good.yaml", env={"HEDGEWATCH__HTTP__PORT": "many"})
