@@ -12,10 +12,11 @@ import typer
 from rules.stage import check_rules
 from service.backtest.cli import backtest as backtest_command
 from service.backtest.cli import history_app
-from service.config import Config, load_config
+from service.config import DEFAULT_CONFIG, Config, load_config
 from service.errors import ConfigError, HedgewatchError, Problem
 from service.logs import setup_logging
 from service.notify.cli import notify_app
+from service.preflight import preflight
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Monitor and size a crypto index hedge.")
 rules_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Rule files: unit tests.")
@@ -26,6 +27,7 @@ app.add_typer(notify_app, name="notify")
 app.add_typer(history_app, name="history")
 app.command("backtest")(backtest_command)
 
+SCENARIO_HELP = "a scenario file, or a bundled one by name (default, faults, four_phase, break_rally, manipulated)"
 ConfigOpt = Annotated[Path | None, typer.Option("-c", "--config", help="config file (YAML)")]
 
 
@@ -58,13 +60,17 @@ def run(config: ConfigOpt = None) -> None:
     from service.app import serve
 
     cfg = _load(config)
+    problems = preflight(cfg, str(config or DEFAULT_CONFIG))
+    if problems:
+        _print_problems(problems)
+        raise typer.Exit(1)
     setup_logging(cfg.log_level)
     raise typer.Exit(_run_async(serve(cfg)))
 
 
 @app.command()
 def demo(
-    scenario: Annotated[Path | None, typer.Option(help="simulator scenario file")] = None,
+    scenario: Annotated[Path | None, typer.Option(help=SCENARIO_HELP)] = None,
     plain: Annotated[bool, typer.Option(help="plain status lines even on a terminal")] = False,
 ) -> None:
     """The daemon against the bundled exchange simulator on loopback, with a live view. Works offline."""
@@ -75,18 +81,17 @@ def demo(
 
 
 @app.command()
-def check(file: Path) -> None:
-    """Validate a config and its rule files: exit 0, or 1 with every error's file, line and field."""
-    try:
-        cfg = load_config(file)
-    except ConfigError as exc:
-        _print_problems(exc.problems)
-        raise typer.Exit(1) from exc
-    problems = _check_rules(cfg)
+def check(file: Annotated[Path | None, typer.Argument(
+        help="config file (default: the bundled live config)", show_default=False)] = None) -> None:
+    """Validate a config, its rule files, secrets and outbox directory as run would: exit 0, or 1 with every
+    error's file, line and field."""
+    cfg = _load(file)
+    where = str(file or DEFAULT_CONFIG)
+    problems = _check_rules(cfg) + preflight(cfg, where)
     if problems:
         _print_problems(problems)
         raise typer.Exit(1)
-    typer.echo(f"{file}: ok ({len(cfg.sources)} sources, index {cfg.index.name})")
+    typer.echo(f"{where}: ok ({len(cfg.sources)} sources, index {cfg.index.name})")
 
 
 def _check_rules(cfg: Config) -> list[Problem]:
@@ -94,7 +99,7 @@ def _check_rules(cfg: Config) -> list[Problem]:
 
 
 @app.command()
-def simulate(scenario: Annotated[Path | None, typer.Option(help="scenario file (YAML)")] = None) -> None:
+def simulate(scenario: Annotated[Path | None, typer.Option(help=SCENARIO_HELP)] = None) -> None:
     """Run the exchange simulator alone, on loopback."""
     from connectors.simulator.cli import main as sim_main
 
@@ -143,11 +148,13 @@ def hedge_ack(
 
 
 @rules_app.command("test")
-def rules_test(file: Path) -> None:
+def rules_test(file: Annotated[Path, typer.Argument(
+        help="a rule test file, or a bundled rule set's tests by name (default)")]) -> None:
     """Run rule unit tests (input series and expected alerts), like promtool test rules."""
+    from rules import named_rule_file
     from rules.testing import run_rule_tests
 
-    raise typer.Exit(run_rule_tests(str(file)))
+    raise typer.Exit(run_rule_tests(named_rule_file(str(file), test=True)))
 
 
 def main() -> None:

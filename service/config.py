@@ -14,9 +14,18 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import EnvSettingsSource
 from pydantic_settings.sources.utils import parse_env_vars
@@ -28,8 +37,42 @@ ENV_PREFIX = "HEDGEWATCH__"
 DEFAULT_CONFIG = Path(__file__).parent / "defaults" / "live.yaml"
 
 
+# The longest duration a setting may give (``*_s``): ten years. Anything longer is a typo, and sleeping on or
+# adding it to a timestamp would overflow the clock's range.
+MAX_DURATION_S = 10 * 365 * 86400.0
+# Sizes of queues, batches and streams: an allocation or a Redis argument, so bounded.
+MAX_COUNT = 10_000_000
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+Positive = Annotated[float, Field(gt=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+Fraction = Annotated[float, Field(gt=0, le=1)]
+Duration = Annotated[float, Field(gt=0, le=MAX_DURATION_S)]
+Count = Annotated[int, Field(gt=0, le=MAX_COUNT)]
+
+
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # every number finite: ``.nan``, ``.inf`` and literals beyond a double's range (``1e400``) are errors
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*")
+    @classmethod
+    def _bounded_duration(cls, v: Any, info: ValidationInfo) -> Any:
+        if (info.field_name or "").endswith("_s") and isinstance(v, int | float) and not isinstance(v, bool) \
+                and abs(v) > MAX_DURATION_S:
+            raise ValueError(f"at most {MAX_DURATION_S:.0f} s (ten years)")
+        return v
+
+
+def has_control(text: str) -> bool:
+    """A control character (C0, DEL or C1), which no URL, token or password may hold."""
+    return any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in text)
+
+
+def _secret_text(v: SecretStr | None) -> SecretStr | None:
+    if v is not None and has_control(v.get_secret_value()):
+        raise ValueError("contains a control character")  # the value is a secret: never in the message
+    return v
 
 
 # --- sources -------------------------------------------------------------------------------------------
@@ -76,20 +119,20 @@ Weighting = Literal["cap", "free_float", "equal", "capped", "fixed"]
 
 class RebalanceConfig(Section):
     schedule: Literal["monthly", "quarterly", "manual"] = "quarterly"
-    day: Literal["last_business"] | int = "last_business"
-    time_utc: str = "16:00"
+    day: Literal["last_business"] | Annotated[int, Field(ge=1, le=31)] = "last_business"
+    time_utc: str = Field(default="16:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
     preview_s: float = Field(default=86400.0, ge=0)
 
 
 class SelectionConfig(Section):
     """Rules to select constituents instead of a fixed list."""
 
-    top_n: int = Field(gt=0)
+    top_n: int = Field(gt=0, le=1000)
     provider: Literal["file", "rest"] = "file"
     path: str | None = None
     url: str | None = None
-    min_volume_usd: float = 0.0
-    rank_buffer: int = Field(default=2, ge=0)
+    min_volume_usd: float = Field(default=0.0, ge=0)
+    rank_buffer: int = Field(default=2, ge=0, le=1000)
     exclude: tuple[str, ...] = ()
     # Market caps move slowly and matter only at a rebalance; hourly keeps well inside public rate limits.
     refresh_s: float = Field(default=3600.0, gt=0)
@@ -116,9 +159,9 @@ class IndexConfig(Section):
     constituents: tuple[str, ...] = ()
     selection: SelectionConfig | None = None
     weighting: Weighting = "equal"
-    weights: dict[str, float] = Field(default_factory=dict)
-    market_caps: dict[str, float] = Field(default_factory=dict)
-    free_float: dict[str, float] = Field(default_factory=dict)
+    weights: dict[str, NonNegative] = Field(default_factory=dict)
+    market_caps: dict[str, Positive] = Field(default_factory=dict)
+    free_float: dict[str, Fraction] = Field(default_factory=dict)
     cap_ratio: float = Field(default=0.25, gt=0, le=1)
     base_level: float = Field(default=1000.0, gt=0)
     rebalance: RebalanceConfig = RebalanceConfig()
@@ -131,7 +174,7 @@ class IndexConfig(Section):
     definition_path: str | None = None
     derivatives_max_age_s: float = Field(default=60.0, gt=0)
     flat_band_ratio: float = Field(default=0.0005, ge=0)
-    oi_windows_s: dict[str, float] = Field(
+    oi_windows_s: dict[str, Duration] = Field(
         default_factory=lambda: {"1h": 3600.0, "4h": 14400.0, "24h": 86400.0}
     )
 
@@ -153,8 +196,8 @@ class OracleConfig(Section):
     max_age_s: float = Field(default=10.0, gt=0)
     exclude_band_ratio: float = Field(default=0.05, gt=0, lt=1)
     readmit_after_s: float = Field(default=60.0, ge=0)
-    quorum: int = Field(default=1, ge=1)
-    weights: dict[str, float] = Field(default_factory=dict)
+    quorum: int = Field(default=1, ge=1, le=1000)
+    weights: dict[str, Positive] = Field(default_factory=dict)
     markets: tuple[str, ...] = ("perp", "spot")
     stable_quotes: tuple[str, ...] = ("USDT", "USDC")
     max_jump_ratio: float = Field(default=0.5, gt=0)
@@ -225,7 +268,7 @@ class PortfolioConfig(Section):
     advice_ttl_s: float = Field(default=86_400.0, gt=0)
     assume_executed: bool = False
     beta: float | Literal["rolling"] = 1.0
-    beta_window: int = Field(default=720, ge=3)
+    beta_window: int = Field(default=720, ge=3, le=1_000_000)
     beta_interval_s: float = Field(default=3600.0, gt=0)
     balances: BalancesConfig | None = None
     instrument: HedgeInstrumentConfig | None = None
@@ -269,12 +312,14 @@ class RedisConfig(Section):
     url: SecretStr | None = None
     url_file: str | None = None
     prefix: str = "hedgewatch"
-    stream_maxlen: int = Field(default=100_000, gt=0)
+    stream_maxlen: Count = 100_000
     heartbeat_ttl_s: float = Field(default=15.0, gt=0)
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
-    hedge_queue_size: int = Field(default=1_000, gt=0)
-    batch_size: int = Field(default=100, gt=0)
+    hedge_queue_size: Count = 1_000
+    batch_size: Count = 100
     outbox_dir: str = "var/outbox"
+
+    _url_text = field_validator("url")(_secret_text)
 
     def resolved_url(self) -> str | None:
         return read_secret(self.url, self.url_file, "redis.url")
@@ -305,6 +350,8 @@ class SlackConfig(Section):
     rate_limit_per_s: float = Field(default=1.0, gt=0)
     timeout_s: float = Field(default=10.0, gt=0)
 
+    _url_text = field_validator("webhook_url")(_secret_text)
+
     def resolved_url(self) -> str:
         return require_secret(self.webhook_url, self.webhook_url_file, "notify.slack.webhook_url")
 
@@ -322,6 +369,8 @@ class TelegramConfig(Section):
     global_rate_limit_per_s: float = Field(default=30.0, gt=0)
     timeout_s: float = Field(default=10.0, gt=0)
     bot: TelegramBotConfig | None = None
+
+    _token_text = field_validator("bot_token")(_secret_text)
 
     def resolved_token(self) -> str:
         return require_secret(self.bot_token, self.bot_token_file, "notify.telegram.bot_token")
@@ -434,7 +483,15 @@ class Config(Section):
     ledger: LedgerConfig = LedgerConfig()
     log_level: str = "INFO"
     # the bus between connectors and the pricing core; when full the oldest tick is dropped and counted
-    ingest_queue_size: int = Field(default=10_000, gt=0)
+    ingest_queue_size: Count = 10_000
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, v: str) -> str:
+        level = v.upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"not a log level: one of {', '.join(LOG_LEVELS)}")
+        return level
 
     @model_validator(mode="after")
     def _constituents_have_sources(self) -> Config:
@@ -456,13 +513,20 @@ def read_secret(value: SecretStr | None, path: str | None, name: str) -> str | N
     """The secret's value from the config/env, else from the file it names; None when neither is set.
     Errors name the setting and the file, never the value."""
     if value is not None:
-        return value.get_secret_value()
-    if path is None:
+        secret = value.get_secret_value()
+    elif path is None:
         return None
-    try:
-        return Path(path).read_text().strip()
-    except OSError as exc:
-        raise SecretError(f"{name}: cannot read secret file {path}: {exc.strerror}") from exc
+    else:
+        try:
+            secret = Path(path).read_text().strip()
+        except OSError as exc:
+            raise SecretError(f"{name}: cannot read secret file {path}: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise SecretError(f"{name}: secret file {path} is not UTF-8 text") from exc
+    if has_control(secret):
+        where = f" (read from {path})" if value is None else ""
+        raise SecretError(f"{name} contains a control character{where}")
+    return secret
 
 
 def require_secret(value: SecretStr | None, path: str | None, name: str) -> str:

@@ -22,6 +22,20 @@ import orjson
 log = logging.getLogger(__name__)
 
 
+def directory_problem(directory: Path) -> str | None:
+    """Why ``directory`` cannot hold the outbox and the state copy, or None when it can: it is a writable
+    directory, or the nearest part of it that exists is one (so it can be created)."""
+    path = directory.expanduser()
+    existing = path
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{path}: {existing} is not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{path}: {existing} is not writable"
+    return None
+
+
 def state_path(directory: str | Path, index: str) -> Path:
     """``<directory>/state-<index>.json``, the index name made safe for a file name."""
     return Path(directory) / f"state-{re.sub(r'[^A-Za-z0-9_.-]', '_', index)}.json"

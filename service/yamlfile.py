@@ -78,7 +78,7 @@ def validation_problems(exc: ValidationError, file: str, root: Any) -> list[Prob
     for err in exc.errors():
         loc = tuple(err["loc"])
         line, col = locate(root, loc)
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
         problems.append(Problem(file, line, col, ".".join(str(p) for p in loc), msg))
     return problems
 

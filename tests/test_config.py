@@ -169,3 +169,80 @@ def test_check_reports_rule_file_problems_with_position(tmp_path: Path) -> None:
     r = _check(cfg)
     assert r.returncode == 1
     assert f"{tmp_path / 'mine.yaml'}:5:" in r.stderr and "nosuchsignal" in r.stderr
+
+
+def _cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(cwd)}
+    return subprocess.run([sys.executable, "-m", "service", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+@pytest.mark.parametrize(("extra", "where"), [
+    ("log_level: verbose\n", ":9:1: log_level: not a log level"),
+    ("portfolio:\n  holdings: {BTC: .nan}\n", ":10:14: portfolio.holdings.BTC: Input should be a finite number"),
+    ("portfolio:\n  lot_size: 1e400\n", ":10:3: portfolio.lot_size: Input should be a finite number"),
+    ("oracle:\n  max_age_s: 1e300\n", ":10:3: oracle.max_age_s: at most"),
+    ("  stream_maxlen: 1e23\n", ":9:3: redis.stream_maxlen:"),
+    ("  stream_maxlen: 100000000000\n", ":9:3: redis.stream_maxlen: Input should be less than or equal"),
+])
+def test_check_rejects_what_run_would(tmp_path: Path, extra: str, where: str) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(GOOD + extra)
+    r = _cli("check", str(bad))
+    assert r.returncode == 1 and f"{bad}{where}" in r.stderr, r.stderr
+
+
+def test_check_rejects_a_negative_market_cap(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(GOOD.replace("  constituents: [BTC, ETH]\n", "  constituents: [BTC, ETH]\n  weighting: cap\n"
+                                "  market_caps: {BTC: 1.9e12, ETH: -5}\n"))
+    r = _cli("check", str(bad))
+    assert r.returncode == 1 and f"{bad}:8:30: index.market_caps.ETH: Input should be greater than 0" in r.stderr
+
+
+def test_check_and_run_refuse_an_outbox_under_a_regular_file(tmp_path: Path) -> None:
+    (tmp_path / "plain").write_text("x")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(GOOD + f"  outbox_dir: {tmp_path / 'plain' / 'outbox'}\n")
+    for cmd in ("check", "run"):
+        r = _cli("run", "-c", str(bad)) if cmd == "run" else _cli("check", str(bad))
+        assert r.returncode == 1, r.stderr
+        assert r.stderr == f"{bad}: redis.outbox_dir: {tmp_path / 'plain' / 'outbox'}: {tmp_path / 'plain'} " \
+                           "is not a directory\n"
+    creatable = tmp_path / "ok.yaml"
+    creatable.write_text(GOOD + f"  outbox_dir: {tmp_path / 'new' / 'outbox'}\n")
+    assert _cli("check", str(creatable)).returncode == 0
+
+
+def test_check_refuses_a_secret_with_a_control_character(tmp_path: Path) -> None:
+    (tmp_path / "url").write_text("redis://:hunter2\x1b[2J@127.0.0.1:6379/0\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(GOOD.replace("  url: redis://:hunter2@127.0.0.1:6379/0", f"  url_file: {tmp_path / 'url'}"))
+    r = _cli("check", str(bad))
+    assert r.returncode == 1 and "redis.url contains a control character" in r.stderr
+    assert "hunter2" not in r.stderr and r.stderr.count("\n") == 1
+    missing = tmp_path / "missing.yaml"
+    missing.write_text(GOOD.replace("  url: redis://:hunter2@127.0.0.1:6379/0", f"  url_file: {tmp_path / 'no'}"))
+    r = _cli("check", str(missing))
+    assert r.returncode == 1 and f"redis.url: cannot read secret file {tmp_path / 'no'}" in r.stderr
+    inline = tmp_path / "inline.yaml"
+    inline.write_text(GOOD.replace("hunter2@", 'hunter2\\u0007@').replace("url: redis", 'url: "redis') + '"')
+    r = _cli("check", str(inline))
+    assert r.returncode == 1 and "redis.url: contains a control character" in r.stderr and "hunter2" not in r.stderr
+
+
+def test_check_without_argument_checks_the_bundled_config(tmp_path: Path) -> None:
+    r = _cli("check", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(str(REPO / "service" / "defaults" / "live.yaml") + ": ok")
+
+
+def test_bundled_scenarios_and_rule_sets_by_name(tmp_path: Path) -> None:
+    from connectors.simulator import load_scenario
+    from rules import named_rule_file
+
+    assert load_scenario("faults") == load_scenario(REPO / "connectors" / "simulator" / "scenarios" / "faults.yaml")
+    assert named_rule_file("default") == "builtin:default"
+    assert named_rule_file(str(tmp_path / "default")) == str(tmp_path / "default")
+    r = _cli("rules", "test", "default", cwd=tmp_path)
+    assert r.returncode == 0 and "passed" in r.stdout, r.stdout + r.stderr
