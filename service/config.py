@@ -31,6 +31,7 @@ from pydantic_settings import EnvSettingsSource
 from pydantic_settings.sources.utils import parse_env_vars
 
 from service.errors import ConfigError, Problem, SecretError
+from service.redisconn import parse_redis_url
 from service.yamlfile import load_mapping, plain, validation_problems
 
 ENV_PREFIX = "HEDGEWATCH__"
@@ -319,10 +320,24 @@ class RedisConfig(Section):
     batch_size: Count = 100
     outbox_dir: str = "var/outbox"
 
-    _url_text = field_validator("url")(_secret_text)
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None:
+            _secret_text(v)
+            parse_redis_url(v.get_secret_value())  # its ValueError never quotes the URL
+        return v
 
     def resolved_url(self) -> str | None:
-        return read_secret(self.url, self.url_file, "redis.url")
+        """The Redis URL from the config, the environment or ``url_file``; a SecretError naming the setting
+        (never the value) when the file is unreadable or the URL does not parse."""
+        url = read_secret(self.url, self.url_file, "redis.url")
+        if url is not None and self.url is None:
+            try:
+                parse_redis_url(url)
+            except ValueError as exc:
+                raise SecretError(f"redis.url (read from {self.url_file}): {exc}") from None
+        return url
 
 
 class HttpConfig(Section):
