@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import sys
+import traceback
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal, get_args
 
 import typer
 
 from rules.stage import check_rules
 from service.backtest.cli import backtest as backtest_command
 from service.backtest.cli import history_app
-from service.config import DEFAULT_CONFIG, Config, load_config
+from service.config import DEFAULT_CONFIG, LOG_LEVELS, Config, load_config
 from service.errors import ConfigError, HedgewatchError, Problem
-from service.logs import setup_logging
+from service.logs import LOG_FORMATS, force, setup_logging
 from service.notify.cli import notify_app
 from service.preflight import preflight
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Monitor and size a crypto index hedge.")
+# no pretty tracebacks: they print local variables (a secret among them) and run to a hundred lines; a
+# failure is one line, the plain traceback only with --debug
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Monitor and size a crypto index hedge.",
+                  pretty_exceptions_enable=False)
 rules_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Rule files: unit tests.")
 app.add_typer(rules_app, name="rules")
 hedge_app = typer.Typer(add_completion=False, no_args_is_help=True, help="The hedge position and its advice.")
@@ -29,6 +36,58 @@ app.command("backtest")(backtest_command)
 
 SCENARIO_HELP = "a scenario file, or a bundled one by name (default, faults, four_phase, break_rally, manipulated)"
 ConfigOpt = Annotated[Path | None, typer.Option("-c", "--config", help="config file (YAML)")]
+
+
+_debug = False
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LogFormat = Literal["text", "json"]
+
+
+def _version(value: bool) -> None:
+    if value:
+        try:
+            typer.echo(f"hedgewatch {version('hedgewatch')}")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            typer.echo("hedgewatch (not installed)")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def options(
+    log_level: Annotated[LogLevel | None, typer.Option(
+        metavar="LEVEL", case_sensitive=False, show_default=False,
+        help="DEBUG, INFO, WARNING, ERROR or CRITICAL for every command, over the config's log_level")] = None,
+    log_format: Annotated[LogFormat, typer.Option(
+        metavar="text|json", help="text lines, or JSON lines with time, level, logger and message")] = "text",
+    debug: Annotated[bool, typer.Option("--debug", help="print the traceback of a fatal error")] = False,
+    show_version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                               help="print the version and exit")] = False,
+) -> None:
+    """Monitor and size a crypto index hedge."""
+    global _debug
+    _debug = debug
+    force(log_level, log_format)
+
+
+assert get_args(LogLevel) == LOG_LEVELS and get_args(LogFormat) == LOG_FORMATS
+
+
+def describe(exc: BaseException) -> str:
+    """A fatal error as one line. An error of ours says what and where; an OSError its reason and file or
+    address; anything else only its type, since its message may quote a secret (--debug shows it)."""
+    if isinstance(exc, HedgewatchError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        reason = exc.strerror or (os.strerror(exc.errno) if exc.errno else type(exc).__name__)
+        return f"{reason} ({exc.filename})" if exc.filename else reason
+    return f"unexpected {type(exc).__name__}; run with --debug for the traceback"
+
+
+def _fatal(exc: BaseException, what: str = "") -> int:
+    if _debug:
+        traceback.print_exception(exc)
+    typer.echo(f"hedgewatch: {what or describe(exc)}", err=True)
+    return 1
 
 
 def _print_problems(problems: list[Problem]) -> None:
@@ -44,14 +103,20 @@ def _load(path: Path | None) -> Config:
         raise typer.Exit(1) from exc
 
 
-def _run_async(coro: object) -> int:
+def _run_async(coro: object, listen: tuple[str, str, int] | None = None) -> int:
+    """Run ``coro``; a fatal error is one line. ``listen`` (setting, host, port) names the one listener the
+    coroutine opens, so a busy or forbidden port is reported as that setting's."""
     try:
         return int(asyncio.run(coro) or 0)  # type: ignore[arg-type]
     except KeyboardInterrupt:
         return 0
     except HedgewatchError as exc:
-        typer.echo(f"hedgewatch: {exc}", err=True)
-        return 1
+        return _fatal(exc)
+    except OSError as exc:
+        if listen is not None and exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+            setting, host, port = listen
+            return _fatal(exc, f"{setting}: cannot listen on {host}:{port}: {os.strerror(exc.errno).lower()}")
+        return _fatal(exc)
 
 
 @app.command()
@@ -65,12 +130,13 @@ def run(config: ConfigOpt = None) -> None:
         _print_problems(problems)
         raise typer.Exit(1)
     setup_logging(cfg.log_level)
-    raise typer.Exit(_run_async(serve(cfg)))
+    listen = (f"{config or DEFAULT_CONFIG}: http.port", cfg.http.host, cfg.http.port)
+    raise typer.Exit(_run_async(serve(cfg), listen))
 
 
 @app.command()
 def demo(
-    scenario: Annotated[Path | None, typer.Option(help=SCENARIO_HELP)] = None,
+    scenario: Annotated[Path | None, typer.Option(metavar="NAME|FILE", help=SCENARIO_HELP)] = None,
     plain: Annotated[bool, typer.Option(help="plain status lines even on a terminal")] = False,
 ) -> None:
     """The daemon against the bundled exchange simulator on loopback, with a live view. Works offline."""
@@ -99,7 +165,7 @@ def _check_rules(cfg: Config) -> list[Problem]:
 
 
 @app.command()
-def simulate(scenario: Annotated[Path | None, typer.Option(help=SCENARIO_HELP)] = None) -> None:
+def simulate(scenario: Annotated[Path | None, typer.Option(metavar="NAME|FILE", help=SCENARIO_HELP)] = None) -> None:
     """Run the exchange simulator alone, on loopback."""
     from connectors.simulator.cli import main as sim_main
 
@@ -157,5 +223,27 @@ def rules_test(file: Annotated[Path, typer.Argument(
     raise typer.Exit(run_rule_tests(named_rule_file(str(file), test=True)))
 
 
+def _flags_take_no_metavar() -> None:
+    """typer shows a flag's type (``--help <bool>``) as if it took a value; a flag takes none."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "flags_hidden", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    display_type_rich.flags_hidden = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
 def main() -> None:
-    app(prog_name="hedgewatch")
+    """The entry point: every fatal error is one line and exit status 1 (the traceback with --debug)."""
+    _flags_take_no_metavar()
+    try:
+        app(prog_name="hedgewatch")
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:
+        sys.exit(_fatal(exc))
