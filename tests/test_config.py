@@ -246,3 +246,52 @@ def test_bundled_scenarios_and_rule_sets_by_name(tmp_path: Path) -> None:
     assert named_rule_file(str(tmp_path / "default")) == str(tmp_path / "default")
     r = _cli("rules", "test", "default", cwd=tmp_path)
     assert r.returncode == 0 and "passed" in r.stdout, r.stdout + r.stderr
+
+
+# seven levels of anchors, each aliasing the one above nine times: ~700 bytes expanding to 9**7 (4.8 million)
+# strings when built
+BOMB = "".join(
+    f"lol{n}: &l{n} [" + ", ".join([f"*l{n - 1}"] * 9 if n else [f'"{"lol" * 11}l"'] * 9) + "]\n"
+    for n in range(7))
+
+
+def test_an_alias_bomb_is_refused_quickly_with_file_and_line(tmp_path: Path) -> None:
+    import time
+    import tracemalloc
+
+    from rules.loader import load_rules
+    from rules.signals import SignalBook
+    from service.yamlfile import NODE_BUDGET
+
+    assert 600 < len(BOMB) < 800
+    cfg = tmp_path / "bomb.yaml"
+    cfg.write_text(GOOD + BOMB)
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError) as ei:
+        load_config(cfg, env={})
+    took = time.perf_counter() - t0
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert took < 0.5 and peak < 20_000_000, (took, peak)
+    (p,) = ei.value.problems
+    assert (p.file, p.line) == (str(cfg), 14) and f"aliases expand past {NODE_BUDGET} nodes" in p.message
+
+    rules = tmp_path / "rules.yaml"
+    labels = "".join(f"          {line}\n" for line in BOMB.splitlines())
+    rules.write_text("groups:\n  - name: g\n    rules:\n      - name: r\n        expr: price > 1\n"
+                     f"        labels:\n{labels}")
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError) as ei:
+        load_rules([str(rules)], SignalBook("HW"))
+    assert time.perf_counter() - t0 < 0.5
+    assert ei.value.problems[0].file == str(rules) and ei.value.problems[0].line == 12
+    r = _cli("check", str(cfg))
+    assert r.returncode == 1 and r.stderr.startswith(f"{cfg}:14:")
+
+    # anchors and aliases well inside the budget (merge keys included) still work
+    fine = tmp_path / "fine.yaml"
+    fine.write_text(GOOD.replace("sources:\n  - exchange: binanceusdm\n",
+                                 "sources:\n  - &venue\n    exchange: binanceusdm\n")
+                    + "portfolio: {holdings: &h {BTC: 1}}\nrules: {levels: *h}\n")
+    assert load_config(fine, env={}).rules.levels == {"BTC": 1}
