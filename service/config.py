@@ -32,6 +32,7 @@ from pydantic_settings.sources.utils import parse_env_vars
 
 from service.errors import ConfigError, Problem, SecretError
 from service.redisconn import parse_redis_url
+from service.statefile import default_outbox_dir, default_state_dir
 from service.yamlfile import load_mapping, plain, validation_problems
 
 ENV_PREFIX = "HEDGEWATCH__"
@@ -318,7 +319,9 @@ class RedisConfig(Section):
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
     hedge_queue_size: Count = 1_000
     batch_size: Count = 100
-    outbox_dir: str = "var/outbox"
+    # the alert outbox and the local state copy; by default (filled in by Config, which knows the index)
+    # <user state dir>/<INDEX>: $XDG_STATE_HOME/hedgewatch/<INDEX>, else ~/.local/state/hedgewatch/<INDEX>
+    outbox_dir: str = Field(default_factory=lambda: str(default_state_dir()))
 
     @field_validator("url")
     @classmethod
@@ -492,13 +495,26 @@ class Config(Section):
     oracle: OracleConfig = OracleConfig()
     portfolio: PortfolioConfig = PortfolioConfig()
     rules: RulesConfig = RulesConfig()
-    redis: RedisConfig = RedisConfig()
+    redis: RedisConfig = Field(default_factory=RedisConfig)
     http: HttpConfig = HttpConfig()
     notify: NotifyConfig = NotifyConfig()
     ledger: LedgerConfig = LedgerConfig()
     log_level: str = "INFO"
     # the bus between connectors and the pricing core; when full the oldest tick is dropped and counted
     ingest_queue_size: Count = 10_000
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_outbox(cls, data: Any) -> Any:
+        """Without ``redis.outbox_dir``, the index's folder in the user's state directory."""
+        if not isinstance(data, dict):
+            return data
+        redis, index = data.get("redis", {}), data.get("index")
+        if not isinstance(redis, dict) or redis.get("outbox_dir") is not None:
+            return data
+        name = index.get("name") if isinstance(index, dict) else None
+        outbox = default_outbox_dir(name if isinstance(name, str) else IndexConfig.model_fields["name"].default)
+        return {**data, "redis": {**redis, "outbox_dir": str(outbox)}}
 
     @field_validator("log_level")
     @classmethod

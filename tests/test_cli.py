@@ -10,9 +10,12 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from tests.support import REPO, free_port
+import httpx
+
+from tests.support import REPO, RedisServer, free_port
 
 # venues that refuse at once: the daemon starts, logs, and retries in the background
 QUIET = """\
@@ -81,13 +84,16 @@ def test_version_and_help_without_stray_metavars(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "verbose" in bad.stderr
 
 
-def _start_lines(tmp: Path, *args: str, until: str) -> list[str]:
-    """stderr lines of ``hedgewatch ARGS run`` up to the first one containing ``until``; then SIGTERM."""
+def _start_lines(tmp: Path, *args: str, until: str, config: str = QUIET + "log_level: DEBUG\n",
+                 env: dict[str, str] | None = None,
+                 during: Callable[[], None] | None = None) -> list[str]:
+    """stderr lines of ``hedgewatch ARGS run`` up to the first one containing ``until``; then ``during()``
+    while it runs, then SIGTERM and the rest of its lines."""
     cfg = tmp / "hw.yaml"
-    cfg.write_text(QUIET + "log_level: DEBUG\n")
+    cfg.write_text(config)
+    env = {"HEDGEWATCH__HTTP__PORT": str(free_port()), **(env or {})}
     proc = subprocess.Popen([sys.executable, "-m", "service", *args, "run", "-c", str(cfg)], cwd=tmp,
-                            env=_env(tmp, HEDGEWATCH__HTTP__PORT=str(free_port())), stderr=subprocess.PIPE,
-                            text=True)
+                            env=_env(tmp, **env), stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     lines: list[str] = []
     sel = selectors.DefaultSelector()
@@ -100,11 +106,13 @@ def _start_lines(tmp: Path, *args: str, until: str) -> list[str]:
                 if not line:
                     break
                 lines.append(line.rstrip("\n"))
+        assert any(until in line for line in lines), lines
+        if during is not None:
+            during()
     finally:
         proc.send_signal(signal.SIGTERM)
         rest, _ = proc.communicate(timeout=20)
         lines += [ln for ln in (rest or "").splitlines() if ln]
-    assert any(until in line for line in lines), lines
     return lines
 
 
@@ -122,3 +130,25 @@ def test_text_logs_by_default(tmp_path: Path) -> None:
     lines = _start_lines(tmp_path, until="running index")
     assert not lines[0].startswith("{") and " hedgewatch: running index" in next(
         line for line in lines if "running index" in line)
+
+
+def test_outbox_and_state_copy_live_in_the_user_state_directory(tmp_path: Path, redis_srv: RedisServer) -> None:
+    """Without redis.outbox_dir a daemon run from any folder keeps its outbox and state copy in
+    $XDG_STATE_HOME/hedgewatch/<INDEX>, says so at start and in /state, and leaves nothing in the folder."""
+    work, xdg = tmp_path / "work", tmp_path / "xdg"
+    work.mkdir()
+    port = free_port()
+    shown: dict[str, object] = {}
+
+    def state() -> None:
+        shown.update(httpx.get(f"http://127.0.0.1:{port}/state", timeout=5).json())
+
+    lines = _start_lines(work, until="running index", config=QUIET, during=state,
+                         env={"HEDGEWATCH__HTTP__PORT": str(port), "HEDGEWATCH__REDIS__URL": redis_srv.url,
+                              "XDG_STATE_HOME": str(xdg)})
+    where = xdg / "hedgewatch" / "HW"
+    assert any(f"outbox and state copy in {where}" in line for line in lines), lines
+    assert shown["state_dir"] == str(where)
+    assert shown["pipeline"]["redis"]["server"] == redis_srv.url  # type: ignore[index]
+    assert (where / "state-HW.json").is_file() and (where / "id").is_file()
+    assert list(work.iterdir()) == [work / "hw.yaml"]

@@ -295,3 +295,17 @@ def test_an_alias_bomb_is_refused_quickly_with_file_and_line(tmp_path: Path) -> 
                                  "sources:\n  - &venue\n    exchange: binanceusdm\n")
                     + "portfolio: {holdings: &h {BTC: 1}}\nrules: {levels: *h}\n")
     assert load_config(fine, env={}).rules.levels == {"BTC": 1}
+
+
+def test_outbox_defaults_to_the_user_state_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    assert parse_config(GOOD, env={}).redis.outbox_dir == str(tmp_path / "xdg" / "hedgewatch" / "HW")
+    renamed = GOOD.replace("  name: HW\n", "  name: my/idx\n")
+    assert parse_config(renamed, env={}).redis.outbox_dir == str(tmp_path / "xdg" / "hedgewatch" / "my_idx")
+    for xdg in ("", "relative/dir"):  # unset, or not absolute (the XDG spec says to ignore it)
+        monkeypatch.setenv("XDG_STATE_HOME", xdg)
+        monkeypatch.setenv("HOME", str(tmp_path / "home"))
+        assert parse_config(GOOD, env={}).redis.outbox_dir == str(
+            tmp_path / "home" / ".local" / "state" / "hedgewatch" / "HW")
+    assert parse_config(GOOD + "  outbox_dir: /srv/hw\n", env={}).redis.outbox_dir == "/srv/hw"
+    assert parse_config(GOOD, env={"HEDGEWATCH__REDIS__OUTBOX_DIR": "/srv/env"}).redis.outbox_dir == "/srv/env"
