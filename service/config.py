@@ -66,15 +66,13 @@ class Section(BaseModel):
         return v
 
 
+# Secrets are checked when resolved (``check`` and ``run`` resolve every one before anything starts: the
+# Redis URL here, webhook URLs and bot tokens by the notifier's destinations), not by field validators:
+# pydantic's own error text quotes the input, and the input is the secret.
 def has_control(text: str) -> bool:
     """A control character (C0, DEL or C1), which no URL, token or password may hold."""
     return any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in text)
 
-
-def _secret_text(v: SecretStr | None) -> SecretStr | None:
-    if v is not None and has_control(v.get_secret_value()):
-        raise ValueError("contains a control character")  # the value is a secret: never in the message
-    return v
 
 
 # --- sources -------------------------------------------------------------------------------------------
@@ -323,23 +321,19 @@ class RedisConfig(Section):
     # <user state dir>/<INDEX>: $XDG_STATE_HOME/hedgewatch/<INDEX>, else ~/.local/state/hedgewatch/<INDEX>
     outbox_dir: str = Field(default_factory=lambda: str(default_state_dir()))
 
-    @field_validator("url")
-    @classmethod
-    def _redis_url(cls, v: SecretStr | None) -> SecretStr | None:
-        if v is not None:
-            _secret_text(v)
-            parse_redis_url(v.get_secret_value())  # its ValueError never quotes the URL
-        return v
-
     def resolved_url(self) -> str | None:
         """The Redis URL from the config, the environment or ``url_file``; a SecretError naming the setting
-        (never the value) when the file is unreadable or the URL does not parse."""
+        (never the value) when the file is unreadable or the URL does not parse. ``check`` and ``run`` call
+        it before anything starts."""
         url = read_secret(self.url, self.url_file, "redis.url")
-        if url is not None and self.url is None:
+        if url is not None:
+            where = f" (read from {self.url_file})" if self.url is None else ""
+            if has_control(url):
+                raise SecretError(f"redis.url contains a control character{where}")
             try:
                 parse_redis_url(url)
             except ValueError as exc:
-                raise SecretError(f"redis.url (read from {self.url_file}): {exc}") from None
+                raise SecretError(f"redis.url{where}: {exc}") from None
         return url
 
 
@@ -368,8 +362,6 @@ class SlackConfig(Section):
     rate_limit_per_s: float = Field(default=1.0, gt=0)
     timeout_s: float = Field(default=10.0, gt=0)
 
-    _url_text = field_validator("webhook_url")(_secret_text)
-
     def resolved_url(self) -> str:
         return require_secret(self.webhook_url, self.webhook_url_file, "notify.slack.webhook_url")
 
@@ -387,8 +379,6 @@ class TelegramConfig(Section):
     global_rate_limit_per_s: float = Field(default=30.0, gt=0)
     timeout_s: float = Field(default=10.0, gt=0)
     bot: TelegramBotConfig | None = None
-
-    _token_text = field_validator("bot_token")(_secret_text)
 
     def resolved_token(self) -> str:
         return require_secret(self.bot_token, self.bot_token_file, "notify.telegram.bot_token")
@@ -554,9 +544,6 @@ def read_secret(value: SecretStr | None, path: str | None, name: str) -> str | N
             raise SecretError(f"{name}: cannot read secret file {path}: {exc.strerror}") from exc
         except UnicodeDecodeError as exc:
             raise SecretError(f"{name}: secret file {path} is not UTF-8 text") from exc
-    if has_control(secret):
-        where = f" (read from {path})" if value is None else ""
-        raise SecretError(f"{name} contains a control character{where}")
     return secret
 
 

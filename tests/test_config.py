@@ -171,8 +171,8 @@ def test_check_reports_rule_file_problems_with_position(tmp_path: Path) -> None:
     assert f"{tmp_path / 'mine.yaml'}:5:" in r.stderr and "nosuchsignal" in r.stderr
 
 
-def _cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(cwd)}
+def _cli(*args: str, cwd: Path = REPO, **extra: str) -> subprocess.CompletedProcess[str]:
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(cwd), **extra}
     return subprocess.run([sys.executable, "-m", "service", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=60)
 
@@ -228,7 +228,15 @@ def test_check_refuses_a_secret_with_a_control_character(tmp_path: Path) -> None
     inline = tmp_path / "inline.yaml"
     inline.write_text(GOOD.replace("hunter2@", 'hunter2\\u0007@').replace("url: redis", 'url: "redis') + '"')
     r = _cli("check", str(inline))
-    assert r.returncode == 1 and "redis.url: contains a control character" in r.stderr and "hunter2" not in r.stderr
+    assert r.returncode == 1 and "redis.url contains a control character" in r.stderr and "hunter2" not in r.stderr
+    (tmp_path / "ok.yaml").write_text(GOOD + f"  outbox_dir: {tmp_path / 'out'}\n")
+    r = _cli("check", str(tmp_path / "ok.yaml"), HEDGEWATCH__REDIS__URL="redis://:hunter2@h:port/0")
+    assert r.returncode == 1 and "redis.url: not a Redis URL" in r.stderr and "hunter2" not in r.stderr
+    tg = tmp_path / "tg.yaml"
+    tg.write_text(GOOD + f"  outbox_dir: {tmp_path / 'out'}\nnotify:\n  telegram: {{chat_id: '-1', "
+                  "bot_token: \"123:hunter2\\x01x\"}\n")
+    r = _cli("check", str(tg))
+    assert r.returncode == 1 and "notify.telegram.bot_token" in r.stderr and "hunter2" not in r.stderr
 
 
 def test_check_without_argument_checks_the_bundled_config(tmp_path: Path) -> None:
