@@ -114,7 +114,7 @@ class Daemon:
             )
         self.http = HttpServer(
             config.http.host, config.http.port, self.metrics, ready=self._readiness, state=self.state,
-            rebalance=self.rebalance, hedge_ack=self.hedge_ack,
+            rebalance=self.rebalance, hedge_ack=self.hedge_ack, settings=config.http,
         )
         self.commands: CommandReader | None = None
         if url:
