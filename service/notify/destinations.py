@@ -76,11 +76,14 @@ class Pacer:
 
 def retry_after(value: str | float | None, cap_s: float, now: float | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` (seconds or an HTTP date) or Telegram's ``retry_after``:
-    at most ``cap_s``; None when absent or not a finite time (the caller backs off instead)."""
+    at most ``cap_s``; None when absent, negative or not a finite time (the caller backs off instead). A
+    date already past is 0."""
     if value is None or isinstance(value, bool):
         return None
     try:
         secs = float(value)
+        if secs < 0:
+            return None
     except ValueError:
         try:
             when = parsedate_to_datetime(str(value))
