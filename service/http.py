@@ -218,7 +218,7 @@ class HttpServer:
         cannot be used raises ``SecretError``/``ConfigError`` before anything listens."""
         s = self.settings
         self._token = read_token(s.token_file)
-        server = _Server(self._dispatch, keepalive_timeout=s.timeout_s, access_log=None,
+        server = _Server(self._dispatch, keepalive_timeout=s.timeout_s, lingering_time=s.timeout_s, access_log=None,
                          max_line_size=8190, max_field_size=8190, max_headers=64)
         self._runner = web.ServerRunner(server, handle_signals=False)
         await self._runner.setup()

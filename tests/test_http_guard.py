@@ -255,6 +255,22 @@ async def test_idle_and_slow_connections_are_closed_and_the_server_still_answers
             w.close()
 
 
+async def test_a_post_body_that_does_not_arrive_in_time_is_refused(tmp_path: Path) -> None:
+    bound = 0.5
+    async with serving(tmp_path, timeout_s=bound) as (srv, calls):
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+        writer.write(f"POST /hedge/ack HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n"
+                     "Content-Type: application/json\r\nContent-Length: 40\r\n\r\n{\"con".encode())
+        await writer.drain()
+        started = asyncio.get_running_loop().time()
+        async with asyncio.timeout(bound + 3):
+            answer = await reader.readuntil(b"\r\n\r\n")
+        assert asyncio.get_running_loop().time() - started < bound + 2.0
+        assert answer.split(b" ")[1] == b"400"
+        writer.close()
+    assert calls.acks == []
+
+
 async def test_a_malformed_request_is_a_one_line_400_and_one_log_line(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
