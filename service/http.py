@@ -135,7 +135,7 @@ class _Handler(RequestHandler):
         elif status >= 500:
             log.warning("http: %s %s from %s: %d", request.method, printable(request.path), peer, status)
         else:
-            what = (getattr(exc, "message", None) or message or type(exc).__name__).split("\n")[0]
+            what = (getattr(exc, "message", None) or message or type(exc).__name__).split("\n")[0].rstrip(": ")
             log.warning("http: malformed request from %s: %d %s", peer, status, printable(what))
         if request.writer.output_size > 0:
             raise ConnectionError("the response was already being sent")
