@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from service.errors import HedgewatchError
+
 NUM = "number"
 BOOL = "bool"
 STR = "string"
@@ -34,7 +36,7 @@ MAX_NODES = 256
 Fn = Callable[[dict[str, Any]], Any]
 
 
-class ExprError(Exception):
+class ExprError(HedgewatchError):
     """A problem in an expression, at a 1-based ``line`` and ``column`` of the expression text."""
 
     def __init__(self, message: str, line: int = 1, column: int = 1) -> None:
