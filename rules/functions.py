@@ -83,15 +83,20 @@ class IndicatorFunctions:
         self.needs[(asset, tf)] = max(self.needs.get((asset, tf), 0), keep, history)
         return s
 
+    def _asset(self, v: Any) -> str:
+        """An asset the config knows (``assets``; anything when it lists none), upper case."""
+        asset = _str(v, "the asset").upper()
+        if self.assets and asset not in self.assets:
+            raise ValueError(f"unknown asset '{asset}' (the config's assets: {', '.join(self.assets)})")
+        return asset
+
     def _tf(self, v: Any) -> int:
         return parse_timeframe(_str(v, "the timeframe"))
 
     def _asset_field(self, section: str, field: str, args: tuple[Any, ...], prefix: str
                      ) -> tuple[str, Getter]:
         _arity(args, 1, 1, prefix)
-        asset = _str(args[0], "the asset").upper()
-        if self.assets and asset not in self.assets:
-            raise ValueError(f"unknown asset '{asset}' (index constituents: {', '.join(self.assets)})")
+        asset = self._asset(args[0])
         return f"{prefix}_{asset}", lambda: ((self.snap.get(section) or {}).get(asset) or {}).get(field)
 
     # --- indicator functions ----------------------------------------------------------------------------
@@ -130,7 +135,7 @@ class IndicatorFunctions:
 
     def _f_asset_sma(self, args: tuple[Any, ...]) -> tuple[str, Getter]:
         _arity(args, 2, 3, "asset_sma")
-        asset = _str(args[0], "the asset").upper()
+        asset = self._asset(args[0])
         return self._ma(SMA, args[1:], "asset_sma", asset=asset)
 
     def _bar_field(self, field: str, args: tuple[Any, ...], default_ago: int) -> tuple[str, Getter]:

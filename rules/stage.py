@@ -34,6 +34,14 @@ class StageResult:
     hedge: dict[str, Any] | None = None
 
 
+def known_assets(config: Config) -> tuple[str, ...]:
+    """The assets a rule may name: the index constituents, or, when they are chosen at run time (a selection,
+    a tracked index), every asset a source watches."""
+    if config.index.constituents:
+        return tuple(config.index.constituents)
+    return tuple(dict.fromkeys(s for src in config.sources for s in src.symbols))
+
+
 def make_book(index: str, rc: RulesConfig, assets: tuple[str, ...] = ()) -> SignalBook:
     trendlines = {k: v.model_dump() for k, v in rc.trendlines.items()}
     return SignalBook(index, rc.levels, trendlines, rc.pivot_strength, assets)
@@ -44,7 +52,7 @@ class RuleStage:
 
     def __init__(self, config: Config, now: float) -> None:
         self.index = config.index.name
-        self.book = make_book(self.index, config.rules, config.index.constituents)
+        self.book = make_book(self.index, config.rules, known_assets(config))
         rules = load_rules(config.rules.files, self.book)
         p = config.portfolio
         self.engine = Engine(self.index, rules, p.hedge_ratio, p.hedge_ratio_min, p.hedge_ratio_max)
@@ -210,11 +218,18 @@ def is_price_level(signal: str) -> bool:
     return signal in PRICE_LEVEL_NAMES or signal.startswith(PRICE_LEVEL_PREFIXES)
 
 
-def check_rules(paths: Iterable[str], config: RulesConfig | None = None) -> list[Problem]:
-    """Every problem in the rule files (empty when they load), for ``hedgewatch check``."""
-    book = make_book("HW", config or RulesConfig())
+def check_rules(paths: Iterable[str], config: RulesConfig | None = None,
+                assets: tuple[str, ...] = ()) -> list[Problem]:
+    """Every problem in the rule files (empty when they load), for ``hedgewatch check``; with ``assets``, a
+    function naming any other asset is one (see ``check_config_rules``)."""
+    book = make_book("HW", config or RulesConfig(), assets)
     try:
         load_rules(list(paths), book)
     except ConfigError as exc:
         return exc.problems
     return []
+
+
+def check_config_rules(config: Config) -> list[Problem]:
+    """Every problem in a config's rule files, assets named checked against the config's."""
+    return check_rules(list(config.rules.files), config.rules, known_assets(config))

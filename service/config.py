@@ -343,6 +343,18 @@ class HttpConfig(Section):
     # how people reach this daemon (behind a proxy, another host name): the base of each alert's
     # generatorURL; without it, http://host:port
     external_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    # POST endpoints (rebalance, hedge acknowledgement) over TCP need this token (a file holding it, read at
+    # start); without it they are served only on the Unix socket
+    token_file: str | None = None
+    # a Unix socket serving the same endpoints, POSTs without a token (the socket file is 0600)
+    unix_socket: str | None = None
+    # Host names the port answers to besides loopback, the bound host and external_url's (DNS rebinding)
+    allowed_hosts: tuple[str, ...] = ()
+    # POSTs per endpoint: a token bucket of control_burst refilled at control_rate_per_s
+    control_rate_per_s: float = Field(default=0.5, gt=0, allow_inf_nan=False)
+    control_burst: int = Field(default=5, ge=1, le=1000)
+    # a connection idle, or still sending its request, this long is closed
+    timeout_s: float = Field(default=5.0, gt=0, le=3600, allow_inf_nan=False)
 
     def base_url(self) -> str:
         if self.external_url:
@@ -452,7 +464,7 @@ class NotifyConfig(Section):
     retry_after_max_s: float = Field(default=300.0, gt=0, allow_inf_nan=False)
     # re-sends of a message whose request timed out after it was sent (it may have arrived: Slack and
     # Telegram cannot deduplicate); each one waits twice as long for the answer
-    max_unconfirmed_retries: int = Field(default=2, ge=0, le=10)
+    max_unconfirmed_retries: int = Field(default=1, ge=0, le=10)
     max_alert_age_s: float = Field(default=86400.0, gt=0)
     dedup_retention_s: float = Field(default=7 * 86400.0, gt=0)
     shutdown_drain_s: float = Field(default=5.0, ge=0)

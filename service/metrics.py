@@ -234,11 +234,27 @@ class Metrics:
         self.outbox_depth = Gauge(
             "hedgewatch_alert_outbox_depth", "Alerts waiting on disk for Redis", registry=r
         )
+        self.outbox_writable = Gauge(
+            "hedgewatch_alert_outbox_writable",
+            "1 while the alert outbox directory takes writes; 0 while alerts are held in memory only",
+            registry=r,
+        )
+        self.outbox_write_errors = Counter(
+            "hedgewatch_alert_outbox_write_errors", "Failed writes to the alert outbox directory", registry=r
+        )
         self.heartbeat_timestamp = Gauge(
             "hedgewatch_heartbeat_timestamp_seconds", "When the heartbeat key was last set (epoch)",
             registry=r,
         )
 
+        self.clock_offset = Gauge(
+            "hedgewatch_clock_offset_seconds",
+            "Wall clock minus the daemon's steady clock (ages and durations run on the steady one)",
+            registry=r,
+        )
+        self.clock_steps = Counter(
+            "hedgewatch_clock_steps", "Wall-clock steps of a second or more detected", registry=r
+        )
         self.up = Gauge("hedgewatch_up", "1 while the daemon runs", registry=r)
         self.ready = Gauge("hedgewatch_ready", "1 when every constituent has oracle quorum", registry=r)
         self.start_time = Gauge("hedgewatch_start_time_seconds", "Start time (epoch)", registry=r)
@@ -275,7 +291,7 @@ class Metrics:
                 self.queue_dropped.labels(q)
             return
         for metric in (self.redis_up, self.redis_published, self.redis_errors, self.outbox_depth,
-                       self.heartbeat_timestamp):
+                       self.outbox_writable, self.outbox_write_errors, self.heartbeat_timestamp):
             self.registry.unregister(metric)
 
     def render(self) -> bytes:

@@ -355,6 +355,7 @@ def pipeline_dashboard() -> db.Dashboard:
                     (rate("hedgewatch_redis_published_total", by="kind"), "published/s {{kind}}"),
                     (rate("hedgewatch_redis_errors_total"), "errors/s"),
                     (sel("hedgewatch_alert_outbox_depth"), "alerts waiting on disk"),
+                    (sel("hedgewatch_alert_outbox_writable"), "outbox writable"),
                 ],
             ),
             timeseries("Heartbeat age", [(f"time() - {sel('hedgewatch_heartbeat_timestamp_seconds')}",
