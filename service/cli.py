@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, get_args
 
 import typer
 
-from rules.stage import check_rules
+from rules.stage import check_config_rules
 from service.backtest.cli import backtest as backtest_command
 from service.backtest.cli import history_app
 from service.config import DEFAULT_CONFIG, LOG_LEVELS, Config, load_config
@@ -161,7 +161,7 @@ def check(file: Annotated[Path | None, typer.Argument(
 
 
 def _check_rules(cfg: Config) -> list[Problem]:
-    return check_rules(list(cfg.rules.files), cfg.rules)
+    return check_config_rules(cfg)
 
 
 @app.command()
@@ -173,20 +173,59 @@ def simulate(scenario: Annotated[Path | None, typer.Option(metavar="NAME|FILE", 
     raise typer.Exit(sim_main(str(scenario) if scenario else None))
 
 
-@app.command()
-def rebalance(
-    url: Annotated[str, typer.Option(help="the daemon's HTTP address")] = "http://127.0.0.1:9108",
-) -> None:
-    """Rebalance the running daemon's index now (on demand), keeping its level continuous."""
+URL_HELP = "the daemon's HTTP address (default: from -c, else http://127.0.0.1:9108)"
+TOKEN_HELP = "a file holding the daemon's control token (default: from -c, http.token_file)"
+SOCKET_HELP = "the daemon's Unix socket, which needs no token (default: from -c, http.unix_socket)"
+
+
+def _control_post(path: str, body: dict[str, Any], config: Path | None, url: str | None,
+                  token_file: Path | None, unix_socket: Path | None) -> None:
+    """POST a state-changing request to the running daemon: over its Unix socket when one is named, else
+    over TCP with the control token as a bearer token. Prints the answer; exit 0 on 200."""
     import httpx
 
+    from service.http import read_token
+
+    cfg = _load(config) if config is not None else None
+    if cfg is not None:
+        url = url or f"http://{cfg.http.host}:{cfg.http.port}"
+        token_file = token_file or (Path(cfg.http.token_file) if cfg.http.token_file else None)
+        unix_socket = unix_socket or (Path(cfg.http.unix_socket) if cfg.http.unix_socket else None)
+    target = httpx.URL(url or "http://127.0.0.1:9108")
+    headers = {}
+    if target.password:  # the token given as the URL's password: sent as a bearer token, never printed
+        headers["authorization"] = f"Bearer {target.password}"
+        target = target.copy_with(username=None, password=None)
     try:
-        resp = httpx.post(f"{url.rstrip('/')}/rebalance", timeout=10.0)
+        if unix_socket is None and token_file is not None:
+            token = read_token(str(token_file))
+            if token is not None:
+                headers["authorization"] = f"Bearer {token.decode()}"
+    except HedgewatchError as exc:
+        raise typer.Exit(_fatal(exc)) from None
+    transport = httpx.HTTPTransport(uds=str(unix_socket)) if unix_socket is not None else None
+    where = f"unix socket {unix_socket}" if unix_socket is not None else str(target)
+    try:
+        with httpx.Client(transport=transport, timeout=10.0) as client:
+            base = "http://hedgewatch" if unix_socket is not None else str(target).rstrip("/")
+            resp = client.post(f"{base}{path}", json=body, headers=headers)
     except httpx.HTTPError as exc:
-        typer.echo(f"hedgewatch: cannot reach the daemon at {url}: {exc}", err=True)
-        raise typer.Exit(1) from exc
+        typer.echo(f"hedgewatch: cannot reach the daemon at {where}: {type(exc).__name__}", err=True)
+        raise typer.Exit(1) from None
     typer.echo(resp.text)
     raise typer.Exit(0 if resp.status_code == 200 else 1)
+
+
+@app.command()
+def rebalance(
+    config: ConfigOpt = None,
+    url: Annotated[str | None, typer.Option(help=URL_HELP, show_default=False)] = None,
+    token_file: Annotated[Path | None, typer.Option(help=TOKEN_HELP, envvar="HEDGEWATCH_TOKEN_FILE",
+                                                    show_default=False)] = None,
+    unix_socket: Annotated[Path | None, typer.Option(help=SOCKET_HELP, show_default=False)] = None,
+) -> None:
+    """Rebalance the running daemon's index now (on demand), keeping its level continuous."""
+    _control_post("/rebalance", {}, config, url, token_file, unix_socket)
 
 
 @hedge_app.command("ack")
@@ -197,20 +236,16 @@ def hedge_ack(
     advice: Annotated[str | None, typer.Option(help="the id of the advice acknowledged (refused if not open)")]
     = None,
     index: Annotated[str | None, typer.Option(help="the index (default: the daemon's)")] = None,
-    url: Annotated[str, typer.Option(help="the daemon's HTTP address")] = "http://127.0.0.1:9108",
+    config: ConfigOpt = None,
+    url: Annotated[str | None, typer.Option(help=URL_HELP, show_default=False)] = None,
+    token_file: Annotated[Path | None, typer.Option(help=TOKEN_HELP, envvar="HEDGEWATCH_TOKEN_FILE",
+                                                    show_default=False)] = None,
+    unix_socket: Annotated[Path | None, typer.Option(help=SOCKET_HELP, show_default=False)] = None,
 ) -> None:
     """Tell the running daemon that the last hedge advice was executed, or what position is held now."""
-    import httpx
-
     body = {"contracts": contracts, "advice_id": advice, "index": index}
-    try:
-        resp = httpx.post(f"{url.rstrip('/')}/hedge/ack", json={k: v for k, v in body.items() if v is not None},
-                          timeout=10.0)
-    except httpx.HTTPError as exc:
-        typer.echo(f"hedgewatch: cannot reach the daemon at {url}: {type(exc).__name__}", err=True)
-        raise typer.Exit(1) from None
-    typer.echo(resp.text)
-    raise typer.Exit(0 if resp.status_code == 200 else 1)
+    _control_post("/hedge/ack", {k: v for k, v in body.items() if v is not None}, config, url, token_file,
+                  unix_socket)
 
 
 @rules_app.command("test")

@@ -152,3 +152,29 @@ def test_outbox_and_state_copy_live_in_the_user_state_directory(tmp_path: Path, 
     assert shown["pipeline"]["redis"]["server"] == redis_srv.url  # type: ignore[index]
     assert (where / "state-HW.json").is_file() and (where / "id").is_file()
     assert list(work.iterdir()) == [work / "hw.yaml"]
+
+
+def test_a_busy_notifier_metrics_port_is_one_line_naming_the_setting(tmp_path: Path,
+                                                                      redis_srv: RedisServer) -> None:
+    cfg = tmp_path / "hw.yaml"
+    cfg.write_text(QUIET + f"redis: {{url: '{redis_srv.url}'}}\n")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = _cli(tmp_path, "notify", "-c", str(cfg), HEDGEWATCH__NOTIFY__METRICS_PORT=str(port))
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.splitlines()[-1] == (f"hedgewatch: notify.metrics_port: cannot listen on 127.0.0.1:{port}: "
+                                         "address already in use")
+    assert "Traceback" not in r.stderr
+
+
+def test_check_refuses_a_rule_naming_an_asset_the_config_does_not_know(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("groups:\n  - name: g\n    rules:\n      - name: Nope\n"
+                     "        expr: asset_price('NOPE') > 1\n        action: notify\n")
+    cfg = tmp_path / "hw.yaml"
+    cfg.write_text(QUIET + f"rules: {{files: ['{rules}']}}\n")
+    r = _cli(tmp_path, "check", str(cfg))
+    assert r.returncode == 1
+    assert str(rules) in r.stderr and "NOPE" in r.stderr and "Traceback" not in r.stderr

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator
+import tempfile
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -18,12 +19,20 @@ from service.demo import demo_config
 from tests.support import CONTROL_HEADERS, CONTROL_TOKEN, REPO, control_token_file, free_port, wait_for
 
 
+@pytest.fixture(scope="module")
+def sockets() -> Iterator[Path]:
+    """A short folder for Unix sockets: a socket path has about 100 bytes at most."""
+    with tempfile.TemporaryDirectory(prefix="hw-sock-") as d:
+        yield Path(d)
+
+
 @pytest.fixture
-async def daemon(tmp_path: Path) -> AsyncIterator[tuple[Daemon, int]]:
+async def daemon(tmp_path: Path, sockets: Path) -> AsyncIterator[tuple[Daemon, int]]:
     async with Simulator(load_scenario(None)) as sim:
         port = free_port()
         cfg = demo_config(sim.endpoints, list(sim.scenario.assets), env={
-            "HEDGEWATCH__HTTP__PORT": str(port), "HEDGEWATCH__HTTP__TOKEN_FILE": control_token_file(tmp_path)})
+            "HEDGEWATCH__HTTP__PORT": str(port), "HEDGEWATCH__HTTP__TOKEN_FILE": control_token_file(tmp_path),
+            "HEDGEWATCH__HTTP__UNIX_SOCKET": str(sockets / f"{port}.sock")})
         d = Daemon(cfg)
         stop = asyncio.Event()
         task = asyncio.create_task(d.run(stop))
@@ -58,14 +67,22 @@ async def test_rebalance_on_demand_restores_target_weights_and_keeps_the_level(
     assert body["level"] == pytest.approx(level_before, rel=1e-3)
 
 
-async def test_rebalance_command(daemon: tuple[Daemon, int]) -> None:
+@pytest.mark.parametrize("how", ["url password", "token file", "token file from the environment",
+                                 "unix socket"])
+async def test_rebalance_command(daemon: tuple[Daemon, int], tmp_path: Path, sockets: Path, how: str) -> None:
     d, port = daemon
     await wait_for(lambda: d.market.ready, 20, "the index to be ready")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HEDGEWATCH__")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEDGEWATCH")}
     env["PYTHONPATH"] = str(REPO)
+    url = f"http://127.0.0.1:{port}"
+    args = {"url password": ["--url", f"http://hedgewatch:{CONTROL_TOKEN}@127.0.0.1:{port}"],
+            "token file": ["--url", url, "--token-file", str(tmp_path / "control.token")],
+            "token file from the environment": ["--url", url],
+            "unix socket": ["--unix-socket", str(sockets / f"{port}.sock")]}[how]
+    if how == "token file from the environment":
+        env["HEDGEWATCH_TOKEN_FILE"] = str(tmp_path / "control.token")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "service", "rebalance", "--url", f"http://hedgewatch:{CONTROL_TOKEN}@127.0.0.1:{port}",
-        cwd=REPO, env=env,
+        sys.executable, "-m", "service", "rebalance", *args, cwd=REPO, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()
@@ -86,7 +103,9 @@ async def test_the_command_says_when_no_daemon_answers() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEDGEWATCH__")}
     env["PYTHONPATH"] = str(REPO)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "service", "rebalance", "--url", f"http://127.0.0.1:{free_port()}", cwd=REPO,
+        sys.executable, "-m", "service", "rebalance", "--url",
+        f"http://hedgewatch:{CONTROL_TOKEN}@127.0.0.1:{free_port()}", cwd=REPO,
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 1 and b"cannot reach the daemon" in err
+    assert CONTROL_TOKEN.encode() not in err  # the token given in the URL is never printed
