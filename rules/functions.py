@@ -10,7 +10,7 @@ from typing import Any
 
 from rules.candles import CandleSeries
 from rules.durations import format_timeframe, parse_duration, parse_timeframe
-from rules.indicators import EMA, SMA, History, Pivots, fit_line, floor_pivots, line_through
+from rules.indicators import EMA, SMA, History, OpenInterestHistory, Pivots, fit_line, floor_pivots, line_through
 
 Getter = Callable[[], Any]
 
@@ -67,7 +67,9 @@ class IndicatorFunctions:
     series: dict[tuple[str, int], CandleSeries]
     pivots: dict[tuple[str, int], Pivots]
     funding: History
-    oi: History
+    oi: OpenInterestHistory
+    oi_now: dict[str, tuple[float, float | None]]
+    prices: dict[str, float]
     snap: dict[str, Any]
     deriv: dict[str, Any]
     now: float
@@ -247,7 +249,8 @@ class IndicatorFunctions:
 
         return f"trendline_{name}", get
 
-    def _window(self, args: tuple[Any, ...], name: str, hist: History) -> tuple[str, float]:
+    def _window(self, args: tuple[Any, ...], name: str, hist: History | OpenInterestHistory
+                ) -> tuple[str, float]:
         _arity(args, 1, 1, name)
         text = _str(args[0], "the window")
         w = parse_duration(text)
@@ -280,7 +283,10 @@ class IndicatorFunctions:
 
         def get() -> float | None:
             published = (self.deriv.get("open_interest_change") or {}).get(text)
-            return published if published is not None else self.oi.change(self.now, w)
+            if published is not None:
+                return float(published)
+            ch = self.oi.change(self.now, w, self.oi_now, self.prices)
+            return None if ch is None else ch["contracts"]
 
         return f"oi_change_{text}", get
 

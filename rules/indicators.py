@@ -4,8 +4,12 @@
 
 from __future__ import annotations
 
+import bisect
 import math
+from array import array
 from collections import deque
+from collections.abc import Mapping
+from typing import Any
 
 from rules.candles import Bar
 
@@ -185,3 +189,107 @@ class History:
 
     def load(self, rows: list[list[float]]) -> None:
         self.samples = deque((float(t), float(v)) for t, v in rows)
+
+
+MIN_OI_COVERAGE = 0.5  # an open-interest change over no more of the open interest than this is unavailable
+
+
+def _nan(v: float | None) -> float:
+    return float("nan") if v is None else float(v)
+
+
+class OpenInterestHistory:
+    """Open interest per (asset, venue), sampled on one shared clock, for changes **in contracts** over the
+    same venues at both ends of a window.
+
+    A sample holds each venue's open interest in base units and in USD (NaN where the venue was not fresh).
+    ``change`` compares, venue by venue, the sample at the window's start with the venues' current figures,
+    over only the venues present at both ends, and values the contracts of every asset at its current
+    price: ``sum(p_a x (base_now - base_then)) / sum(p_a x base_then)``. So a rally with no new contracts
+    reads 0 %, and a venue that stops reporting drops out of both ends instead of reading as a fall. The
+    coverage (the open interest of the venues counted over all the venues known at either end, valued
+    now) comes with it; at or below ``MIN_OI_COVERAGE`` (half) the change is unavailable."""
+
+    def __init__(self, horizon_s: float = 0.0, spacing_s: float = 60.0) -> None:
+        self.horizon_s = 0.0
+        self.spacing_s = self._min_spacing = spacing_s
+        self.times: list[float] = []
+        self.base: dict[str, array] = {}
+        self.usd: dict[str, array] = {}
+        self.widen(horizon_s)
+
+    def widen(self, horizon_s: float) -> None:
+        """Keep at least ``horizon_s``; samples thin out beyond ~2048 per venue so memory stays bounded."""
+        if horizon_s > self.horizon_s:
+            self.horizon_s = horizon_s
+            self.spacing_s = max(self._min_spacing, horizon_s / 2048)
+
+    def add(self, ts: float, rows: Mapping[str, tuple[float, float | None]]) -> None:
+        """Sample ``rows`` (``"ASSET/venue"`` -> (base units, USD or None)) of the venues fresh at ``ts``,
+        at most once per spacing."""
+        if self.horizon_s <= 0 or (self.times and ts - self.times[-1] < self.spacing_s):
+            return
+        n = len(self.times)
+        self.times.append(ts)
+        for key in rows.keys() - self.base.keys():
+            self.base[key] = array("d", [math.nan] * n)
+            self.usd[key] = array("d", [math.nan] * n)
+        for key, col in self.base.items():
+            b, u = rows.get(key, (None, None))
+            col.append(_nan(b))
+            self.usd[key].append(_nan(u))
+        cutoff = ts - self.horizon_s - self.spacing_s
+        drop = bisect.bisect_right(self.times, cutoff) - 1
+        if drop > 0 and len(self.times) - drop >= 2:
+            del self.times[:drop]
+            for key in list(self.base):
+                del self.base[key][:drop], self.usd[key][:drop]
+                if all(math.isnan(x) for x in self.base[key]) and key not in rows:
+                    del self.base[key], self.usd[key]
+
+    def change(self, now: float, window_s: float, rows: Mapping[str, tuple[float, float | None]],
+               prices: Mapping[str, float]) -> dict[str, float] | None:
+        """``{"contracts": relative change in contracts, "usd": relative change of the USD open interest
+        over the same venues, "coverage": share of the open interest counted}``, or None until the history
+        covers the window (its first sample at most a quarter window before the start) or when the venues
+        at both ends carry no more than ``MIN_OI_COVERAGE`` of it."""
+        start = now - window_s
+        i = bisect.bisect_right(self.times, start) - 1
+        if i < 0 or self.times[i] < start - max(2 * self.spacing_s, 0.25 * window_s):
+            return None
+        num = den = covered = total = usd_now = usd_then = 0.0
+        for key in rows.keys() | self.base.keys():
+            p = prices.get(key.partition("/")[0])
+            if p is None:
+                continue
+            then = self.base[key][i] if key in self.base else math.nan
+            cur = rows.get(key)
+            if cur is not None and not math.isnan(then):
+                num += p * (cur[0] - then)
+                den += p * then
+                covered += p * cur[0]
+                usd_now += cur[1] if cur[1] is not None else p * cur[0]
+                u = self.usd[key][i]
+                usd_then += u if not math.isnan(u) else p * then
+            total += p * (cur[0] if cur is not None else then if not math.isnan(then) else 0.0)
+        if den <= 0 or total <= 0 or covered / total <= MIN_OI_COVERAGE:
+            return None
+        return {"contracts": num / den, "usd": usd_now / usd_then - 1.0 if usd_then > 0 else math.nan,
+                "coverage": covered / total}
+
+    def dump(self) -> dict[str, Any]:
+        def col(a: array) -> list[float | None]:
+            return [None if math.isnan(x) else x for x in a]
+
+        return {"t": list(self.times), "v": {k: [col(self.base[k]), col(self.usd[k])] for k in self.base}}
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        times = [float(t) for t in state.get("t") or []]
+        cols = state.get("v") or {}
+        if not isinstance(cols, Mapping) or any(
+                not (isinstance(v, list) and len(v) == 2 and all(len(c) == len(times) for c in v))
+                for v in cols.values()):
+            return
+        self.times = times
+        self.base = {str(k): array("d", map(_nan, v[0])) for k, v in cols.items()}
+        self.usd = {str(k): array("d", map(_nan, v[1])) for k, v in cols.items()}

@@ -14,7 +14,7 @@ from typing import Any
 from rules.candles import CandleSeries
 from rules.expr import BOOL, NUM
 from rules.functions import DEFAULT_TRENDLINES, FUNCTIONS, Getter, IndicatorFunctions
-from rules.indicators import History, Pivots
+from rules.indicators import History, OpenInterestHistory, Pivots
 from service.events import Candle
 
 SYNTHETIC = "synthetic"  # the exchange name of index bars back-cast from constituent klines
@@ -45,7 +45,9 @@ class SignalBook(IndicatorFunctions):
         self.series: dict[tuple[str, int], CandleSeries] = {}
         self.pivots: dict[tuple[str, int], Pivots] = {}
         self.funding = History(86400.0, 60.0)
-        self.oi = History(86400.0, 60.0)
+        self.oi = OpenInterestHistory()
+        self.oi_now: dict[str, tuple[float, float | None]] = {}  # venues' open interest now
+        self.prices: dict[str, float] = {}  # constituents' prices now
         self.snap: dict[str, Any] = {}
         self.deriv: dict[str, Any] = {}
         self.index_klines = False
@@ -122,9 +124,13 @@ class SignalBook(IndicatorFunctions):
         fr = self.deriv.get("funding_rate_8h")
         if fr is not None:
             self.funding.add(ts, float(fr))
-        oi = self.deriv.get("open_interest_usd")
-        if oi is not None:
-            self.oi.add(ts, float(oi))
+        if self.oi.horizon_s > 0:
+            self.prices = {a: float(c["price"]) for a, c in consts.items() if c and c.get("price") is not None}
+            self.oi_now = {
+                f"{a}/{venue}": (float(row[0]), None if row[1] is None else float(row[1]))
+                for a, info in (snapshot.get("assets") or {}).items()
+                for venue, row in ((info or {}).get("open_interest_venues") or {}).items()}
+            self.oi.add(ts, self.oi_now)
         return {k: g() for k, g in self.getters.items()}
 
     def commit(self) -> None:
@@ -149,7 +155,9 @@ class SignalBook(IndicatorFunctions):
             if v is not None:
                 self._extremes(v, v)
         self.funding.load(state.get("funding") or [])
-        self.oi.load(state.get("oi") or [])
+        oi = state.get("oi")
+        if isinstance(oi, dict):  # (an older state kept USD totals, not comparable: left out)
+            self.oi.load(oi)
 
     # --- plumbing ---------------------------------------------------------------------------------------
 

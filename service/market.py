@@ -376,6 +376,9 @@ class MarketState:
             out[a] = {
                 "funding_rate_8h": d.asset_funding(a, now),
                 "open_interest_usd": d.asset_open_interest(a, o.price, now),
+                # per venue fresh now: [base units, USD], for changes in contracts over the same venues
+                "open_interest_venues": {k.partition("/")[2]: list(v)
+                                         for k, v in d.oi_rows({a: o.price}, now).items()},
                 "volume_24h": d.asset_volume_24h(a, now),
                 "mark_price": d.asset_mark(a, now),
             }

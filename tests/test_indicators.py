@@ -163,19 +163,45 @@ def test_all_time_high_is_the_high_before_this_evaluation() -> None:
     assert (b.ath, b.atl) == (125.0, 80.0)
 
 
+def _oi_snap(t: float, price: float, venues: dict[str, float], published: dict | None = None) -> dict:
+    """A snapshot with BTC at ``price`` and its open interest per venue in contracts (base units)."""
+    return {"level": 1.0, "ts": t, "constituents": {"BTC": {"price": price}},
+            "derivatives": {"funding_rate_8h": 0.0001 * math.sin(t / 3600),
+                            "open_interest_change": published or {}},
+            "assets": {"BTC": {"open_interest_venues": {v: [b, b * price] for v, b in venues.items()}}}}
+
+
 def test_funding_extremes_and_open_interest_change() -> None:
     b = book_with('funding_max("8h") > 0', 'funding_min("8h") < 0', 'oi_change("1h") > 0',
                   'oi_change("4h") > 0')
     for i in range(0, 5 * 3600, 600):
-        env = b.update({"level": 1.0, "ts": float(i), "derivatives": {
-            "funding_rate_8h": 0.0001 * math.sin(i / 3600), "open_interest_usd": 1e9 + i * 1e4,
-            "open_interest_change": {"1h": 0.5}}}, float(i))
+        env = b.update(_oi_snap(float(i), 100.0 + i / 100, {"binanceusdm": 1e6 + i * 10.0}, {"1h": 0.5}),
+                       float(i))
     vals = [0.0001 * math.sin(i / 3600) for i in range(0, 5 * 3600, 600)]
     assert env["funding_max_8h"] == pytest.approx(max(vals))
     assert env["funding_min_8h"] == pytest.approx(min(vals))
     assert env["oi_change_1h"] == 0.5  # the pricing core's own figure wins when it publishes one
-    # now 17400 s: the base is the sample at or before 17400 s - 4 h = 3000 s
-    assert env["oi_change_4h"] == pytest.approx((1e9 + 17400e4) / (1e9 + 3000e4) - 1)
+    # now 17400 s: the base is the sample at or before 17400 s - 4 h = 3000 s; in contracts, whatever the
+    # price did meanwhile
+    assert env["oi_change_4h"] == pytest.approx((1e6 + 174000) / (1e6 + 30000) - 1)
+
+
+def test_open_interest_change_survives_a_venue_outage_and_a_restart() -> None:
+    """The book's own history (windows the pricing core does not publish): a venue that drops out is left
+    out of both ends, never read as a fall; the history is persisted."""
+    b = book_with('oi_change("15m") > 0')
+    env: dict = {}
+    for i in range(0, 3600, 60):
+        venues = {"binanceusdm": 1000.0 + i / 60, "okx": 1000.0 + i / 60, "bybit": 1000.0 + i / 60}
+        if i >= 1800:
+            venues.pop("okx")  # okx stops reporting half-way
+        env = b.update(_oi_snap(float(i), 100.0 * (1 + i / 36000), venues), float(i))
+        assert env["oi_change_15m"] is None or env["oi_change_15m"] > 0
+    assert env["oi_change_15m"] == pytest.approx(15 / (1000 + 59 - 15))
+    again = book_with('oi_change("15m") > 0')
+    again.load(b.dump())
+    env = again.update(_oi_snap(3600.0, 120.0, {"binanceusdm": 1060.0, "bybit": 1060.0}), 3600.0)
+    assert env["oi_change_15m"] == pytest.approx(15 / (1000 + 45))
 
 
 def test_history_change_needs_the_whole_window() -> None:
