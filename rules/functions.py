@@ -10,7 +10,7 @@ from typing import Any
 
 from rules.candles import CandleSeries
 from rules.durations import format_timeframe, parse_duration, parse_timeframe
-from rules.indicators import EMA, SMA, History, OpenInterestHistory, Pivots, fit_line, floor_pivots, line_through
+from rules.indicators import EMA, SMA, History, OpenInterestHistory, Pivots, floor_pivots, line_through, trendline
 
 Getter = Callable[[], Any]
 
@@ -20,7 +20,7 @@ FUNCTIONS = ("sma", "ema", "open", "high", "low", "close", "volume", "volume_sma
              "asset_sma")
 FLOOR_LEVELS = ("P", "R1", "R2", "R3", "S1", "S2", "S3")
 DEFAULT_TRENDLINES: dict[str, dict[str, Any]] = {
-    # Fitted through the daily swing lows of the last 180 days: the "long-term trendline" of the matrix.
+    # A support line under the daily swing lows of the last 180 days: the "long-term trendline" of the matrix.
     "long_term": {"fit": "lows", "timeframe": "1d", "window": "180d"},
 }
 
@@ -240,12 +240,22 @@ class IndicatorFunctions:
         tf = parse_timeframe(spec.get("timeframe", "1d"))
         window = parse_duration(spec.get("window", "180d"))
         p = self._pivots(tf)
-        self._series("", tf, history=int(window // tf) + self.pivot_strength)
-        points = p.lows if spec.get("fit", "lows") == "lows" else p.highs
+        bars = self._series("", tf, keep=int(window // tf) + self.pivot_strength)
+        over = spec.get("fit", "lows") == "highs"
+        points = p.highs if over else p.lows
+        cache: dict[str, Any] = {"key": None, "line": None}
 
         def get() -> float | None:
-            start = self.now - window
-            return fit_line([pt for pt in points if pt[0] >= start], self.now)
+            # refitted only when a bar closed (new pivots, closes, or the window moved on by a bar)
+            key = bars.closed[-1].open_ts if bars.closed else None
+            if key != cache["key"]:
+                cache["key"] = key
+                cache["line"] = trendline(points, bars.closed, self.now - window, over)
+            line = cache["line"]
+            if line is None:
+                return None
+            t1, p1, t2, p2 = line
+            return line_through(t1, p1, t2, p2, self.now)
 
         return f"trendline_{name}", get
 

@@ -8,7 +8,7 @@ import bisect
 import math
 from array import array
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rules.candles import Bar
@@ -111,18 +111,36 @@ def line_through(t1: float, p1: float, t2: float, p2: float, t: float) -> float:
     return p1 + (p2 - p1) * (t - t1) / (t2 - t1)
 
 
-def fit_line(points: list[tuple[float, float]], t: float) -> float | None:
-    """Least-squares line through ``points`` evaluated at ``t``; None with fewer than two distinct times."""
-    n = len(points)
-    if n < 2:
-        return None
-    mt = sum(p[0] for p in points) / n
-    mp = sum(p[1] for p in points) / n
-    var = sum((p[0] - mt) ** 2 for p in points)
-    if var == 0:
-        return None
-    slope = sum((p[0] - mt) * (p[1] - mp) for p in points) / var
-    return mp + slope * (t - mt)
+def trendline(pivots: Sequence[tuple[float, float]], bars: Sequence[Bar], start: float,
+              over: bool = False) -> tuple[float, float, float, float] | None:
+    """A support line under the swing lows (``over``: a resistance line over the swing highs) of the pivots
+    from ``start`` on, as its two anchors ``(t1, p1, t2, p2)``; None when no line qualifies.
+
+    The line runs through two swing pivots and is never crossed between them: every swing pivot between
+    the anchors is on its side (at or above a support, at or below a resistance), and so is every close of
+    ``bars`` from the first anchor's bar to the second's. Of the lines that qualify, the one whose second
+    anchor is the latest pivot it can be, and for that anchor the longest (its first anchor the earliest):
+    the last edge of the pivots' lower (upper) hull. Price after the second anchor may cross it: that is
+    the break the rules watch."""
+    pts = [p for p in pivots if p[0] >= start]
+    sign = -1.0 if over else 1.0  # a support: what lies between must be >= the line; a resistance: <=
+    for j in range(len(pts) - 1, 0, -1):
+        t2, p2 = pts[j]
+        for i in range(j):
+            t1, p1 = pts[i]
+            if t2 == t1:
+                continue
+            slope = (p2 - p1) / (t2 - t1)
+            tol = 1e-9 * max(abs(p1), abs(p2))
+
+            def clear(t: float, v: float, t1: float = t1, p1: float = p1, slope: float = slope,
+                      tol: float = tol) -> bool:
+                return sign * (v - (p1 + slope * (t - t1))) >= -tol
+
+            if all(clear(t, v) for t, v in pts[i + 1:j]) and all(
+                    clear(b.open_ts, b.close) for b in bars if t1 <= b.open_ts <= t2):
+                return t1, p1, t2, p2
+    return None
 
 
 def floor_pivots(bar: Bar) -> dict[str, float]:

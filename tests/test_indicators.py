@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from rules.candles import CandleSeries
 from rules.expr import compile_expr
-from rules.indicators import EMA, SMA, History, Pivots, fit_line, floor_pivots
+from rules.indicators import EMA, SMA, History, Pivots, floor_pivots, line_through, trendline
 from rules.signals import SignalBook
 from service.events import Candle
 
@@ -130,7 +130,6 @@ def test_pivots_fib_and_fitted_trendline() -> None:
     assert p.last_high == 160  # bar 7: high 160 above its neighbours
     # last swing: low 95 (day 4) then high 160 (day 7): an up swing, retraced from the high
     assert p.fib(0.618) == pytest.approx(160 - 0.618 * (160 - 95))
-    assert fit_line([(1 * DAY, 90), (4 * DAY, 95)], 7 * DAY) == pytest.approx(100)
 
 
 def test_level_from_config_and_floor_pivots() -> None:
@@ -141,6 +140,58 @@ def test_level_from_config_and_floor_pivots() -> None:
     assert env["level_R1"] == piv["R1"] == pytest.approx(110)
     assert env["level_S1"] == pytest.approx(90)
     assert env["level_big"] == 5000
+
+
+def _trend_bars(trend, days: int = 200) -> list[Candle]:
+    """Daily index klines: ``trend(d)`` with a 12-day wave and a little ripple, so swing pivots form."""
+    out, prev = [], trend(0)
+    for d in range(days):
+        c = trend(d) + 6 * math.sin(2 * math.pi * d / 12) + 1.5 * math.sin(d * 1.7)
+        hi, lo = max(prev, c) + 1 + 0.2 * (d % 3), min(prev, c) - 1 - 0.2 * ((d + 1) % 3)
+        out.append(Candle("binanceusdm", "HW", "HW", DAY, d * DAY, prev, hi, lo, c, 1.0, True, d * DAY, d * DAY))
+        prev = c
+    return out
+
+
+@pytest.mark.parametrize("shape", ["uptrend", "downtrend", "accelerating fall", "slowing rise"])
+def test_support_trendline_sits_under_the_lows_and_resistance_over_the_highs(shape: str) -> None:
+    trend = {"uptrend": lambda d: 100 + 0.5 * d, "downtrend": lambda d: 300 - 0.5 * d,
+             "accelerating fall": lambda d: 300 - 0.004 * d * d, "slowing rise": lambda d: 100 + 12 * d ** 0.5}[shape]
+    b = book_with('price < trendline("long_term")', 'price > trendline("top")', pivot_strength=3,
+                  trendlines={"top": {"fit": "highs", "timeframe": "1d", "window": "180d"}})
+    bars = _trend_bars(trend)
+    for c in bars:
+        b.on_candle(c)
+    now = 200 * DAY + 3600
+    price = bars[-1].close
+    env = b.update({"level": price, "ts": now}, now)
+    support, resistance = env["trendline_long_term"], env["trendline_top"]
+    start = now - 180 * DAY
+    piv = b.pivots[("", DAY)]
+    for pivots, over, value in ((piv.lows, False, support), (piv.highs, True, resistance)):
+        line = trendline(pivots, bars, start, over)
+        assert line is not None
+        t1, p1, t2, p2 = line
+        assert value == pytest.approx(line_through(t1, p1, t2, p2, now))
+        assert (t1, p1) in pivots and (t2, p2) in pivots  # it touches two swing pivots
+        sign = -1 if over else 1
+        # every swing pivot from the first anchor on is on its side, and no close between the anchors
+        # crosses it
+        for t, v in pivots:
+            if t1 <= t <= t2:
+                assert sign * (v - line_through(t1, p1, t2, p2, t)) >= -1e-6
+        for c in bars:
+            if t1 <= c.open_ts <= t2:
+                assert sign * (c.close - line_through(t1, p1, t2, p2, c.open_ts)) >= -1e-6
+    # in the window, the support is under every swing low after its first anchor, whatever the trend; the
+    # resistance over every swing high
+    assert support < resistance
+    assert all(v >= line_through(*trendline(piv.lows, bars, start), t) - 1e-6
+               for t, v in piv.lows if t >= trendline(piv.lows, bars, start)[0])
+    if shape == "accelerating fall":  # the fall outruns its own support line: a break
+        assert price < support < resistance
+    else:  # price trades between the two lines
+        assert support < price < resistance
 
 
 def test_anchored_trendline_from_config() -> None:
