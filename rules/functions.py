@@ -10,14 +10,26 @@ from typing import Any
 
 from rules.candles import CandleSeries
 from rules.durations import format_timeframe, parse_duration, parse_timeframe
-from rules.indicators import EMA, SMA, History, OpenInterestHistory, Pivots, floor_pivots, line_through, trendline
+from rules.indicators import (
+    EMA,
+    PATTERNS,
+    SMA,
+    History,
+    OpenInterestHistory,
+    Pivots,
+    candle_pattern,
+    floor_pivots,
+    line_through,
+    trendline,
+)
 
 Getter = Callable[[], Any]
 
 FUNCTIONS = ("sma", "ema", "open", "high", "low", "close", "volume", "volume_sma", "highest", "lowest",
              "swing_high", "swing_low", "fib", "level", "trendline", "funding_max", "funding_min",
              "funding_avg", "oi_change", "asset_price", "asset_funding", "asset_oi", "asset_volume_24h",
-             "asset_sma")
+             "asset_sma", *PATTERNS)
+CONDITIONS = frozenset(PATTERNS)  # the functions that are conditions (booleans), not numbers
 FLOOR_LEVELS = ("P", "R1", "R2", "R3", "S1", "S2", "S3")
 DEFAULT_TRENDLINES: dict[str, dict[str, Any]] = {
     # A support line under the daily swing lows of the last 180 days: the "long-term trendline" of the matrix.
@@ -161,6 +173,38 @@ class IndicatorFunctions:
 
     def _f_volume(self, args: tuple[Any, ...]) -> tuple[str, Getter]:
         return self._bar_field("volume", args, 0)
+
+    def _pattern(self, name: str, args: tuple[Any, ...]) -> tuple[str, Getter]:
+        """A candlestick pattern on the bar ``ago`` (default 1, the last closed) of the index's ``tf`` bars."""
+        _arity(args, 0, 2, name)
+        tf = self._tf(args[0]) if args else 86400
+        ago = _int(args[1], "'ago'", 0, 10_000) if len(args) > 1 else 1
+        s = self._series("", tf, ago + 2)
+
+        def get() -> bool | None:
+            bar = s.last(ago)
+            if bar is None:
+                return None
+            # the bar before it (``last(0)`` is the last closed bar while none is forming)
+            before = 1 if ago == 0 and s.forming is not None else max(ago, 1) + 1
+            return candle_pattern(name, bar, s.last(before))
+
+        return f"{name}_{format_timeframe(tf)}_{ago}", get
+
+    def _f_bullish_engulfing(self, args: tuple[Any, ...]) -> tuple[str, Getter]:
+        return self._pattern("bullish_engulfing", args)
+
+    def _f_bearish_engulfing(self, args: tuple[Any, ...]) -> tuple[str, Getter]:
+        return self._pattern("bearish_engulfing", args)
+
+    def _f_doji(self, args: tuple[Any, ...]) -> tuple[str, Getter]:
+        return self._pattern("doji", args)
+
+    def _f_hammer(self, args: tuple[Any, ...]) -> tuple[str, Getter]:
+        return self._pattern("hammer", args)
+
+    def _f_shooting_star(self, args: tuple[Any, ...]) -> tuple[str, Getter]:
+        return self._pattern("shooting_star", args)
 
     def _extreme(self, args: tuple[Any, ...], name: str) -> tuple[str, Getter]:
         _arity(args, 1, 2, name)

@@ -143,6 +143,41 @@ def trendline(pivots: Sequence[tuple[float, float]], bars: Sequence[Bar], start:
     return None
 
 
+# Candlestick patterns (rules/SIGNALS.md): the thresholds, as fractions of a bar's range or body.
+DOJI_BODY_RATIO = 0.1  # doji: body at most 10 % of the range
+SHADOW_BODY_MULTIPLE = 2.0  # hammer / shooting star: the long shadow at least twice the body
+SHORT_SHADOW_RATIO = 0.1  # ... and the other shadow at most 10 % of the range
+PATTERNS = ("bullish_engulfing", "bearish_engulfing", "doji", "hammer", "shooting_star")
+
+
+def candle_pattern(name: str, bar: Bar, prev: Bar | None) -> bool | None:
+    """Whether ``bar`` (after ``prev``, for the two-bar patterns) forms the pattern ``name``; None when a
+    two-bar pattern has no previous bar."""
+    body = abs(bar.close - bar.open)
+    rng = bar.high - bar.low
+    upper = bar.high - max(bar.open, bar.close)
+    lower = min(bar.open, bar.close) - bar.low
+    if name in ("bullish_engulfing", "bearish_engulfing"):
+        if prev is None:
+            return None
+        if name == "bullish_engulfing":  # a bearish bar, then a bullish body that covers its body
+            return (prev.close < prev.open and bar.close > bar.open
+                    and bar.open <= prev.close and bar.close >= prev.open
+                    and bar.close - bar.open > prev.open - prev.close)
+        return (prev.close > prev.open and bar.close < bar.open
+                and bar.open >= prev.close and bar.close <= prev.open
+                and bar.open - bar.close > prev.close - prev.open)
+    if rng <= 0:
+        return False
+    if name == "doji":
+        return body <= DOJI_BODY_RATIO * rng
+    if name == "hammer":
+        return lower >= SHADOW_BODY_MULTIPLE * body and upper <= SHORT_SHADOW_RATIO * rng and lower > 0
+    if name == "shooting_star":
+        return upper >= SHADOW_BODY_MULTIPLE * body and lower <= SHORT_SHADOW_RATIO * rng and upper > 0
+    raise ValueError(f"unknown candlestick pattern '{name}'")
+
+
 def floor_pivots(bar: Bar) -> dict[str, float]:
     """Classic floor-trader levels from one (daily) bar: P, R1..R3, S1..S3."""
     p = (bar.high + bar.low + bar.close) / 3.0

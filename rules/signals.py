@@ -13,7 +13,7 @@ from typing import Any
 
 from rules.candles import CandleSeries
 from rules.expr import BOOL, NUM
-from rules.functions import DEFAULT_TRENDLINES, FUNCTIONS, Getter, IndicatorFunctions
+from rules.functions import CONDITIONS, DEFAULT_TRENDLINES, FUNCTIONS, Getter, IndicatorFunctions
 from rules.indicators import History, OpenInterestHistory, Pivots
 from service.events import Candle
 
@@ -80,7 +80,7 @@ class SignalBook(IndicatorFunctions):
             return None
         key, getter = method(args)
         self.getters.setdefault(key, getter)
-        return key, NUM
+        return key, BOOL if name in CONDITIONS else NUM
 
     def history_needed(self) -> dict[str, dict[int, int]]:
         """Bars of klines to bootstrap, per asset ("" is the index: its own klines, or every constituent's
