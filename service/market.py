@@ -9,6 +9,7 @@ event's receive time (``apply``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from service.config import Config
@@ -300,9 +301,11 @@ class MarketState:
             changed = True
         preview = self.rebalancer.announce(now)
         if preview is not None:
-            why = (f"rebalance at {preview['effective_ts']:.0f}: added {', '.join(preview['added']) or '-'}; "
+            when = datetime.fromtimestamp(preview["effective_ts"], UTC).strftime("%Y-%m-%d %H:%M UTC")
+            why = (f"rebalance at {when}: added {', '.join(preview['added']) or '-'}; "
                    f"removed {', '.join(preview['removed']) or '-'}")
-            self._transitions.append(SourceTransition(now, "rebalance_preview", self.name, "", "", "", why))
+            self._transitions.append(
+                SourceTransition(now, "rebalance_preview", self.name, "", "", "scheduled", why, self.level))
         if now - self._last_recompute >= RECOMPUTE_EVERY_S:
             self.basket.recompute()
             self._last_recompute = now
