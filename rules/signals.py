@@ -18,6 +18,9 @@ from rules.indicators import History, OpenInterestHistory, Pivots
 from service.events import Candle
 
 SYNTHETIC = "synthetic"  # the exchange name of index bars back-cast from constituent klines
+# Daily bars asked for when a rule reads the all-time high or low: more than any venue serves (about 13.7
+# years; the venues' perpetuals were listed from 2019 on), so the fetch pages back to the listing.
+FULL_HISTORY_DAYS = 5000
 
 _DERIV_NUM = ("futures_price", "basis", "basis_ratio", "basis_annualized", "funding_rate_8h",
               "funding_annualized", "open_interest_usd", "roll_cost_annualized")
@@ -63,6 +66,8 @@ class SignalBook(IndicatorFunctions):
         if typ is None:
             return None
         key = _ALIASES.get(name, name)
+        if key in ("ath", "atl"):  # the whole daily history the venues serve
+            self.needs[("", 86400)] = max(self.needs.get(("", 86400), 0), FULL_HISTORY_DAYS)
         if key not in self.getters:
             self.getters[key] = self._plain_getter(key)
         return key, typ
@@ -105,7 +110,13 @@ class SignalBook(IndicatorFunctions):
             elif a == "" and c.closed and not self.index_klines and asset in self.assets:
                 s.credit_volume(c.open_ts, c.timeframe_s, c.volume * c.close)
         if asset == "" and c.closed:
-            self._extremes(c.high, c.low)
+            # on the index's level basis: a back-cast bar's close is the index level at that moment (its high
+            # and low only bound levels the basket may never have reached together); the index's own klines
+            # are its levels
+            if c.exchange == SYNTHETIC:
+                self._extremes(c.close, c.close)
+            else:
+                self._extremes(c.high, c.low)
 
     def update(self, snapshot: dict[str, Any], now: float) -> dict[str, Any]:
         """Take one index snapshot and return the env (key -> value or None) for the rules."""

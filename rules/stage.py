@@ -88,7 +88,7 @@ class RuleStage:
 
     def history_needed(self) -> dict[str, dict[int, int]]:
         """What ``bootstrap`` should be given: bars per asset ("" = the index, or all its constituents)
-        and timeframe (seconds). Also fetch long daily history: the all-time high is only as long as it."""
+        and timeframe (seconds); a rule reading the all-time high or low asks for the whole daily history."""
         return self.book.history_needed()
 
     def on_candle(self, candle: Candle) -> None:

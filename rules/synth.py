@@ -4,8 +4,8 @@ At start the daemon has the venues' klines per asset, not of our basket. Once th
 units and the level, each bucket where every constituent has a kline becomes an index bar:
 ``level = sum(price_i x units_i) / divisor`` with ``divisor = sum(price_i x units_i) / level`` now, i.e. the
 current basket carried back (the usual back-cast of a new index). Opens and closes are exact for that
-basket; highs and lows are bounds (constituents do not peak together: the all-time high errs high, which
-delays rather than invents a "new all-time high"); volume is the USD volume
+basket; highs and lows are bounds (constituents do not peak together), so the all-time high and low are
+taken from the closes (``SignalBook.on_candle``); volume is the USD volume
 ``sum(volume_i x close_i)`` over every venue that supplied klines, as live constituent klines credit it.
 """
 
