@@ -54,6 +54,8 @@ class SignalBook(IndicatorFunctions):
         self.snap: dict[str, Any] = {}
         self.deriv: dict[str, Any] = {}
         self.index_klines = False
+        # per constituent, the venue whose volume is the index's (``rules.synth.volume_venues``)
+        self.volume_venue: dict[str, str] = {}
         self.needs: dict[tuple[str, int], int] = {}
         self.ath: float | None = None
         self.atl: float | None = None
@@ -99,15 +101,17 @@ class SignalBook(IndicatorFunctions):
 
     def on_candle(self, c: Candle) -> None:
         """A venue kline: into the series of its asset (the index's own, or a constituent's). While no
-        kline of the index itself has been seen, a constituent's closed kline also credits its USD volume
-        to the index bars it falls in (the index's price bars come from the snapshots)."""
+        kline of the index itself has been seen, a constituent's closed kline from its volume venue also
+        credits its USD volume to the index bars it falls in (the index's price bars come from the
+        snapshots)."""
         asset = "" if c.asset == self.index else c.asset
         if asset == "" and c.exchange != SYNTHETIC:
             self.index_klines = True
         for (a, _tf), s in self.series.items():
             if a == asset:
                 s.add(c.open_ts, c.timeframe_s, c.open, c.high, c.low, c.close, c.volume, c.closed)
-            elif a == "" and c.closed and not self.index_klines and asset in self.assets:
+            elif (a == "" and c.closed and not self.index_klines and asset in self.assets
+                  and self.volume_venue.get(asset, c.exchange) == c.exchange):
                 s.credit_volume(c.open_ts, c.timeframe_s, c.volume * c.close)
         if asset == "" and c.closed:
             # on the index's level basis: a back-cast bar's close is the index level at that moment (its high

@@ -28,6 +28,7 @@ from service.config import IndexConfig
 from service.events import Candle, Funding, Market, MarkPrice, OpenInterest
 
 DAY_S = 86400.0
+HOUR_S = 3600
 FUNDINGS_PER_YEAR_8H = 3 * 365
 _MONTHS = {m.upper(): i for i, m in enumerate(calendar.month_abbr) if m}
 _YYMMDD = re.compile(r"[-_](\d{2})(\d{2})(\d{2})$")
@@ -92,8 +93,11 @@ class Derivatives:
         self.funding_unknown_interval: dict[str, dict[str, tuple[float, float]]] = {}
         self.oi: dict[str, dict[str, tuple[float, float | None, float]]] = {}
         self.dated: dict[str, dict[str, tuple[float, float, float, str]]] = {}
-        self._volumes: dict[str, dict[str, dict[float, float]]] = {}
-        self._volume_tf: dict[tuple[str, str], int] = {}
+        # USD volume per asset, venue and hour: a closed hourly kline's, else the sum of closed finer klines
+        self._hourly: dict[tuple[str, str], dict[float, float]] = {}
+        self._minutes: dict[tuple[str, str], dict[float, float]] = {}
+        # the one venue per asset whose volume counts (the index's volume basis, ``volume_venues``)
+        self.volume_venue: dict[str, str] = {}
         self.contract: tuple[float, float] | None = None
         self._contract_expiry = parse_expiry(config.futures.expiry)
         self._oi_history = OpenInterestHistory(max(config.oi_windows_s.values(), default=0.0), OI_SAMPLE_S)
@@ -129,15 +133,22 @@ class Derivatives:
         self.oi.setdefault(ev.asset, {})[ev.exchange] = (ev.base, ev.usd, ev.ts_recv)
 
     def on_candle(self, ev: Candle, usd_rate: float) -> None:
-        """Keep per-venue bar volumes in USD for the last 24 h (one timeframe per venue and asset)."""
-        key = (ev.asset, ev.exchange)
-        tf = self._volume_tf.setdefault(key, ev.timeframe_s)
-        if ev.timeframe_s != tf or tf > DAY_S:
+        """Keep the venues' USD volume per hour for the last 24 h, from closed klines of an hour or finer
+        (history gives hours, the live stream minutes; an hour's own kline wins over its minutes)."""
+        tf = ev.timeframe_s
+        if not ev.closed or tf > HOUR_S or HOUR_S % tf:
             return
-        bars = self._volumes.setdefault(ev.asset, {}).setdefault(ev.exchange, {})
-        bars[ev.open_ts] = ev.volume * ev.close * usd_rate
-        if len(bars) > DAY_S / tf + 2:
-            for t in sorted(bars)[: len(bars) - int(DAY_S / tf) - 2]:
+        key = (ev.asset, ev.exchange)
+        hour = ev.open_ts - ev.open_ts % HOUR_S
+        usd = ev.volume * ev.close * usd_rate
+        if tf == HOUR_S:
+            bars = self._hourly.setdefault(key, {})
+            bars[hour] = usd
+        else:
+            bars = self._minutes.setdefault(key, {})
+            bars[hour] = bars.get(hour, 0.0) + usd
+        if len(bars) > 26:
+            for t in sorted(bars)[: len(bars) - 26]:
                 del bars[t]
 
     # --- per-asset summaries -----------------------------------------------------------------------
@@ -161,11 +172,15 @@ class Derivatives:
         return total if seen else None
 
     def asset_volume_24h(self, asset: str, now: float) -> float | None:
-        venues = self._volumes.get(asset)
-        if not venues:
+        """USD volume of the last 24 h (the hours that started within it) on the asset's volume venue;
+        None until that venue has reported any."""
+        venue = self.volume_venue.get(asset)
+        key = (asset, venue or "")
+        hourly, minutes = self._hourly.get(key, {}), self._minutes.get(key, {})
+        if venue is None or not (hourly or minutes):
             return None
         start = now - DAY_S
-        return sum(v for bars in venues.values() for t, v in bars.items() if t >= start)
+        return sum(hourly.get(h, minutes.get(h, 0.0)) for h in hourly.keys() | minutes.keys() if h >= start)
 
     def term_structure(self, asset: str, now: float) -> dict[str, object] | None:
         rows = sorted(

@@ -122,6 +122,11 @@ class Engine:
     # --- state ------------------------------------------------------------------------------------
 
     def bootstrap(self, candles: Sequence[Candle]) -> None:
-        """Kline history for every overlay's indicators."""
+        """Kline history for every overlay's indicators, and the assets' 24 h volume: the venue that
+        supplied an asset's history is its volume venue from now on."""
+        d = self.market.derivatives
+        d.volume_venue.update({c.asset: c.exchange for c in candles if c.asset != self.index})
+        for c in candles:
+            self.market.apply(c)
         for o in self.overlays:
             o.rules.bootstrap(candles)

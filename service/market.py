@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from rules.synth import volume_venues
 from service.config import Config
 from service.constituents import Candidate
 from service.derivatives import Derivatives
@@ -69,6 +70,7 @@ class MarketState:
         self._rates: dict[str, tuple[float, bool]] = {}  # quote -> (USD rate, assumed at par)
         self.basket = Basket()
         self.derivatives = Derivatives(config.index)
+        self.derivatives.volume_venue.update(volume_venues(config))
         self.rebalancer = Rebalancer(config, self._oracles, now)
         self._members: frozenset[str] = frozenset()
         self._status = STALE

@@ -180,9 +180,24 @@ def test_term_structure_and_roll_cost_per_asset() -> None:
     assert ts["roll_cost_annualized"] == pytest.approx((102_500 / 101_000 - 1) * 365 / days)
 
 
-def test_volume_24h_from_candles() -> None:
+def test_volume_24h_from_candles_of_the_volume_venue() -> None:
+    """The 24 h USD volume of an asset is its volume venue's (the first source listing it: binanceusdm
+    here), from closed klines: history hours, then live minutes, an hour's own kline winning over them."""
     m = market()
+
+    def k(venue: str, tf: int, ts: float, volume: float, closed: bool = True) -> Candle:
+        return Candle(venue, "BTC", "BTCUSDT", tf, ts, 1, 1, 1, 100_000.0, volume, closed, ts + tf, ts + tf)
+
+    assert m.snapshot(0.0)["assets"]["BTC"]["volume_24h"] is None
     for i in range(3):
-        m.apply(Candle("okx", "BTC", "BTCUSDT", 3600, 3600.0 * i, 1, 1, 1, 100_000.0, 2.0, True, 1.0, 1.0))
-    m.apply(Candle("okx", "BTC", "BTCUSDT", 3600, 7200.0, 1, 1, 1, 100_000.0, 3.0, False, 1.0, 1.0))
-    assert m.snapshot(7300.0)["assets"]["BTC"]["volume_24h"] == pytest.approx(7.0 * 100_000)
+        m.apply(k("binanceusdm", 3600, 3600.0 * i, 2.0))
+        m.apply(k("okx", 3600, 3600.0 * i, 50.0))  # another venue: not the volume basis
+    m.apply(k("binanceusdm", 3600, 3 * 3600.0, 9.0, closed=False))  # still forming: not counted
+    for minute in range(10):
+        m.apply(k("binanceusdm", 60, 3 * 3600.0 + minute * 60, 0.1))
+    assert m.snapshot(3 * 3600.0 + 600)["assets"]["BTC"]["volume_24h"] == pytest.approx(7.0 * 100_000)
+    m.apply(k("binanceusdm", 3600, 3 * 3600.0, 1.5))  # the hour's own kline replaces its minutes
+    assert m.snapshot(4 * 3600.0)["assets"]["BTC"]["volume_24h"] == pytest.approx(7.5 * 100_000)
+    assert m.snapshot(DAY + 3600.0 + 1)["assets"]["BTC"]["volume_24h"] == pytest.approx(3.5 * 100_000)
+
+
