@@ -263,19 +263,23 @@ class OpenInterestHistory:
     coverage (the open interest of the venues counted over all the venues known at either end, valued
     now) comes with it; at or below ``MIN_OI_COVERAGE`` (half) the change is unavailable."""
 
-    def __init__(self, horizon_s: float = 0.0, spacing_s: float = 60.0) -> None:
+    def __init__(self, horizon_s: float = 0.0, spacing_s: float = 60.0, max_samples: int = 2048,
+                 usd: bool = True) -> None:
         self.horizon_s = 0.0
         self.spacing_s = self._min_spacing = spacing_s
+        self.max_samples = max_samples
+        self.track_usd = usd  # keep the USD figures too (for the USD change beside the one in contracts)
         self.times: list[float] = []
         self.base: dict[str, array] = {}
         self.usd: dict[str, array] = {}
         self.widen(horizon_s)
 
     def widen(self, horizon_s: float) -> None:
-        """Keep at least ``horizon_s``; samples thin out beyond ~2048 per venue so memory stays bounded."""
+        """Keep at least ``horizon_s``; samples thin out beyond ``max_samples`` per venue so memory (and a
+        persisted copy) stays bounded."""
         if horizon_s > self.horizon_s:
             self.horizon_s = horizon_s
-            self.spacing_s = max(self._min_spacing, horizon_s / 2048)
+            self.spacing_s = max(self._min_spacing, horizon_s / self.max_samples)
 
     def add(self, ts: float, rows: Mapping[str, tuple[float, float | None]]) -> None:
         """Sample ``rows`` (``"ASSET/venue"`` -> (base units, USD or None)) of the venues fresh at ``ts``,
@@ -286,19 +290,24 @@ class OpenInterestHistory:
         self.times.append(ts)
         for key in rows.keys() - self.base.keys():
             self.base[key] = array("d", [math.nan] * n)
-            self.usd[key] = array("d", [math.nan] * n)
+            if self.track_usd:
+                self.usd[key] = array("d", [math.nan] * n)
         for key, col in self.base.items():
             b, u = rows.get(key, (None, None))
             col.append(_nan(b))
-            self.usd[key].append(_nan(u))
+            if self.track_usd:
+                self.usd[key].append(_nan(u))
         cutoff = ts - self.horizon_s - self.spacing_s
         drop = bisect.bisect_right(self.times, cutoff) - 1
         if drop > 0 and len(self.times) - drop >= 2:
             del self.times[:drop]
             for key in list(self.base):
-                del self.base[key][:drop], self.usd[key][:drop]
+                del self.base[key][:drop]
+                if self.track_usd:
+                    del self.usd[key][:drop]
                 if all(math.isnan(x) for x in self.base[key]) and key not in rows:
-                    del self.base[key], self.usd[key]
+                    del self.base[key]
+                    self.usd.pop(key, None)
 
     def change(self, now: float, window_s: float, rows: Mapping[str, tuple[float, float | None]],
                prices: Mapping[str, float]) -> dict[str, float] | None:
@@ -322,27 +331,30 @@ class OpenInterestHistory:
                 den += p * then
                 covered += p * cur[0]
                 usd_now += cur[1] if cur[1] is not None else p * cur[0]
-                u = self.usd[key][i]
+                u = self.usd[key][i] if self.track_usd else math.nan
                 usd_then += u if not math.isnan(u) else p * then
             total += p * (cur[0] if cur is not None else then if not math.isnan(then) else 0.0)
         if den <= 0 or total <= 0 or covered / total <= MIN_OI_COVERAGE:
             return None
-        return {"contracts": num / den, "usd": usd_now / usd_then - 1.0 if usd_then > 0 else math.nan,
+        usd = usd_now / usd_then - 1.0 if usd_then > 0 and self.track_usd else math.nan
+        return {"contracts": num / den, "usd": usd,
                 "coverage": covered / total}
 
     def dump(self) -> dict[str, Any]:
-        def col(a: array) -> list[float | None]:
-            return [None if math.isnan(x) else x for x in a]
+        def col(a: array) -> list[float | None]:  # 9 significant digits: changes of 1e-9 do not matter
+            return [None if math.isnan(x) else float(f"{x:.9g}") for x in a]
 
-        return {"t": list(self.times), "v": {k: [col(self.base[k]), col(self.usd[k])] for k in self.base}}
+        return {"t": list(self.times),
+                "v": {k: [col(self.base[k]), col(self.usd[k]) if self.track_usd else []] for k in self.base}}
 
     def load(self, state: Mapping[str, Any]) -> None:
         times = [float(t) for t in state.get("t") or []]
         cols = state.get("v") or {}
         if not isinstance(cols, Mapping) or any(
-                not (isinstance(v, list) and len(v) == 2 and all(len(c) == len(times) for c in v))
+                not (isinstance(v, list) and len(v) == 2 and len(v[0]) == len(times))
                 for v in cols.values()):
             return
         self.times = times
         self.base = {str(k): array("d", map(_nan, v[0])) for k, v in cols.items()}
-        self.usd = {str(k): array("d", map(_nan, v[1])) for k, v in cols.items()}
+        self.usd = {str(k): array("d", map(_nan, v[1]) if len(v[1]) == len(times) else [math.nan] * len(times))
+                    for k, v in cols.items()} if self.track_usd else {}

@@ -48,7 +48,9 @@ class SignalBook(IndicatorFunctions):
         self.series: dict[tuple[str, int], CandleSeries] = {}
         self.pivots: dict[tuple[str, int], Pivots] = {}
         self.funding = History(86400.0, 60.0)
-        self.oi = OpenInterestHistory()
+        # in contracts only, at most 360 samples a venue (4 min apart over a day): it is persisted with the
+        # rule state
+        self.oi = OpenInterestHistory(max_samples=360, usd=False)
         self.oi_now: dict[str, tuple[float, float | None]] = {}  # venues' open interest now
         self.prices: dict[str, float] = {}  # constituents' prices now
         self.snap: dict[str, Any] = {}
