@@ -490,7 +490,7 @@ class Daemon:
                         failed.add(src.source_id)
                         log.warning("kline history from %s failed: %s", src.source_id, exc)
                     continue
-                self.rules.bootstrap(candles)
+                self.engine.bootstrap(candles)
                 got = {c.asset for c in candles}
                 remaining = {a: n for a, n in remaining.items() if a not in got}
                 log.info("indicators bootstrapped with %d klines from %s (%s)", len(candles), src.source_id,

@@ -284,8 +284,9 @@ class PortfolioConfig(Section):
 
 
 class TrendlineConfig(Section):
-    """Either two ``anchors`` (``[time, price]``, time as epoch seconds or ISO 8601) or a line ``fit`` by
-    least squares through the swing lows (or highs) of ``timeframe`` bars within ``window``."""
+    """Either two ``anchors`` (``[time, price]``, time as epoch seconds or ISO 8601) or a line ``fit`` under
+    the swing lows (a support; ``highs``: over the swing highs, a resistance) of ``timeframe`` bars within
+    ``window``: through two swing pivots, never crossed by the pivots or closes between them."""
 
     anchors: tuple[tuple[float | str, float], tuple[float | str, float]] | None = None
     fit: Literal["lows", "highs"] = "lows"

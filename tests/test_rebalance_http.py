@@ -65,6 +65,10 @@ async def test_rebalance_on_demand_restores_target_weights_and_keeps_the_level(
     # ... and the rebalance brings them back while the level carries on from where it was
     assert all(w == pytest.approx(1 / 3, rel=1e-9) for w in body["weights"].values())
     assert body["level"] == pytest.approx(level_before, rel=1e-3)
+    # the user is told, by the bundled `Rebalanced` event rule, not only a log line
+    fired = {"rule": "Rebalanced", "status": "firing"}
+    await wait_for(lambda: d.metrics.registry.get_sample_value("hedgewatch_alerts_total", fired) == 1.0, 10,
+                   "the rebalance alert")
 
 
 @pytest.mark.parametrize("how", ["url password", "token file", "token file from the environment",
