@@ -124,13 +124,14 @@ class Daemon:
             )
         self.http = HttpServer(
             config.http.host, config.http.port, self.metrics, ready=self._readiness, state=self.state,
-            rebalance=self.rebalance, hedge_ack=self.hedge_ack,
+            rebalance=self.rebalance, hedge_ack=self.hedge_ack, settings=config.http,
         )
         self.commands: CommandReader | None = None
         if url:
             self.commands = CommandReader(redis_factory(url), self.keys, self.command)
         self.stats = Stats(started=clock())
         self.state_file = statefile.state_path(config.redis.outbox_dir, self.index_name)
+        self.state_dir = os.path.abspath(config.redis.outbox_dir)  # the outbox and state copy, as shown
         self._saved: dict[str, Any] | None = None  # the last persisted state, copied to state_file at stop
         self.started = asyncio.Event()
         self._dirty = False  # the index changed since the last publish
@@ -158,6 +159,7 @@ class Daemon:
         return {
             "ts": now,
             "uptime_s": now - self.stats.started,
+            "state_dir": None if self.alerts is None else self.state_dir,
             "market": self.market.state(now),
             "rules": self.rules.state(),
             "position": self.rules.hedge.positions.view(),
@@ -172,7 +174,8 @@ class Daemon:
                 "queue_dropped": self.bus.dropped,
                 "redis": None
                 if self.publisher is None
-                else {"connected": self.publisher.connected, "published": self.publisher.published},
+                else {"connected": self.publisher.connected, "published": self.publisher.published,
+                      "server": self.publisher.where},
             },
         }
 
@@ -417,8 +420,9 @@ class Daemon:
                     others.append(tg.create_task(self._balances(), name="balances"))
                 self.started.set()
                 log.info(
-                    "running index %s over %d sources; http %s:%d",
+                    "running index %s over %d sources; http %s:%d%s",
                     self.index_name, len(self.connectors), self.http.host, self.http.port,
+                    "" if self.alerts is None else f"; outbox and state copy in {self.state_dir}",
                 )
                 await stop.wait()
                 await self._shutdown(feeds, pipeline, writer, others)
@@ -486,7 +490,7 @@ class Daemon:
                         failed.add(src.source_id)
                         log.warning("kline history from %s failed: %s", src.source_id, exc)
                     continue
-                self.rules.bootstrap(candles)
+                self.engine.bootstrap(candles)
                 got = {c.asset for c in candles}
                 remaining = {a: n for a, n in remaining.items() if a not in got}
                 log.info("indicators bootstrapped with %d klines from %s (%s)", len(candles), src.source_id,
