@@ -73,6 +73,31 @@ def binance_usdm(info: dict[str, Any], assets: Iterable[str], quote: str) -> lis
     return _by_asset(out, assets)
 
 
+def binance_coinm(info: dict[str, Any], assets: Iterable[str]) -> list[Instrument]:
+    """``/dapi/v1/exchangeInfo`` (Binance COIN-M): the TRADING PERPETUAL ``<ASSET>USD_PERP`` of each asset, a
+    coin-margined contract of ``contractSize`` USD (100 for BTC, 10 for the others) settled in the coin
+    (``marginAsset``). COIN-M lists its state as ``contractStatus`` and quotes every contract in USD."""
+    out = []
+    for s in info.get("symbols", ()):
+        if s.get("contractType") != "PERPETUAL" or s.get("contractStatus") != "TRADING":
+            continue
+        base = s.get("baseAsset")
+        if s.get("quoteAsset") != "USD" or s.get("marginAsset") not in (None, base):
+            continue
+        ct_val = _positive_float(s.get("contractSize"))
+        if ct_val is not None:
+            out.append(Instrument(str(base), s["symbol"], "USD", ct_val=ct_val, inverse=True))
+    return _by_asset(out, assets)
+
+
+def _positive_float(v: Any) -> float | None:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if 0.0 < x < 1e12 else None
+
+
 def binance_funding_intervals(rows: Any) -> dict[str, float]:
     """``/fapi/v1/fundingInfo`` lists only the symbols whose interval differs from the default 8 h."""
     out = {}
@@ -87,8 +112,7 @@ def binance_funding_intervals(rows: Any) -> dict[str, float]:
 
 def bybit_linear(body: dict[str, Any], assets: Iterable[str], quote: str) -> list[Instrument]:
     """``/v5/market/instruments-info?category=linear``: the Trading LinearPerpetual of each asset."""
-    if body.get("retCode") != 0:
-        raise FeedError(f"bybit instruments-info: retCode {body.get('retCode')} {body.get('retMsg', '')}")
+    _bybit_ok(body)
     out = []
     for s in body.get("result", {}).get("list", ()):
         if s.get("contractType") != "LinearPerpetual" or s.get("status") != "Trading":
@@ -99,6 +123,39 @@ def bybit_linear(body: dict[str, Any], assets: Iterable[str], quote: str) -> lis
         out.append(Instrument(s["baseCoin"], s["symbol"], quote,
                               funding_interval_h=float(interval) / 60.0 if interval else None))
     return _by_asset(out, assets)
+
+
+def bybit_inverse(body: dict[str, Any], assets: Iterable[str]) -> list[Instrument]:
+    """``/v5/market/instruments-info?category=inverse``: the Trading InversePerpetual ``<ASSET>USD`` of each
+    asset, a coin-margined contract of 1 USD (sizes and open interest in USD), settled in the coin."""
+    _bybit_ok(body)
+    out = []
+    for s in body.get("result", {}).get("list", ()):
+        if s.get("contractType") != "InversePerpetual" or s.get("status") != "Trading":
+            continue
+        base = s.get("baseCoin")
+        if s.get("quoteCoin") != "USD" or s.get("settleCoin") not in (None, "", base):
+            continue
+        interval = s.get("fundingInterval")
+        out.append(Instrument(str(base), s["symbol"], "USD", ct_val=1.0, inverse=True,
+                              funding_interval_h=float(interval) / 60.0 if interval else None))
+    return _by_asset(out, assets)
+
+
+def bybit_category(quote: str) -> str:
+    """The Bybit v5 ``category`` of a source: ``inverse`` for quote ``USD`` (coin-margined ``BTCUSD``),
+    ``linear`` otherwise."""
+    return "inverse" if quote == "USD" else "linear"
+
+
+def bybit_perpetuals(body: dict[str, Any], assets: Iterable[str], quote: str) -> list[Instrument]:
+    """The perpetual of each asset from an instruments-info page of ``bybit_category(quote)``."""
+    return bybit_inverse(body, assets) if quote == "USD" else bybit_linear(body, assets, quote)
+
+
+def _bybit_ok(body: dict[str, Any]) -> None:
+    if body.get("retCode") != 0:
+        raise FeedError(f"bybit instruments-info: retCode {body.get('retCode')} {body.get('retMsg', '')}")
 
 
 def okx_swaps(body: dict[str, Any], assets: Iterable[str], quote: str) -> list[Instrument]:
