@@ -433,3 +433,66 @@ class BinanceServer(VenueServer):
         if handler is None:
             raise RestError(404, {"code": -5000, "msg": f"Path {path}, Method GET is invalid"})
         return handler(self, params)
+
+
+class BinanceCoinmServer(BinanceServer):
+    """A Binance COIN-M venue (``dstream.binance.com``, ``dapi.binance.com``): coin-margined perpetuals
+    ``<A>USD_PERP`` of 100 USD a contract for BTC and 10 USD for the others, settled in the coin.
+
+    The stream payloads are USDⓈ-M's with the pair ``ps`` added to bookTicker; sizes (``B``/``A``,
+    aggTrade ``q``, kline ``v``/``V``, open interest) are whole contracts and kline ``q``/``Q`` the base
+    volume, as COIN-M's documentation shows them. Streams are served on ``/ws`` and ``/stream`` only
+    (dstream has no routed paths); REST under ``/dapi/v1``.
+    """
+
+    exchange = "binancecoinm"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.quote = "USD"
+        self.symbols = {a: f"{a}USD_PERP" for a in self.model.assets}
+        self.pairs = {a: f"{a}USD" for a in self.model.assets}
+        self.by_symbol = {s.lower(): a for a, s in self.symbols.items()}
+        self.composites = {}
+        self.ct_val = {a: 100.0 if a == "BTC" else 10.0 for a in self.model.assets}
+
+    @staticmethod
+    def _split(path: str) -> tuple[str, str, str] | None:
+        parts = path.strip("/").split("/", 1)
+        if not parts or parts[0] not in ("ws", "stream"):
+            return None
+        return "", parts[0], "/".join(parts[1:])
+
+    def contracts(self, a: str, base_qty: float, px: float) -> int:
+        """A base-unit size as whole contracts of ``ct_val`` USD at ``px`` (at least one)."""
+        return max(1, round(base_qty * px / self.ct_val[a]))
+
+    def book_ticker(self, q: AssetQuote) -> dict[str, Any]:
+        out = super().book_ticker(q)
+        a = q.asset
+        return {"e": "bookTicker", "u": out["u"], "s": out["s"], "ps": self.pairs[a], "b": out["b"],
+                "B": str(self.contracts(a, q.bid_qty, q.bid)), "a": out["a"],
+                "A": str(self.contracts(a, q.ask_qty, q.ask)), "T": out["T"], "E": out["E"]}
+
+    def agg_trade(self, q: AssetQuote, trade: tuple[int, float, float, bool]) -> dict[str, Any]:
+        out = super().agg_trade(q, trade)
+        out["q"] = str(self.contracts(q.asset, trade[2], trade[1]))
+        return out
+
+    def mark_price(self, q: AssetQuote) -> dict[str, Any]:
+        out = super().mark_price(q)
+        return {"e": out["e"], "E": out["E"], "s": out["s"], "p": out["p"], "P": out["P"], "i": out["i"],
+                "r": out["r"], "T": out["T"]}
+
+    def _kline_body(self, a: str, bar: Bar, interval: str, closed: bool) -> dict[str, Any]:
+        out = super()._kline_body(a, bar, interval, closed)
+        vol, close = bar[5], bar[4]
+        contracts = round(vol * close / self.ct_val[a]) if vol else 0
+        out.update({"v": str(contracts), "q": f"{vol:.8f}", "V": str(contracts // 2), "Q": f"{vol / 2:.8f}"})
+        return out
+
+    def rest(self, path: str, params: dict[str, str]) -> Any:
+        handler = binance_rest.COINM_ROUTES.get(path)
+        if handler is None:
+            raise RestError(404, {"code": -5000, "msg": f"Path {path}, Method GET is invalid"})
+        return handler(self, params)
