@@ -27,7 +27,14 @@ import msgspec
 import orjson
 
 from connectors.base import FeedContext, Route, ms, num
-from connectors.instruments import Instrument, binance_coinm, binance_funding_intervals, binance_usdm, get_json
+from connectors.instruments import (
+    Instrument,
+    binance_coinm,
+    binance_dated,
+    binance_funding_intervals,
+    binance_usdm,
+    get_json,
+)
 from connectors.sanity import (
     MAX_JUMP_FACTOR,
     MAX_PRICE,
@@ -44,7 +51,7 @@ from connectors.sanity import (
 from connectors.venue import Poller, VenueConnector
 from connectors.wsconn import WsConnection, WsProtocol, group_routes
 from service.errors import FeedError, RejectedMessage
-from service.events import Candle, CompositeIndex, Funding, MarkPrice, OpenInterest, Quote, Trade
+from service.events import Candle, CompositeIndex, Funding, Market, MarkPrice, OpenInterest, Quote, Trade
 
 BOOK, MARK, TRADE, KLINE, COMPOSITE = range(5)
 TIMEFRAMES = {"1m": 60, "3m": 180, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "2h": 7200, "4h": 14400,
@@ -91,8 +98,9 @@ class BinanceProtocol(WsProtocol):
     subscribe_batch = 50
 
     def __init__(self, ctx: FeedContext, url: str, routes: list[Route], funding_h: dict[str, float],
-                 inverse: bool = False) -> None:
+                 inverse: bool = False, market: str = Market.PERP) -> None:
         super().__init__(ctx, url, routes)
+        self.market = market  # what its quotes are: the perpetuals, or (``future``) dated futures
         self.by_stream = {r.key: r for r in routes}
         self.funding_h = funding_h
         # COIN-M: sizes are contracts of ``r.scale`` USD, converted to base units at the trade's price
@@ -134,6 +142,7 @@ class BinanceProtocol(WsProtocol):
         agg_cls = _Agg
         mark = self._mark_fast
         inverse = self.inverse
+        market = self.market
         malformed = (decode_error, RecursionError)  # msgspec recurses to skip deeply nested fields
 
         def handle(raw: bytes) -> None:
@@ -171,7 +180,7 @@ class BinanceProtocol(WsProtocol):
                 r.ref_at = now
                 r.lo = mid / up
                 r.hi = mid * up
-                sink(Quote(ex, r.asset, r.instrument, bid, ask, d.E / 1000.0, now, r.quote))
+                sink(Quote(ex, r.asset, r.instrument, bid, ask, d.E / 1000.0, now, r.quote, market))
             elif cls is agg_cls:
                 price = d.p
                 qty = d.q
@@ -260,7 +269,7 @@ class BinanceProtocol(WsProtocol):
                 r.seq = u
                 r.seq_at = now
             accept_price(r, (bid + ask) * 0.5, now)
-            sink(Quote(ex, r.asset, r.instrument, bid, ask, ts, now, r.quote))
+            sink(Quote(ex, r.asset, r.instrument, bid, ask, ts, now, r.quote, self.market))
             r.count += 1
 
         return handle
@@ -370,6 +379,7 @@ class BinanceUsdmConnector(VenueConnector):
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self.funding_h: dict[str, float] = {}
+        self.dated: list[Instrument] = []  # quarterly futures quoted for the term structure (``futures``)
 
     def parse_instruments(self, info: dict[str, Any]) -> list[Instrument]:
         return binance_usdm(info, self.source.symbols, self.source.quote)
@@ -379,6 +389,8 @@ class BinanceUsdmConnector(VenueConnector):
         if not isinstance(info, dict):
             raise FeedError("exchangeInfo: unexpected body")
         found = self.parse_instruments(info)
+        if "futures" in self.channels:
+            self.dated = binance_dated(info, self.source.symbols, found[0].quote if found else self.source.quote)
         if "funding" in self.channels:
             try:
                 self.funding_h = binance_funding_intervals(await get_json(http, f"{self.api}/fundingInfo"))
@@ -412,13 +424,18 @@ class BinanceUsdmConnector(VenueConnector):
         and compositeIndex each on ``/market`` connections of their own, so that one stalled stream family
         (markPrice@1s, say) recycles nothing it does not share a fault with (aggTrade keeps flowing)."""
         public, market = self.routes()
+        # dated futures' bookTicker (``futures``): connections of their own, quotes of market ``future``;
+        # a quarterly contract may trade thinly, so its silence recycles nothing
+        futures = [Route(f"{i.instrument.lower()}@bookTicker", "futures", BOOK, i.asset, i.instrument, i.quote,
+                         cadence_s=1.0, critical=False) for i in self.dated]
         n = self.source.max_streams_per_connection
-        for path, routes in (("public", public), ("market", market)):
+        for path, routes in (("public", public), ("market", market), ("public", futures)):
             url = f"{self.ws_base}{self.ws_paths[path]}"
             seen: dict[str, int] = {}
+            kind = Market.FUTURE if routes is futures else Market.PERP
             for channel, group in group_routes(routes, n):
                 k = seen[channel] = seen.get(channel, -1) + 1
-                proto = BinanceProtocol(self.ctx, url, group, self.funding_h, inverse=self.inverse)
+                proto = BinanceProtocol(self.ctx, url, group, self.funding_h, inverse=self.inverse, market=kind)
                 proto.want_mark = "mark" in self.channels
                 proto.want_funding = "funding" in self.channels
                 self.connections.append(WsConnection(self.ctx, proto, f"{path}-{channel}-{k}"))

@@ -73,6 +73,28 @@ def binance_usdm(info: dict[str, Any], assets: Iterable[str], quote: str) -> lis
     return _by_asset(out, assets)
 
 
+DATED_TYPES = ("CURRENT_QUARTER", "NEXT_QUARTER")
+
+
+def binance_dated(info: dict[str, Any], assets: Iterable[str], quote: str) -> list[Instrument]:
+    """The quarterly (dated) futures of each asset from ``/fapi/v1/exchangeInfo`` (or COIN-M's
+    ``/dapi/v1/exchangeInfo``, whose state is ``contractStatus`` and whose contracts are ``contractSize``
+    USD): every TRADING ``CURRENT_QUARTER``/``NEXT_QUARTER`` symbol (``BTCUSDT_250627``) with the quote, in
+    the order listed. Their quotes feed the term structure and the roll cost, not the oracle."""
+    wanted = set(assets)
+    out = []
+    for s in info.get("symbols", ()):
+        if s.get("contractType") not in DATED_TYPES or s.get("quoteAsset") != quote:
+            continue
+        if (s.get("status") or s.get("contractStatus")) != "TRADING" or s.get("baseAsset") not in wanted:
+            continue
+        inverse = "contractSize" in s
+        ct_val = _positive_float(s.get("contractSize")) if inverse else 1.0
+        if ct_val is not None:
+            out.append(Instrument(str(s["baseAsset"]), s["symbol"], quote, ct_val=ct_val, inverse=inverse))
+    return out
+
+
 def binance_coinm(info: dict[str, Any], assets: Iterable[str]) -> list[Instrument]:
     """``/dapi/v1/exchangeInfo`` (Binance COIN-M): the TRADING PERPETUAL ``<ASSET>USD_PERP`` of each asset, a
     coin-margined contract of ``contractSize`` USD (100 for BTC, 10 for the others) settled in the coin

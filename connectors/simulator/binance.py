@@ -23,7 +23,7 @@ from websockets.asyncio.server import ServerConnection
 from connectors.simulator import binance_account, binance_rest
 from connectors.simulator.candles import INTERVALS_MS, Bar
 from connectors.simulator.transport import RestError, VenueServer
-from connectors.simulator.venue import AssetQuote
+from connectors.simulator.venue import DATED_TYPES, AssetQuote, dated_price, quarterly_expiries
 
 PUBLIC_CHANNELS = frozenset({"bookTicker", "depth"})
 CHANNELS = ("bookTicker", "aggTrade", "markPrice", "kline", "ticker", "depth", "compositeIndex")
@@ -74,6 +74,14 @@ class BinanceServer(VenueServer):
         self.by_symbol = {s.lower(): a for a, s in self.symbols.items()}
         # composite index symbol (lowercase) -> its base name in the path (DEFIUSDT -> DEFI)
         self.composites = {f"{b}{quote}".lower(): b for b in self.model.path.composites}
+        # quarterly futures: lowercase symbol (BTCUSDT_250627) -> (asset, settlement ms, contractType)
+        self.dated: dict[str, tuple[str, int, str]] = {}
+        for a in self.model.assets:
+            if a in self.model.path.composites:
+                continue
+            for ctype, exp in zip(DATED_TYPES, quarterly_expiries(self.now_ms()), strict=True):
+                sym = f"{a}{quote}_{time.strftime('%y%m%d', time.gmtime(exp / 1000))}"
+                self.dated[sym.lower()] = (a, exp, ctype)
         self._subs: dict[ServerConnection, list[str]] = {}
         self._bar_start: dict[tuple[str, str], int] = {}
         self.account = binance_account.Account()
@@ -210,6 +218,10 @@ class BinanceServer(VenueServer):
             book = self.book_ticker(q)
             self._emit("bookTicker", f"{sym}@bookTicker", book)
             self._emit("bookTicker", "!bookTicker", book)
+        if "bookTicker" in due:
+            for dated, (asset, exp, _) in self.dated.items():
+                if asset == a and self._wanted(f"{dated}@bookTicker"):
+                    self._emit("bookTicker", f"{dated}@bookTicker", self.dated_book(q, dated, exp))
         if "aggTrade" in due and q.trades and self._wanted(f"{sym}@aggTrade"):
             for trade in q.trades:
                 self._emit("aggTrade", f"{sym}@aggTrade", self.agg_trade(q, trade))
@@ -277,6 +289,14 @@ class BinanceServer(VenueServer):
             "T": q.ts_ms,
             "m": maker,
         }
+
+    def dated_book(self, q: AssetQuote, symbol: str, expiry_ms: int) -> dict[str, Any]:
+        """The bookTicker of a quarterly future: the perpetual's book moved to the dated fair price."""
+        book = self.book_ticker(q)
+        shift = dated_price(q, expiry_ms) - q.mid
+        a = q.asset
+        book.update(s=symbol.upper(), b=self._p(a, q.bid + shift), a=self._p(a, q.ask + shift))
+        return book
 
     def mark_price(self, q: AssetQuote) -> dict[str, Any]:
         return {
@@ -454,6 +474,7 @@ class BinanceCoinmServer(BinanceServer):
         self.pairs = {a: f"{a}USD" for a in self.model.assets}
         self.by_symbol = {s.lower(): a for a, s in self.symbols.items()}
         self.composites = {}
+        self.dated = {}
         self.ct_val = {a: 100.0 if a == "BTC" else 10.0 for a in self.model.assets}
 
     @staticmethod

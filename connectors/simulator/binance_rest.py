@@ -133,6 +133,8 @@ def _symbol_info(srv: BinanceServer, asset: str) -> dict[str, Any]:
 def exchange_info(srv: BinanceServer, params: dict[str, str]) -> Any:
     quote = srv.model.path.scenario.quote
     symbols = [_symbol_info(srv, a) for a in srv.model.assets]
+    for sym, (a, expiry, ctype) in srv.dated.items():  # the quarterly futures, as USDⓈ-M lists them
+        symbols.append(dict(_symbol_info(srv, a), symbol=sym.upper(), contractType=ctype, deliveryDate=expiry))
     return {
         "timezone": "UTC",
         "serverTime": srv.now_ms(),
