@@ -184,6 +184,24 @@ def okx_swaps(body: dict[str, Any], assets: Iterable[str], quote: str) -> list[I
     """``/api/v5/public/instruments?instType=SWAP``: the live swap ``<ASSET>-<QUOTE>-SWAP`` with its contract
     value: a linear one (``ctVal`` base units per contract), or with quote ``USD`` the coin-margined
     (inverse) one, ``ctVal`` USD per contract and settled in the coin."""
+    return _by_asset([inst for inst, _ in _okx_contracts(body, quote)], assets)
+
+
+OKX_QUARTERS = ("this_quarter", "next_quarter")
+
+
+def okx_futures(body: dict[str, Any], assets: Iterable[str], quote: str) -> list[Instrument]:
+    """``/api/v5/public/instruments?instType=FUTURES``: the live quarterly futures (``alias``
+    ``this_quarter``/``next_quarter``, ``BTC-USDT-261225``) of each asset with the quote, linear or (quote
+    USD) inverse like the swaps. Their quotes feed the term structure and the roll cost, not the oracle."""
+    wanted = set(assets)
+    return [inst for inst, row in _okx_contracts(body, quote)
+            if row.get("alias") in OKX_QUARTERS and inst.asset in wanted]
+
+
+def _okx_contracts(body: dict[str, Any], quote: str) -> list[tuple[Instrument, dict[str, Any]]]:
+    """The live contracts of an OKX instruments page with the quote: linear (``ctVal`` base units a
+    contract) or, with quote ``USD``, inverse (``ctVal`` USD a contract, settled in the coin)."""
     if str(body.get("code")) != "0":
         raise FeedError(f"okx instruments: code {body.get('code')} {body.get('msg', '')}")
     out = []
@@ -197,11 +215,7 @@ def okx_swaps(body: dict[str, Any], assets: Iterable[str], quote: str) -> list[I
             continue
         if inverse and s.get("settleCcy") not in (None, "", base):
             continue
-        try:
-            ct_val = float(s["ctVal"])
-        except (KeyError, TypeError, ValueError):
-            continue
-        if not ct_val > 0:
-            continue
-        out.append(Instrument(base, s["instId"], quote, ct_val=ct_val, inverse=inverse))
-    return _by_asset(out, assets)
+        ct_val = _positive_float(s.get("ctVal"))
+        if ct_val is not None:
+            out.append((Instrument(base, s["instId"], quote, ct_val=ct_val, inverse=inverse), s))
+    return out
