@@ -1,6 +1,7 @@
 """Dated futures quotes (the ``futures`` channel): Binance USDⓈ-M quarterly contracts (``BTCUSDT_261225``,
 ``contractType`` CURRENT_QUARTER/NEXT_QUARTER in exchangeInfo) and OKX ``FUTURES`` (``BTC-USDT-261225``, alias
-this_quarter/next_quarter), served by the simulator at the perpetual's price carried to expiry at its
+this_quarter/next_quarter), and their coin-margined kin on Binance COIN-M (``BTCUSD_261225``) and OKX
+(``BTC-USD-261225``), served by the simulator at the perpetual's price carried to expiry at its
 funding rate, so the term structure and the roll cost have data through the whole daemon."""
 
 from __future__ import annotations
@@ -56,11 +57,18 @@ async def sim() -> AsyncIterator[Simulator]:
         yield s
 
 
-@pytest.mark.parametrize("exchange", ["binanceusdm", "okx"])
-async def test_dated_quotes_with_a_plausible_basis(sim: Simulator, exchange: str) -> None:
-    ep = next(e for e in sim.endpoints if e.exchange == exchange)
-    src = {"exchange": exchange, "symbols": ["BTC", "ETH"], "ws_url": ep.ws_url, "rest_url": ep.rest_url,
-           "channels": ["quotes", "futures"]}
+@pytest.fixture
+async def six() -> AsyncIterator[Simulator]:
+    async with Simulator(load_scenario("coin_margined.yaml")) as s:
+        yield s
+
+
+@pytest.mark.parametrize("venue", ["binanceusdm", "okx", "binancecoinm", "okx-inverse"])
+async def test_dated_quotes_with_a_plausible_basis(six: Simulator, venue: str) -> None:
+    sim = six
+    ep = next(e for e in sim.endpoints if e.name == venue)
+    src = {"exchange": ep.exchange, "symbols": ["BTC", "ETH"], "ws_url": ep.ws_url, "rest_url": ep.rest_url,
+           "channels": ["quotes", "futures"], "quote": ep.quote}
     events: list[Any] = []
     conn = build_connector(config_from_dict({"sources": [src], "index": {"name": "X", "constituents": ["BTC"]}},
                                             "<t>", {}).sources[0], events.append, Metrics(), tuning=FAST)
@@ -75,6 +83,8 @@ async def test_dated_quotes_with_a_plausible_basis(sim: Simulator, exchange: str
         task.cancel()
     assert any(c.startswith("public-futures") for c in conn.status()["connections"])
     for inst, q in dated().items():
+        assert q.quote == ep.quote and (inst.startswith(("BTCUSD_", "ETHUSD_", "BTC-USD-", "ETH-USD-"))
+                                        == (ep.quote == "USD"))
         expiry = expiry_from_instrument(inst)
         assert expiry is not None and expiry > q.ts_exchange
         assert datetime.fromtimestamp(expiry, UTC).weekday() == 4  # quarterlies settle on a Friday

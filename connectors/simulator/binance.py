@@ -74,17 +74,21 @@ class BinanceServer(VenueServer):
         self.by_symbol = {s.lower(): a for a, s in self.symbols.items()}
         # composite index symbol (lowercase) -> its base name in the path (DEFIUSDT -> DEFI)
         self.composites = {f"{b}{quote}".lower(): b for b in self.model.path.composites}
-        # quarterly futures: lowercase symbol (BTCUSDT_250627) -> (asset, settlement ms, contractType)
-        self.dated: dict[str, tuple[str, int, str]] = {}
+        self.dated = self._list_dated(quote)
+        self._subs: dict[ServerConnection, list[str]] = {}
+        self._bar_start: dict[tuple[str, str], int] = {}
+        self.account = binance_account.Account()
+
+    def _list_dated(self, quote: str) -> dict[str, tuple[str, int, str]]:
+        """The quarterly futures: lowercase symbol (``btcusdt_261225``) -> (asset, settlement ms,
+        contractType), the next two quarterly settlements of each asset."""
+        out = {}
         for a in self.model.assets:
             if a in self.model.path.composites:
                 continue
             for ctype, exp in zip(DATED_TYPES, quarterly_expiries(self.now_ms()), strict=True):
-                sym = f"{a}{quote}_{time.strftime('%y%m%d', time.gmtime(exp / 1000))}"
-                self.dated[sym.lower()] = (a, exp, ctype)
-        self._subs: dict[ServerConnection, list[str]] = {}
-        self._bar_start: dict[tuple[str, str], int] = {}
-        self.account = binance_account.Account()
+                out[f"{a}{quote}_{time.strftime('%y%m%d', time.gmtime(exp / 1000))}".lower()] = (a, exp, ctype)
+        return out
 
     # --- websocket -------------------------------------------------------------------------------------
 
@@ -474,7 +478,7 @@ class BinanceCoinmServer(BinanceServer):
         self.pairs = {a: f"{a}USD" for a in self.model.assets}
         self.by_symbol = {s.lower(): a for a, s in self.symbols.items()}
         self.composites = {}
-        self.dated = {}
+        self.dated = self._list_dated("USD")
         self.ct_val = {a: 100.0 if a == "BTC" else 10.0 for a in self.model.assets}
 
     @staticmethod

@@ -333,6 +333,9 @@ def coinm_exchange_info(srv: BinanceCoinmServer, params: dict[str, str]) -> Any:
                    marginAsset=a, quantityPrecision=0, equalQtyPrecision=4, liquidationFee="0.010000",
                    marketTakeBound="0.30")
         symbols.append(row)
+    for sym, (a, expiry, ctype) in srv.dated.items():  # the quarterly futures (BTCUSD_261225)
+        perp = next(r for r in symbols if r["symbol"] == srv.symbols[a])
+        symbols.append(dict(perp, symbol=sym.upper(), contractType=ctype, deliveryDate=expiry))
     return {
         "exchangeFilters": [],
         "rateLimits": [
