@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 import pytest
+from websockets.asyncio.client import connect
 
 from connectors import build_connector
 from connectors.base import FeedContext, Route
@@ -128,6 +129,9 @@ def test_simulated_bodies_have_the_documented_fields(sim: Simulator) -> None:
     assert srv.rest("/v5/market/tickers", {"category": "linear"})["retCode"] == 10001
     snapshot = set(FRAMES["ws.tickers.snapshot"]["data"])
     assert snapshot <= set(srv.ticker_fields(q, refresh=True))
+    book = srv.orderbook(q)
+    assert _keys(book) == _keys(FRAMES["ws.orderbook.1"])
+    assert book["topic"] == "orderbook.1.BTCUSD" and float(book["data"]["b"][0][1]) >= 1  # whole USD contracts
 
 
 async def test_inverse_source_against_the_simulator(sim: Simulator) -> None:
@@ -158,3 +162,15 @@ async def test_inverse_source_against_the_simulator(sim: Simulator) -> None:
                                                       limit=1)[-1]
     # the base volume (the bar may have grown by a trade between the two reads), not USD contracts
     assert candle.instrument == "BTCUSD" and candle.volume == pytest.approx(bar[5], rel=0.5)
+
+
+async def test_orderbook_1_over_the_inverse_websocket(sim: Simulator) -> None:
+    ep = sim.endpoints[0]
+    async with connect(f"{ep.ws_url}/v5/public/inverse") as ws:
+        await ws.send(orjson.dumps({"op": "subscribe", "req_id": "1", "args": ["orderbook.1.BTCUSD"]}).decode())
+        ack = orjson.loads(await ws.recv())
+        assert (ack["success"], ack["op"], ack["req_id"]) == (True, "subscribe", "1")
+        book = orjson.loads(await ws.recv())
+    assert _keys(book) == _keys(FRAMES["ws.orderbook.1"])
+    q = sim.models["bybit-inverse"].quotes["BTC"]
+    assert float(book["data"]["a"][0][0]) > float(book["data"]["b"][0][0]) > q.mid * 0.99

@@ -3,7 +3,8 @@
 Websocket: ``{"op":"subscribe","args":[topics],"req_id":..}`` answered
 ``{"success":true,"ret_msg":"","conn_id":..,"req_id":..,"op":"subscribe"}``; ``tickers.{symbol}`` sends a
 snapshot on subscribe, then every 100 ms a delta carrying only the fields that changed (plus ``symbol``),
-with a cross sequence ``cs`` and ``ts``; ``publicTrade.{symbol}``; ``kline.{interval}.{symbol}``.
+with a cross sequence ``cs`` and ``ts``; ``publicTrade.{symbol}``; ``kline.{interval}.{symbol}``;
+``orderbook.1.{symbol}`` (the top of book, every message a snapshot, as Bybit sends level 1).
 ``{"op":"ping"}`` is answered ``{"success":true,"ret_msg":"pong","conn_id":..,"op":"ping"}``; the server
 sends no pings of its own and drops a client that has sent nothing (no ping) for ``idle_timeout_s``.
 
@@ -129,6 +130,8 @@ class BybitServer(VenueServer):
                     "ts": self.now_ms(),
                 }
                 broadcast([ws], orjson.dumps(snap).decode())
+            elif kind == "orderbook":
+                broadcast([ws], orjson.dumps(self.orderbook(self.model.quotes[asset])).decode())
             self.subscribe(ws, topic)
 
     def forget(self, ws: ServerConnection) -> None:
@@ -139,6 +142,8 @@ class BybitServer(VenueServer):
         parts = topic.split(".")
         if len(parts) == 2 and parts[0] in ("tickers", "publicTrade") and parts[1] in self.by_symbol:
             return parts[0], self.by_symbol[parts[1]], ""
+        if len(parts) == 3 and parts[0] == "orderbook" and parts[1] == "1" and parts[2] in self.by_symbol:
+            return "orderbook", self.by_symbol[parts[2]], "1"
         if (
             len(parts) == 3
             and parts[0] == "kline"
@@ -203,11 +208,14 @@ class BybitServer(VenueServer):
         tickers = self.every("tickers", step, tick_s)
         refresh = step % max(1, round(1.0 / tick_s)) == 0
         kline = self.every("kline", step, tick_s)
+        book = self.every("orderbook", step, tick_s)
         for a in self.model.assets:
             q = self.model.quotes[a]
             sym = self.symbols[a]
             if tickers:
                 self._publish_ticker(q, refresh)
+            if book and self.has_subscribers(f"orderbook.1.{sym}"):
+                self.fanout("orderbook", f"orderbook.1.{sym}", self.orderbook(q))
             if q.trades and self.has_subscribers(f"publicTrade.{sym}"):
                 data = [
                     {
@@ -232,6 +240,14 @@ class BybitServer(VenueServer):
                 for code in KLINE_INTERVALS:
                     if self.has_subscribers(f"kline.{code}.{sym}"):
                         self._publish_kline(q, code)
+
+    def orderbook(self, q: AssetQuote) -> dict[str, Any]:
+        """``orderbook.1.{symbol}``: the top of book, every message a snapshot as Bybit sends level 1."""
+        a, sym = q.asset, self.symbols[q.asset]
+        return {"topic": f"orderbook.1.{sym}", "type": "snapshot", "ts": q.ts_ms,
+                "data": {"s": sym, "b": [[self._p(a, q.bid), self.size(a, q.bid_qty, q.bid)]],
+                         "a": [[self._p(a, q.ask), self.size(a, q.ask_qty, q.ask)]], "u": q.update_id,
+                         "seq": q.update_id}, "cts": q.ts_ms}
 
     def _publish_ticker(self, q: AssetQuote, refresh: bool) -> None:
         a = q.asset

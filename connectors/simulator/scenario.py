@@ -51,7 +51,7 @@ DEFAULT_RATES: dict[str, dict[str, float]] = {
         "ticker": 0.5,
         "depth": 4.0,
     },
-    "bybit": {"tickers": 10.0, "publicTrade": 5.0, "kline": 1.0},
+    "bybit": {"tickers": 10.0, "publicTrade": 5.0, "kline": 1.0, "orderbook": 10.0},
     "okx": {
         "tickers": 10.0,
         "mark-price": 1.0,
