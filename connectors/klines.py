@@ -12,7 +12,12 @@ I/O: instrument list, then pages of klines per asset and timeframe, within each 
   turnover]``, newest first, up to 1000, paged back with ``end``); ``category=inverse`` for quote USD, whose
   ``volume`` is USD contracts and ``turnover`` the base volume (used);
 - OKX v5 ``GET /api/v5/market/candles`` (``data`` rows ``[ts, o, h, l, c, vol, volCcy, volCcyQuote,
-  confirm]``, newest first, up to 300, paged back with ``after``); ``volCcy`` is in base units for swaps.
+  confirm]``, newest first, up to 300, paged back with ``after``; it serves only the latest 1,440 bars, so
+  older pages come from ``GET /api/v5/market/history-candles``, same rows, up to 100 a page); ``volCcy`` is
+  in base units for swaps.
+
+Paging goes back until the bars wanted are there or the venue has no older ones (the listing): the
+all-time high asks for more daily bars than any venue serves, so it gets the whole history.
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ DEFAULT_REST = {
 }
 PAGE_LIMIT = {"binanceusdm": 1500, "binancecoinm": 1500, "bybit": 1000, "okx": 300}
 MAX_SPAN_S = {"binancecoinm": 200 * 86400}  # the longest time one request may span
+OKX_HISTORY_PATH = "/api/v5/market/history-candles"
+OKX_HISTORY_LIMIT = 100
 INTERVALS = {
     "binanceusdm": {60: "1m", 180: "3m", 300: "5m", 900: "15m", 1800: "30m", 3600: "1h", 7200: "2h",
                     14400: "4h", 21600: "6h", 28800: "8h", 43200: "12h", 86400: "1d", 259200: "3d",
@@ -57,7 +64,7 @@ INTERVALS = {
             21600: "6Hutc", 43200: "12Hutc", 86400: "1Dutc", 604800: "1Wutc"},
 }
 INTERVALS["binancecoinm"] = INTERVALS["binanceusdm"]
-MAX_PAGES = 50
+MAX_PAGES = 100  # per asset and timeframe: 5,000 daily bars are 4 pages at Binance, ~41 at OKX, 25 at COIN-M
 
 
 def page_limit(exchange: str, tf: int) -> int:
@@ -136,16 +143,22 @@ async def fetch_klines(http: httpx.AsyncClient, exchange: str, source_id: str, i
         raise FeedError(f"{exchange} has no {tf} s klines")
     out: list[Candle] = []
     before: int | None = None
+    older = False  # OKX: past the latest 1,440 bars, from the history endpoint
     for _ in range(MAX_PAGES):
-        limit = min(page_limit(exchange, tf), bars - len(out))
+        limit = min(OKX_HISTORY_LIMIT if older else page_limit(exchange, tf), bars - len(out))
         path, params = _page_params(exchange, inst, tf, limit, before)
+        if older:
+            path = OKX_HISTORY_PATH
         page = parse_rows(exchange, source_id, inst, tf, await get_json(http, path, params), now)
-        if not page:
+        if page:
+            out = page + out
+            before = int(page[0].open_ts * 1000)
+        if len(out) >= bars:
             break
-        out = page + out
-        before = int(page[0].open_ts * 1000)
-        if len(out) >= bars or len(page) < limit:
-            break
+        if len(page) < limit:
+            if exchange != "okx" or older or before is None:
+                break  # the venue has nothing older: its listing
+            older = True
     return out[-bars:]
 
 

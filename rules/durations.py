@@ -3,6 +3,7 @@ number of seconds; and ratios as ``0.3`` or ``"30%"``."""
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
@@ -12,14 +13,27 @@ MIN_TIMEFRAME_S = 60
 MAX_TIMEFRAME_S = 7 * 86400
 
 
+def finite(value: int | float | str, what: str) -> float:
+    """``float(value)``, or a ValueError when it is not a finite number (``1e400``, a 400-digit integer,
+    ``.nan``)."""
+    try:
+        f = float(value)
+    except OverflowError:
+        f = math.inf
+    if not math.isfinite(f):
+        raise ValueError(f"{what} out of range (a finite number is needed)")
+    return f
+
+
 def parse_duration(value: object) -> float:
     """Seconds in ``value``; raises ValueError with a readable message."""
     if isinstance(value, bool):
         raise ValueError(f"not a duration: {value!r}")
     if isinstance(value, int | float):
-        if value < 0:
+        seconds = finite(value, "a duration")
+        if seconds < 0:
             raise ValueError(f"a duration cannot be negative: {value}")
-        return float(value)
+        return seconds
     if not isinstance(value, str):
         raise ValueError(f"not a duration: {value!r}")
     text = value.strip()
@@ -32,7 +46,7 @@ def parse_duration(value: object) -> float:
         pos = m.end()
     if pos != len(text) or not text:
         raise ValueError(f"not a duration: '{value}' (use e.g. 30s, 5m, 1h30m, 1d)")
-    return total
+    return finite(total, "a duration")
 
 
 def parse_timeframe(value: object) -> int:
@@ -58,13 +72,14 @@ def parse_ratio(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"not a ratio: {value!r}")
     if isinstance(value, int | float):
-        return float(value)
+        return finite(value, "a ratio")
     if isinstance(value, str):
         text = value.strip()
         try:
             if text.endswith("%"):
-                return float(text[:-1]) / 100.0
-            return float(text)
-        except ValueError:
-            pass
+                return finite(text[:-1], "a ratio") / 100.0
+            return finite(text, "a ratio")
+        except ValueError as exc:
+            if "out of range" in str(exc):
+                raise
     raise ValueError(f"not a ratio: {value!r} (use 0.3 or \"30%\")")

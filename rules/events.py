@@ -1,5 +1,9 @@
 """Event rules: notifications on oracle and source transitions (``source_excluded``, ``source_readmitted``,
-``source_stale``, ``oracle_status``).
+``source_stale``, ``oracle_status``) and on the index's rebalances (``rebalance_preview`` when a scheduled
+rebalance's preview window opens, ``rebalance`` when one is done).
+
+A rebalance event happens at a moment: each one (after ``for``, outside ``cooldown``) is one firing alert,
+and nothing resolves it; the next one fires again.
 
 A transition that matches a rule's ``event`` and ``match`` starts the condition for its series (the rule plus
 the transition's asset and exchange); a ``resolve_event`` for the same series, or a transition of the same
@@ -22,7 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from rules.engine import make_alert
-from rules.model import EVENT_FIELDS, Rule
+from rules.model import EVENT_FIELDS, MOMENTARY_KINDS, Rule
 from service.alerts import Alert
 
 _SOURCE_KINDS = {"excluded": "source_excluded", "rejected": "source_excluded", "stale": "source_stale"}
@@ -31,7 +35,7 @@ _UNHEALTHY = ("excluded", "rejected", "stale")
 
 def from_market(t: dict[str, Any]) -> dict[str, Any] | None:
     """The pricing core's transition (``service.oracle.SourceTransition.to_dict``) in the vocabulary of
-    event rules; None for transitions no event rule watches (index status, rebalances)."""
+    event rules; None for transitions no event rule watches (the index status)."""
     kind, new, old = t.get("kind"), t.get("new"), t.get("old")
     base = {"asset": t.get("asset"), "status": new, "reason": t.get("reason"), "ts": t.get("ts")}
     if kind == "source":
@@ -42,6 +46,8 @@ def from_market(t: dict[str, Any]) -> dict[str, Any] | None:
         return None
     if kind == "oracle":
         return {"kind": "oracle_status", **base}
+    if kind in MOMENTARY_KINDS:  # ``asset`` is the index
+        return {"kind": kind, **base}
     return None
 
 
@@ -106,6 +112,8 @@ class EventRules:
                         continue
                     s.update(state=FIRING, since=now, fired_at=now)
                     alerts.append(self._alert(rule, key, s, "firing", now))
+                    if all(k in MOMENTARY_KINDS for k in rule.events):  # told once; the next one fires again
+                        s.update(state=INACTIVE, since=None)
                 elif state == CLEARING and now - s["since"] >= self._hold(rule, s, now):
                     s.update(state=INACTIVE, since=None)
                     alerts.append(self._alert(rule, key, s, "resolved", now))

@@ -18,10 +18,13 @@ Types are ``number`` and ``bool``; strings exist only as literal arguments of in
 from __future__ import annotations
 
 import ast
+import math
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from service.errors import HedgewatchError
 
 NUM = "number"
 BOOL = "bool"
@@ -33,7 +36,7 @@ MAX_NODES = 256
 Fn = Callable[[dict[str, Any]], Any]
 
 
-class ExprError(Exception):
+class ExprError(HedgewatchError):
     """A problem in an expression, at a 1-based ``line`` and ``column`` of the expression text."""
 
     def __init__(self, message: str, line: int = 1, column: int = 1) -> None:
@@ -102,6 +105,18 @@ def _err(node: ast.AST, message: str) -> ExprError:
     return ExprError(message, *_pos(node))
 
 
+def _number(node: ast.AST, v: int | float) -> float:
+    """A numeric literal as a float; one that a float cannot hold (``1e400``, a 400-digit integer) is an
+    error at its position, not an OverflowError or an infinity."""
+    try:
+        f = float(v)
+    except OverflowError:
+        f = math.inf
+    if not math.isfinite(f):
+        raise _err(node, "a number out of range (the largest is about 1.8e308)")
+    return f
+
+
 def _describe(node: ast.AST) -> str:
     try:
         return ast.unparse(node)
@@ -135,7 +150,7 @@ class _Compiler:
         if isinstance(v, bool):
             return (lambda env: v), BOOL
         if isinstance(v, int | float):
-            f = float(v)
+            f = _number(node, v)
             return (lambda env: f), NUM
         if isinstance(v, str):
             raise _err(node, f"a string ('{v}') is only allowed as an argument of an indicator function")
@@ -313,9 +328,12 @@ class _Compiler:
     def _literal(node: ast.AST) -> Any:
         if isinstance(node, ast.Constant) and isinstance(node.value, int | float | str) \
                 and not isinstance(node.value, bool):
+            if not isinstance(node.value, str):
+                _number(node, node.value)
             return node.value
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) \
                 and isinstance(node.operand, ast.Constant) and isinstance(node.operand.value, int | float):
+            _number(node.operand, node.operand.value)
             return -node.operand.value
         return _NOT_LITERAL
 

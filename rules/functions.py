@@ -10,17 +10,29 @@ from typing import Any
 
 from rules.candles import CandleSeries
 from rules.durations import format_timeframe, parse_duration, parse_timeframe
-from rules.indicators import EMA, SMA, History, Pivots, fit_line, floor_pivots, line_through
+from rules.indicators import (
+    EMA,
+    PATTERNS,
+    SMA,
+    History,
+    OpenInterestHistory,
+    Pivots,
+    candle_pattern,
+    floor_pivots,
+    line_through,
+    trendline,
+)
 
 Getter = Callable[[], Any]
 
 FUNCTIONS = ("sma", "ema", "open", "high", "low", "close", "volume", "volume_sma", "highest", "lowest",
              "swing_high", "swing_low", "fib", "level", "trendline", "funding_max", "funding_min",
              "funding_avg", "oi_change", "asset_price", "asset_funding", "asset_oi", "asset_volume_24h",
-             "asset_sma")
+             "asset_sma", *PATTERNS)
+CONDITIONS = frozenset(PATTERNS)  # the functions that are conditions (booleans), not numbers
 FLOOR_LEVELS = ("P", "R1", "R2", "R3", "S1", "S2", "S3")
 DEFAULT_TRENDLINES: dict[str, dict[str, Any]] = {
-    # Fitted through the daily swing lows of the last 180 days: the "long-term trendline" of the matrix.
+    # A support line under the daily swing lows of the last 180 days: the "long-term trendline" of the matrix.
     "long_term": {"fit": "lows", "timeframe": "1d", "window": "180d"},
 }
 
@@ -67,7 +79,9 @@ class IndicatorFunctions:
     series: dict[tuple[str, int], CandleSeries]
     pivots: dict[tuple[str, int], Pivots]
     funding: History
-    oi: History
+    oi: OpenInterestHistory
+    oi_now: dict[str, tuple[float, float | None]]
+    prices: dict[str, float]
     snap: dict[str, Any]
     deriv: dict[str, Any]
     now: float
@@ -83,15 +97,20 @@ class IndicatorFunctions:
         self.needs[(asset, tf)] = max(self.needs.get((asset, tf), 0), keep, history)
         return s
 
+    def _asset(self, v: Any) -> str:
+        """An asset the config knows (``assets``; anything when it lists none), upper case."""
+        asset = _str(v, "the asset").upper()
+        if self.assets and asset not in self.assets:
+            raise ValueError(f"unknown asset '{asset}' (the config's assets: {', '.join(self.assets)})")
+        return asset
+
     def _tf(self, v: Any) -> int:
         return parse_timeframe(_str(v, "the timeframe"))
 
     def _asset_field(self, section: str, field: str, args: tuple[Any, ...], prefix: str
                      ) -> tuple[str, Getter]:
         _arity(args, 1, 1, prefix)
-        asset = _str(args[0], "the asset").upper()
-        if self.assets and asset not in self.assets:
-            raise ValueError(f"unknown asset '{asset}' (index constituents: {', '.join(self.assets)})")
+        asset = self._asset(args[0])
         return f"{prefix}_{asset}", lambda: ((self.snap.get(section) or {}).get(asset) or {}).get(field)
 
     # --- indicator functions ----------------------------------------------------------------------------
@@ -130,7 +149,7 @@ class IndicatorFunctions:
 
     def _f_asset_sma(self, args: tuple[Any, ...]) -> tuple[str, Getter]:
         _arity(args, 2, 3, "asset_sma")
-        asset = _str(args[0], "the asset").upper()
+        asset = self._asset(args[0])
         return self._ma(SMA, args[1:], "asset_sma", asset=asset)
 
     def _bar_field(self, field: str, args: tuple[Any, ...], default_ago: int) -> tuple[str, Getter]:
@@ -159,6 +178,38 @@ class IndicatorFunctions:
 
     def _f_volume(self, args: tuple[Any, ...]) -> tuple[str, Getter]:
         return self._bar_field("volume", args, 0)
+
+    def _pattern(self, name: str, args: tuple[Any, ...]) -> tuple[str, Getter]:
+        """A candlestick pattern on the bar ``ago`` (default 1, the last closed) of the index's ``tf`` bars."""
+        _arity(args, 0, 2, name)
+        tf = self._tf(args[0]) if args else 86400
+        ago = _int(args[1], "'ago'", 0, 10_000) if len(args) > 1 else 1
+        s = self._series("", tf, ago + 2)
+
+        def get() -> bool | None:
+            bar = s.last(ago)
+            if bar is None:
+                return None
+            # the bar before it (``last(0)`` is the last closed bar while none is forming)
+            before = 1 if ago == 0 and s.forming is not None else max(ago, 1) + 1
+            return candle_pattern(name, bar, s.last(before))
+
+        return f"{name}_{format_timeframe(tf)}_{ago}", get
+
+    def _f_bullish_engulfing(self, args: tuple[Any, ...]) -> tuple[str, Getter]:
+        return self._pattern("bullish_engulfing", args)
+
+    def _f_bearish_engulfing(self, args: tuple[Any, ...]) -> tuple[str, Getter]:
+        return self._pattern("bearish_engulfing", args)
+
+    def _f_doji(self, args: tuple[Any, ...]) -> tuple[str, Getter]:
+        return self._pattern("doji", args)
+
+    def _f_hammer(self, args: tuple[Any, ...]) -> tuple[str, Getter]:
+        return self._pattern("hammer", args)
+
+    def _f_shooting_star(self, args: tuple[Any, ...]) -> tuple[str, Getter]:
+        return self._pattern("shooting_star", args)
 
     def _extreme(self, args: tuple[Any, ...], name: str) -> tuple[str, Getter]:
         _arity(args, 1, 2, name)
@@ -238,16 +289,27 @@ class IndicatorFunctions:
         tf = parse_timeframe(spec.get("timeframe", "1d"))
         window = parse_duration(spec.get("window", "180d"))
         p = self._pivots(tf)
-        self._series("", tf, history=int(window // tf) + self.pivot_strength)
-        points = p.lows if spec.get("fit", "lows") == "lows" else p.highs
+        bars = self._series("", tf, keep=int(window // tf) + self.pivot_strength)
+        over = spec.get("fit", "lows") == "highs"
+        points = p.highs if over else p.lows
+        cache: dict[str, Any] = {"key": None, "line": None}
 
         def get() -> float | None:
-            start = self.now - window
-            return fit_line([pt for pt in points if pt[0] >= start], self.now)
+            # refitted only when a bar closed (new pivots, closes, or the window moved on by a bar)
+            key = bars.closed[-1].open_ts if bars.closed else None
+            if key != cache["key"]:
+                cache["key"] = key
+                cache["line"] = trendline(points, bars.closed, self.now - window, over)
+            line = cache["line"]
+            if line is None:
+                return None
+            t1, p1, t2, p2 = line
+            return line_through(t1, p1, t2, p2, self.now)
 
         return f"trendline_{name}", get
 
-    def _window(self, args: tuple[Any, ...], name: str, hist: History) -> tuple[str, float]:
+    def _window(self, args: tuple[Any, ...], name: str, hist: History | OpenInterestHistory
+                ) -> tuple[str, float]:
         _arity(args, 1, 1, name)
         text = _str(args[0], "the window")
         w = parse_duration(text)
@@ -280,7 +342,10 @@ class IndicatorFunctions:
 
         def get() -> float | None:
             published = (self.deriv.get("open_interest_change") or {}).get(text)
-            return published if published is not None else self.oi.change(self.now, w)
+            if published is not None:
+                return float(published)
+            ch = self.oi.change(self.now, w, self.oi_now, self.prices)
+            return None if ch is None else ch["contracts"]
 
         return f"oi_change_{text}", get
 

@@ -245,8 +245,9 @@ class _FileLoader:
                 rule.flap_limit = n
         if "priority" in r:
             p = r["priority"]
-            if isinstance(p, bool) or not isinstance(p, int):
-                self.problem(self.value_pos(r, "priority"), f"{where}.priority", "must be a whole number")
+            if isinstance(p, bool) or not isinstance(p, int) or not -1_000_000 <= p <= 1_000_000:
+                self.problem(self.value_pos(r, "priority"), f"{where}.priority",
+                             "must be a whole number from -1000000 to 1000000")
             else:
                 rule.priority = p
         if "act_on" in r:

@@ -14,7 +14,10 @@ HEDGE_ACTIONS = ("set_hedge", "raise_hedge_to", "lower_hedge_to", "adjust_hedge"
 ACTIONS = (*HEDGE_ACTIONS, "notify")
 SEVERITIES = ("critical", "warning", "info")
 INDEX_STATUSES = ("ok", "degraded", "stale")
-EVENT_KINDS = ("source_excluded", "source_readmitted", "source_stale", "oracle_status")
+EVENT_KINDS = ("source_excluded", "source_readmitted", "source_stale", "oracle_status", "rebalance_preview",
+               "rebalance")
+# events that happen at a moment rather than start a condition: each one is one firing, and nothing resolves
+MOMENTARY_KINDS = ("rebalance_preview", "rebalance")
 EVENT_FIELDS = ("kind", "asset", "exchange", "status", "reason", "ts")
 
 

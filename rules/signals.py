@@ -13,11 +13,14 @@ from typing import Any
 
 from rules.candles import CandleSeries
 from rules.expr import BOOL, NUM
-from rules.functions import DEFAULT_TRENDLINES, FUNCTIONS, Getter, IndicatorFunctions
-from rules.indicators import History, Pivots
+from rules.functions import CONDITIONS, DEFAULT_TRENDLINES, FUNCTIONS, Getter, IndicatorFunctions
+from rules.indicators import History, OpenInterestHistory, Pivots
 from service.events import Candle
 
 SYNTHETIC = "synthetic"  # the exchange name of index bars back-cast from constituent klines
+# Daily bars asked for when a rule reads the all-time high or low: more than any venue serves (about 13.7
+# years; the venues' perpetuals were listed from 2019 on), so the fetch pages back to the listing.
+FULL_HISTORY_DAYS = 5000
 
 _DERIV_NUM = ("futures_price", "basis", "basis_ratio", "basis_annualized", "funding_rate_8h",
               "funding_annualized", "open_interest_usd", "roll_cost_annualized")
@@ -45,10 +48,16 @@ class SignalBook(IndicatorFunctions):
         self.series: dict[tuple[str, int], CandleSeries] = {}
         self.pivots: dict[tuple[str, int], Pivots] = {}
         self.funding = History(86400.0, 60.0)
-        self.oi = History(86400.0, 60.0)
+        # in contracts only, at most 360 samples a venue (4 min apart over a day): it is persisted with the
+        # rule state
+        self.oi = OpenInterestHistory(max_samples=360, usd=False)
+        self.oi_now: dict[str, tuple[float, float | None]] = {}  # venues' open interest now
+        self.prices: dict[str, float] = {}  # constituents' prices now
         self.snap: dict[str, Any] = {}
         self.deriv: dict[str, Any] = {}
         self.index_klines = False
+        # per constituent, the venue whose volume is the index's (``rules.synth.volume_venues``)
+        self.volume_venue: dict[str, str] = {}
         self.needs: dict[tuple[str, int], int] = {}
         self.ath: float | None = None
         self.atl: float | None = None
@@ -61,6 +70,8 @@ class SignalBook(IndicatorFunctions):
         if typ is None:
             return None
         key = _ALIASES.get(name, name)
+        if key in ("ath", "atl"):  # the whole daily history the venues serve
+            self.needs[("", 86400)] = max(self.needs.get(("", 86400), 0), FULL_HISTORY_DAYS)
         if key not in self.getters:
             self.getters[key] = self._plain_getter(key)
         return key, typ
@@ -78,7 +89,7 @@ class SignalBook(IndicatorFunctions):
             return None
         key, getter = method(args)
         self.getters.setdefault(key, getter)
-        return key, NUM
+        return key, BOOL if name in CONDITIONS else NUM
 
     def history_needed(self) -> dict[str, dict[int, int]]:
         """Bars of klines to bootstrap, per asset ("" is the index: its own klines, or every constituent's
@@ -92,18 +103,26 @@ class SignalBook(IndicatorFunctions):
 
     def on_candle(self, c: Candle) -> None:
         """A venue kline: into the series of its asset (the index's own, or a constituent's). While no
-        kline of the index itself has been seen, a constituent's closed kline also credits its USD volume
-        to the index bars it falls in (the index's price bars come from the snapshots)."""
+        kline of the index itself has been seen, a constituent's closed kline from its volume venue also
+        credits its USD volume to the index bars it falls in (the index's price bars come from the
+        snapshots)."""
         asset = "" if c.asset == self.index else c.asset
         if asset == "" and c.exchange != SYNTHETIC:
             self.index_klines = True
         for (a, _tf), s in self.series.items():
             if a == asset:
                 s.add(c.open_ts, c.timeframe_s, c.open, c.high, c.low, c.close, c.volume, c.closed)
-            elif a == "" and c.closed and not self.index_klines and asset in self.assets:
+            elif (a == "" and c.closed and not self.index_klines and asset in self.assets
+                  and self.volume_venue.get(asset, c.exchange) == c.exchange):
                 s.credit_volume(c.open_ts, c.timeframe_s, c.volume * c.close)
         if asset == "" and c.closed:
-            self._extremes(c.high, c.low)
+            # on the index's level basis: a back-cast bar's close is the index level at that moment (its high
+            # and low only bound levels the basket may never have reached together); the index's own klines
+            # are its levels
+            if c.exchange == SYNTHETIC:
+                self._extremes(c.close, c.close)
+            else:
+                self._extremes(c.high, c.low)
 
     def update(self, snapshot: dict[str, Any], now: float) -> dict[str, Any]:
         """Take one index snapshot and return the env (key -> value or None) for the rules."""
@@ -122,9 +141,13 @@ class SignalBook(IndicatorFunctions):
         fr = self.deriv.get("funding_rate_8h")
         if fr is not None:
             self.funding.add(ts, float(fr))
-        oi = self.deriv.get("open_interest_usd")
-        if oi is not None:
-            self.oi.add(ts, float(oi))
+        if self.oi.horizon_s > 0:
+            self.prices = {a: float(c["price"]) for a, c in consts.items() if c and c.get("price") is not None}
+            self.oi_now = {
+                f"{a}/{venue}": (float(row[0]), None if row[1] is None else float(row[1]))
+                for a, info in (snapshot.get("assets") or {}).items()
+                for venue, row in ((info or {}).get("open_interest_venues") or {}).items()}
+            self.oi.add(ts, self.oi_now)
         return {k: g() for k, g in self.getters.items()}
 
     def commit(self) -> None:
@@ -149,7 +172,9 @@ class SignalBook(IndicatorFunctions):
             if v is not None:
                 self._extremes(v, v)
         self.funding.load(state.get("funding") or [])
-        self.oi.load(state.get("oi") or [])
+        oi = state.get("oi")
+        if isinstance(oi, dict):  # (an older state kept USD totals, not comparable: left out)
+            self.oi.load(oi)
 
     # --- plumbing ---------------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from rules.engine import STATE_CODE, Engine
 from rules.events import EventRules
 from rules.loader import load_rules
 from rules.signals import SignalBook
-from rules.synth import divisor_from, index_candles
+from rules.synth import divisor_from, index_candles, volume_venues
 from service.alerts import Alert, HedgeChange
 from service.config import Config, RulesConfig
 from service.errors import ConfigError, Problem
@@ -34,6 +34,14 @@ class StageResult:
     hedge: dict[str, Any] | None = None
 
 
+def known_assets(config: Config) -> tuple[str, ...]:
+    """The assets a rule may name: the index constituents, or, when they are chosen at run time (a selection,
+    a tracked index), every asset a source watches."""
+    if config.index.constituents:
+        return tuple(config.index.constituents)
+    return tuple(dict.fromkeys(s for src in config.sources for s in src.symbols))
+
+
 def make_book(index: str, rc: RulesConfig, assets: tuple[str, ...] = ()) -> SignalBook:
     trendlines = {k: v.model_dump() for k, v in rc.trendlines.items()}
     return SignalBook(index, rc.levels, trendlines, rc.pivot_strength, assets)
@@ -44,7 +52,8 @@ class RuleStage:
 
     def __init__(self, config: Config, now: float) -> None:
         self.index = config.index.name
-        self.book = make_book(self.index, config.rules, config.index.constituents)
+        self.book = make_book(self.index, config.rules, known_assets(config))
+        self.book.volume_venue.update(volume_venues(config))
         rules = load_rules(config.rules.files, self.book)
         p = config.portfolio
         self.engine = Engine(self.index, rules, p.hedge_ratio, p.hedge_ratio_min, p.hedge_ratio_max)
@@ -67,9 +76,12 @@ class RuleStage:
 
     def bootstrap(self, candles: Iterable[Candle]) -> None:
         """History from venue klines. Ordered by close time, finer first, so a coarser kline replaces what
-        finer ones aggregated for the same bucket. Without klines of the index itself, the constituents'
+        finer ones aggregated for the same bucket. The venue that supplied an asset's klines becomes its
+        volume venue. Without klines of the index itself, the constituents'
         klines are kept and back-cast into index bars at the first snapshot (``rules.synth``)."""
         ordered = sorted(candles, key=lambda c: (c.open_ts + c.timeframe_s, c.timeframe_s))
+        # the venue that supplied an asset's history is its volume venue from now on, live too
+        self.book.volume_venue.update({c.asset: c.exchange for c in ordered if c.asset != self.index})
         has_index = False
         for c in ordered:
             has_index = has_index or c.asset == self.index
@@ -88,7 +100,7 @@ class RuleStage:
 
     def history_needed(self) -> dict[str, dict[int, int]]:
         """What ``bootstrap`` should be given: bars per asset ("" = the index, or all its constituents)
-        and timeframe (seconds). Also fetch long daily history: the all-time high is only as long as it."""
+        and timeframe (seconds); a rule reading the all-time high or low asks for the whole daily history."""
         return self.book.history_needed()
 
     def on_candle(self, candle: Candle) -> None:
@@ -210,11 +222,18 @@ def is_price_level(signal: str) -> bool:
     return signal in PRICE_LEVEL_NAMES or signal.startswith(PRICE_LEVEL_PREFIXES)
 
 
-def check_rules(paths: Iterable[str], config: RulesConfig | None = None) -> list[Problem]:
-    """Every problem in the rule files (empty when they load), for ``hedgewatch check``."""
-    book = make_book("HW", config or RulesConfig())
+def check_rules(paths: Iterable[str], config: RulesConfig | None = None,
+                assets: tuple[str, ...] = ()) -> list[Problem]:
+    """Every problem in the rule files (empty when they load), for ``hedgewatch check``; with ``assets``, a
+    function naming any other asset is one (see ``check_config_rules``)."""
+    book = make_book("HW", config or RulesConfig(), assets)
     try:
         load_rules(list(paths), book)
     except ConfigError as exc:
         return exc.problems
     return []
+
+
+def check_config_rules(config: Config) -> list[Problem]:
+    """Every problem in a config's rule files, assets named checked against the config's."""
+    return check_rules(list(config.rules.files), config.rules, known_assets(config))

@@ -4,9 +4,14 @@ At start the daemon has the venues' klines per asset, not of our basket. Once th
 units and the level, each bucket where every constituent has a kline becomes an index bar:
 ``level = sum(price_i x units_i) / divisor`` with ``divisor = sum(price_i x units_i) / level`` now, i.e. the
 current basket carried back (the usual back-cast of a new index). Opens and closes are exact for that
-basket; highs and lows are bounds (constituents do not peak together: the all-time high errs high, which
-delays rather than invents a "new all-time high"); volume is the USD volume
-``sum(volume_i x close_i)`` over every venue that supplied klines, as live constituent klines credit it.
+basket; highs and lows are bounds (constituents do not peak together), so the all-time high and low are
+taken from the closes (``SignalBook.on_candle``); volume is the USD volume
+``sum(volume_i x close_i)`` of the klines supplied, as live constituent klines credit it.
+
+Volume has one basis, history and live alike: per asset, one venue (``volume_venues``): the first enabled
+source in the config that lists it, the one the daemon asks for its kline history first; when that history
+came from another (the first failed), that one. Summing every venue's live klines over one venue's history
+would read every hour as a volume spike.
 """
 
 from __future__ import annotations
@@ -16,7 +21,18 @@ from collections.abc import Iterable
 from typing import Any
 
 from rules.signals import SYNTHETIC
+from service.config import Config
 from service.events import Candle
+
+
+def volume_venues(config: Config) -> dict[str, str]:
+    """Per asset, the venue (source id) whose volume counts: the first enabled source listing it."""
+    out: dict[str, str] = {}
+    for src in config.sources:
+        if src.enabled:
+            for a in src.symbols:
+                out.setdefault(a, src.source_id)
+    return out
 
 
 def divisor_from(snapshot: dict[str, Any]) -> float | None:

@@ -11,12 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from service.errors import HedgewatchError
+
 _SEGMENT = re.compile(r"\{\{(.*?)\}\}", re.S)
 _REF = re.compile(r"^(\$value|\$index|\$labels\.[A-Za-z_]\w*|\.[A-Za-z_][\w.]*)$")
 _PRINTF = re.compile(r'^printf\s+"(%[-+ 0#]?\d*(?:\.\d+)?[dfgeEs%])"$')
 
 
-class TemplateError(ValueError):
+class TemplateError(HedgewatchError, ValueError):
     """A template problem, at a 0-based ``offset`` in the template text."""
 
     def __init__(self, message: str, offset: int) -> None:

@@ -19,12 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from connectors import Connector, build_connector
 from connectors.klines import fetch_history, plan, supports
 from service import statefile
 from service.alerts import Alert
 from service.balances import fetch_balances
 from service.bus import MemoryBus
+from service.clock import SteadyClock
 from service.commands import CommandError, CommandReader
 from service.config import Config
 from service.engine import Engine
@@ -49,13 +52,15 @@ BATCH_MAX = 4096
 @dataclass
 class Deadlines:
     """Shutdown budget. The phases run one after another, the final writes to Redis and to the outbox side
-    by side, so the worst case is feeds + drain + cancel + flush + cancel = 3.75 s, inside the 5 s a stop
-    may take."""
+    by side, each bounded by its own deadline and by what is left of ``total_s``; every Redis client is then
+    closed within 0.5 s, which ends any call still in flight on a Redis that does not answer. So a stop takes
+    at most ``total_s`` plus that close, inside the 5 s a stop may take, whatever Redis does."""
 
     feeds_s: float = 0.5
     drain_s: float = 1.0
     flush_s: float = 1.5
     cancel_s: float = 0.5
+    total_s: float = 4.0
 
 
 @dataclass
@@ -72,11 +77,16 @@ class Daemon:
         config: Config,
         *,
         metrics: Metrics | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         deadlines: Deadlines | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics or Metrics()
+        # ages, silences, "for" and cooldowns are differences of this clock: by default one that a step of
+        # the wall clock cannot move (service/clock.py); tests and the backtest inject their own
+        self.steady: SteadyClock | None = clock if isinstance(clock, SteadyClock) else None
+        if clock is None:
+            clock = self.steady = SteadyClock()
         self.clock = clock
         self.deadlines = deadlines or Deadlines()
         self.index_name = config.index.name
@@ -114,13 +124,14 @@ class Daemon:
             )
         self.http = HttpServer(
             config.http.host, config.http.port, self.metrics, ready=self._readiness, state=self.state,
-            rebalance=self.rebalance, hedge_ack=self.hedge_ack,
+            rebalance=self.rebalance, hedge_ack=self.hedge_ack, settings=config.http,
         )
         self.commands: CommandReader | None = None
         if url:
             self.commands = CommandReader(redis_factory(url), self.keys, self.command)
         self.stats = Stats(started=clock())
         self.state_file = statefile.state_path(config.redis.outbox_dir, self.index_name)
+        self.state_dir = os.path.abspath(config.redis.outbox_dir)  # the outbox and state copy, as shown
         self._saved: dict[str, Any] | None = None  # the last persisted state, copied to state_file at stop
         self.started = asyncio.Event()
         self._dirty = False  # the index changed since the last publish
@@ -148,6 +159,7 @@ class Daemon:
         return {
             "ts": now,
             "uptime_s": now - self.stats.started,
+            "state_dir": None if self.alerts is None else self.state_dir,
             "market": self.market.state(now),
             "rules": self.rules.state(),
             "position": self.rules.hedge.positions.view(),
@@ -162,7 +174,8 @@ class Daemon:
                 "queue_dropped": self.bus.dropped,
                 "redis": None
                 if self.publisher is None
-                else {"connected": self.publisher.connected, "published": self.publisher.published},
+                else {"connected": self.publisher.connected, "published": self.publisher.published,
+                      "server": self.publisher.where},
             },
         }
 
@@ -254,8 +267,7 @@ class Daemon:
         recommendation to its channel."""
         self._last_eval = now
         result = self.engine.evaluate(now)[0]
-        for alert in result.alerts:
-            self._emit(alert)
+        self._emit_all(result.alerts, now)
         if result.hedge is not None:
             h = result.hedge
             log.info("hedge %s (%s): ratio %s -> %s, target %s contracts (%s USD), trade %s %s", self.index_name,
@@ -271,14 +283,25 @@ class Daemon:
         for d in logged:
             log.info("%s %s %s: %s -> %s (%s)", d["kind"], d["asset"], d.get("source") or "", d["old"],
                      d["new"], d["reason"])
-        for alert in alerts:
-            self._emit(alert)
+        self._emit_all(alerts, now)
 
-    def _emit(self, alert: Alert) -> None:
-        self.metrics.alerts.labels(alert.rule, alert.status).inc()
-        log.warning("alert %s %s [%s]: %s", alert.status, alert.rule, alert.severity, alert.summary)
+    def _emit_all(self, alerts: list[Alert], now: float) -> None:
+        """The alerts of one step, with the state that step left: the last alert carries it into the
+        outbox, where it is durable together with the alert (one fsynced record), and it goes to Redis at
+        once too. A crash at any instant then restarts either before the transition (no alert, the rule
+        fires again) or after it (the alert and its state), never with the alert out and the state behind,
+        which would fire it twice and apply its hedge action twice."""
+        if not alerts:
+            return
+        state = None
         if self.alerts is not None:
-            self.alerts.submit(alert)
+            self._persist_now(now)
+            state = orjson.dumps(self._saved) if self._saved is not None else None
+        for i, alert in enumerate(alerts):
+            self.metrics.alerts.labels(alert.rule, alert.status).inc()
+            log.warning("alert %s %s [%s]: %s", alert.status, alert.rule, alert.severity, alert.summary)
+            if self.alerts is not None:
+                self.alerts.submit(alert, state if i == len(alerts) - 1 else None)
 
     def _publish(self, now: float) -> None:
         self._dirty = False
@@ -344,7 +367,20 @@ class Daemon:
                 out.append(asset)
         return out
 
+    def _check_clock(self) -> None:
+        """Log and export a step of the wall clock (the daemon's own clock does not follow it)."""
+        if self.steady is None:
+            return
+        step = self.steady.check()
+        self.metrics.clock_offset.set(round(self.steady.offset, 3))
+        if step is not None:
+            self.metrics.clock_steps.inc()
+            log.warning("the wall clock stepped %+.1f s (now %+.1f s from the daemon's steady clock); ages, "
+                        "silences and rule durations keep real elapsed time, shown times stay on the start's "
+                        "time line", step, self.steady.offset)
+
     def _export(self, now: float) -> None:
+        self._check_clock()
         self.market.export(self.metrics, now)
         self.rules.export(self.metrics)
         self.engine.primary.export(self.metrics)
@@ -384,8 +420,9 @@ class Daemon:
                     others.append(tg.create_task(self._balances(), name="balances"))
                 self.started.set()
                 log.info(
-                    "running index %s over %d sources; http %s:%d",
+                    "running index %s over %d sources; http %s:%d%s",
                     self.index_name, len(self.connectors), self.http.host, self.http.port,
+                    "" if self.alerts is None else f"; outbox and state copy in {self.state_dir}",
                 )
                 await stop.wait()
                 await self._shutdown(feeds, pipeline, writer, others)
@@ -453,7 +490,7 @@ class Daemon:
                         failed.add(src.source_id)
                         log.warning("kline history from %s failed: %s", src.source_id, exc)
                     continue
-                self.rules.bootstrap(candles)
+                self.engine.bootstrap(candles)
                 got = {c.asset for c in candles}
                 remaining = {a: n for a, n in remaining.items() if a not in got}
                 log.info("indicators bootstrapped with %d klines from %s (%s)", len(candles), src.source_id,
@@ -468,6 +505,7 @@ class Daemon:
         assert self.publisher is not None
         saved = statefile.newer(await self.publisher.load_state(self.index_name),
                                 await asyncio.to_thread(statefile.load, self.state_file))
+        saved = statefile.newer(saved, self._outbox_state())
         if saved:
             # the basket first: the restored levels, extremes and crossings are in its points
             self.market.restore(saved.get("snapshot") or {}, self.clock())
@@ -475,6 +513,17 @@ class Daemon:
             self.engine.primary.load(saved.get("ledger") or {})
             log.info("restored persisted rule and hedge state of %s saved at %s", self.index_name,
                      saved.get("saved_at"))
+
+    def _outbox_state(self) -> dict[str, Any] | None:
+        """The state the newest alert in the outbox carried (it outlives a Redis that restarted empty)."""
+        raw = None if self.alerts is None else self.alerts.last_state
+        if raw is None:
+            return None
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return None
+        return value if isinstance(value, dict) else None
 
     async def _save_local(self) -> None:
         """The final state to the local copy too: Redis may be unreachable now, or restart empty."""
@@ -485,22 +534,25 @@ class Daemon:
         except OSError as exc:
             log.warning("could not write the local state copy %s: %s", self.state_file, exc)
 
-    async def _final_snapshot(self, writer: asyncio.Task[None] | None, others: list[asyncio.Task[None]]) -> bool:
-        """The last snapshot and state to Redis, within the flush deadline; True when written."""
+    async def _final_snapshot(self, writer: asyncio.Task[None] | None, others: list[asyncio.Task[None]],
+                              deadline_s: float) -> bool:
+        """The last snapshot and state to Redis, within ``deadline_s``; True when written. A write still in
+        flight then is ended by closing the client, not waited out."""
         if self.publisher is None or writer is None:
             return True
         self.publisher.stop()  # the writer returns once the final snapshot is written
-        flushed = not await _settle([writer], self.deadlines.flush_s) and self.publisher.pending == 0
+        flushed = not await _settle([writer], deadline_s, quiet=True) and self.publisher.pending == 0
         if not writer.done():
+            await self.publisher.close()
             writer.cancel()
             others.append(writer)
         return flushed
 
-    async def _final_alerts(self) -> int:
-        """Alerts still queued: delivered within the flush deadline, the rest kept in the on-disk outbox."""
+    async def _final_alerts(self, deadline_s: float) -> int:
+        """Alerts still queued: delivered within ``deadline_s``, the rest kept in the on-disk outbox."""
         if self.alerts is None:
             return 0
-        return await asyncio.shield(self.alerts.flush(self.deadlines.flush_s))
+        return await asyncio.shield(self.alerts.flush(deadline_s))
 
     async def _shutdown(
         self,
@@ -509,31 +561,41 @@ class Daemon:
         writer: asyncio.Task[None] | None,
         others: list[asyncio.Task[None]],
     ) -> None:
-        t0 = self.clock()
+        t0 = time.monotonic()  # the budget is real time whatever the wall clock (or an injected one) does
+        d = self.deadlines
+
+        def left(cap: float) -> float:
+            return max(0.0, min(cap, d.total_s - (time.monotonic() - t0)))
+
         for t in feeds:
             t.cancel()
-        await _settle(feeds, self.deadlines.feeds_s)
+        await _settle(feeds, left(d.feeds_s))
+        if self.commands is not None:
+            await self.commands.close()  # a blocking read in flight ends now, not at its timeout
         queued = len(self.bus)
         self.bus.close()
         try:
-            async with asyncio.timeout(self.deadlines.drain_s):
+            async with asyncio.timeout(left(d.drain_s)):
                 await asyncio.shield(pipeline)
         except TimeoutError:
             log.warning("drain deadline passed with %d events queued; dropping them", len(self.bus))
             pipeline.cancel()
-            await _settle([pipeline], self.deadlines.cancel_s)
+            await _settle([pipeline], left(d.cancel_s))
         self._publish(self.clock())  # queues the final snapshot and state, and keeps it for the local copy
+        flush_s = left(d.flush_s)
         flushed, delivered, _ = await asyncio.gather(
-            self._final_snapshot(writer, others), self._final_alerts(), self._save_local())
+            self._final_snapshot(writer, others, flush_s), self._final_alerts(flush_s), self._save_local())
+        if self.publisher is not None:
+            await self.publisher.close()
         for t in others:
             t.cancel()
-        stragglers = await _settle(others, self.deadlines.cancel_s)
+        stragglers = await _settle(others, left(d.cancel_s))
         log.info(
             "stopped after %.0f s: %d events, %d index updates, %d snapshots, %d dropped, %d drained at stop,"
             " final flush %s, %d alerts flushed, shutdown %.2f s%s",
             self.clock() - self.stats.started, self.stats.events, self.stats.index_updates,
             self.stats.snapshots, self.bus.dropped, queued, "ok" if flushed else "FAILED", delivered,
-            self.clock() - t0, f", stragglers: {', '.join(stragglers)}" if stragglers else "",
+            time.monotonic() - t0, f", stragglers: {', '.join(stragglers)}" if stragglers else "",
         )
 
 
@@ -553,12 +615,13 @@ async def _supervised(connector: Connector, backoff_s: float = 1.0, max_backoff_
             backoff_s = min(backoff_s * 2, max_backoff_s)
 
 
-async def _settle(tasks: list[asyncio.Task[None]], timeout_s: float) -> list[str]:
-    """Wait for cancelled tasks to finish; returns the names of those that did not in time."""
-    if not tasks:
-        return []
-    _, pending = await asyncio.wait(tasks, timeout=timeout_s)
-    for t in pending:
+async def _settle(tasks: list[asyncio.Task[None]], timeout_s: float, *, quiet: bool = False) -> list[str]:
+    """Wait for (cancelled) tasks to finish; returns the names of those that did not in time, each logged
+    with where it is stuck unless ``quiet``."""
+    pending = {t for t in tasks if not t.done()}
+    if pending and timeout_s > 0:
+        _, pending = await asyncio.wait(pending, timeout=timeout_s)
+    for t in [] if quiet else pending:
         frames = t.get_stack(limit=3)
         where = ", ".join(f"{f.f_code.co_filename}:{f.f_lineno}" for f in frames)
         log.warning("task %s did not stop within %.1f s (at %s)", t.get_name(), timeout_s, where)

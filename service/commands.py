@@ -20,6 +20,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from service.errors import HedgewatchError
 from service.keys import Keys
+from service.outbox import close_client
 
 log = logging.getLogger("hedgewatch.commands")
 
@@ -59,13 +60,21 @@ class CommandReader:
         self._keys = keys
         self._handle = handle
         self._sleep = sleep
+        self._client: aioredis.Redis | None = None
+        self._closed = False
         self.applied = 0
         self.refused = 0
 
+    async def close(self) -> None:
+        """Stop reading: the client is closed within a bound, which ends a blocking read in flight."""
+        self._closed = True
+        client, self._client = self._client, None
+        await close_client(client)
+
     async def run(self) -> None:
         backoff, down = 1.0, False
-        while True:
-            client = self._factory()
+        while not self._closed:
+            client = self._client = self._factory()
             try:
                 await self._ensure_group(client)
                 if down:
@@ -73,6 +82,8 @@ class CommandReader:
                     down, backoff = False, 1.0
                 await self._consume(client)
             except (RedisError, OSError) as exc:
+                if self._closed:
+                    return
                 if not down:
                     log.warning("command stream %s unreadable (%s); retrying", self._keys.commands,
                                 type(exc).__name__)
@@ -80,7 +91,9 @@ class CommandReader:
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
             finally:
-                await client.aclose()
+                if self._client is client:
+                    self._client = None
+                await close_client(client)
 
     async def _ensure_group(self, client: aioredis.Redis) -> None:
         try:

@@ -2,9 +2,11 @@
 
 A config is a YAML file validated by these pydantic models: unknown keys are errors, units are in the names,
 and every error names the file, line and field (``load_config`` maps pydantic's error locations back to the
-YAML nodes). Environment variables ``HEDGEWATCH__SECTION__KEY[__SUBKEY]`` override the file; their values
-are parsed as YAML scalars so ``HEDGEWATCH__HTTP__PORT=9200`` is an int. Secrets are ``SecretStr`` and can
-also be read from a file named by the ``*_file`` sibling key; their values never reach a log or repr.
+YAML nodes). Environment variables ``HEDGEWATCH__SECTION__KEY[__SUBKEY]`` override the file, read by
+pydantic-settings: a value is text coerced by the field's type (``HEDGEWATCH__HTTP__PORT=9200`` is an int,
+``HEDGEWATCH__NOTIFY__TELEGRAM__CHAT_ID=-100123`` stays the string it is), never parsed as YAML; a list or a
+mapping is written as JSON. Secrets are ``SecretStr`` and can also be read from a file named by the
+``*_file`` sibling key; their values never reach a log or repr.
 """
 
 from __future__ import annotations
@@ -12,20 +14,65 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
-from ruamel.yaml import YAML
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import EnvSettingsSource
+from pydantic_settings.sources.utils import parse_env_vars
 
 from service.errors import ConfigError, Problem, SecretError
+from service.redisconn import parse_redis_url
+from service.statefile import default_outbox_dir, default_state_dir
 from service.yamlfile import load_mapping, plain, validation_problems
 
 ENV_PREFIX = "HEDGEWATCH__"
 DEFAULT_CONFIG = Path(__file__).parent / "defaults" / "live.yaml"
 
 
+# The longest duration a setting may give (``*_s``): ten years. Anything longer is a typo, and sleeping on or
+# adding it to a timestamp would overflow the clock's range.
+MAX_DURATION_S = 10 * 365 * 86400.0
+# Sizes of queues, batches and streams: an allocation or a Redis argument, so bounded.
+MAX_COUNT = 10_000_000
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+Positive = Annotated[float, Field(gt=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+Fraction = Annotated[float, Field(gt=0, le=1)]
+Duration = Annotated[float, Field(gt=0, le=MAX_DURATION_S)]
+Count = Annotated[int, Field(gt=0, le=MAX_COUNT)]
+
+
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # every number finite: ``.nan``, ``.inf`` and literals beyond a double's range (``1e400``) are errors
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*")
+    @classmethod
+    def _bounded_duration(cls, v: Any, info: ValidationInfo) -> Any:
+        if (info.field_name or "").endswith("_s") and isinstance(v, int | float) and not isinstance(v, bool) \
+                and abs(v) > MAX_DURATION_S:
+            raise ValueError(f"at most {MAX_DURATION_S:.0f} s (ten years)")
+        return v
+
+
+# Secrets are checked when resolved (``check`` and ``run`` resolve every one before anything starts: the
+# Redis URL here, webhook URLs and bot tokens by the notifier's destinations), not by field validators:
+# pydantic's own error text quotes the input, and the input is the secret.
+def has_control(text: str) -> bool:
+    """A control character (C0, DEL or C1), which no URL, token or password may hold."""
+    return any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in text)
+
 
 
 # --- sources -------------------------------------------------------------------------------------------
@@ -74,20 +121,20 @@ Weighting = Literal["cap", "free_float", "equal", "capped", "fixed"]
 
 class RebalanceConfig(Section):
     schedule: Literal["monthly", "quarterly", "manual"] = "quarterly"
-    day: Literal["last_business"] | int = "last_business"
-    time_utc: str = "16:00"
+    day: Literal["last_business"] | Annotated[int, Field(ge=1, le=31)] = "last_business"
+    time_utc: str = Field(default="16:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
     preview_s: float = Field(default=86400.0, ge=0)
 
 
 class SelectionConfig(Section):
     """Rules to select constituents instead of a fixed list."""
 
-    top_n: int = Field(gt=0)
+    top_n: int = Field(gt=0, le=1000)
     provider: Literal["file", "rest"] = "file"
     path: str | None = None
     url: str | None = None
-    min_volume_usd: float = 0.0
-    rank_buffer: int = Field(default=2, ge=0)
+    min_volume_usd: float = Field(default=0.0, ge=0)
+    rank_buffer: int = Field(default=2, ge=0, le=1000)
     exclude: tuple[str, ...] = ()
     # Market caps move slowly and matter only at a rebalance; hourly keeps well inside public rate limits.
     refresh_s: float = Field(default=3600.0, gt=0)
@@ -114,9 +161,9 @@ class IndexConfig(Section):
     constituents: tuple[str, ...] = ()
     selection: SelectionConfig | None = None
     weighting: Weighting = "equal"
-    weights: dict[str, float] = Field(default_factory=dict)
-    market_caps: dict[str, float] = Field(default_factory=dict)
-    free_float: dict[str, float] = Field(default_factory=dict)
+    weights: dict[str, NonNegative] = Field(default_factory=dict)
+    market_caps: dict[str, Positive] = Field(default_factory=dict)
+    free_float: dict[str, Fraction] = Field(default_factory=dict)
     cap_ratio: float = Field(default=0.25, gt=0, le=1)
     base_level: float = Field(default=1000.0, gt=0)
     rebalance: RebalanceConfig = RebalanceConfig()
@@ -129,7 +176,7 @@ class IndexConfig(Section):
     definition_path: str | None = None
     derivatives_max_age_s: float = Field(default=60.0, gt=0)
     flat_band_ratio: float = Field(default=0.0005, ge=0)
-    oi_windows_s: dict[str, float] = Field(
+    oi_windows_s: dict[str, Duration] = Field(
         default_factory=lambda: {"1h": 3600.0, "4h": 14400.0, "24h": 86400.0}
     )
 
@@ -151,8 +198,8 @@ class OracleConfig(Section):
     max_age_s: float = Field(default=10.0, gt=0)
     exclude_band_ratio: float = Field(default=0.05, gt=0, lt=1)
     readmit_after_s: float = Field(default=60.0, ge=0)
-    quorum: int = Field(default=1, ge=1)
-    weights: dict[str, float] = Field(default_factory=dict)
+    quorum: int = Field(default=1, ge=1, le=1000)
+    weights: dict[str, Positive] = Field(default_factory=dict)
     markets: tuple[str, ...] = ("perp", "spot")
     stable_quotes: tuple[str, ...] = ("USDT", "USDC")
     max_jump_ratio: float = Field(default=0.5, gt=0)
@@ -223,7 +270,7 @@ class PortfolioConfig(Section):
     advice_ttl_s: float = Field(default=86_400.0, gt=0)
     assume_executed: bool = False
     beta: float | Literal["rolling"] = 1.0
-    beta_window: int = Field(default=720, ge=3)
+    beta_window: int = Field(default=720, ge=3, le=1_000_000)
     beta_interval_s: float = Field(default=3600.0, gt=0)
     balances: BalancesConfig | None = None
     instrument: HedgeInstrumentConfig | None = None
@@ -239,8 +286,9 @@ class PortfolioConfig(Section):
 
 
 class TrendlineConfig(Section):
-    """Either two ``anchors`` (``[time, price]``, time as epoch seconds or ISO 8601) or a line ``fit`` by
-    least squares through the swing lows (or highs) of ``timeframe`` bars within ``window``."""
+    """Either two ``anchors`` (``[time, price]``, time as epoch seconds or ISO 8601) or a line ``fit`` under
+    the swing lows (a support; ``highs``: over the swing highs, a resistance) of ``timeframe`` bars within
+    ``window``: through two swing pivots, never crossed by the pivots or closes between them."""
 
     anchors: tuple[tuple[float | str, float], tuple[float | str, float]] | None = None
     fit: Literal["lows", "highs"] = "lows"
@@ -267,15 +315,29 @@ class RedisConfig(Section):
     url: SecretStr | None = None
     url_file: str | None = None
     prefix: str = "hedgewatch"
-    stream_maxlen: int = Field(default=100_000, gt=0)
+    stream_maxlen: Count = 100_000
     heartbeat_ttl_s: float = Field(default=15.0, gt=0)
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
-    hedge_queue_size: int = Field(default=1_000, gt=0)
-    batch_size: int = Field(default=100, gt=0)
-    outbox_dir: str = "var/outbox"
+    hedge_queue_size: Count = 1_000
+    batch_size: Count = 100
+    # the alert outbox and the local state copy; by default (filled in by Config, which knows the index)
+    # <user state dir>/<INDEX>: $XDG_STATE_HOME/hedgewatch/<INDEX>, else ~/.local/state/hedgewatch/<INDEX>
+    outbox_dir: str = Field(default_factory=lambda: str(default_state_dir()))
 
     def resolved_url(self) -> str | None:
-        return read_secret(self.url, self.url_file, "redis.url")
+        """The Redis URL from the config, the environment or ``url_file``; a SecretError naming the setting
+        (never the value) when the file is unreadable or the URL does not parse. ``check`` and ``run`` call
+        it before anything starts."""
+        url = read_secret(self.url, self.url_file, "redis.url")
+        if url is not None:
+            where = f" (read from {self.url_file})" if self.url is None else ""
+            if has_control(url):
+                raise SecretError(f"redis.url contains a control character{where}")
+            try:
+                parse_redis_url(url)
+            except ValueError as exc:
+                raise SecretError(f"redis.url{where}: {exc}") from None
+        return url
 
 
 class HttpConfig(Section):
@@ -284,6 +346,18 @@ class HttpConfig(Section):
     # how people reach this daemon (behind a proxy, another host name): the base of each alert's
     # generatorURL; without it, http://host:port
     external_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    # POST endpoints (rebalance, hedge acknowledgement) over TCP need this token (a file holding it, read at
+    # start); without it they are served only on the Unix socket
+    token_file: str | None = None
+    # a Unix socket serving the same endpoints, POSTs without a token (the socket file is 0600)
+    unix_socket: str | None = None
+    # Host names the port answers to besides loopback, the bound host and external_url's (DNS rebinding)
+    allowed_hosts: tuple[str, ...] = ()
+    # POSTs per endpoint: a token bucket of control_burst refilled at control_rate_per_s
+    control_rate_per_s: float = Field(default=0.5, gt=0, allow_inf_nan=False)
+    control_burst: int = Field(default=5, ge=1, le=1000)
+    # a connection idle, or still sending its request, this long is closed
+    timeout_s: float = Field(default=5.0, gt=0, le=3600, allow_inf_nan=False)
 
     def base_url(self) -> str:
         if self.external_url:
@@ -393,7 +467,7 @@ class NotifyConfig(Section):
     retry_after_max_s: float = Field(default=300.0, gt=0, allow_inf_nan=False)
     # re-sends of a message whose request timed out after it was sent (it may have arrived: Slack and
     # Telegram cannot deduplicate); each one waits twice as long for the answer
-    max_unconfirmed_retries: int = Field(default=2, ge=0, le=10)
+    max_unconfirmed_retries: int = Field(default=1, ge=0, le=10)
     max_alert_age_s: float = Field(default=86400.0, gt=0)
     dedup_retention_s: float = Field(default=7 * 86400.0, gt=0)
     shutdown_drain_s: float = Field(default=5.0, ge=0)
@@ -426,13 +500,34 @@ class Config(Section):
     oracle: OracleConfig = OracleConfig()
     portfolio: PortfolioConfig = PortfolioConfig()
     rules: RulesConfig = RulesConfig()
-    redis: RedisConfig = RedisConfig()
+    redis: RedisConfig = Field(default_factory=RedisConfig)
     http: HttpConfig = HttpConfig()
     notify: NotifyConfig = NotifyConfig()
     ledger: LedgerConfig = LedgerConfig()
     log_level: str = "INFO"
     # the bus between connectors and the pricing core; when full the oldest tick is dropped and counted
-    ingest_queue_size: int = Field(default=10_000, gt=0)
+    ingest_queue_size: Count = 10_000
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_outbox(cls, data: Any) -> Any:
+        """Without ``redis.outbox_dir``, the index's folder in the user's state directory."""
+        if not isinstance(data, dict):
+            return data
+        redis, index = data.get("redis", {}), data.get("index")
+        if not isinstance(redis, dict) or redis.get("outbox_dir") is not None:
+            return data
+        name = index.get("name") if isinstance(index, dict) else None
+        outbox = default_outbox_dir(name if isinstance(name, str) else IndexConfig.model_fields["name"].default)
+        return {**data, "redis": {**redis, "outbox_dir": str(outbox)}}
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, v: str) -> str:
+        level = v.upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"not a log level: one of {', '.join(LOG_LEVELS)}")
+        return level
 
     @model_validator(mode="after")
     def _constituents_have_sources(self) -> Config:
@@ -454,13 +549,17 @@ def read_secret(value: SecretStr | None, path: str | None, name: str) -> str | N
     """The secret's value from the config/env, else from the file it names; None when neither is set.
     Errors name the setting and the file, never the value."""
     if value is not None:
-        return value.get_secret_value()
-    if path is None:
+        secret = value.get_secret_value()
+    elif path is None:
         return None
-    try:
-        return Path(path).read_text().strip()
-    except OSError as exc:
-        raise SecretError(f"{name}: cannot read secret file {path}: {exc.strerror}") from exc
+    else:
+        try:
+            secret = Path(path).read_text().strip()
+        except OSError as exc:
+            raise SecretError(f"{name}: cannot read secret file {path}: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise SecretError(f"{name}: secret file {path} is not UTF-8 text") from exc
+    return secret
 
 
 def require_secret(value: SecretStr | None, path: str | None, name: str) -> str:
@@ -476,28 +575,75 @@ def require_secret(value: SecretStr | None, path: str | None, name: str) -> str:
 # --- loading -------------------------------------------------------------------------------------------
 
 
-def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> list[str]:
-    """Apply ``HEDGEWATCH__A__B=value`` overrides in place; returns the dotted names applied."""
-    applied = []
-    scalar = YAML(typ="safe")
-    for key, raw in sorted(env.items()):
-        if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX:
-            continue
-        path = [p.lower() for p in key[len(ENV_PREFIX):].split("__") if p]
-        node = data
-        for part in path[:-1]:
-            child = node.get(part)
-            if not isinstance(child, dict):
-                child = {}
-                node[part] = child
-            node = child
+class _NotJson:
+    """Stands in for an environment value that should have been JSON (a list or a mapping) and is not."""
+
+
+class _EnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source over a given mapping (``os.environ`` in production, a dict in
+    tests), for the fields of ``Config``: ``HEDGEWATCH__A__B`` is ``a.b``, case-insensitive."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+        super().__init__(Config, case_sensitive=False, env_prefix=ENV_PREFIX,  # type: ignore[arg-type]
+                         env_nested_delimiter="__")
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(self._env, False, False, None)
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
         try:
-            value = scalar.load(raw) if raw.strip() else raw
-        except Exception:
-            value = raw
-        node[path[-1]] = value if value is not None else raw
-        applied.append(".".join(path))
-    return applied
+            return super().decode_complex_value(field_name, field, value)
+        except ValueError:
+            return _NotJson()  # reported under the variable's name, without its value
+
+
+def _env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[str, ...], str], list[Problem]]:
+    """The overrides in ``env`` as a nested dict, the variable behind each dotted path, and the problems
+    (a top-level name that is no setting, a list or mapping that is not JSON)."""
+    names: dict[tuple[str, ...], str] = {}
+    problems = []
+    for key in env:
+        if not key.upper().startswith(ENV_PREFIX) or key.upper() == ENV_PREFIX:
+            continue
+        path = tuple(p.lower() for p in key[len(ENV_PREFIX):].split("__") if p)
+        names[path] = key
+        if path and path[0] not in Config.model_fields:
+            problems.append(Problem(key, None, None, ".".join(path), "unknown setting"))
+    values = _EnvSource(env)()
+
+    def drop_bad_json(node: dict[str, Any], path: tuple[str, ...]) -> None:
+        for k, v in list(node.items()):
+            here = (*path, str(k).lower())
+            if isinstance(v, _NotJson):
+                del node[k]
+                var = names.get(here) or ENV_PREFIX + "__".join(p.upper() for p in here)
+                problems.append(Problem(var, None, None, ".".join(here),
+                                        "not valid JSON (a list or a mapping is given as JSON)"))
+            elif isinstance(v, dict):
+                drop_bad_json(v, here)
+
+    drop_bad_json(values, ())
+    return values, names, problems
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> None:
+    """``over`` merged into ``base`` in place, mappings key by key."""
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(base.get(k), dict):
+            _merge(base[k], v)
+        else:
+            base[k] = dict(v) if isinstance(v, Mapping) else v
+
+
+def _from_env(problem: Problem, names: Mapping[tuple[str, ...], str]) -> Problem:
+    """A problem in a value that came from the environment, reported under its variable, not the file."""
+    field = tuple(problem.field.lower().split(".")) if problem.field else ()
+    for n in range(len(field), 0, -1):
+        var = names.get(field[:n])
+        if var is not None:
+            return Problem(var, None, None, problem.field, problem.message)
+    return problem
 
 
 def parse_config(text: str, file: str = "<config>", env: Mapping[str, str] | None = None) -> Config:
@@ -512,17 +658,16 @@ def config_from_dict(
     """Validate an already-parsed config (e.g. one the demo builds), applying environment overrides.
     ``root`` is the YAML node tree, when there is one, for line numbers in errors."""
     data = plain(data)
-    env_keys = _apply_env(data, os.environ if env is None else env)
+    overrides, names, problems = _env_overrides(os.environ if env is None else env)
+    _merge(data, overrides)
     try:
-        return Config.model_validate(data)
+        cfg = Config.model_validate(data)
     except ValidationError as exc:
-        problems = validation_problems(exc, file, root)
-        # a value that came from the environment is reported under its variable, not the file
-        for i, p in enumerate(problems):
-            if any(p.field == k or p.field.startswith(k + ".") for k in env_keys):
-                var = ENV_PREFIX + "__".join(part.upper() for part in p.field.split("."))
-                problems[i] = Problem(var, None, None, p.field, p.message)
+        problems += [_from_env(p, names) for p in validation_problems(exc, file, root)]
         raise ConfigError(problems) from exc
+    if problems:
+        raise ConfigError(problems)
+    return cfg
 
 
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:

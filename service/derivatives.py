@@ -9,24 +9,27 @@ tick, because nothing here has to move with every quote:
   contract; for a perpetual the annualized carry comes from funding (DESIGN "Futures leg").
 - Index funding: the notional-weighted mean of the members' funding rates, each normalized to 8 h (a
   member's rate is the mean over its venues); annualized cost ``rate_8h * 3 * 365``.
-- Open interest summed in USD (the venue's USD figure, else base units at the oracle price) and its change
-  over configured windows.
+- Open interest summed in USD (the venue's USD figure, else base units at the oracle price), and its change
+  over configured windows **in contracts** (base units), venue by venue over the venues fresh at both ends
+  of the window and valued at today's prices, with the USD change over the same venues beside it and the
+  share of the open interest it covers (``rules.indicators.OpenInterestHistory``).
 - Term structure of dated futures per asset, and the roll cost ``(F_next / F_front - 1) * 365 / days``.
 """
 
 from __future__ import annotations
 
-import bisect
 import calendar
 import re
 import statistics
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
+from rules.indicators import OpenInterestHistory
 from service.config import IndexConfig
 from service.events import Candle, Funding, Market, MarkPrice, OpenInterest
 
 DAY_S = 86400.0
+HOUR_S = 3600
 FUNDINGS_PER_YEAR_8H = 3 * 365
 _MONTHS = {m.upper(): i for i, m in enumerate(calendar.month_abbr) if m}
 _YYMMDD = re.compile(r"[-_](\d{2})(\d{2})(\d{2})$")
@@ -91,12 +94,14 @@ class Derivatives:
         self.funding_unknown_interval: dict[str, dict[str, tuple[float, float]]] = {}
         self.oi: dict[str, dict[str, tuple[float, float | None, float]]] = {}
         self.dated: dict[str, dict[str, tuple[float, float, float, str]]] = {}
-        self._volumes: dict[str, dict[str, dict[float, float]]] = {}
-        self._volume_tf: dict[tuple[str, str], int] = {}
+        # USD volume per asset, venue and hour: a closed hourly kline's, else the sum of closed finer klines
+        self._hourly: dict[tuple[str, str], dict[float, float]] = {}
+        self._minutes: dict[tuple[str, str], dict[float, float]] = {}
+        # the one venue per asset whose volume counts (the index's volume basis, ``volume_venues``)
+        self.volume_venue: dict[str, str] = {}
         self.contract: tuple[float, float] | None = None
         self._contract_expiry = parse_expiry(config.futures.expiry)
-        self._oi_ts: list[float] = []
-        self._oi_val: list[float] = []
+        self._oi_history = OpenInterestHistory(max(config.oi_windows_s.values(), default=0.0), OI_SAMPLE_S)
 
     # --- feeding -----------------------------------------------------------------------------------
 
@@ -129,15 +134,22 @@ class Derivatives:
         self.oi.setdefault(ev.asset, {})[ev.exchange] = (ev.base, ev.usd, ev.ts_recv)
 
     def on_candle(self, ev: Candle, usd_rate: float) -> None:
-        """Keep per-venue bar volumes in USD for the last 24 h (one timeframe per venue and asset)."""
-        key = (ev.asset, ev.exchange)
-        tf = self._volume_tf.setdefault(key, ev.timeframe_s)
-        if ev.timeframe_s != tf or tf > DAY_S:
+        """Keep the venues' USD volume per hour for the last 24 h, from closed klines of an hour or finer
+        (history gives hours, the live stream minutes; an hour's own kline wins over its minutes)."""
+        tf = ev.timeframe_s
+        if not ev.closed or tf > HOUR_S or HOUR_S % tf:
             return
-        bars = self._volumes.setdefault(ev.asset, {}).setdefault(ev.exchange, {})
-        bars[ev.open_ts] = ev.volume * ev.close * usd_rate
-        if len(bars) > DAY_S / tf + 2:
-            for t in sorted(bars)[: len(bars) - int(DAY_S / tf) - 2]:
+        key = (ev.asset, ev.exchange)
+        hour = ev.open_ts - ev.open_ts % HOUR_S
+        usd = ev.volume * ev.close * usd_rate
+        if tf == HOUR_S:
+            bars = self._hourly.setdefault(key, {})
+            bars[hour] = usd
+        else:
+            bars = self._minutes.setdefault(key, {})
+            bars[hour] = bars.get(hour, 0.0) + usd
+        if len(bars) > 26:
+            for t in sorted(bars)[: len(bars) - 26]:
                 del bars[t]
 
     # --- per-asset summaries -----------------------------------------------------------------------
@@ -161,11 +173,15 @@ class Derivatives:
         return total if seen else None
 
     def asset_volume_24h(self, asset: str, now: float) -> float | None:
-        venues = self._volumes.get(asset)
-        if not venues:
+        """USD volume of the last 24 h (the hours that started within it) on the asset's volume venue;
+        None until that venue has reported any."""
+        venue = self.volume_venue.get(asset)
+        key = (asset, venue or "")
+        hourly, minutes = self._hourly.get(key, {}), self._minutes.get(key, {})
+        if venue is None or not (hourly or minutes):
             return None
         start = now - DAY_S
-        return sum(v for bars in venues.values() for t, v in bars.items() if t >= start)
+        return sum(hourly.get(h, minutes.get(h, 0.0)) for h in hourly.keys() | minutes.keys() if h >= start)
 
     def term_structure(self, asset: str, now: float) -> dict[str, object] | None:
         rows = sorted(
@@ -186,20 +202,32 @@ class Derivatives:
 
     # --- index level -------------------------------------------------------------------------------
 
-    def _oi_change(self, total: float, now: float) -> dict[str, float | None]:
-        if not self._oi_ts or now - self._oi_ts[-1] >= OI_SAMPLE_S:
-            self._oi_ts.append(now)
-            self._oi_val.append(total)
-            horizon = now - max(self._cfg.oi_windows_s.values(), default=0.0) - OI_SAMPLE_S
-            cut = bisect.bisect_left(self._oi_ts, horizon)
-            if cut > 0:
-                del self._oi_ts[:cut], self._oi_val[:cut]
-        out: dict[str, float | None] = {}
-        for name, window in self._cfg.oi_windows_s.items():
-            i = bisect.bisect_right(self._oi_ts, now - window) - 1
-            past = self._oi_val[i] if i >= 0 else None
-            out[name] = total / past - 1.0 if past else None
+    def oi_rows(self, assets: Mapping[str, float | None], now: float
+                ) -> dict[str, tuple[float, float | None]]:
+        """``"ASSET/venue"`` -> (open interest in base units, in USD) of the venues fresh now, for
+        ``assets`` (asset -> oracle price, which values a venue's base units when it states no USD)."""
+        limit = now - self._max_age
+        out: dict[str, tuple[float, float | None]] = {}
+        for a, price in assets.items():
+            for ex, (base, usd, ts) in self.oi.get(a, {}).items():
+                if ts >= limit:
+                    out[f"{a}/{ex}"] = (base, usd if usd is not None else
+                                        None if price is None else base * price)
         return out
+
+    def _oi_change(self, prices: Mapping[str, float], now: float
+                   ) -> tuple[dict[str, float | None], dict[str, float | None], dict[str, float | None]]:
+        rows = self.oi_rows(prices, now)
+        self._oi_history.add(now, rows)
+        contracts: dict[str, float | None] = {}
+        usd: dict[str, float | None] = {}
+        coverage: dict[str, float | None] = {}
+        for name, window in self._cfg.oi_windows_s.items():
+            ch = self._oi_history.change(now, window, rows, prices)
+            contracts[name] = None if ch is None else ch["contracts"]
+            usd[name] = None if ch is None else ch["usd"]
+            coverage[name] = None if ch is None else ch["coverage"]
+        return contracts, usd, coverage
 
     def summary(
         self, units: Mapping[str, float], divisor: float, prices: Mapping[str, float], level: float | None,
@@ -240,12 +268,18 @@ class Derivatives:
             "funding_rate_8h": funding,
             "funding_annualized": None if funding is None else funding * FUNDINGS_PER_YEAR_8H,
             "open_interest_usd": oi_total if oi_seen else None,
-            "open_interest_change": self._oi_change(oi_total, now) if oi_seen else {},
+            "open_interest_change": {},
+            "open_interest_change_usd": {},
+            "open_interest_change_coverage": {},
             "basis": None,
             "basis_ratio": None,
             "basis_annualized": None,
             "state": None,
         }
+        if oi_seen:
+            member_prices = {a: p for a in units if (p := prices.get(a)) is not None}
+            (out["open_interest_change"], out["open_interest_change_usd"],
+             out["open_interest_change_coverage"]) = self._oi_change(member_prices, now)
         if futures is not None and level:
             ratio = futures / level - 1.0
             band = self._cfg.flat_band_ratio

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rules.events import from_market
+from rules.model import MOMENTARY_KINDS
 from rules.stage import RuleStage, StageResult
 from service.alerts import Alert
 from service.config import Config
@@ -93,7 +94,7 @@ class Engine:
     def transitions(self, now: float) -> tuple[list[dict[str, Any]], list[Alert]]:
         """The transitions since the last call (for the log) and the alerts the event rules raised on them.
         An asset's transitions reach the rules once it has been priced normally: sources arriving one by
-        one at start-up are not an outage."""
+        one at start-up are not an outage. Rebalances (previews and done) always do."""
         logged, events = [], []
         for t in self.market.drain_transitions():
             d = t.to_dict()
@@ -101,7 +102,7 @@ class Engine:
             if d["kind"] == "oracle" and d["new"] == "ok":
                 self._warm.add(str(d["asset"]))
             e = from_market(d)
-            if e is not None and d["asset"] in self._warm:
+            if e is not None and (d["asset"] in self._warm or e["kind"] in MOMENTARY_KINDS):
                 events.append(e)
         alerts: list[Alert] = []
         # called with no transitions too: an event rule's ``for`` and hold-down count on the clock
@@ -121,6 +122,11 @@ class Engine:
     # --- state ------------------------------------------------------------------------------------
 
     def bootstrap(self, candles: Sequence[Candle]) -> None:
-        """Kline history for every overlay's indicators."""
+        """Kline history for every overlay's indicators, and the assets' 24 h volume: the venue that
+        supplied an asset's history is its volume venue from now on."""
+        d = self.market.derivatives
+        d.volume_venue.update({c.asset: c.exchange for c in candles if c.asset != self.index})
+        for c in candles:
+            self.market.apply(c)
         for o in self.overlays:
             o.rules.bootstrap(candles)

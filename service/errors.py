@@ -6,6 +6,11 @@ HedgewatchError
 ├── SecretError          a secret the config needs is missing or unreadable (its value is never in the message)
 ├── FeedError            a venue connection failed or broke
 │   └── ProtocolError    a venue said something we do not understand (bad ack, unknown frame)
+├── ExprError            a rule expression does not compile (rules/expr.py), at a line and column
+├── TemplateError        an annotation template does not parse (rules/templates.py), at an offset
+├── IndexError_, WeightingError   an index or its weights cannot be built (service/index.py, weights.py)
+├── RetryLater, GiveUp   a notification was not delivered: try again, or never (service/notify/)
+├── ListenError          a port or socket cannot be listened on (busy, forbidden); names the setting
 ├── StorageError         a directory hedgewatch keeps files in (the alert outbox) cannot be used
 ├── RejectedMessage      one inbound message was malformed or absurd; counted and skipped, never fatal
 └── ClosedError          an object was used after it was closed (we closed it, not the peer)
@@ -58,6 +63,10 @@ class FeedError(HedgewatchError):
 
 class ProtocolError(FeedError):
     """A venue sent something that does not follow its protocol (e.g. a subscription was refused)."""
+
+
+class ListenError(HedgewatchError):
+    """A port or socket hedgewatch must listen on cannot be used; the message names the setting."""
 
 
 class StorageError(HedgewatchError):

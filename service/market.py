@@ -9,8 +9,10 @@ event's receive time (``apply``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
+from rules.synth import volume_venues
 from service.config import Config
 from service.constituents import Candidate
 from service.derivatives import Derivatives
@@ -68,6 +70,7 @@ class MarketState:
         self._rates: dict[str, tuple[float, bool]] = {}  # quote -> (USD rate, assumed at par)
         self.basket = Basket()
         self.derivatives = Derivatives(config.index)
+        self.derivatives.volume_venue.update(volume_venues(config))
         self.rebalancer = Rebalancer(config, self._oracles, now)
         self._members: frozenset[str] = frozenset()
         self._status = STALE
@@ -300,9 +303,11 @@ class MarketState:
             changed = True
         preview = self.rebalancer.announce(now)
         if preview is not None:
-            why = (f"rebalance at {preview['effective_ts']:.0f}: added {', '.join(preview['added']) or '-'}; "
+            when = datetime.fromtimestamp(preview["effective_ts"], UTC).strftime("%Y-%m-%d %H:%M UTC")
+            why = (f"rebalance at {when}: added {', '.join(preview['added']) or '-'}; "
                    f"removed {', '.join(preview['removed']) or '-'}")
-            self._transitions.append(SourceTransition(now, "rebalance_preview", self.name, "", "", "", why))
+            self._transitions.append(
+                SourceTransition(now, "rebalance_preview", self.name, "", "", "scheduled", why, self.level))
         if now - self._last_recompute >= RECOMPUTE_EVERY_S:
             self.basket.recompute()
             self._last_recompute = now
@@ -376,6 +381,9 @@ class MarketState:
             out[a] = {
                 "funding_rate_8h": d.asset_funding(a, now),
                 "open_interest_usd": d.asset_open_interest(a, o.price, now),
+                # per venue fresh now: [base units, USD], for changes in contracts over the same venues
+                "open_interest_venues": {k.partition("/")[2]: list(v)
+                                         for k, v in d.oi_rows({a: o.price}, now).items()},
                 "volume_24h": d.asset_volume_24h(a, now),
                 "mark_price": d.asset_mark(a, now),
             }

@@ -247,6 +247,14 @@ class Metrics:
             registry=r,
         )
 
+        self.clock_offset = Gauge(
+            "hedgewatch_clock_offset_seconds",
+            "Wall clock minus the daemon's steady clock (ages and durations run on the steady one)",
+            registry=r,
+        )
+        self.clock_steps = Counter(
+            "hedgewatch_clock_steps", "Wall-clock steps of a second or more detected", registry=r
+        )
         self.up = Gauge("hedgewatch_up", "1 while the daemon runs", registry=r)
         self.ready = Gauge("hedgewatch_ready", "1 when every constituent has oracle quorum", registry=r)
         self.start_time = Gauge("hedgewatch_start_time_seconds", "Start time (epoch)", registry=r)

@@ -9,8 +9,11 @@ On disk (``outbox_dir``):
 * ``id``: a random outbox id, created once. Redis remembers the last sequence it took *per outbox id*, so a
   wiped outbox directory starts a fresh sequence instead of being mistaken for old, already-delivered alerts.
 * ``seg-<first seq>.log``: append-only segments, one record a line: ``<crc32 hex> <json>``, the JSON being
-  ``{"seq": n, "t": submit time, "alert": {...}}``. A torn or corrupt tail (a crash mid-write) is cut off at
-  start; a whole segment is deleted once every record in it is acknowledged.
+  ``{"seq": n, "t": submit time, "alert": {...}}``, with ``"state": {...}`` on the last alert of an
+  evaluation step: the daemon's rule and hedge state after the transitions that step made, so the state
+  that produced an alert is durable exactly when the alert is, and a crash at any instant neither loses nor
+  repeats a firing. A torn or corrupt tail (a crash mid-write) is cut off at start; a whole segment is
+  deleted once every record in it is acknowledged, except the one holding the newest state.
 * ``cursor``: the highest sequence delivered (or given up on, see the bound), replaced atomically
   (write, fsync, rename, fsync the directory).
 
@@ -90,10 +93,12 @@ class Record:
     submitted_at: float
     alert_id: str
     payload: bytes  # the alert JSON, exactly as it goes to Redis
+    state: bytes | None = None  # the daemon's persisted state (JSON) as of this alert, on some records
 
 
 def _encode(rec: Record) -> bytes:
-    body = b'{"seq":%d,"t":%s,"alert":%s}' % (rec.seq, repr(rec.submitted_at).encode(), rec.payload)
+    body = b'{"seq":%d,"t":%s,"alert":%s%s}' % (rec.seq, repr(rec.submitted_at).encode(), rec.payload,
+                                               b"" if rec.state is None else b',"state":' + rec.state)
     return b"%08x %s\n" % (zlib.crc32(body), body)
 
 
@@ -106,7 +111,9 @@ def _decode(line: bytes) -> Record | None:
         if int(line[:8], 16) != zlib.crc32(body):
             return None
         d = orjson.loads(body)
-        return Record(int(d["seq"]), float(d["t"]), str(d["alert"]["id"]), orjson.dumps(d["alert"]))
+        state = d.get("state")
+        return Record(int(d["seq"]), float(d["t"]), str(d["alert"]["id"]), orjson.dumps(d["alert"]),
+                      None if state is None else orjson.dumps(state))
     except (ValueError, KeyError, TypeError):
         return None
 
@@ -132,6 +139,8 @@ class Outbox:
         self._count = 0  # records in it
         self._rotate_next = False  # a failed append could not be cut back: start a new segment
         self.written = 0  # records appended and fsynced since start
+        self.last_state: bytes | None = None  # the newest state in the files (see the module docstring)
+        self._state_seg: Path | None = None  # the segment holding it, kept through acknowledgements
 
     def _read_cursor(self) -> int:
         try:
@@ -165,6 +174,7 @@ class Outbox:
     def _load(self) -> list[Record]:
         pending: list[Record] = []
         paths = sorted(self.dir.glob("seg-*.log"), key=lambda p: int(p.stem[4:]))
+        kept: list[tuple[int, Path, bool]] = []  # (first seq, path, every record acknowledged)
         for path in paths:
             good = 0
             records = []
@@ -181,14 +191,19 @@ class Outbox:
                 with open(path, "r+b") as f:
                     f.truncate(good)
                     os.fsync(f.fileno())
-            if records and records[-1].seq <= self.acked:
-                path.unlink()
-                continue
             if not records:
                 path.unlink()
                 continue
-            self._segments.append((records[0].seq, path))
+            for rec in records:
+                if rec.state is not None:
+                    self.last_state, self._state_seg = rec.state, path
+            kept.append((records[0].seq, path, records[-1].seq <= self.acked))
             pending.extend(r for r in records if r.seq > self.acked)
+        for first, path, spent in kept:
+            if spent and path != self._state_seg:
+                path.unlink()
+            else:
+                self._segments.append((first, path))
         self._fsync_dir()
         return pending
 
@@ -227,6 +242,9 @@ class Outbox:
         self._size += len(data)
         self._count += len(chunk)
         self.written += len(chunk)
+        for rec in chunk:
+            if rec.state is not None:
+                self.last_state, self._state_seg = rec.state, self._segments[-1][1]
         return len(chunk)
 
     def _rotate(self, first_seq: int) -> None:
@@ -258,8 +276,10 @@ class Outbox:
             return
         self._atomic_write(self.dir / "cursor", str(seq).encode())
         self.acked = seq
-        # a segment is spent when the next one starts at or below acked + 1 (all its records are acked)
-        while len(self._segments) > 1 and self._segments[1][0] <= seq + 1:
+        # a segment is spent when the next one starts at or below acked + 1 (all its records are acked); the
+        # one holding the newest state stays, so a restart after Redis lost it still finds it
+        while (len(self._segments) > 1 and self._segments[1][0] <= seq + 1
+               and self._segments[0][1] != self._state_seg):
             _, path = self._segments.pop(0)
             path.unlink(missing_ok=True)
 
@@ -275,6 +295,19 @@ def _why(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
+
+
+CLOSE_TIMEOUT_S = 0.5
+
+
+async def close_client(client: aredis.Redis | None, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+    """Close a Redis client within ``timeout_s``. Closing its connections ends a call in flight on them (it
+    fails at once); a frozen server that never answers the close cannot hold a stop beyond the bound."""
+    if client is None:
+        return
+    with contextlib.suppress(RedisError, OSError, TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            await client.aclose()
 
 
 def check_cancelled() -> None:
@@ -332,6 +365,8 @@ class AlertSink:
         self._disk_pause = disk_retry_s[0]
         self._disk_next = 0.0  # monotonic time of the next write attempt while the disk fails
         self._redis_ok = True
+        self._closing = False  # flush has begun: no new Redis call may start after its deadline
+        self._closed = False
         self.delivered = 0
         metrics.outbox_writable.set(1)
         if self._persisted:
@@ -350,10 +385,19 @@ class AlertSink:
         """False while the outbox directory fails writes (alerts are then held in memory)."""
         return self._disk_ok
 
-    def submit(self, alert: Alert) -> None:
-        """Queue one alert for durable delivery. Never blocks; on a full outbox see the bound."""
+    @property
+    def last_state(self) -> bytes | None:
+        """The newest state submitted with an alert (in memory, or on disk from an earlier run)."""
+        for rec in reversed(self._submitted):
+            if rec.state is not None:
+                return rec.state
+        return self._outbox.last_state
+
+    def submit(self, alert: Alert, state: bytes | None = None) -> None:
+        """Queue one alert for durable delivery, with the daemon's state as of it when given (JSON). Never
+        blocks; on a full outbox see the bound."""
         self._seq += 1
-        self._submitted.append(Record(self._seq, self._clock(), alert.id, alert.to_json()))
+        self._submitted.append(Record(self._seq, self._clock(), alert.id, alert.to_json(), state))
         if self.pending > self._max_pending:
             self._drop_oldest(self.pending - self._max_pending)
         self._update_depth()
@@ -386,7 +430,7 @@ class AlertSink:
         by delivering from memory and probing it again."""
         delay = self._retry[0]
         try:
-            while True:
+            while not self._closed:
                 await self._persist()
                 if not self._deliverable():
                     self._wake.clear()
@@ -402,6 +446,8 @@ class AlertSink:
                     await self._deliver_batch()
                     delay = self._retry[0]
                 except (RedisError, OSError) as exc:
+                    if self._closed:
+                        return  # close() ended the call in flight: that is no outage
                     await self._on_redis_error(exc)
                     await asyncio.sleep(delay * (0.5 + random.random()))
                     delay = min(delay * 2, self._retry[1])
@@ -411,9 +457,12 @@ class AlertSink:
             await asyncio.shield(self._drop_client())
 
     async def flush(self, deadline_s: float) -> int:
-        """Persist everything submitted, then deliver what can be delivered within ``deadline_s``.
-        Returns how many alerts were delivered; the rest stays in the outbox for the next start."""
+        """Persist everything submitted, then deliver what can be delivered within ``deadline_s``, then
+        close. Returns how many alerts were delivered; the rest stays in the outbox for the next start. A
+        delivery in flight in ``run`` (on a Redis that does not answer, say) is ended by the close, so this
+        returns within ``deadline_s`` plus the bounded close."""
         delivered = 0
+        self._closing = True
         await self._persist(force=True)
         try:
             async with asyncio.timeout(deadline_s):
@@ -430,12 +479,15 @@ class AlertSink:
         return delivered
 
     async def close(self) -> None:
+        """Stop delivering: the client is closed (ending a call in flight), what memory holds goes to disk."""
+        self._closing = self._closed = True
+        self._wake.set()
+        await self._drop_client()
         await self._persist(force=True)
         if self._submitted:
             log.error("outbox: %d alerts lost at stop: the outbox directory %s takes no writes and Redis did "
                       "not take them (first %s)", len(self._submitted), self._outbox.dir,
                       self._submitted[0].alert_id)
-        await self._drop_client()
         self._outbox.close()
 
     async def _persist(self, force: bool = False) -> None:
@@ -491,6 +543,8 @@ class AlertSink:
     async def _deliver_batch(self) -> int:
         # one delivery at a time (flush may overlap run)
         async with self._send:
+            if self._closed:
+                return 0
             batch = self._deliverable()
             if not batch:
                 return 0
@@ -536,6 +590,4 @@ class AlertSink:
 
     async def _drop_client(self) -> None:
         client, self._redis, self._script = self._redis, None, None
-        if client is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await client.aclose()
+        await close_client(client)

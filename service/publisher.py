@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 
 from service.keys import Keys
 from service.metrics import Metrics
+from service.outbox import close_client
 
 log = logging.getLogger("hedgewatch.redis")
 
@@ -170,10 +171,9 @@ class RedisPublisher:
             return False
 
     async def close(self) -> None:
-        if self._client is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await self._client.aclose()
-            self._client = None
+        """Close the client within a bound: a write in flight on a frozen Redis ends with it."""
+        client, self._client = self._client, None
+        await close_client(client)
 
     async def _write(self) -> None:
         snapshots, self._snapshots = self._snapshots, {}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,46 @@ import orjson
 log = logging.getLogger(__name__)
 
 
+def directory_problem(directory: Path) -> str | None:
+    """Why ``directory`` cannot hold the outbox and the state copy, or None when it can: it is a writable
+    directory, or the nearest part of it that exists is one (so it can be created)."""
+    path = directory.expanduser()
+    existing = path
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{path}: {existing} is not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{path}: {existing} is not writable"
+    return None
+
+
+def safe_name(index: str) -> str:
+    """The index name made safe for a file name."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", index) or "_"
+
+
+def default_state_dir(env: Mapping[str, str] | None = None) -> Path:
+    """The user's state directory for hedgewatch (XDG Base Directory): ``$XDG_STATE_HOME/hedgewatch`` when
+    that is an absolute path, else ``~/.local/state/hedgewatch``."""
+    env = os.environ if env is None else env
+    xdg = env.get("XDG_STATE_HOME", "")
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg) / "hedgewatch"
+    home = env.get("HOME")
+    return (Path(home) if home else Path.home()) / ".local" / "state" / "hedgewatch"
+
+
+def default_outbox_dir(index: str, env: Mapping[str, str] | None = None) -> Path:
+    """Where the outbox and the state copy of ``index`` live unless ``redis.outbox_dir`` says: one folder
+    per index in the user's state directory, whatever the working directory (two daemons of different
+    indexes never share an outbox; two of the same index on one machine need their own ``outbox_dir``)."""
+    return default_state_dir(env) / safe_name(index)
+
+
 def state_path(directory: str | Path, index: str) -> Path:
     """``<directory>/state-<index>.json``, the index name made safe for a file name."""
-    return Path(directory) / f"state-{re.sub(r'[^A-Za-z0-9_.-]', '_', index)}.json"
+    return Path(directory) / f"state-{safe_name(index)}.json"
 
 
 def save(path: Path, state: dict[str, Any]) -> None:

@@ -2,6 +2,11 @@
 
 ruamel.yaml's round-trip loader keeps every node's line and column, so a problem found later (by pydantic,
 or by a loader walking the tree) can still name ``file:line:column``.
+
+Aliases are counted as what they expand to: a file whose nodes, aliases expanded, pass ``NODE_BUDGET`` is
+refused at the alias that passes it, while it is composed (before anything is built from it). A
+"billion laughs" file of a few hundred bytes would otherwise expand to millions of nodes (seconds and
+gigabytes) when validated or walked; the largest file the project ships has a few hundred.
 """
 
 from __future__ import annotations
@@ -13,19 +18,60 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.composer import Composer, ComposerError
 from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.events import AliasEvent
 
 from service.errors import ConfigError, Problem
 
 M = TypeVar("M", bound=BaseModel)
 
+NODE_BUDGET = 100_000
+
+
+class AliasBomb(ComposerError):
+    """The document's nodes, aliases expanded, pass the budget."""
+
+
+class _BudgetComposer(Composer):
+    """A composer that counts every node as it would be expanded: a node costs one, an alias what its
+    anchored node cost (itself and everything under it)."""
+
+    def __init__(self, loader: Any = None) -> None:
+        super().__init__(loader)
+        self._spent = 0
+        self._cost: dict[int, int] = {}
+
+    def _spend(self, n: int, mark: Any) -> None:
+        self._spent += n
+        if self._spent > NODE_BUDGET:
+            raise AliasBomb(None, None, f"aliases expand past {NODE_BUDGET} nodes", mark)
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.parser.check_event(AliasEvent):
+            mark = self.parser.peek_event().start_mark
+            node = super().compose_node(parent, index)
+            self._spend(self._cost.get(id(node), 1), mark)
+            return node
+        before = self._spent
+        self._spend(1, self.parser.peek_event().start_mark)
+        node = super().compose_node(parent, index)
+        self._cost[id(node)] = self._spent - before
+        return node
+
 
 def load_yaml(text: str, file: str) -> Any:
-    """The YAML node tree of ``text`` (None when empty); invalid YAML raises ConfigError with its position."""
+    """The YAML node tree of ``text`` (None when empty); invalid YAML, or aliases expanding past
+    ``NODE_BUDGET`` nodes, raise ConfigError with the position."""
     y = YAML(typ="rt")
     y.allow_duplicate_keys = False
+    y.Composer = _BudgetComposer
     try:
         return y.load(io.StringIO(text))
+    except AliasBomb as exc:
+        mark = exc.problem_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        raise ConfigError([Problem(file, line, col, "", f"{exc.problem}: refused (an alias bomb?)")]) from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -78,7 +124,7 @@ def validation_problems(exc: ValidationError, file: str, root: Any) -> list[Prob
     for err in exc.errors():
         loc = tuple(err["loc"])
         line, col = locate(root, loc)
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
         problems.append(Problem(file, line, col, ".".join(str(p) for p in loc), msg))
     return problems
 

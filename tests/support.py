@@ -17,6 +17,17 @@ REPO = Path(__file__).resolve().parent.parent
 FRAMES = REPO / "tests" / "frames"
 
 
+# the daemon's control token in tests (http.token_file); POSTs carry CONTROL_HEADERS
+CONTROL_TOKEN = "test-control-token-0123456789"
+CONTROL_HEADERS = {"Authorization": f"Bearer {CONTROL_TOKEN}"}
+
+
+def control_token_file(directory: Path) -> str:
+    path = directory / "control.token"
+    path.write_text(CONTROL_TOKEN + "\n")
+    return str(path)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -80,29 +80,75 @@ def test_stale_funding_is_ignored() -> None:
     assert m.snapshot(2.0 + 61.0)["derivatives"]["funding_rate_8h"] is None
 
 
-def test_open_interest_in_usd_and_its_change_over_windows() -> None:
+def _step_prices(m: MarketState, t: float, scale: float = 1.0, venues: tuple[str, ...] = VENUES[:3]) -> None:
+    for a, p in PRICES.items():
+        for v in venues:
+            m.apply(quote(v, a, p * scale, t))
+
+
+def test_open_interest_in_usd_and_its_change_in_contracts_over_windows() -> None:
     m = market()
     m.apply(OpenInterest("binanceusdm", "BTC", "BTCUSDT", 1000.0, 1000.0, None, 2.0, 2.0))
-    m.apply(OpenInterest("okx", "ETH", "ETH-USDT-SWAP", 10.0, 1000.0, 2.5e6, 2.0, 2.0))
+    m.apply(OpenInterest("okx", "ETH", "ETH-USDT-SWAP", 10.0, 1250.0, 2.5e6, 2.0, 2.0))
     snap = m.snapshot(2.0)
     assert snap["derivatives"]["open_interest_usd"] == pytest.approx(1e8 + 2.5e6)
     assert snap["assets"]["ETH"]["open_interest_usd"] == pytest.approx(2.5e6)
+    assert snap["assets"]["ETH"]["open_interest_venues"] == {"okx": [1250.0, 2.5e6]}
     assert snap["derivatives"]["open_interest_change"]["1h"] is None  # no history yet
     t = 2.0
     for i in range(1, 13):  # an hour later, BTC open interest up 10 %
         t = 2.0 + i * 300.0
-        for a, p in PRICES.items():
-            for v in VENUES[:3]:
-                m.apply(quote(v, a, p, t))
+        _step_prices(m, t)
         m.apply(OpenInterest("binanceusdm", "BTC", "BTCUSDT", 1100.0, 1100.0, None, t, t))
-        m.apply(OpenInterest("okx", "ETH", "ETH-USDT-SWAP", 10.0, 1000.0, 2.5e6, t, t))
+        m.apply(OpenInterest("okx", "ETH", "ETH-USDT-SWAP", 10.0, 1250.0, 2.5e6, t, t))
         m.snapshot(t)
-    change = m.snapshot(t)["derivatives"]["open_interest_change"]
-    assert change["1h"] == pytest.approx((1.1e8 + 2.5e6) / (1e8 + 2.5e6) - 1)
+    d = m.snapshot(t)["derivatives"]
+    assert d["open_interest_change"]["1h"] == pytest.approx((1.1e8 + 2.5e6) / (1e8 + 2.5e6) - 1)
+    assert d["open_interest_change_usd"]["1h"] == pytest.approx((1.1e8 + 2.5e6) / (1e8 + 2.5e6) - 1)
+    assert d["open_interest_change_coverage"]["1h"] == pytest.approx(1.0)
     m.apply(OpenInterest("binanceusdm", "BTC", "BTCUSDT", 1210.0, 1210.0, None, t + 1, t + 1))
     change = m.snapshot(t + 11.0)["derivatives"]["open_interest_change"]
     assert change["1h"] == pytest.approx((1.21e8 + 2.5e6) / (1e8 + 2.5e6) - 1)
     assert change["24h"] is None
+
+
+def test_a_rally_with_no_new_contracts_is_no_open_interest_change() -> None:
+    """Price +10 % with the same contracts open: 0 % in contracts, +10 % in USD beside it."""
+    m = market()
+    t = 2.0
+    for i in range(13):
+        t = 2.0 + i * 300.0
+        _step_prices(m, t, 1.0 + 0.1 * i / 12)
+        for v in VENUES[:3]:
+            m.apply(OpenInterest(v, "BTC", "BTCUSDT", 1000.0, 1000.0, None, t, t))
+        m.snapshot(t)
+    d = m.snapshot(t)["derivatives"]
+    assert d["open_interest_change"]["1h"] == pytest.approx(0.0, abs=1e-12)
+    assert d["open_interest_change_usd"]["1h"] == pytest.approx(0.1, rel=1e-3)
+
+
+def test_a_venue_outage_is_not_a_fall_in_open_interest() -> None:
+    """Three venues with equal open interest growing 2 % an hour; one stops reporting (stale): the change
+    is the other two's, coverage-adjusted (never -33 %); with two of the three gone it is unavailable."""
+    m = market()
+    seen = {"two": 0, "none": 0}
+    for i in range(25):  # two hours of 5-minute samples; okx stops after an hour, bybit after 1 h 30
+        t = 2.0 + i * 300.0
+        _step_prices(m, t)
+        for v, stop in (("binanceusdm", 1e9), ("okx", 3600.0), ("bybit", 5400.0)):
+            if t <= stop:
+                m.apply(OpenInterest(v, "BTC", "BTCUSDT", 0.0, 1000.0 * (1 + 0.02 * t / 3600), None, t, t))
+        d = m.snapshot(t)["derivatives"]
+        change, coverage = d["open_interest_change"]["1h"], d["open_interest_change_coverage"]["1h"]
+        if 3600.0 + 61 <= t <= 5400.0:  # okx stale: the change over binance and bybit, two thirds covered
+            assert change == pytest.approx(0.02 / (1 + 0.02 * (t - 3600) / 3600))
+            assert coverage == pytest.approx(2 / 3, rel=0.02)
+            seen["two"] += 1
+        elif 5400.0 + 61 <= t <= 3302.0 + 3600:  # okx and bybit out: a third of it, too little to tell
+            assert change is None
+            seen["none"] += 1
+        assert change is None or change > 0
+    assert seen == {"two": 5, "none": 5}
 
 
 def test_dated_contract_basis_is_annualized_to_expiry() -> None:
@@ -134,9 +180,24 @@ def test_term_structure_and_roll_cost_per_asset() -> None:
     assert ts["roll_cost_annualized"] == pytest.approx((102_500 / 101_000 - 1) * 365 / days)
 
 
-def test_volume_24h_from_candles() -> None:
+def test_volume_24h_from_candles_of_the_volume_venue() -> None:
+    """The 24 h USD volume of an asset is its volume venue's (the first source listing it: binanceusdm
+    here), from closed klines: history hours, then live minutes, an hour's own kline winning over them."""
     m = market()
+
+    def k(venue: str, tf: int, ts: float, volume: float, closed: bool = True) -> Candle:
+        return Candle(venue, "BTC", "BTCUSDT", tf, ts, 1, 1, 1, 100_000.0, volume, closed, ts + tf, ts + tf)
+
+    assert m.snapshot(0.0)["assets"]["BTC"]["volume_24h"] is None
     for i in range(3):
-        m.apply(Candle("okx", "BTC", "BTCUSDT", 3600, 3600.0 * i, 1, 1, 1, 100_000.0, 2.0, True, 1.0, 1.0))
-    m.apply(Candle("okx", "BTC", "BTCUSDT", 3600, 7200.0, 1, 1, 1, 100_000.0, 3.0, False, 1.0, 1.0))
-    assert m.snapshot(7300.0)["assets"]["BTC"]["volume_24h"] == pytest.approx(7.0 * 100_000)
+        m.apply(k("binanceusdm", 3600, 3600.0 * i, 2.0))
+        m.apply(k("okx", 3600, 3600.0 * i, 50.0))  # another venue: not the volume basis
+    m.apply(k("binanceusdm", 3600, 3 * 3600.0, 9.0, closed=False))  # still forming: not counted
+    for minute in range(10):
+        m.apply(k("binanceusdm", 60, 3 * 3600.0 + minute * 60, 0.1))
+    assert m.snapshot(3 * 3600.0 + 600)["assets"]["BTC"]["volume_24h"] == pytest.approx(7.0 * 100_000)
+    m.apply(k("binanceusdm", 3600, 3 * 3600.0, 1.5))  # the hour's own kline replaces its minutes
+    assert m.snapshot(4 * 3600.0)["assets"]["BTC"]["volume_24h"] == pytest.approx(7.5 * 100_000)
+    assert m.snapshot(DAY + 3600.0 + 1)["assets"]["BTC"]["volume_24h"] == pytest.approx(3.5 * 100_000)
+
+

@@ -50,7 +50,7 @@ from service.config import Config, config_from_dict
 from service.hedge import short_pnl
 from service.keys import Keys
 from tests.stepped import settle, stepped_simulator, stepped_sources, warm_up
-from tests.support import REPO, RedisServer, free_port, wait_for
+from tests.support import CONTROL_HEADERS, REPO, RedisServer, control_token_file, free_port, wait_for
 
 INDEX = "FOUR"
 PREFIX = "hw4"
@@ -83,7 +83,7 @@ def daemon_config(sim: Simulator, redis_url: str, tmp_path: Path) -> Config:
                       "lot_size": 1, "position_contracts": -20, "tolerance_ratio": 0.02},
         "rules": {"files": [str(RULES)], "levels": {"R1": R1, "S1": S1}},
         "redis": {"url": redis_url, "prefix": PREFIX, "outbox_dir": str(tmp_path / "outbox")},
-        "http": {"port": free_port()},
+        "http": {"port": free_port(), "token_file": control_token_file(tmp_path)},
     }
     return config_from_dict(data, "<four-phase>", {})
 
@@ -154,7 +154,8 @@ async def test_four_phase_hedging_through_the_daemon(sim: Simulator, redis_srv: 
             await warm_up(sim, daemon, lambda: warm(daemon, hedges), WARM_UP_MAX_S)
             warm_at = start + path.elapsed_s
             acked: list[dict[str, Any]] = []
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{daemon.http.port}") as http:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{daemon.http.port}",
+                                         headers=CONTROL_HEADERS) as http:
                 while path.elapsed_s < END_S:
                     sim.step()
                     await settle(daemon)

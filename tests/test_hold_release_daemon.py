@@ -23,7 +23,7 @@ from service.app import Daemon
 from service.config import Config, config_from_dict
 from service.keys import Keys
 from tests.stepped import settle, stepped_simulator, stepped_sources, warm_up
-from tests.support import RedisServer, free_port
+from tests.support import CONTROL_HEADERS, RedisServer, control_token_file, free_port
 from tests.test_four_phase_daemon import Collector, warm
 
 INDEX = "RALLY"
@@ -43,7 +43,7 @@ def daemon_config(sim: Simulator, redis_url: str, tmp_path: Path) -> Config:
         # the resistance test would take its 10 points at whatever R1 the history makes: out of the way
         "rules": {"files": ["builtin:default"], "levels": {"R1": 1e9}},
         "redis": {"url": redis_url, "prefix": PREFIX, "outbox_dir": str(tmp_path / "outbox")},
-        "http": {"port": free_port()},
+        "http": {"port": free_port(), "token_file": control_token_file(tmp_path)},
     }
     return config_from_dict(data, "<break-rally>", {})
 
@@ -72,7 +72,8 @@ async def test_a_rally_after_a_break_brings_the_hedge_back_to_the_baseline(
             await daemon.started.wait()
             await warm_up(sim, daemon, lambda: warm(daemon, hedges), WARM_UP_MAX_S)
             acked: set[str] = set()
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{daemon.http.port}") as http:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{daemon.http.port}",
+                                         headers=CONTROL_HEADERS) as http:
                 while path.elapsed_s < END_S:
                     sim.step()
                     await settle(daemon)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from rules.candles import CandleSeries
 from rules.expr import compile_expr
-from rules.indicators import EMA, SMA, History, Pivots, fit_line, floor_pivots
+from rules.indicators import EMA, SMA, History, Pivots, floor_pivots, line_through, trendline
 from rules.signals import SignalBook
 from service.events import Candle
 
@@ -130,7 +130,6 @@ def test_pivots_fib_and_fitted_trendline() -> None:
     assert p.last_high == 160  # bar 7: high 160 above its neighbours
     # last swing: low 95 (day 4) then high 160 (day 7): an up swing, retraced from the high
     assert p.fib(0.618) == pytest.approx(160 - 0.618 * (160 - 95))
-    assert fit_line([(1 * DAY, 90), (4 * DAY, 95)], 7 * DAY) == pytest.approx(100)
 
 
 def test_level_from_config_and_floor_pivots() -> None:
@@ -141,6 +140,58 @@ def test_level_from_config_and_floor_pivots() -> None:
     assert env["level_R1"] == piv["R1"] == pytest.approx(110)
     assert env["level_S1"] == pytest.approx(90)
     assert env["level_big"] == 5000
+
+
+def _trend_bars(trend, days: int = 200) -> list[Candle]:
+    """Daily index klines: ``trend(d)`` with a 12-day wave and a little ripple, so swing pivots form."""
+    out, prev = [], trend(0)
+    for d in range(days):
+        c = trend(d) + 6 * math.sin(2 * math.pi * d / 12) + 1.5 * math.sin(d * 1.7)
+        hi, lo = max(prev, c) + 1 + 0.2 * (d % 3), min(prev, c) - 1 - 0.2 * ((d + 1) % 3)
+        out.append(Candle("binanceusdm", "HW", "HW", DAY, d * DAY, prev, hi, lo, c, 1.0, True, d * DAY, d * DAY))
+        prev = c
+    return out
+
+
+@pytest.mark.parametrize("shape", ["uptrend", "downtrend", "accelerating fall", "slowing rise"])
+def test_support_trendline_sits_under_the_lows_and_resistance_over_the_highs(shape: str) -> None:
+    trend = {"uptrend": lambda d: 100 + 0.5 * d, "downtrend": lambda d: 300 - 0.5 * d,
+             "accelerating fall": lambda d: 300 - 0.004 * d * d, "slowing rise": lambda d: 100 + 12 * d ** 0.5}[shape]
+    b = book_with('price < trendline("long_term")', 'price > trendline("top")', pivot_strength=3,
+                  trendlines={"top": {"fit": "highs", "timeframe": "1d", "window": "180d"}})
+    bars = _trend_bars(trend)
+    for c in bars:
+        b.on_candle(c)
+    now = 200 * DAY + 3600
+    price = bars[-1].close
+    env = b.update({"level": price, "ts": now}, now)
+    support, resistance = env["trendline_long_term"], env["trendline_top"]
+    start = now - 180 * DAY
+    piv = b.pivots[("", DAY)]
+    for pivots, over, value in ((piv.lows, False, support), (piv.highs, True, resistance)):
+        line = trendline(pivots, bars, start, over)
+        assert line is not None
+        t1, p1, t2, p2 = line
+        assert value == pytest.approx(line_through(t1, p1, t2, p2, now))
+        assert (t1, p1) in pivots and (t2, p2) in pivots  # it touches two swing pivots
+        sign = -1 if over else 1
+        # every swing pivot from the first anchor on is on its side, and no close between the anchors
+        # crosses it
+        for t, v in pivots:
+            if t1 <= t <= t2:
+                assert sign * (v - line_through(t1, p1, t2, p2, t)) >= -1e-6
+        for c in bars:
+            if t1 <= c.open_ts <= t2:
+                assert sign * (c.close - line_through(t1, p1, t2, p2, c.open_ts)) >= -1e-6
+    # in the window, the support is under every swing low after its first anchor, whatever the trend; the
+    # resistance over every swing high
+    assert support < resistance
+    assert all(v >= line_through(*trendline(piv.lows, bars, start), t) - 1e-6
+               for t, v in piv.lows if t >= trendline(piv.lows, bars, start)[0])
+    if shape == "accelerating fall":  # the fall outruns its own support line: a break
+        assert price < support < resistance
+    else:  # price trades between the two lines
+        assert support < price < resistance
 
 
 def test_anchored_trendline_from_config() -> None:
@@ -163,19 +214,45 @@ def test_all_time_high_is_the_high_before_this_evaluation() -> None:
     assert (b.ath, b.atl) == (125.0, 80.0)
 
 
+def _oi_snap(t: float, price: float, venues: dict[str, float], published: dict | None = None) -> dict:
+    """A snapshot with BTC at ``price`` and its open interest per venue in contracts (base units)."""
+    return {"level": 1.0, "ts": t, "constituents": {"BTC": {"price": price}},
+            "derivatives": {"funding_rate_8h": 0.0001 * math.sin(t / 3600),
+                            "open_interest_change": published or {}},
+            "assets": {"BTC": {"open_interest_venues": {v: [b, b * price] for v, b in venues.items()}}}}
+
+
 def test_funding_extremes_and_open_interest_change() -> None:
     b = book_with('funding_max("8h") > 0', 'funding_min("8h") < 0', 'oi_change("1h") > 0',
                   'oi_change("4h") > 0')
     for i in range(0, 5 * 3600, 600):
-        env = b.update({"level": 1.0, "ts": float(i), "derivatives": {
-            "funding_rate_8h": 0.0001 * math.sin(i / 3600), "open_interest_usd": 1e9 + i * 1e4,
-            "open_interest_change": {"1h": 0.5}}}, float(i))
+        env = b.update(_oi_snap(float(i), 100.0 + i / 100, {"binanceusdm": 1e6 + i * 10.0}, {"1h": 0.5}),
+                       float(i))
     vals = [0.0001 * math.sin(i / 3600) for i in range(0, 5 * 3600, 600)]
     assert env["funding_max_8h"] == pytest.approx(max(vals))
     assert env["funding_min_8h"] == pytest.approx(min(vals))
     assert env["oi_change_1h"] == 0.5  # the pricing core's own figure wins when it publishes one
-    # now 17400 s: the base is the sample at or before 17400 s - 4 h = 3000 s
-    assert env["oi_change_4h"] == pytest.approx((1e9 + 17400e4) / (1e9 + 3000e4) - 1)
+    # now 17400 s: the base is the sample at or before 17400 s - 4 h = 3000 s; in contracts, whatever the
+    # price did meanwhile
+    assert env["oi_change_4h"] == pytest.approx((1e6 + 174000) / (1e6 + 30000) - 1)
+
+
+def test_open_interest_change_survives_a_venue_outage_and_a_restart() -> None:
+    """The book's own history (windows the pricing core does not publish): a venue that drops out is left
+    out of both ends, never read as a fall; the history is persisted."""
+    b = book_with('oi_change("15m") > 0')
+    env: dict = {}
+    for i in range(0, 3600, 60):
+        venues = {"binanceusdm": 1000.0 + i / 60, "okx": 1000.0 + i / 60, "bybit": 1000.0 + i / 60}
+        if i >= 1800:
+            venues.pop("okx")  # okx stops reporting half-way
+        env = b.update(_oi_snap(float(i), 100.0 * (1 + i / 36000), venues), float(i))
+        assert env["oi_change_15m"] is None or env["oi_change_15m"] > 0
+    assert env["oi_change_15m"] == pytest.approx(15 / (1000 + 59 - 15))
+    again = book_with('oi_change("15m") > 0')
+    again.load(b.dump())
+    env = again.update(_oi_snap(3600.0, 120.0, {"binanceusdm": 1060.0, "bybit": 1060.0}), 3600.0)
+    assert env["oi_change_15m"] == pytest.approx(15 / (1000 + 45))
 
 
 def test_history_change_needs_the_whole_window() -> None:

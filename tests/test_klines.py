@@ -121,3 +121,59 @@ groups:
     stage.evaluate(snapshot, now)
     signals = stage.state()["signals"]
     assert signals["sma_50_1d"] is not None and signals["asset_sma_BTC_20_1d"] is not None
+
+
+@pytest.fixture
+async def long_sim() -> AsyncIterator[Simulator]:
+    """1,000 days of history, falling into the start: the all-time high is long before the last 184 days."""
+    scenario = load_scenario(None).model_copy(update={"history_days": 1000, "history_drift": -0.8})
+    async with Simulator(scenario) as s:
+        yield s
+
+
+async def test_okx_pages_past_its_recent_candles_into_history_candles(long_sim: Simulator) -> None:
+    """OKX's candles endpoint serves the latest 1,440 bars; older ones come from history-candles."""
+    ep = next(e for e in long_sim.endpoints if e.exchange == "okx")
+    src = SourceConfig(exchange="okx", name=ep.name, symbols=("BTC",), rest_url=ep.rest_url)
+    candles = await klines.fetch_history(src, {"BTC": {3600: 2000}})
+    assert len(candles) == 2000
+    assert {b.open_ts - a.open_ts for a, b in itertools.pairwise(candles)} == {3600}
+
+
+ATH_RULES = """
+groups:
+  - name: g
+    rules:
+      - {name: A, expr: 'price > ath and price < trendline("long_term")', action: notify}
+"""
+
+
+async def test_all_time_high_from_the_whole_daily_history_on_the_level_basis(
+        long_sim: Simulator, tmp_path: Path) -> None:
+    """A rule reading `ath` makes the daemon page back through every daily kline the venue serves (not
+    the ~184 days other signals need), and the all-time high is the highest level of the index at a
+    daily close of the back-cast (not the sum of the constituents' highs)."""
+    needed = klines.plan(stage_for(tmp_path, ATH_RULES).history_needed(), ["BTC", "ETH"])
+    assert needed["BTC"][86400] > 1000
+    assert long_sim.path is not None
+    now = long_sim.path.now_ms / 1000.0
+    prices = {a: long_sim.reference_price(a) for a in ("BTC", "ETH")}
+    units = {a: 500.0 / p for a, p in prices.items()}
+    for ep in long_sim.endpoints:
+        src = SourceConfig(exchange=ep.exchange, name=ep.name, symbols=("BTC", "ETH"), rest_url=ep.rest_url)
+        candles = await klines.fetch_history(src, needed, clock=lambda: now)
+        daily = {a: {c.open_ts: c for c in candles if c.asset == a and c.timeframe_s == 86400}
+                 for a in ("BTC", "ETH")}
+        assert all(len(d) >= 1000 for d in daily.values()), ep.name  # the whole history, paged
+        s = stage_for(tmp_path, ATH_RULES)
+        s.bootstrap(candles)
+        s.evaluate({"index": "HW", "ts": now, "level": 1000.0, "status": "ok", "divisor": 1.0,
+                    "constituents": {a: {"price": p, "units": units[a]} for a, p in prices.items()}}, now)
+        closes = {t: sum(daily[a][t].close * units[a] for a in units)
+                  for t in daily["BTC"] if t in daily["ETH"] and daily["BTC"][t].closed and daily["ETH"][t].closed}
+        highs = {t: sum(daily[a][t].high * units[a] for a in units) for t in closes}
+        peak = max(closes, key=closes.__getitem__)
+        assert s.book.ath == pytest.approx(closes[peak], rel=1e-12), ep.name
+        assert s.book.ath < max(highs.values())  # not the summed highs, which the index never reached
+        assert peak < now - 184 * 86400  # the high is older than the history fetched before
+        assert s.book.ath > max(v for t, v in closes.items() if t >= now - 184 * 86400)

@@ -168,9 +168,10 @@ def test_durations_need_a_unit() -> None:
 
 
 @pytest.mark.parametrize(("value", "expected"), [
-    ("5", 5.0), ("0.4", 0.4), ("-3", 0.0), ("inf", None), ("Infinity", None), ("nan", None), ("1e309", None),
+    ("5", 5.0), ("0.4", 0.4), ("-3", None), ("-inf", None), ("inf", None), ("Infinity", None), ("nan", None),
+    ("1e309", None),
     ("86400", 300.0), ("soon", None), (None, None), (7, 7.0), (float("inf"), None),
-    ("Wed, 21 Oct 2015 07:28:10 GMT", 10.0),
+    ("Wed, 21 Oct 2015 07:28:10 GMT", 10.0), ("Wed, 21 Oct 2015 07:27:00 GMT", 0.0),
 ])
 def test_retry_after_is_finite_and_capped(value: object, expected: float | None) -> None:
     now = 1445412480.0  # 07:28:00 that day

@@ -290,3 +290,25 @@ async def test_many_segments_are_replayed_in_order_and_deleted_once_delivered(re
     third = sink_for(redis_srv, tmp_path)
     assert third.pending == 0 and not segments(tmp_path)
     await third.close()
+
+
+async def test_the_newest_state_outlives_delivery_and_restarts(redis_srv: RedisServer, tmp_path: Path) -> None:
+    """The state an alert was raised with stays on disk after Redis took the alert (Redis may restart
+    empty and forget the state key), until a newer state replaces it; spent segments go as before."""
+    sink = sink_for(redis_srv, tmp_path, batch_size=500)
+    sink.submit(make_alert(0), b'{"saved_at":1}')
+    for i in range(1, 2500):
+        sink.submit(make_alert(i))
+    assert sink.last_state == b'{"saved_at":1}'
+    assert await sink.flush(10.0) == 2500
+    assert segments(tmp_path) == ["seg-1.log", "seg-1001.log", "seg-2001.log"]  # the state's segment kept
+    again = sink_for(redis_srv, tmp_path, batch_size=500)
+    assert again.pending == 0 and again.last_state == b'{"saved_at":1}'
+    again.submit(make_alert(2500), b'{"saved_at":2}')
+    assert await again.flush(10.0) == 1
+    assert segments(tmp_path) == ["seg-2501.log"]  # the older state's segments are spent now
+    third = sink_for(redis_srv, tmp_path)
+    assert third.last_state == b'{"saved_at":2}'
+    assert third.pending == 0 and segments(tmp_path) == ["seg-2501.log"]
+    await third.close()
+    assert await stream_ids(redis_srv.url) == [make_alert(i).id for i in range(2501)]

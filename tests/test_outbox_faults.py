@@ -173,4 +173,4 @@ def test_run_with_an_unusable_outbox_dir_exits_with_one_line(tmp_path: Path, red
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     err = [line for line in done.stderr.splitlines() if "outbox_dir" in line]
-    assert len(err) == 1 and "Not a directory" in err[0], done.stderr
+    assert len(err) == 1 and "not a directory" in err[0].lower(), done.stderr

@@ -21,7 +21,7 @@ from connectors.simulator import Simulator, load_scenario
 from service.app import Daemon
 from service.config import config_from_dict
 from service.keys import Keys
-from tests.support import REPO, RedisServer, free_port, wait_for
+from tests.support import CONTROL_HEADERS, CONTROL_TOKEN, REPO, RedisServer, control_token_file, free_port, wait_for
 
 INDEX = "POS"
 PREFIX = "hwp"
@@ -42,7 +42,7 @@ def config(sim: Simulator, redis_url: str, tmp_path: Path, **portfolio: Any) -> 
                       "tolerance_ratio": 0.05, **portfolio},
         "rules": {"files": [str(rules)], "eval_interval_s": 0.1},
         "redis": {"url": redis_url, "prefix": PREFIX, "outbox_dir": str(tmp_path / "outbox")},
-        "http": {"port": free_port()},
+        "http": {"port": free_port(), "token_file": control_token_file(tmp_path)},
     }
 
 
@@ -168,7 +168,7 @@ async def test_hedge_ack_over_http_and_the_cli(sim: Simulator, redis_srv: RedisS
     async with hedge_messages(redis_srv.url) as hedges, running(cfg) as daemon:
         await wait_for(lambda: bool(hedges), 20, "the first advice")
         url = f"http://127.0.0.1:{daemon.http.port}"
-        async with httpx.AsyncClient(base_url=url) as http:
+        async with httpx.AsyncClient(base_url=url, headers=CONTROL_HEADERS) as http:
             # a browser's cross-site form cannot acknowledge: JSON bodies only
             form = await http.post("/hedge/ack", data={"contracts": "-3"})
             assert form.status_code == 415 and daemon.rules.hedge.position == 0.0
@@ -177,7 +177,8 @@ async def test_hedge_ack_over_http_and_the_cli(sim: Simulator, redis_srv: RedisS
 
         async def cli(*args: str) -> tuple[int, str]:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "service", "hedge", "ack", "--url", url, *args, cwd=REPO,
+                sys.executable, "-m", "service", "hedge", "ack", "--url",
+                f"http://hedgewatch:{CONTROL_TOKEN}@127.0.0.1:{daemon.http.port}", *args, cwd=REPO,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
             out, _ = await asyncio.wait_for(proc.communicate(), 60)
             return proc.returncode or 0, out.decode()

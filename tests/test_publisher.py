@@ -2,21 +2,94 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import quote
 
 import orjson
+import pytest
 import redis.asyncio as aioredis
 
 from service.keys import Keys
 from service.metrics import Metrics
 from service.publisher import RedisPublisher
-from service.redisconn import redacted, redis_factory
-from tests.support import RedisServer, wait_for
+from service.redisconn import parse_redis_url, redacted, redis_factory
+from tests.support import REPO, RedisServer, wait_for
+
+# a password with every character that ends a part of a URL
+AWKWARD = "pa/ss#w?rd@x:y"
 
 
 def test_redacted_hides_credentials() -> None:
     assert redacted("redis://:s3cret@10.0.0.1:6379/0") == "redis://10.0.0.1:6379/0"
     assert redacted("rediss://user:pw@host:6380") == "rediss://host:6380"
     assert "pw" not in redacted("garbage-pw")
+
+
+@pytest.mark.parametrize(("url", "user", "password", "shown"), [
+    ("redis://:s3cret@10.0.0.1:6379/0", None, "s3cret", "redis://10.0.0.1:6379/0"),
+    ("redis://user:s3cret@host", "user", "s3cret", "redis://host"),
+    ("redis://10.0.0.1:6379/0?password=s3cret", None, "s3cret", "redis://10.0.0.1:6379/0"),
+    ("redis://h/0?username=u&password=s3cret&socket_timeout=3", "u", "s3cret", "redis://h/0"),
+    ("rediss://:s3%2Fcret@host:6380/2", None, "s3/cret", "rediss://host:6380/2"),
+    ("unix:///run/redis.sock?db=1&password=s3cret", None, "s3cret", "unix:///run/redis.sock?db=1"),
+    ("unix://:s3cret@/run/redis.sock", None, "s3cret", "unix:///run/redis.sock"),
+    (f"redis://:{AWKWARD}@[::1]:6379/0", None, AWKWARD, "redis://[::1]:6379/0"),
+    (f"redis://127.0.0.1:6379/0?password={AWKWARD}", None, AWKWARD, "redis://127.0.0.1:6379/0"),
+])
+def test_every_url_form_parsed_and_redacted(url: str, user: str | None, password: str, shown: str) -> None:
+    parsed = parse_redis_url(url)
+    assert (parsed.username, parsed.password) == (user, password)
+    assert redacted(url) == shown and "cret" not in shown and "pa/ss" not in shown
+
+
+@pytest.mark.parametrize("url", ["http://h/0", "redis://:s3cret@h:99999/0", "redis://:s3cret@h:port/0",
+                                 "redis://h/notadb?password=s3cret", "s3cret"])
+def test_a_bad_url_is_an_error_that_never_quotes_it(url: str) -> None:
+    with pytest.raises(ValueError) as ei:
+        parse_redis_url(url)
+    assert "s3cret" not in str(ei.value)
+    assert redacted(url) == "<redis>"
+
+
+async def test_a_password_with_url_delimiters_connects_in_every_form(
+        redis_srv: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    admin = aioredis.Redis.from_url(redis_srv.url)
+    await admin.config_set("requirepass", AWKWARD)
+    await admin.aclose()
+    caplog.set_level(logging.DEBUG)
+    base = f"127.0.0.1:{redis_srv.port}/0"
+    for url in (f"redis://:{AWKWARD}@{base}", f"redis://{base}?password={AWKWARD}",
+                f"redis://default:{quote(AWKWARD, safe='')}@{base}"):
+        pub = RedisPublisher(redis_factory(url), Keys("t"), Metrics(), where=redacted(url))
+        task = asyncio.create_task(pub.run())
+        try:
+            pub.save_state("HW", {"n": 1})
+            await wait_for(lambda: pub.connected, 5, "connected with the password")  # noqa: B023
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await pub.close()
+    assert f"connected to redis://{base}" in caplog.text
+    assert "pa/ss" not in caplog.text and "rd@x" not in caplog.text
+
+
+def test_the_notifier_and_check_read_such_a_password(redis_srv: RedisServer, tmp_path: Path) -> None:
+    cfg = tmp_path / "hw.yaml"
+    cfg.write_text("sources: [{exchange: binanceusdm, symbols: [BTC]}]\nindex: {constituents: [BTC]}\n"
+                   f"redis: {{outbox_dir: {tmp_path / 'outbox'}}}\n")
+    subprocess.run(["redis-cli", "-p", str(redis_srv.port), "config", "set", "requirepass", AWKWARD],
+                   check=True, capture_output=True)
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+           "HEDGEWATCH__REDIS__URL": f"redis://:{AWKWARD}@127.0.0.1:{redis_srv.port}/0"}
+    for args in (["check", str(cfg)], ["notify", "silence", "list", "-c", str(cfg)]):
+        r = subprocess.run([sys.executable, "-m", "service", *args], env=env, capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert "pa/ss" not in r.stdout + r.stderr
 
 
 async def test_publishes_snapshots_state_hedges_and_heartbeat(redis_srv: RedisServer) -> None:

@@ -8,7 +8,8 @@ import pytest
 
 from rules.loader import load_rules
 from rules.signals import SignalBook
-from rules.stage import check_rules
+from rules.stage import RuleStage, check_config_rules, check_rules
+from service.config import parse_config
 from service.errors import ConfigError
 
 GOOD = """\
@@ -128,3 +129,71 @@ def test_check_sees_configured_levels_and_builtin_names(tmp_path: Path) -> None:
     assert "unknown level 'big'" in check_rules([str(f)])[0].message
     assert check_rules([str(f)], RulesConfig(levels={"big": 5.0})) == []
     assert check_rules([str(tmp_path / "builtin:default")]) == []
+
+
+@pytest.mark.parametrize(("expr", "col"), [
+    ("price > " + "9" * 400, 23),
+    ("price > 1e400", 23),
+    ("price < -1e400", 24),
+    ('price < asset_sma("BTC", ' + "9" * 400 + ', "1d")', 40),
+    ("price > 1 and funding > 1e999 * 2", 39),
+])
+def test_a_number_out_of_range_is_one_line_at_its_position(tmp_path: Path, expr: str, col: int) -> None:
+    (got,) = problems(tmp_path, GOOD.replace('price < sma(50, "1d")', expr))
+    assert got == f"r.yaml:5:{col}: groups.0.rules.0 (A).expr: a number out of range (the largest is about 1.8e308)"
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("        for: 1e400\n", "r.yaml:7:14: groups.0.rules.0 (A).for: a duration out of range"),
+    ("        for: " + "9" * 400 + "\n", "r.yaml:7:14: groups.0.rules.0 (A).for: a duration out of range"),
+    ("        keep_firing_for: .nan\n", "r.yaml:7:26: groups.0.rules.0 (A).keep_firing_for: a duration out of range"),
+    ("        priority: " + "9" * 400 + "\n", "r.yaml:7:19: groups.0.rules.0 (A).priority: must be a whole number"),
+])
+def test_a_rule_setting_out_of_range_is_one_line(tmp_path: Path, line: str, expected: str) -> None:
+    (got,) = problems(tmp_path, GOOD + line)
+    assert got.startswith(expected), got
+
+
+def test_a_ratio_out_of_range_is_one_line(tmp_path: Path) -> None:
+    (got,) = problems(tmp_path, GOOD.replace("30%", "1e400%"))
+    assert got == "r.yaml:6:34: groups.0.rules.0 (A).action.raise_hedge_to: a ratio out of range (a finite number " \
+                  "is needed)"
+
+
+@pytest.mark.parametrize(("call", "col"), [
+    ("asset_price('NOPE')", 15),
+    ("asset_funding('nope')", 15),
+    ('asset_sma("DOGE", 20, "1d")', 15),
+])
+def test_an_asset_the_config_does_not_know_is_refused_at_load(tmp_path: Path, call: str, col: int) -> None:
+    f = tmp_path / "r.yaml"
+    f.write_text(GOOD.replace('price < sma(50, "1d")', f"{call} > 1"))
+    cfg = parse_config(f"""
+sources: [{{exchange: binanceusdm, symbols: [BTC, ETH]}}]
+index: {{name: HW, constituents: [BTC, ETH]}}
+portfolio: {{holdings: {{BTC: 5}}, hedge_ratio: 0.2}}
+rules: {{files: ["{f}"]}}
+""", env={})
+    (p,) = check_config_rules(cfg)
+    assert str(p).replace(str(f), "r.yaml").startswith(f"r.yaml:5:{col}: groups.0.rules.0 (A).expr: ")
+    assert "unknown asset" in p.message and "(the config's assets: BTC, ETH)" in p.message
+    with pytest.raises(ConfigError) as err:  # and the daemon does not start with it
+        RuleStage(cfg, 0.0)
+    assert err.value.problems == [p]
+    ok = f.read_text().replace(call, call.replace("NOPE", "BTC").replace("nope", "eth").replace("DOGE", "ETH"))
+    f.write_text(ok)
+    assert check_config_rules(cfg) == []
+
+
+def test_with_a_selection_the_assets_are_those_the_sources_watch(tmp_path: Path) -> None:
+    f = tmp_path / "r.yaml"
+    f.write_text(GOOD.replace('price < sma(50, "1d")', "asset_price('SOL') > 1 and asset_price('XRP') > 1"))
+    (tmp_path / "caps.json").write_text("{}")
+    cfg = parse_config(f"""
+sources: [{{exchange: binanceusdm, symbols: [BTC, ETH, SOL]}}, {{exchange: bybit, symbols: [BTC, SOL]}}]
+index: {{name: HW, selection: {{top_n: 2, path: "{tmp_path / 'caps.json'}"}}}}
+portfolio: {{holdings: {{HW: 5}}, hedge_ratio: 0.2}}
+rules: {{files: ["{f}"]}}
+""", env={})
+    (p,) = check_config_rules(cfg)
+    assert "unknown asset 'XRP' (the config's assets: BTC, ETH, SOL)" in p.message

@@ -60,7 +60,9 @@ def snapshot(t: float, level: float, funding: float, oi: float) -> dict[str, Any
             "constituents": {"BTC": {"price": level * 95, "weight": 0.5, "status": "ok", "sources": 3},
                              "ETH": {"price": level * 3.4, "weight": 0.5, "status": "ok", "sources": 3}},
             "derivatives": {"futures_price": level, "funding_rate_8h": funding, "open_interest_usd": oi,
-                            "state": "contango"}}
+                            "state": "contango"},
+            # the open interest in contracts (base units) on one venue, with its USD figure
+            "assets": {"BTC": {"open_interest_venues": {"binanceusdm": [oi / 1e5, oi]}}}}
 
 
 def script() -> list[tuple[str, float, float, float, float]]:

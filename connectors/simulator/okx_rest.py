@@ -231,17 +231,25 @@ def candle_row(srv: OkxServer, a: str, b: Bar, confirm: bool, index: bool) -> li
     return [*row, "1" if confirm else "0"]
 
 
-def _candles(srv: OkxServer, params: dict[str, str], a: str, index: bool) -> Any:
-    """Newest first; ``after``: older than that time, ``before``: newer than that time."""
+RECENT_CANDLES = 1440  # /market/candles serves the latest 1,440 bars; older ones are history-candles
+
+
+def _candles(srv: OkxServer, params: dict[str, str], a: str, index: bool, history: bool = False) -> Any:
+    """Newest first; ``after``: older than that time, ``before``: newer than that time. Like OKX, the
+    candles endpoint serves only the latest ``RECENT_CANDLES`` bars (up to 300 a page), history-candles
+    all of them (up to 100 a page)."""
     bar = params.get("bar", "1m")
     if bar not in BARS:
         raise ParamError("51000", "Parameter bar error")
     iv = INTERVALS_MS[BARS[bar]]
-    limit = max(1, min(int(params.get("limit") or 100), 300))
+    limit = max(1, min(int(params.get("limit") or 100), 100 if history else 300))
     now = srv.now_ms()
     after = int(params["after"]) if params.get("after") else None
     before = int(params["before"]) if params.get("before") else None
     bars = srv.model.candles.klines(a, iv, now, None, after - 1 if after else None, limit)
+    if not history:
+        oldest = now - now % iv - (RECENT_CANDLES - 1) * iv
+        bars = [b for b in bars if b[0] >= oldest]
     if before is not None:
         bars = [b for b in bars if b[0] > before]
     open_start = now - now % iv
@@ -250,6 +258,10 @@ def _candles(srv: OkxServer, params: dict[str, str], a: str, index: bool) -> Any
 
 def candles(srv: OkxServer, params: dict[str, str]) -> Any:
     return _candles(srv, params, _swaps(srv, params, required=True)[0], False)
+
+
+def history_candles(srv: OkxServer, params: dict[str, str]) -> Any:
+    return _candles(srv, params, _swaps(srv, params, required=True)[0], False, history=True)
 
 
 def index_candles(srv: OkxServer, params: dict[str, str]) -> Any:
@@ -266,6 +278,6 @@ ROUTES: dict[str, Callable[[OkxServer, dict[str, str]], Any]] = {
     "/api/v5/market/tickers": tickers,
     "/api/v5/market/index-tickers": index_tickers,
     "/api/v5/market/candles": candles,
-    "/api/v5/market/history-candles": candles,
+    "/api/v5/market/history-candles": history_candles,
     "/api/v5/market/index-candles": index_candles,
 }

@@ -286,8 +286,12 @@ def parse_scenario(text: str, file: str = "<scenario>") -> Scenario:
 def load_scenario(path: str | Path | None = None) -> Scenario:
     """Load a scenario file; ``None`` loads the bundled default (three venues, one per protocol)."""
     p = Path(path) if path is not None else DEFAULT_SCENARIO
-    if not p.exists() and not p.is_absolute() and (SCENARIOS / p).exists():
-        p = SCENARIOS / p  # a bundled scenario by its file name, e.g. "faults.yaml"
+    if not p.exists() and not p.is_absolute():
+        # a bundled scenario by its name, e.g. "faults" or "faults.yaml"
+        for bundled in (SCENARIOS / p, SCENARIOS / f"{p}.yaml"):
+            if bundled.is_file():
+                p = bundled
+                break
     try:
         text = p.read_text()
     except OSError as exc:

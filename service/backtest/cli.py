@@ -61,13 +61,15 @@ def backtest(
     start: Annotated[str, typer.Option("--from", help="first day, YYYY-MM-DD (UTC)")],
     end: Annotated[str, typer.Option("--to", help="end, YYYY-MM-DD (UTC, exclusive)")],
     data: Annotated[Path, typer.Option(help="folder of historical data files")] = Path("data"),
-    compare: Annotated[list[Path] | None, typer.Option(help="a rule file to compare (repeatable)")] = None,
+    compare: Annotated[list[Path] | None, typer.Option(
+        help="a rule file, or a bundled rule set by name, to compare (repeatable)")] = None,
     out: Annotated[Path | None, typer.Option(help="report folder (default backtest-<index>-<from>-<to>)")] = None,
     interval: Annotated[str | None, typer.Option(help="bar interval, e.g. 1h (default: the finest in the data)")]
     = None,
 ) -> None:
     """Run the configured rules over history beside the unhedged portfolio, a static hedge at the baseline
     ratio and every --compare rule file; writes report.html, summary.json and series.csv."""
+    from rules import named_rule_file
     from rules.stage import check_rules
     from service.backtest.output import write_outputs
     from service.backtest.run import run_backtest
@@ -75,7 +77,7 @@ def backtest(
     from service.history.files import INTERVALS_S, load_history, parse_date
 
     cfg = _config(config)
-    files = [str(f) for f in compare or []]
+    files = [named_rule_file(str(f)) for f in compare or []]
     problems = check_rules(files, cfg.rules) if files else []
     if problems:
         for p in problems:

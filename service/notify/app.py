@@ -17,7 +17,7 @@ from prometheus_client import start_http_server
 from redis.exceptions import RedisError
 
 from service.config import Config, load_config
-from service.errors import ConfigError, HedgewatchError, Problem
+from service.errors import ConfigError, HedgewatchError, ListenError, Problem
 from service.keys import Keys
 from service.logs import setup_logging
 from service.metrics import NotifyMetrics
@@ -56,8 +56,12 @@ async def run_notifier(config: Config, *, stop: asyncio.Event | None = None,
     stop = stop or asyncio.Event()
     server = None
     if config.notify.metrics_port is not None:
-        server, _ = start_http_server(config.notify.metrics_port, config.notify.metrics_host,
-                                      registry=metrics.registry)
+        try:
+            server, _ = start_http_server(config.notify.metrics_port, config.notify.metrics_host,
+                                          registry=metrics.registry)
+        except OSError as exc:
+            raise ListenError(f"notify.metrics_port: cannot listen on {config.notify.metrics_host}:"
+                              f"{config.notify.metrics_port}: {(exc.strerror or str(exc)).lower()}") from None
     try:
         async with httpx.AsyncClient(follow_redirects=False) as client:
             redis = redis_factory(_redis_url(config))()
@@ -107,8 +111,10 @@ def main(config_path: str | None) -> int:
     try:
         asyncio.run(_main())
     except HedgewatchError as exc:
-        print(exc, file=sys.stderr)
+        print(f"hedgewatch: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return 0
     return 0
 
 

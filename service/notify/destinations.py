@@ -24,7 +24,7 @@ import httpx
 import orjson
 
 from service.config import NotifyConfig, SlackConfig, TelegramConfig, TemplatesConfig
-from service.errors import SecretError
+from service.errors import HedgewatchError, SecretError
 from service.notify.grouping import Notification
 from service.notify.templates import message, slack_escape, telegram_escape, truncate
 
@@ -38,7 +38,7 @@ CHAT_ID = re.compile(r"-?\d+|@[A-Za-z0-9_]{4,}")
 
 
 @dataclass
-class RetryLater(Exception):
+class RetryLater(HedgewatchError):
     """The message was not delivered and should be tried again: after ``delay_s`` when the service said
     so (429), else after the caller's backoff. ``unconfirmed``: it may have been delivered all the same."""
 
@@ -48,7 +48,7 @@ class RetryLater(Exception):
 
 
 @dataclass
-class GiveUp(Exception):
+class GiveUp(HedgewatchError):
     """The service refused the message for good (a 4xx other than 429, a redirect): retrying cannot help."""
 
     reason: str
@@ -76,11 +76,14 @@ class Pacer:
 
 def retry_after(value: str | float | None, cap_s: float, now: float | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` (seconds or an HTTP date) or Telegram's ``retry_after``:
-    at most ``cap_s``; None when absent or not a finite time (the caller backs off instead)."""
+    at most ``cap_s``; None when absent, negative or not a finite time (the caller backs off instead). A
+    date already past is 0."""
     if value is None or isinstance(value, bool):
         return None
     try:
         secs = float(value)
+        if secs < 0:
+            return None
     except ValueError:
         try:
             when = parsedate_to_datetime(str(value))
