@@ -192,7 +192,7 @@ def test_a_control_character_in_a_secret_file_is_one_line_and_exit_1(
     cfg["notify"]["slack"] = {"webhook_url_file": str(secret)}
     assert main(str(write_yaml(tmp_path / "c.yaml", cfg))) == 1
     err = capsys.readouterr().err
-    assert err.strip() == "notify.slack.webhook_url contains a control character or a space"
+    assert err.strip() == "hedgewatch: notify.slack.webhook_url contains a control character or a space"
 
 
 async def test_the_log_tells_start_each_delivery_and_each_failure_burst_once(
