@@ -32,13 +32,18 @@ class Connector(Protocol):
 
 def build_connector(source: SourceConfig, sink: Callable[[Event], None], metrics: Metrics, *,
                     clock: Callable[[], float] = time.time, **kw: Any) -> Connector:
-    """The connector for ``source.exchange`` (a ccxt id): native for ``binanceusdm``, ``bybit`` and
-    ``okx``, the generic ccxt connector for any other id. Extra keywords (``tuning``) go to the connector."""
+    """The connector for ``source.exchange`` (a ccxt id): native for ``binanceusdm``, ``binancecoinm``,
+    ``bybit`` and ``okx``, the generic ccxt connector for any other id. Extra keywords (``tuning``) go to
+    the connector."""
     ex = source.exchange
     if ex == "binanceusdm":
         from connectors.binance import BinanceUsdmConnector
 
         return BinanceUsdmConnector(source, sink, metrics, clock=clock, **kw)
+    if ex == "binancecoinm":
+        from connectors.binance import BinanceCoinmConnector
+
+        return BinanceCoinmConnector(source, sink, metrics, clock=clock, **kw)
     if ex == "bybit":
         from connectors.bybit import BybitConnector
 

@@ -1,4 +1,4 @@
-"""Native Binance USDⓈ-M futures connector.
+"""Native Binance futures connectors: USDⓈ-M (``fstream``/``fapi``) and COIN-M (``dstream``/``dapi``).
 
 - Instruments: ``/fapi/v1/exchangeInfo`` (TRADING PERPETUAL symbols with the configured quote); funding
   intervals that differ from 8 h from ``/fapi/v1/fundingInfo`` (best effort).
@@ -10,19 +10,31 @@
   24 h connection limit (``Tuning``).
 - Open interest: REST ``/fapi/v1/openInterest`` polled every ``open_interest_poll_s`` per symbol, spread
   over the interval (weight 1 each, far below the 2,400/min limit).
+- COIN-M (``binancecoinm``): the same streams and REST shapes under ``/dapi/v1`` and ``dstream``'s
+  ``/stream`` (no routed paths), for the TRADING PERPETUAL ``<ASSET>USD_PERP`` of ``contractSize`` USD.
+  Quotes and marks are USD prices; ``aggTrade`` ``q`` and ``openInterest`` are contracts, converted to
+  coins at the trade's price (trades) or the latest price (open interest, whose USD figure is exact);
+  kline volume is the base volume ``q``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import msgspec
 import orjson
 
 from connectors.base import FeedContext, Route, ms, num
-from connectors.instruments import Instrument, binance_funding_intervals, binance_usdm, get_json
+from connectors.instruments import (
+    Instrument,
+    binance_coinm,
+    binance_dated,
+    binance_funding_intervals,
+    binance_usdm,
+    get_json,
+)
 from connectors.sanity import (
     MAX_JUMP_FACTOR,
     MAX_PRICE,
@@ -39,7 +51,7 @@ from connectors.sanity import (
 from connectors.venue import Poller, VenueConnector
 from connectors.wsconn import WsConnection, WsProtocol, group_routes
 from service.errors import FeedError, RejectedMessage
-from service.events import Candle, CompositeIndex, Funding, MarkPrice, OpenInterest, Quote, Trade
+from service.events import Candle, CompositeIndex, Funding, Market, MarkPrice, OpenInterest, Quote, Trade
 
 BOOK, MARK, TRADE, KLINE, COMPOSITE = range(5)
 TIMEFRAMES = {"1m": 60, "3m": 180, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "2h": 7200, "4h": 14400,
@@ -85,10 +97,14 @@ class BinanceProtocol(WsProtocol):
     send_gap_s = 0.25   # 4 client frames/s at most: the venue allows 10 incoming messages/s a connection
     subscribe_batch = 50
 
-    def __init__(self, ctx: FeedContext, url: str, routes: list[Route], funding_h: dict[str, float]) -> None:
+    def __init__(self, ctx: FeedContext, url: str, routes: list[Route], funding_h: dict[str, float],
+                 inverse: bool = False, market: str = Market.PERP) -> None:
         super().__init__(ctx, url, routes)
+        self.market = market  # what its quotes are: the perpetuals, or (``future``) dated futures
         self.by_stream = {r.key: r for r in routes}
         self.funding_h = funding_h
+        # COIN-M: sizes are contracts of ``r.scale`` USD, converted to base units at the trade's price
+        self.inverse = inverse
         self.want_funding = True
         self.want_mark = True
         ex = ctx.exchange
@@ -125,6 +141,8 @@ class BinanceProtocol(WsProtocol):
         book_cls = _Book
         agg_cls = _Agg
         mark = self._mark_fast
+        inverse = self.inverse
+        market = self.market
         malformed = (decode_error, RecursionError)  # msgspec recurses to skip deeply nested fields
 
         def handle(raw: bytes) -> None:
@@ -162,13 +180,15 @@ class BinanceProtocol(WsProtocol):
                 r.ref_at = now
                 r.lo = mid / up
                 r.hi = mid * up
-                sink(Quote(ex, r.asset, r.instrument, bid, ask, d.E / 1000.0, now, r.quote))
+                sink(Quote(ex, r.asset, r.instrument, bid, ask, d.E / 1000.0, now, r.quote, market))
             elif cls is agg_cls:
                 price = d.p
                 qty = d.q
                 if not (0.0 < price < max_price and 0.0 < qty < 1e15):
                     positive(price, "price")
                     positive(qty, "qty")
+                if inverse:
+                    qty = qty * r.scale / price
                 r.check_jump(price, now)
                 sink(Trade(ex, r.asset, r.instrument, price, qty, d.T / 1000.0, now, r.quote))
             else:
@@ -249,7 +269,7 @@ class BinanceProtocol(WsProtocol):
                 r.seq = u
                 r.seq_at = now
             accept_price(r, (bid + ask) * 0.5, now)
-            sink(Quote(ex, r.asset, r.instrument, bid, ask, ts, now, r.quote))
+            sink(Quote(ex, r.asset, r.instrument, bid, ask, ts, now, r.quote, self.market))
             r.count += 1
 
         return handle
@@ -307,6 +327,8 @@ class BinanceProtocol(WsProtocol):
     def _trade(self, r: Route, d: Any, now: float) -> None:
         price = positive(num(d, "p"), "price")
         qty = positive(num(d, "q"), "qty")
+        if self.inverse:
+            qty = qty * r.scale / price  # contracts of ``scale`` USD at this trade's price
         ts = ms(_field(d, "T"))
         r.check_jump(price, now)
         self._sink(Trade(self._ex, r.asset, r.instrument, price, qty, ts, now, r.quote))
@@ -319,7 +341,7 @@ class BinanceProtocol(WsProtocol):
         o, h, lo, c = (positive(num(k, f), f) for f in ("o", "h", "l", "c"))
         if not lo <= min(o, c) <= max(o, c) <= h:
             raise RejectedMessage("absurd", "ohlc")
-        vol = num(k, "v")
+        vol = num(k, "q" if self.inverse else "v")  # COIN-M: ``v`` is contracts, ``q`` the base volume
         if not 0.0 <= vol < 1e15:
             raise RejectedMessage("absurd", "volume")
         start, ts = ms(_field(k, "t")), ms(_field(d, "E"))
@@ -349,19 +371,29 @@ class BinanceUsdmConnector(VenueConnector):
 
     default_ws = "wss://fstream.binance.com"
     default_rest = "https://fapi.binance.com"
+    api = "/fapi/v1"
+    # websocket path of the bookTicker connections and of the others (fstream routes them apart)
+    ws_paths: ClassVar[dict[str, str]] = {"public": "/public/stream", "market": "/market/stream"}
+    inverse = False
 
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self.funding_h: dict[str, float] = {}
+        self.dated: list[Instrument] = []  # quarterly futures quoted for the term structure (``futures``)
+
+    def parse_instruments(self, info: dict[str, Any]) -> list[Instrument]:
+        return binance_usdm(info, self.source.symbols, self.source.quote)
 
     async def load_instruments(self, http: httpx.AsyncClient) -> list[Instrument]:
-        info = await get_json(http, "/fapi/v1/exchangeInfo")
+        info = await get_json(http, f"{self.api}/exchangeInfo")
         if not isinstance(info, dict):
             raise FeedError("exchangeInfo: unexpected body")
-        found = binance_usdm(info, self.source.symbols, self.source.quote)
+        found = self.parse_instruments(info)
+        if "futures" in self.channels:
+            self.dated = binance_dated(info, self.source.symbols, found[0].quote if found else self.source.quote)
         if "funding" in self.channels:
             try:
-                self.funding_h = binance_funding_intervals(await get_json(http, "/fapi/v1/fundingInfo"))
+                self.funding_h = binance_funding_intervals(await get_json(http, f"{self.api}/fundingInfo"))
             except FeedError as exc:
                 self.ctx.log.info("%s: funding intervals unavailable (%s); assuming 8 h", self.name, exc)
         return found
@@ -379,7 +411,8 @@ class BinanceUsdmConnector(VenueConnector):
             if "mark" in ch or "funding" in ch:
                 market.append(Route(f"{s}@markPrice@1s", "markPrice", MARK, *args, cadence_s=1.0))
             if "trades" in ch:
-                market.append(Route(f"{s}@aggTrade", "aggTrade", TRADE, *args, cadence_s=6.0, critical=False))
+                market.append(Route(f"{s}@aggTrade", "aggTrade", TRADE, *args, cadence_s=6.0, critical=False,
+                                    scale=inst.ct_val))
             if "candles" in ch:
                 market.append(Route(f"{s}@kline_1m", "kline", KLINE, *args, cadence_s=2.0, critical=False))
             if "composite_index" in ch and inst.composite:
@@ -391,13 +424,18 @@ class BinanceUsdmConnector(VenueConnector):
         and compositeIndex each on ``/market`` connections of their own, so that one stalled stream family
         (markPrice@1s, say) recycles nothing it does not share a fault with (aggTrade keeps flowing)."""
         public, market = self.routes()
+        # dated futures' bookTicker (``futures``): connections of their own, quotes of market ``future``;
+        # a quarterly contract may trade thinly, so its silence recycles nothing
+        futures = [Route(f"{i.instrument.lower()}@bookTicker", "futures", BOOK, i.asset, i.instrument, i.quote,
+                         cadence_s=1.0, critical=False) for i in self.dated]
         n = self.source.max_streams_per_connection
-        for path, routes in (("public", public), ("market", market)):
-            url = f"{self.ws_base}/{path}/stream"
+        for path, routes in (("public", public), ("market", market), ("public", futures)):
+            url = f"{self.ws_base}{self.ws_paths[path]}"
             seen: dict[str, int] = {}
+            kind = Market.FUTURE if routes is futures else Market.PERP
             for channel, group in group_routes(routes, n):
                 k = seen[channel] = seen.get(channel, -1) + 1
-                proto = BinanceProtocol(self.ctx, url, group, self.funding_h)
+                proto = BinanceProtocol(self.ctx, url, group, self.funding_h, inverse=self.inverse, market=kind)
                 proto.want_mark = "mark" in self.channels
                 proto.want_funding = "funding" in self.channels
                 self.connections.append(WsConnection(self.ctx, proto, f"{path}-{channel}-{k}"))
@@ -407,7 +445,7 @@ class BinanceUsdmConnector(VenueConnector):
                                        lambda inst: self._poll_oi(http, inst)))
 
     async def _poll_oi(self, http: httpx.AsyncClient, inst: Instrument) -> None:
-        body = await get_json(http, "/fapi/v1/openInterest", {"symbol": inst.instrument})
+        body = await get_json(http, f"{self.api}/openInterest", {"symbol": inst.instrument})
         now = self.ctx.clock()
         oi = num(body, "openInterest") if isinstance(body, dict) else None
         if oi is None:
@@ -415,4 +453,41 @@ class BinanceUsdmConnector(VenueConnector):
         if not 0.0 <= oi < 1e15:
             raise RejectedMessage("absurd", "openInterest")
         ts = ms(body["time"]) if "time" in body else now
-        self.ctx.sink(OpenInterest(self.name, inst.asset, inst.instrument, oi, oi, None, ts, now))
+        if not self.inverse:
+            self.ctx.sink(OpenInterest(self.name, inst.asset, inst.instrument, oi, oi, None, ts, now))
+            return
+        # COIN-M counts contracts of ``ct_val`` USD: the USD figure is exact, the coins are at the price
+        usd = oi * inst.ct_val
+        price = self._last_price(inst.instrument) or await self._mark(http, inst)
+        self.ctx.sink(OpenInterest(self.name, inst.asset, inst.instrument, oi, usd / price, usd, ts, now))
+
+    def _last_price(self, instrument: str) -> float | None:
+        """The latest price a connection accepted for ``instrument`` (mark or mid), None before the first."""
+        best = (0.0, 0.0)
+        for conn in self.connections:
+            for r in conn.proto.routes:
+                if r.instrument == instrument and r.ref > 0.0 and r.ref_at > best[0]:
+                    best = (r.ref_at, r.ref)
+        return best[1] or None
+
+    async def _mark(self, http: httpx.AsyncClient, inst: Instrument) -> float:
+        body = await get_json(http, f"{self.api}/premiumIndex", {"symbol": inst.instrument})
+        row = body[0] if isinstance(body, list) and body else body
+        if not isinstance(row, dict):
+            raise RejectedMessage("malformed", "premiumIndex")
+        return positive(num(row, "markPrice"), "markPrice")
+
+
+class BinanceCoinmConnector(BinanceUsdmConnector):
+    """Binance COIN-M perpetuals (``BTCUSD_PERP``): coin-margined contracts of ``contractSize`` USD (100 for
+    BTC, 10 for the others), quoted in USD. The source's ``quote`` is USD whatever the config says: COIN-M
+    lists nothing else. ``dstream`` serves every stream on ``/stream``; REST is ``/dapi/v1``."""
+
+    default_ws = "wss://dstream.binance.com"
+    default_rest = "https://dapi.binance.com"
+    api = "/dapi/v1"
+    ws_paths: ClassVar[dict[str, str]] = {"public": "/stream", "market": "/stream"}
+    inverse = True
+
+    def parse_instruments(self, info: dict[str, Any]) -> list[Instrument]:
+        return binance_coinm(info, self.source.symbols)

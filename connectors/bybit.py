@@ -1,4 +1,5 @@
-"""Native Bybit v5 linear connector.
+"""Native Bybit v5 connector: linear perpetuals, and with quote ``USD`` the coin-margined (inverse) ones
+(``BTCUSD``: contracts of 1 USD settled in the coin; ``category=inverse``, websocket ``/v5/public/inverse``).
 
 - Instruments: ``/v5/market/instruments-info?category=linear`` (paged), the Trading LinearPerpetual of each
   asset with the configured quote (with its funding interval).
@@ -9,6 +10,9 @@
   ``kline.1.{symbol}``, each topic family on connections of its own. Subscribe acks (``success``) are checked
   per request; ``{"op":"ping"}`` every 20 s and its pong expected. The cross sequence ``cs`` of ticker frames
   must not go backwards.
+- Inverse: the same topics and shapes; trade sizes are USD contracts (converted to coins at the trade
+  price), ``tickers`` ``openInterest`` is USD and ``openInterestValue`` the coins, kline ``volume`` is USD
+  contracts and ``turnover`` the base volume (used).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import msgspec
 import orjson
 
 from connectors.base import Route, ms
-from connectors.instruments import Instrument, bybit_linear, get_json
+from connectors.instruments import Instrument, bybit_category, bybit_perpetuals, get_json
 from connectors.sanity import (
     MAX_JUMP_FACTOR,
     MAX_PRICE,
@@ -143,6 +147,7 @@ class BybitProtocol(WsProtocol):
         self.by_topic = {r.key: r for r in routes}
         self.tickers: dict[str, TickerState] = {}
         self.funding_h = funding_h
+        self.inverse = False  # coin-margined: sizes in USD contracts, open interest in USD
         self.want = frozenset()
         self._ex = ctx.exchange
         self._sink = ctx.sink
@@ -308,7 +313,11 @@ class BybitProtocol(WsProtocol):
             if t.openInterestValue is not None:
                 st.oi_value = t.openInterestValue
             if self.want_oi:
-                sink(OpenInterest(ex, r.asset, r.instrument, st.oi, st.oi, st.oi_value, ts, now))
+                if self.inverse:  # openInterest is USD contracts, openInterestValue the coins
+                    coins = st.oi_value if st.oi_value is not None else st.oi / st.mark if st.mark else 0.0
+                    sink(OpenInterest(ex, r.asset, r.instrument, st.oi, coins, st.oi, ts, now))
+                else:
+                    sink(OpenInterest(ex, r.asset, r.instrument, st.oi, st.oi, st.oi_value, ts, now))
 
     @property
     def want(self) -> frozenset[str]:
@@ -339,6 +348,8 @@ class BybitProtocol(WsProtocol):
             except (TypeError, ValueError):
                 raise RejectedMessage("non_numeric", "p/v") from None
             check_price(r, price, now)
+            if self.inverse:
+                qty /= price  # contracts of 1 USD at this trade's price
             out.append(Trade(self._ex, r.asset, r.instrument, price, qty, ts, now, r.quote))
         if out:
             accept_price(r, out[-1].price, now)  # the whole frame passed: only now is a reference moved
@@ -354,7 +365,7 @@ class BybitProtocol(WsProtocol):
             try:
                 tf = KLINE_S[str(k["interval"])]
                 o, h, lo, c = (float(k[f]) for f in ("open", "high", "low", "close"))
-                vol = float(k["volume"])
+                vol = float(k["turnover" if self.inverse else "volume"])
                 start, ts, closed = ms(k["start"]), ms(k["timestamp"]), bool(k["confirm"])
             except KeyError:
                 raise RejectedMessage("missing_field", "kline") from None
@@ -371,7 +382,7 @@ class BybitProtocol(WsProtocol):
 
 
 class BybitConnector(VenueConnector):
-    """Bybit v5 linear perpetuals: see the module docstring."""
+    """Bybit v5 linear or inverse perpetuals: see the module docstring."""
 
     default_ws = "wss://stream.bybit.com"
     default_rest = "https://api.bybit.com"
@@ -380,13 +391,13 @@ class BybitConnector(VenueConnector):
         found: list[Instrument] = []
         cursor = ""
         for _ in range(50):  # pages of 1,000: far more than Bybit lists
-            params = {"category": "linear", "limit": "1000"}
+            params = {"category": bybit_category(self.source.quote), "limit": "1000"}
             if cursor:
                 params["cursor"] = cursor
             body = await get_json(http, "/v5/market/instruments-info", params)
             if not isinstance(body, dict):
                 raise FeedError("instruments-info: unexpected body")
-            found += bybit_linear(body, self.source.symbols, self.source.quote)
+            found += bybit_perpetuals(body, self.source.symbols, self.source.quote)
             cursor = str(body.get("result", {}).get("nextPageCursor") or "")
             if not cursor:
                 break
@@ -414,9 +425,11 @@ class BybitConnector(VenueConnector):
         """Connections per topic family (``group_routes``): tickers, publicTrade and kline each on
         connections of their own, so a stalled family recycles nothing else."""
         funding_h = {i.instrument: i.funding_interval_h for i in self.instruments if i.funding_interval_h}
+        category = bybit_category(self.source.quote)
         seen: dict[str, int] = {}
         for channel, group in group_routes(self.routes(), self.source.max_streams_per_connection):
             k = seen[channel] = seen.get(channel, -1) + 1
-            proto = BybitProtocol(self.ctx, f"{self.ws_base}/v5/public/linear", group, funding_h)
+            proto = BybitProtocol(self.ctx, f"{self.ws_base}/v5/public/{category}", group, funding_h)
             proto.want = self.channels
-            self.connections.append(WsConnection(self.ctx, proto, f"linear-{channel}-{k}"))
+            proto.inverse = category == "inverse"
+            self.connections.append(WsConnection(self.ctx, proto, f"{category}-{channel}-{k}"))

@@ -73,6 +73,53 @@ def binance_usdm(info: dict[str, Any], assets: Iterable[str], quote: str) -> lis
     return _by_asset(out, assets)
 
 
+DATED_TYPES = ("CURRENT_QUARTER", "NEXT_QUARTER")
+
+
+def binance_dated(info: dict[str, Any], assets: Iterable[str], quote: str) -> list[Instrument]:
+    """The quarterly (dated) futures of each asset from ``/fapi/v1/exchangeInfo`` (or COIN-M's
+    ``/dapi/v1/exchangeInfo``, whose state is ``contractStatus`` and whose contracts are ``contractSize``
+    USD): every TRADING ``CURRENT_QUARTER``/``NEXT_QUARTER`` symbol (``BTCUSDT_250627``) with the quote, in
+    the order listed. Their quotes feed the term structure and the roll cost, not the oracle."""
+    wanted = set(assets)
+    out = []
+    for s in info.get("symbols", ()):
+        if s.get("contractType") not in DATED_TYPES or s.get("quoteAsset") != quote:
+            continue
+        if (s.get("status") or s.get("contractStatus")) != "TRADING" or s.get("baseAsset") not in wanted:
+            continue
+        inverse = "contractSize" in s
+        ct_val = _positive_float(s.get("contractSize")) if inverse else 1.0
+        if ct_val is not None:
+            out.append(Instrument(str(s["baseAsset"]), s["symbol"], quote, ct_val=ct_val, inverse=inverse))
+    return out
+
+
+def binance_coinm(info: dict[str, Any], assets: Iterable[str]) -> list[Instrument]:
+    """``/dapi/v1/exchangeInfo`` (Binance COIN-M): the TRADING PERPETUAL ``<ASSET>USD_PERP`` of each asset, a
+    coin-margined contract of ``contractSize`` USD (100 for BTC, 10 for the others) settled in the coin
+    (``marginAsset``). COIN-M lists its state as ``contractStatus`` and quotes every contract in USD."""
+    out = []
+    for s in info.get("symbols", ()):
+        if s.get("contractType") != "PERPETUAL" or s.get("contractStatus") != "TRADING":
+            continue
+        base = s.get("baseAsset")
+        if s.get("quoteAsset") != "USD" or s.get("marginAsset") not in (None, base):
+            continue
+        ct_val = _positive_float(s.get("contractSize"))
+        if ct_val is not None:
+            out.append(Instrument(str(base), s["symbol"], "USD", ct_val=ct_val, inverse=True))
+    return _by_asset(out, assets)
+
+
+def _positive_float(v: Any) -> float | None:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if 0.0 < x < 1e12 else None
+
+
 def binance_funding_intervals(rows: Any) -> dict[str, float]:
     """``/fapi/v1/fundingInfo`` lists only the symbols whose interval differs from the default 8 h."""
     out = {}
@@ -87,8 +134,7 @@ def binance_funding_intervals(rows: Any) -> dict[str, float]:
 
 def bybit_linear(body: dict[str, Any], assets: Iterable[str], quote: str) -> list[Instrument]:
     """``/v5/market/instruments-info?category=linear``: the Trading LinearPerpetual of each asset."""
-    if body.get("retCode") != 0:
-        raise FeedError(f"bybit instruments-info: retCode {body.get('retCode')} {body.get('retMsg', '')}")
+    _bybit_ok(body)
     out = []
     for s in body.get("result", {}).get("list", ()):
         if s.get("contractType") != "LinearPerpetual" or s.get("status") != "Trading":
@@ -101,10 +147,61 @@ def bybit_linear(body: dict[str, Any], assets: Iterable[str], quote: str) -> lis
     return _by_asset(out, assets)
 
 
+def bybit_inverse(body: dict[str, Any], assets: Iterable[str]) -> list[Instrument]:
+    """``/v5/market/instruments-info?category=inverse``: the Trading InversePerpetual ``<ASSET>USD`` of each
+    asset, a coin-margined contract of 1 USD (sizes and open interest in USD), settled in the coin."""
+    _bybit_ok(body)
+    out = []
+    for s in body.get("result", {}).get("list", ()):
+        if s.get("contractType") != "InversePerpetual" or s.get("status") != "Trading":
+            continue
+        base = s.get("baseCoin")
+        if s.get("quoteCoin") != "USD" or s.get("settleCoin") not in (None, "", base):
+            continue
+        interval = s.get("fundingInterval")
+        out.append(Instrument(str(base), s["symbol"], "USD", ct_val=1.0, inverse=True,
+                              funding_interval_h=float(interval) / 60.0 if interval else None))
+    return _by_asset(out, assets)
+
+
+def bybit_category(quote: str) -> str:
+    """The Bybit v5 ``category`` of a source: ``inverse`` for quote ``USD`` (coin-margined ``BTCUSD``),
+    ``linear`` otherwise."""
+    return "inverse" if quote == "USD" else "linear"
+
+
+def bybit_perpetuals(body: dict[str, Any], assets: Iterable[str], quote: str) -> list[Instrument]:
+    """The perpetual of each asset from an instruments-info page of ``bybit_category(quote)``."""
+    return bybit_inverse(body, assets) if quote == "USD" else bybit_linear(body, assets, quote)
+
+
+def _bybit_ok(body: dict[str, Any]) -> None:
+    if body.get("retCode") != 0:
+        raise FeedError(f"bybit instruments-info: retCode {body.get('retCode')} {body.get('retMsg', '')}")
+
+
 def okx_swaps(body: dict[str, Any], assets: Iterable[str], quote: str) -> list[Instrument]:
     """``/api/v5/public/instruments?instType=SWAP``: the live swap ``<ASSET>-<QUOTE>-SWAP`` with its contract
     value: a linear one (``ctVal`` base units per contract), or with quote ``USD`` the coin-margined
     (inverse) one, ``ctVal`` USD per contract and settled in the coin."""
+    return _by_asset([inst for inst, _ in _okx_contracts(body, quote)], assets)
+
+
+OKX_QUARTERS = ("this_quarter", "next_quarter")
+
+
+def okx_futures(body: dict[str, Any], assets: Iterable[str], quote: str) -> list[Instrument]:
+    """``/api/v5/public/instruments?instType=FUTURES``: the live quarterly futures (``alias``
+    ``this_quarter``/``next_quarter``, ``BTC-USDT-261225``) of each asset with the quote, linear or (quote
+    USD) inverse like the swaps. Their quotes feed the term structure and the roll cost, not the oracle."""
+    wanted = set(assets)
+    return [inst for inst, row in _okx_contracts(body, quote)
+            if row.get("alias") in OKX_QUARTERS and inst.asset in wanted]
+
+
+def _okx_contracts(body: dict[str, Any], quote: str) -> list[tuple[Instrument, dict[str, Any]]]:
+    """The live contracts of an OKX instruments page with the quote: linear (``ctVal`` base units a
+    contract) or, with quote ``USD``, inverse (``ctVal`` USD a contract, settled in the coin)."""
     if str(body.get("code")) != "0":
         raise FeedError(f"okx instruments: code {body.get('code')} {body.get('msg', '')}")
     out = []
@@ -118,11 +215,7 @@ def okx_swaps(body: dict[str, Any], assets: Iterable[str], quote: str) -> list[I
             continue
         if inverse and s.get("settleCcy") not in (None, "", base):
             continue
-        try:
-            ct_val = float(s["ctVal"])
-        except (KeyError, TypeError, ValueError):
-            continue
-        if not ct_val > 0:
-            continue
-        out.append(Instrument(base, s["instId"], quote, ct_val=ct_val, inverse=inverse))
-    return _by_asset(out, assets)
+        ct_val = _positive_float(s.get("ctVal"))
+        if ct_val is not None:
+            out.append((Instrument(base, s["instId"], quote, ct_val=ct_val, inverse=inverse), s))
+    return out

@@ -6,8 +6,11 @@ I/O: instrument list, then pages of klines per asset and timeframe, within each 
 
 - Binance USDⓈ-M ``GET /fapi/v1/klines`` (rows ``[openTime, o, h, l, c, volume, closeTime, ...]``, oldest
   first, up to 1500 per page, paged back with ``endTime``);
+- Binance COIN-M ``GET /dapi/v1/klines``: the same rows with ``volume`` in contracts and the base volume in
+  column 7 (used); a request spans at most 200 days, so a page holds at most 200 days of bars;
 - Bybit v5 ``GET /v5/market/kline?category=linear`` (``result.list`` rows ``[start, o, h, l, c, volume,
-  turnover]``, newest first, up to 1000, paged back with ``end``);
+  turnover]``, newest first, up to 1000, paged back with ``end``); ``category=inverse`` for quote USD, whose
+  ``volume`` is USD contracts and ``turnover`` the base volume (used);
 - OKX v5 ``GET /api/v5/market/candles`` (``data`` rows ``[ts, o, h, l, c, vol, volCcy, volCcyQuote,
   confirm]``, newest first, up to 300, paged back with ``after``; it serves only the latest 1,440 bars, so
   older pages come from ``GET /api/v5/market/history-candles``, same rows, up to 100 a page); ``volCcy`` is
@@ -26,7 +29,15 @@ from typing import Any
 
 import httpx
 
-from connectors.instruments import Instrument, binance_usdm, bybit_linear, get_json, okx_swaps
+from connectors.instruments import (
+    Instrument,
+    binance_coinm,
+    binance_usdm,
+    bybit_category,
+    bybit_perpetuals,
+    get_json,
+    okx_swaps,
+)
 from service.config import SourceConfig
 from service.errors import FeedError, RejectedMessage
 from service.events import Candle
@@ -35,10 +46,12 @@ log = logging.getLogger("hedgewatch.history")
 
 DEFAULT_REST = {
     "binanceusdm": "https://fapi.binance.com",
+    "binancecoinm": "https://dapi.binance.com",
     "bybit": "https://api.bybit.com",
     "okx": "https://www.okx.com",
 }
-PAGE_LIMIT = {"binanceusdm": 1500, "bybit": 1000, "okx": 300}
+PAGE_LIMIT = {"binanceusdm": 1500, "binancecoinm": 1500, "bybit": 1000, "okx": 300}
+MAX_SPAN_S = {"binancecoinm": 200 * 86400}  # the longest time one request may span
 OKX_HISTORY_PATH = "/api/v5/market/history-candles"
 OKX_HISTORY_LIMIT = 100
 INTERVALS = {
@@ -50,7 +63,14 @@ INTERVALS = {
     "okx": {60: "1m", 180: "3m", 300: "5m", 900: "15m", 1800: "30m", 3600: "1H", 7200: "2H", 14400: "4H",
             21600: "6Hutc", 43200: "12Hutc", 86400: "1Dutc", 604800: "1Wutc"},
 }
-MAX_PAGES = 100  # per asset and timeframe: 5,000 daily bars are 4 pages at Binance, ~41 at OKX
+INTERVALS["binancecoinm"] = INTERVALS["binanceusdm"]
+MAX_PAGES = 100  # per asset and timeframe: 5,000 daily bars are 4 pages at Binance, ~41 at OKX, 25 at COIN-M
+
+
+def page_limit(exchange: str, tf: int) -> int:
+    """Bars a page may hold: the venue's limit, within the span one request may cover."""
+    span = MAX_SPAN_S.get(exchange)
+    return PAGE_LIMIT[exchange] if span is None else max(1, min(PAGE_LIMIT[exchange], span // tf))
 
 
 def supports(exchange: str) -> bool:
@@ -75,12 +95,14 @@ def _candle(source_id: str, inst: Instrument, tf: int, row: list[Any], volume: f
 def parse_rows(exchange: str, source_id: str, inst: Instrument, tf: int, body: Any, now: float) -> list[Candle]:
     """One page of klines, oldest first. Malformed rows raise ``RejectedMessage``."""
     try:
-        if exchange == "binanceusdm":
+        if exchange in ("binanceusdm", "binancecoinm"):
+            vol = 7 if exchange == "binancecoinm" else 5  # COIN-M: column 5 is contracts, 7 the base volume
             rows = body
-            out = [_candle(source_id, inst, tf, r, float(r[5]), int(r[6]) < now * 1000, now) for r in rows]
+            out = [_candle(source_id, inst, tf, r, float(r[vol]), int(r[6]) < now * 1000, now) for r in rows]
         elif exchange == "bybit":
             rows = body["result"]["list"]
-            out = [_candle(source_id, inst, tf, r, float(r[5]), (int(r[0]) / 1000 + tf) <= now, now)
+            vol = 6 if inst.inverse else 5  # inverse: volume is USD contracts, turnover the base volume
+            out = [_candle(source_id, inst, tf, r, float(r[vol]), (int(r[0]) / 1000 + tf) <= now, now)
                    for r in reversed(rows)]
         elif exchange == "okx":
             rows = body["data"]
@@ -96,13 +118,14 @@ def _page_params(
     exchange: str, inst: Instrument, tf: int, limit: int, before_ms: int | None
 ) -> tuple[str, dict[str, Any]]:
     interval = INTERVALS[exchange][tf]
-    if exchange == "binanceusdm":
+    if exchange in ("binanceusdm", "binancecoinm"):
         params: dict[str, Any] = {"symbol": inst.instrument, "interval": interval, "limit": limit}
         if before_ms is not None:
             params["endTime"] = before_ms - 1
-        return "/fapi/v1/klines", params
+        return ("/dapi/v1/klines" if exchange == "binancecoinm" else "/fapi/v1/klines"), params
     if exchange == "bybit":
-        params = {"category": "linear", "symbol": inst.instrument, "interval": interval, "limit": limit}
+        params = {"category": bybit_category(inst.quote), "symbol": inst.instrument, "interval": interval,
+                  "limit": limit}
         if before_ms is not None:
             params["end"] = before_ms - 1
         return "/v5/market/kline", params
@@ -122,7 +145,7 @@ async def fetch_klines(http: httpx.AsyncClient, exchange: str, source_id: str, i
     before: int | None = None
     older = False  # OKX: past the latest 1,440 bars, from the history endpoint
     for _ in range(MAX_PAGES):
-        limit = min(OKX_HISTORY_LIMIT if older else PAGE_LIMIT[exchange], bars - len(out))
+        limit = min(OKX_HISTORY_LIMIT if older else page_limit(exchange, tf), bars - len(out))
         path, params = _page_params(exchange, inst, tf, limit, before)
         if older:
             path = OKX_HISTORY_PATH
@@ -142,9 +165,12 @@ async def fetch_klines(http: httpx.AsyncClient, exchange: str, source_id: str, i
 async def _instruments(http: httpx.AsyncClient, source: SourceConfig) -> list[Instrument]:
     if source.exchange == "binanceusdm":
         return binance_usdm(await get_json(http, "/fapi/v1/exchangeInfo"), source.symbols, source.quote)
+    if source.exchange == "binancecoinm":
+        return binance_coinm(await get_json(http, "/dapi/v1/exchangeInfo"), source.symbols)
     if source.exchange == "bybit":
-        body = await get_json(http, "/v5/market/instruments-info", {"category": "linear", "limit": 1000})
-        return bybit_linear(body, source.symbols, source.quote)
+        params = {"category": bybit_category(source.quote), "limit": 1000}
+        body = await get_json(http, "/v5/market/instruments-info", params)
+        return bybit_perpetuals(body, source.symbols, source.quote)
     body = await get_json(http, "/api/v5/public/instruments", {"instType": "SWAP"})
     return okx_swaps(body, source.symbols, source.quote)
 

@@ -23,12 +23,12 @@ import msgspec
 import orjson
 
 from connectors.base import Route, ms, ms_of, num
-from connectors.instruments import Instrument, get_json, okx_swaps
+from connectors.instruments import Instrument, get_json, okx_futures, okx_swaps
 from connectors.sanity import MAX_PRICE, accept_price, check_quote, positive, venue_text
 from connectors.venue import VenueConnector
 from connectors.wsconn import WsConnection, WsProtocol, group_routes
 from service.errors import FeedError, ProtocolError, RejectedMessage
-from service.events import Candle, Funding, MarkPrice, OpenInterest, Quote, Trade
+from service.events import Candle, Funding, Market, MarkPrice, OpenInterest, Quote, Trade
 
 TICKERS, MARK, INDEX, FUNDING, OI, TRADES, CANDLE = range(7)
 
@@ -70,6 +70,7 @@ class OkxProtocol(WsProtocol):
         self.marks: dict[str, float] = {}     # asset -> latest mark, shared by the venue's connections
         self.indexes: dict[str, float] = {}   # asset -> latest index, likewise
         self.inverse: frozenset[str] = frozenset()  # coin-margined instruments (sizes in USD contracts)
+        self.market: str = Market.PERP  # what its quotes are: swaps, or (``future``) dated futures
         self._ex = ctx.exchange
         self._sink = ctx.sink
         self._clock = ctx.clock
@@ -115,7 +116,8 @@ class OkxProtocol(WsProtocol):
             return
         sink = self._sink
         for row in rows:
-            sink(Quote(self._ex, r.asset, r.instrument, row.bidPx, row.askPx, row.ts / 1000.0, now, r.quote))
+            sink(Quote(self._ex, r.asset, r.instrument, row.bidPx, row.askPx, row.ts / 1000.0, now, r.quote,
+                       self.market))
         last = rows[-1]
         accept_price(r, (last.bidPx + last.askPx) * 0.5, now)
         r.count += 1
@@ -174,7 +176,7 @@ class OkxProtocol(WsProtocol):
         check_quote(r, bid, ask, now)
         ts = ms_of(d, "ts")
         accept_price(r, (bid + ask) * 0.5, now)
-        self._sink(Quote(self._ex, r.asset, r.instrument, bid, ask, ts, now, r.quote))
+        self._sink(Quote(self._ex, r.asset, r.instrument, bid, ask, ts, now, r.quote, self.market))
 
     def _mark(self, r: Route, d: dict[str, Any], now: float) -> None:
         mark = positive(num(d, "markPx"), "mark")
@@ -249,10 +251,19 @@ class OkxConnector(VenueConnector):
     default_ws = "wss://ws.okx.com:8443"
     default_rest = "https://www.okx.com"
 
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.dated: list[Instrument] = []  # quarterly futures quoted for the term structure (``futures``)
+
     async def load_instruments(self, http: httpx.AsyncClient) -> list[Instrument]:
         body = await get_json(http, "/api/v5/public/instruments", {"instType": "SWAP"})
         if not isinstance(body, dict):
             raise FeedError("instruments: unexpected body")
+        if "futures" in self.channels:
+            dated = await get_json(http, "/api/v5/public/instruments", {"instType": "FUTURES"})
+            if not isinstance(dated, dict):
+                raise FeedError("instruments: unexpected body")
+            self.dated = okx_futures(dated, self.source.symbols, self.source.quote)
         return okx_swaps(body, self.source.symbols, self.source.quote)
 
     def routes(self) -> tuple[list[Route], list[Route]]:
@@ -281,6 +292,10 @@ class OkxConnector(VenueConnector):
                 add(public, "trades", swap, TRADES, inst, 6.0, critical=False)
             if "candles" in ch:
                 add(business, "candle1m", swap, CANDLE, inst, 12.0, critical=False)
+        for inst in self.dated:  # quarterly futures' tickers (``futures``): quiet contracts recycle nothing
+            public.append(Route(f"futures:{inst.instrument}", "futures", TICKERS, inst.asset, inst.instrument,
+                                inst.quote, 1.0, topic={"channel": "tickers", "instId": inst.instrument},
+                                scale=inst.ct_val, critical=False))
         return public, business
 
     def build(self, http: httpx.AsyncClient) -> None:
@@ -296,5 +311,6 @@ class OkxConnector(VenueConnector):
                 k = seen[channel] = seen.get(channel, -1) + 1
                 proto = OkxProtocol(self.ctx, f"{self.ws_base}/ws/v5/{path}", group)
                 proto.inverse = frozenset(i.instrument for i in self.instruments if i.inverse)
+                proto.market = Market.FUTURE if channel == "futures" else Market.PERP
                 proto.marks, proto.indexes = marks, indexes  # mark and index sit on two connections
                 self.connections.append(WsConnection(self.ctx, proto, f"{path}-{channel}-{k}"))

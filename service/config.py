@@ -78,8 +78,10 @@ def has_control(text: str) -> bool:
 # --- sources -------------------------------------------------------------------------------------------
 
 
-# What a source can subscribe; ``channels: null`` means every one but candles.
-FeedChannel = Literal["quotes", "trades", "mark", "funding", "open_interest", "candles", "composite_index"]
+# What a source can subscribe; ``channels: null`` means every one but candles and futures (the venue's dated
+# futures quotes, for the term structure and the roll cost).
+FeedChannel = Literal["quotes", "trades", "mark", "funding", "open_interest", "candles", "composite_index",
+                      "futures"]
 
 
 class SourceConfig(Section):

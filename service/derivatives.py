@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import calendar
 import re
+import statistics
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
@@ -191,8 +192,12 @@ class Derivatives:
             return None
         curve = [{"contract": k, "expiry_ts": e, "days": (e - now) / DAY_S, "price": p} for e, p, k in rows]
         out: dict[str, object] = {"curve": curve}
-        if len(rows) >= 2 and rows[1][0] > rows[0][0]:
-            out["roll_cost_annualized"] = roll_cost(rows[0][1], rows[1][1], (rows[1][0] - rows[0][0]) / DAY_S)
+        # front and next expiry (several venues may list the same one): each at its venues' median price
+        expiries = sorted({e for e, _, _ in rows})
+        if len(expiries) >= 2:
+            front, nxt = ([p for e, p, _ in rows if e == x] for x in expiries[:2])
+            out["roll_cost_annualized"] = roll_cost(statistics.median(front), statistics.median(nxt),
+                                                    (expiries[1] - expiries[0]) / DAY_S)
         return out
 
     # --- index level -------------------------------------------------------------------------------

@@ -28,10 +28,10 @@ def stepped_sources(sim: Simulator) -> list[dict[str, Any]]:
     sources = []
     for ep in sim.endpoints:
         channels = ["quotes", "trades", "mark", "funding"]
-        if ep.exchange != "binanceusdm":
+        if ep.exchange not in ("binanceusdm", "binancecoinm"):
             channels.append("open_interest")
         sources.append({"exchange": ep.exchange, "name": ep.name, "symbols": assets, "ws_url": ep.ws_url,
-                        "rest_url": ep.rest_url, "channels": channels})
+                        "rest_url": ep.rest_url, "channels": channels, "quote": ep.quote})
     return sources
 
 

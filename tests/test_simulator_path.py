@@ -121,7 +121,8 @@ def test_scenario_errors_name_file_line_and_field() -> None:
         parse_scenario(SCENARIO.format(seed=1) + "faults:\n  - {at_s: 1, venue: zz, kind: drop}\n")
 
 
-@pytest.mark.parametrize("name", ["default.yaml", "faults.yaml", "manipulated.yaml", "four_phase.yaml"])
+@pytest.mark.parametrize("name", ["default.yaml", "faults.yaml", "manipulated.yaml", "four_phase.yaml",
+                                  "coin_margined.yaml"])
 def test_bundled_scenarios_load(name: str) -> None:
     from connectors.simulator import load_scenario
 

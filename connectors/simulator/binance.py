@@ -23,7 +23,7 @@ from websockets.asyncio.server import ServerConnection
 from connectors.simulator import binance_account, binance_rest
 from connectors.simulator.candles import INTERVALS_MS, Bar
 from connectors.simulator.transport import RestError, VenueServer
-from connectors.simulator.venue import AssetQuote
+from connectors.simulator.venue import DATED_TYPES, AssetQuote, dated_price, quarterly_expiries
 
 PUBLIC_CHANNELS = frozenset({"bookTicker", "depth"})
 CHANNELS = ("bookTicker", "aggTrade", "markPrice", "kline", "ticker", "depth", "compositeIndex")
@@ -74,9 +74,21 @@ class BinanceServer(VenueServer):
         self.by_symbol = {s.lower(): a for a, s in self.symbols.items()}
         # composite index symbol (lowercase) -> its base name in the path (DEFIUSDT -> DEFI)
         self.composites = {f"{b}{quote}".lower(): b for b in self.model.path.composites}
+        self.dated = self._list_dated(quote)
         self._subs: dict[ServerConnection, list[str]] = {}
         self._bar_start: dict[tuple[str, str], int] = {}
         self.account = binance_account.Account()
+
+    def _list_dated(self, quote: str) -> dict[str, tuple[str, int, str]]:
+        """The quarterly futures: lowercase symbol (``btcusdt_261225``) -> (asset, settlement ms,
+        contractType), the next two quarterly settlements of each asset."""
+        out = {}
+        for a in self.model.assets:
+            if a in self.model.path.composites:
+                continue
+            for ctype, exp in zip(DATED_TYPES, quarterly_expiries(self.now_ms()), strict=True):
+                out[f"{a}{quote}_{time.strftime('%y%m%d', time.gmtime(exp / 1000))}".lower()] = (a, exp, ctype)
+        return out
 
     # --- websocket -------------------------------------------------------------------------------------
 
@@ -210,6 +222,10 @@ class BinanceServer(VenueServer):
             book = self.book_ticker(q)
             self._emit("bookTicker", f"{sym}@bookTicker", book)
             self._emit("bookTicker", "!bookTicker", book)
+        if "bookTicker" in due:
+            for dated, (asset, exp, _) in self.dated.items():
+                if asset == a and self._wanted(f"{dated}@bookTicker"):
+                    self._emit("bookTicker", f"{dated}@bookTicker", self.dated_book(q, dated, exp))
         if "aggTrade" in due and q.trades and self._wanted(f"{sym}@aggTrade"):
             for trade in q.trades:
                 self._emit("aggTrade", f"{sym}@aggTrade", self.agg_trade(q, trade))
@@ -277,6 +293,14 @@ class BinanceServer(VenueServer):
             "T": q.ts_ms,
             "m": maker,
         }
+
+    def dated_book(self, q: AssetQuote, symbol: str, expiry_ms: int) -> dict[str, Any]:
+        """The bookTicker of a quarterly future: the perpetual's book moved to the dated fair price."""
+        book = self.book_ticker(q)
+        shift = dated_price(q, expiry_ms) - q.mid
+        a = q.asset
+        book.update(s=symbol.upper(), b=self._p(a, q.bid + shift), a=self._p(a, q.ask + shift))
+        return book
 
     def mark_price(self, q: AssetQuote) -> dict[str, Any]:
         return {
@@ -430,6 +454,70 @@ class BinanceServer(VenueServer):
 
     def rest(self, path: str, params: dict[str, str]) -> Any:
         handler = binance_rest.ROUTES.get(path) or binance_account.ROUTES.get(path)
+        if handler is None:
+            raise RestError(404, {"code": -5000, "msg": f"Path {path}, Method GET is invalid"})
+        return handler(self, params)
+
+
+class BinanceCoinmServer(BinanceServer):
+    """A Binance COIN-M venue (``dstream.binance.com``, ``dapi.binance.com``): coin-margined perpetuals
+    ``<A>USD_PERP`` of 100 USD a contract for BTC and 10 USD for the others, settled in the coin.
+
+    The stream payloads are USDⓈ-M's with the pair ``ps`` added to bookTicker; sizes (``B``/``A``,
+    aggTrade ``q``, kline ``v``/``V``, open interest) are whole contracts and kline ``q``/``Q`` the base
+    volume, as COIN-M's documentation shows them. Streams are served on ``/ws`` and ``/stream`` only
+    (dstream has no routed paths); REST under ``/dapi/v1``.
+    """
+
+    exchange = "binancecoinm"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.quote = "USD"
+        self.symbols = {a: f"{a}USD_PERP" for a in self.model.assets}
+        self.pairs = {a: f"{a}USD" for a in self.model.assets}
+        self.by_symbol = {s.lower(): a for a, s in self.symbols.items()}
+        self.composites = {}
+        self.dated = self._list_dated("USD")
+        self.ct_val = {a: 100.0 if a == "BTC" else 10.0 for a in self.model.assets}
+
+    @staticmethod
+    def _split(path: str) -> tuple[str, str, str] | None:
+        parts = path.strip("/").split("/", 1)
+        if not parts or parts[0] not in ("ws", "stream"):
+            return None
+        return "", parts[0], "/".join(parts[1:])
+
+    def contracts(self, a: str, base_qty: float, px: float) -> int:
+        """A base-unit size as whole contracts of ``ct_val`` USD at ``px`` (at least one)."""
+        return max(1, round(base_qty * px / self.ct_val[a]))
+
+    def book_ticker(self, q: AssetQuote) -> dict[str, Any]:
+        out = super().book_ticker(q)
+        a = q.asset
+        return {"e": "bookTicker", "u": out["u"], "s": out["s"], "ps": self.pairs[a], "b": out["b"],
+                "B": str(self.contracts(a, q.bid_qty, q.bid)), "a": out["a"],
+                "A": str(self.contracts(a, q.ask_qty, q.ask)), "T": out["T"], "E": out["E"]}
+
+    def agg_trade(self, q: AssetQuote, trade: tuple[int, float, float, bool]) -> dict[str, Any]:
+        out = super().agg_trade(q, trade)
+        out["q"] = str(self.contracts(q.asset, trade[2], trade[1]))
+        return out
+
+    def mark_price(self, q: AssetQuote) -> dict[str, Any]:
+        out = super().mark_price(q)
+        return {"e": out["e"], "E": out["E"], "s": out["s"], "p": out["p"], "P": out["P"], "i": out["i"],
+                "r": out["r"], "T": out["T"]}
+
+    def _kline_body(self, a: str, bar: Bar, interval: str, closed: bool) -> dict[str, Any]:
+        out = super()._kline_body(a, bar, interval, closed)
+        vol, close = bar[5], bar[4]
+        contracts = round(vol * close / self.ct_val[a]) if vol else 0
+        out.update({"v": str(contracts), "q": f"{vol:.8f}", "V": str(contracts // 2), "Q": f"{vol / 2:.8f}"})
+        return out
+
+    def rest(self, path: str, params: dict[str, str]) -> Any:
+        handler = binance_rest.COINM_ROUTES.get(path)
         if handler is None:
             raise RestError(404, {"code": -5000, "msg": f"Path {path}, Method GET is invalid"})
         return handler(self, params)

@@ -10,7 +10,7 @@ from connectors.simulator.transport import RestError
 from connectors.simulator.venue import decimals
 
 if TYPE_CHECKING:
-    from connectors.simulator.binance import BinanceServer
+    from connectors.simulator.binance import BinanceCoinmServer, BinanceServer
 
 ONBOARD_MS = 1_569_398_400_000
 PERIODS_MS = {
@@ -133,6 +133,8 @@ def _symbol_info(srv: BinanceServer, asset: str) -> dict[str, Any]:
 def exchange_info(srv: BinanceServer, params: dict[str, str]) -> Any:
     quote = srv.model.path.scenario.quote
     symbols = [_symbol_info(srv, a) for a in srv.model.assets]
+    for sym, (a, expiry, ctype) in srv.dated.items():  # the quarterly futures, as USDⓈ-M lists them
+        symbols.append(dict(_symbol_info(srv, a), symbol=sym.upper(), contractType=ctype, deliveryDate=expiry))
     return {
         "timezone": "UTC",
         "serverTime": srv.now_ms(),
@@ -311,4 +313,85 @@ ROUTES: dict[str, Callable[[BinanceServer, dict[str, str]], Any]] = {
     "/fapi/v1/ticker/bookTicker": book_ticker,
     "/fapi/v1/fundingRate": funding_rate,
     "/fapi/v1/fundingInfo": funding_info,
+}
+
+
+# --- COIN-M (``/dapi/v1``): the shapes of Binance's COIN-M documentation --------------------------------
+
+
+def coinm_exchange_info(srv: BinanceCoinmServer, params: dict[str, str]) -> Any:
+    """``/dapi/v1/exchangeInfo``: ``contractStatus`` (not ``status``), ``contractSize`` in USD, the coin as
+    ``marginAsset``, sizes in whole contracts."""
+    symbols = []
+    for a in srv.model.assets:
+        row = _symbol_info(srv, a)
+        del row["status"]
+        for f in row["filters"]:
+            if f["filterType"] in ("LOT_SIZE", "MARKET_LOT_SIZE"):
+                f.update(minQty="1", stepSize="1")
+        row.update(pair=srv.pairs[a], contractStatus="TRADING", contractSize=int(srv.ct_val[a]), quoteAsset="USD",
+                   marginAsset=a, quantityPrecision=0, equalQtyPrecision=4, liquidationFee="0.010000",
+                   marketTakeBound="0.30")
+        symbols.append(row)
+    for sym, (a, expiry, ctype) in srv.dated.items():  # the quarterly futures (BTCUSD_261225)
+        perp = next(r for r in symbols if r["symbol"] == srv.symbols[a])
+        symbols.append(dict(perp, symbol=sym.upper(), contractType=ctype, deliveryDate=expiry))
+    return {
+        "exchangeFilters": [],
+        "rateLimits": [
+            {"interval": "MINUTE", "intervalNum": 1, "limit": 6000, "rateLimitType": "REQUEST_WEIGHT"},
+            {"interval": "MINUTE", "intervalNum": 1, "limit": 6000, "rateLimitType": "ORDERS"},
+        ],
+        "serverTime": srv.now_ms(),
+        "symbols": symbols,
+        "timezone": "UTC",
+    }
+
+
+def coinm_premium_index(srv: BinanceCoinmServer, params: dict[str, str]) -> Any:
+    """``/dapi/v1/premiumIndex``: a list, also for one symbol, each row with its ``pair``."""
+    rows = premium_index(srv, params)
+    return [dict(r, pair=srv.pairs[srv.by_symbol[r["symbol"].lower()]]) for r in (rows if isinstance(rows, list)
+                                                                                 else [rows])]
+
+
+def coinm_open_interest(srv: BinanceCoinmServer, params: dict[str, str]) -> Any:
+    """``/dapi/v1/openInterest``: whole contracts of ``contractSize`` USD."""
+    asset = srv._asset(params)
+    assert asset is not None
+    q = srv.model.quotes[asset]
+    return {"symbol": srv.symbols[asset], "pair": srv.pairs[asset],
+            "openInterest": str(srv.contracts(asset, q.open_interest, q.mark)), "contractType": "PERPETUAL",
+            "time": q.ts_ms}
+
+
+def coinm_klines(srv: BinanceCoinmServer, params: dict[str, str]) -> Any:
+    """``/dapi/v1/klines``: volume and taker buy volume in contracts, the base volumes in columns 7 and 10."""
+    rows = klines(srv, params)
+    asset = srv._asset(params)
+    assert asset is not None
+    ct = srv.ct_val[asset]
+    out = []
+    for r in rows:
+        base, close = float(r[5]), float(r[4])
+        contracts = round(base * close / ct)
+        out.append([r[0], r[1], r[2], r[3], r[4], str(contracts), r[6], f"{base:.8f}", r[8],
+                    str(contracts // 2), f"{base / 2:.8f}", "0"])
+    return out
+
+
+def coinm_funding_rate(srv: BinanceCoinmServer, params: dict[str, str]) -> Any:
+    """``/dapi/v1/fundingRate``: symbol, fundingTime, fundingRate."""
+    return [{k: r[k] for k in ("symbol", "fundingTime", "fundingRate")} for r in funding_rate(srv, params)]
+
+
+COINM_ROUTES: dict[str, Callable[[BinanceCoinmServer, dict[str, str]], Any]] = {
+    "/dapi/v1/ping": ping,
+    "/dapi/v1/time": server_time,
+    "/dapi/v1/exchangeInfo": coinm_exchange_info,
+    "/dapi/v1/premiumIndex": coinm_premium_index,
+    "/dapi/v1/openInterest": coinm_open_interest,
+    "/dapi/v1/klines": coinm_klines,
+    "/dapi/v1/fundingRate": coinm_funding_rate,
+    "/dapi/v1/fundingInfo": funding_info,
 }

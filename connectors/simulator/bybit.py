@@ -1,11 +1,17 @@
-"""Bybit v5 linear, as ``stream.bybit.com/v5/public/linear`` and ``api.bybit.com/v5/market`` speak it.
+"""Bybit v5 linear (or inverse), as ``stream.bybit.com/v5/public/linear`` and ``api.bybit.com/v5/market`` speak it.
 
 Websocket: ``{"op":"subscribe","args":[topics],"req_id":..}`` answered
 ``{"success":true,"ret_msg":"","conn_id":..,"req_id":..,"op":"subscribe"}``; ``tickers.{symbol}`` sends a
 snapshot on subscribe, then every 100 ms a delta carrying only the fields that changed (plus ``symbol``),
-with a cross sequence ``cs`` and ``ts``; ``publicTrade.{symbol}``; ``kline.{interval}.{symbol}``.
+with a cross sequence ``cs`` and ``ts``; ``publicTrade.{symbol}``; ``kline.{interval}.{symbol}``;
+``orderbook.1.{symbol}`` (the top of book, every message a snapshot, as Bybit sends level 1).
 ``{"op":"ping"}`` is answered ``{"success":true,"ret_msg":"pong","conn_id":..,"op":"ping"}``; the server
 sends no pings of its own and drops a client that has sent nothing (no ping) for ``idle_timeout_s``.
+
+With ``inverse: true`` the venue is Bybit inverse (``/v5/public/inverse``, ``category=inverse``): coin-margined
+``<A>USD`` perpetuals of 1 USD a contract, settled in the coin. Sizes (book, trades, kline ``volume``,
+``volume24h``) are USD contracts, ``openInterest`` USD with the coins as ``openInterestValue``, and
+``turnover``/``turnover24h`` the coins, as Bybit documents its inverse tickers and klines.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from connectors.simulator.venue import AssetQuote
 
 
 class BybitServer(VenueServer):
-    """A Bybit v5 linear venue on one loopback port."""
+    """A Bybit v5 linear (or, with ``inverse``, inverse) venue on one loopback port."""
 
     exchange = "bybit"
     default_ping_interval_s = None
@@ -33,8 +39,9 @@ class BybitServer(VenueServer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        quote = self.model.path.scenario.quote
-        self.symbols = {a: f"{a}{quote}" for a in self.model.assets}
+        self.inverse = self.spec.inverse
+        self.category = "inverse" if self.inverse else "linear"
+        self.symbols = {a: f"{a}{self.quote}" for a in self.model.assets}
         self.by_symbol = {s: a for a, s in self.symbols.items()}
         self.state: dict[str, dict[str, str]] = {}  # the ticker fields last sent, per asset
         self._cs = itertools.count(760_580_211_302)
@@ -46,7 +53,7 @@ class BybitServer(VenueServer):
             self.state[a] = self.ticker_fields(self.model.quotes[a], refresh=True)
 
     def accepts_path(self, path: str, query: str) -> bool:
-        return path.rstrip("/") == "/v5/public/linear"
+        return path.rstrip("/") == f"/v5/public/{self.category}"
 
     # --- websocket -------------------------------------------------------------------------------------
 
@@ -123,6 +130,8 @@ class BybitServer(VenueServer):
                     "ts": self.now_ms(),
                 }
                 broadcast([ws], orjson.dumps(snap).decode())
+            elif kind == "orderbook":
+                broadcast([ws], orjson.dumps(self.orderbook(self.model.quotes[asset])).decode())
             self.subscribe(ws, topic)
 
     def forget(self, ws: ServerConnection) -> None:
@@ -133,6 +142,8 @@ class BybitServer(VenueServer):
         parts = topic.split(".")
         if len(parts) == 2 and parts[0] in ("tickers", "publicTrade") and parts[1] in self.by_symbol:
             return parts[0], self.by_symbol[parts[1]], ""
+        if len(parts) == 3 and parts[0] == "orderbook" and parts[1] == "1" and parts[2] in self.by_symbol:
+            return "orderbook", self.by_symbol[parts[2]], "1"
         if (
             len(parts) == 3
             and parts[0] == "kline"
@@ -151,8 +162,8 @@ class BybitServer(VenueServer):
         old = self.state.get(a, {})
         f = dict(old)
         f["symbol"] = self.symbols[a]
-        f["bid1Price"], f["bid1Size"] = self._p(a, q.bid), self._q(a, q.bid_qty)
-        f["ask1Price"], f["ask1Size"] = self._p(a, q.ask), self._q(a, q.ask_qty)
+        f["bid1Price"], f["bid1Size"] = self._p(a, q.bid), self.size(a, q.bid_qty, q.bid)
+        f["ask1Price"], f["ask1Size"] = self._p(a, q.ask), self.size(a, q.ask_qty, q.ask)
         last = self._p(a, q.last)
         if old.get("lastPrice") != last:
             prev = float(old.get("lastPrice", last))
@@ -176,14 +187,13 @@ class BybitServer(VenueServer):
                     "prevPrice1h": self._p(a, self._prev_1h[a]),
                     "markPrice": self._p(a, q.mark),
                     "indexPrice": self._p(a, q.index),
-                    "openInterest": f"{oi:.3f}",
-                    "openInterestValue": f"{oi * q.mark:.2f}",
-                    "turnover24h": f"{q.turnover_24h:.4f}",
-                    "volume24h": f"{q.volume_24h:.4f}",
+                    **self._oi_fields(oi, q.mark),
+                    # inverse: volume in USD contracts, turnover in coins
+                    "turnover24h": f"{q.volume_24h:.8f}" if self.inverse else f"{q.turnover_24h:.4f}",
+                    "volume24h": f"{round(q.turnover_24h)}" if self.inverse else f"{q.volume_24h:.4f}",
                     "fundingIntervalHour": str(q.funding_interval_h),
                     "fundingCap": "0.005",
-                    "singleOpenInterest": f"{oi / 2:.3f}",
-                    "singleOpenInterestValue": f"{oi / 2 * q.mark:.2f}",
+                    **{f"single{k[0].upper()}{k[1:]}": v for k, v in self._oi_fields(oi / 2, q.mark).items()},
                     "nextFundingTime": str(q.next_funding_ms),
                     "fundingRate": f"{q.funding_rate:.7f}".rstrip("0").rstrip(".") if q.funding_rate else "0",
                 }
@@ -198,18 +208,21 @@ class BybitServer(VenueServer):
         tickers = self.every("tickers", step, tick_s)
         refresh = step % max(1, round(1.0 / tick_s)) == 0
         kline = self.every("kline", step, tick_s)
+        book = self.every("orderbook", step, tick_s)
         for a in self.model.assets:
             q = self.model.quotes[a]
             sym = self.symbols[a]
             if tickers:
                 self._publish_ticker(q, refresh)
+            if book and self.has_subscribers(f"orderbook.1.{sym}"):
+                self.fanout("orderbook", f"orderbook.1.{sym}", self.orderbook(q))
             if q.trades and self.has_subscribers(f"publicTrade.{sym}"):
                 data = [
                     {
                         "T": q.ts_ms,
                         "s": sym,
                         "S": "Sell" if maker else "Buy",
-                        "v": self._q(a, qty),
+                        "v": self.size(a, qty, price),
                         "p": self._p(a, price),
                         "L": self.state[a].get("tickDirection", "ZeroPlusTick"),
                         "i": f"{tid:08x}-sim-{sym}",
@@ -227,6 +240,14 @@ class BybitServer(VenueServer):
                 for code in KLINE_INTERVALS:
                     if self.has_subscribers(f"kline.{code}.{sym}"):
                         self._publish_kline(q, code)
+
+    def orderbook(self, q: AssetQuote) -> dict[str, Any]:
+        """``orderbook.1.{symbol}``: the top of book, every message a snapshot as Bybit sends level 1."""
+        a, sym = q.asset, self.symbols[q.asset]
+        return {"topic": f"orderbook.1.{sym}", "type": "snapshot", "ts": q.ts_ms,
+                "data": {"s": sym, "b": [[self._p(a, q.bid), self.size(a, q.bid_qty, q.bid)]],
+                         "a": [[self._p(a, q.ask), self.size(a, q.ask_qty, q.ask)]], "u": q.update_id,
+                         "seq": q.update_id}, "cts": q.ts_ms}
 
     def _publish_ticker(self, q: AssetQuote, refresh: bool) -> None:
         a = q.asset
@@ -277,11 +298,23 @@ class BybitServer(VenueServer):
             "close": self._p(a, bar[4]),
             "high": self._p(a, bar[2]),
             "low": self._p(a, bar[3]),
-            "volume": self._q(a, bar[5]),
-            "turnover": f"{bar[5] * bar[4]:.4f}",
+            "volume": f"{round(bar[5] * bar[4])}" if self.inverse else self._q(a, bar[5]),
+            "turnover": f"{bar[5]:.8f}" if self.inverse else f"{bar[5] * bar[4]:.4f}",
             "confirm": confirm,
             "timestamp": ts,
         }
+
+    # --- sizes: base units (linear) or USD contracts (inverse) -------------------------------------------
+
+    def size(self, a: str, base_qty: float, px: float) -> str:
+        """A base-unit size as this venue prints it: base units, or (inverse) whole contracts of 1 USD."""
+        return str(max(1, round(base_qty * px))) if self.inverse else self._q(a, base_qty)
+
+    def _oi_fields(self, oi: float, mark: float) -> dict[str, str]:
+        """``openInterest`` and ``openInterestValue``: base and USD (linear), or USD and coins (inverse)."""
+        if self.inverse:
+            return {"openInterest": f"{round(oi * mark)}", "openInterestValue": f"{oi:.2f}"}
+        return {"openInterest": f"{oi:.3f}", "openInterestValue": f"{oi * mark:.2f}"}
 
     # --- REST ------------------------------------------------------------------------------------------
 

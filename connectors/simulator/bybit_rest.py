@@ -41,9 +41,9 @@ class ParamError(Exception):
     """A request parameter is missing or invalid (``retCode`` 10001)."""
 
 
-def _category(params: dict[str, str]) -> None:
-    if params.get("category") != "linear":
-        raise ParamError("params error: category only support linear on this venue")
+def _category(srv: BybitServer, params: dict[str, str]) -> None:
+    if params.get("category") != srv.category:
+        raise ParamError(f"params error: category only support {srv.category} on this venue")
 
 
 def _assets(srv: BybitServer, params: dict[str, str], required: bool = False) -> list[str]:
@@ -67,8 +67,8 @@ def _limit(params: dict[str, str], default: int, most: int) -> int:
 
 
 def instruments_info(srv: BybitServer, params: dict[str, str]) -> Any:
-    _category(params)
-    quote = srv.model.path.scenario.quote
+    _category(srv, params)
+    quote = srv.quote
     out = []
     for a in _assets(srv, params):
         spec = srv.model.path.specs[a]
@@ -76,7 +76,7 @@ def instruments_info(srv: BybitServer, params: dict[str, str]) -> Any:
         out.append(
             {
                 "symbol": srv.symbols[a],
-                "contractType": "LinearPerpetual",
+                "contractType": "InversePerpetual" if srv.inverse else "LinearPerpetual",
                 "status": "Trading",
                 "baseCoin": a,
                 "quoteCoin": quote,
@@ -90,17 +90,17 @@ def instruments_info(srv: BybitServer, params: dict[str, str]) -> Any:
                     "maxPrice": f"{spec.price * 20:.{px}f}",
                     "tickSize": f"{spec.tick_size:.{px}f}",
                 },
-                "lotSizeFilter": {
-                    "maxOrderQty": "1190.000",
-                    "minOrderQty": f"{spec.qty_step:.{qx}f}",
-                    "qtyStep": f"{spec.qty_step:.{qx}f}",
-                    "postOnlyMaxOrderQty": "1190.000",
-                    "maxMktOrderQty": "500.000",
-                    "minNotionalValue": "5",
+                "lotSizeFilter": {  # inverse: whole contracts of 1 USD
+                    "maxOrderQty": "1000000" if srv.inverse else "1190.000",
+                    "minOrderQty": "1" if srv.inverse else f"{spec.qty_step:.{qx}f}",
+                    "qtyStep": "1" if srv.inverse else f"{spec.qty_step:.{qx}f}",
+                    "postOnlyMaxOrderQty": "1000000" if srv.inverse else "1190.000",
+                    "maxMktOrderQty": "500000" if srv.inverse else "500.000",
+                    **({} if srv.inverse else {"minNotionalValue": "5"}),
                 },
                 "unifiedMarginTrade": True,
                 "fundingInterval": spec.funding_interval_h * 60,
-                "settleCoin": quote,
+                "settleCoin": a if srv.inverse else quote,
                 "copyTrading": "both",
                 "upperFundingRate": "0.005",
                 "lowerFundingRate": "-0.005",
@@ -108,7 +108,7 @@ def instruments_info(srv: BybitServer, params: dict[str, str]) -> Any:
                 "preListingInfo": None,
             }
         )
-    return {"category": "linear", "list": out, "nextPageCursor": ""}
+    return {"category": srv.category, "list": out, "nextPageCursor": ""}
 
 
 TICKER_KEYS = (
@@ -143,7 +143,7 @@ TICKER_KEYS = (
 
 
 def tickers(srv: BybitServer, params: dict[str, str]) -> Any:
-    _category(params)
+    _category(srv, params)
     out = []
     for a in _assets(srv, params):
         state = srv.ticker_fields(srv.model.quotes[a], refresh=True)
@@ -155,12 +155,12 @@ def tickers(srv: BybitServer, params: dict[str, str]) -> Any:
             "basis": "",
         }
         out.append({k: state.get(k, extra.get(k, "")) for k in TICKER_KEYS})
-    return {"category": "linear", "list": out}
+    return {"category": srv.category, "list": out}
 
 
 def open_interest(srv: BybitServer, params: dict[str, str]) -> Any:
     """Newest first, one row per ``intervalTime``, from the current value and the scripted growth."""
-    _category(params)
+    _category(srv, params)
     asset = _assets(srv, params, required=True)[0]
     step = OI_INTERVALS_MS.get(params.get("intervalTime", ""))
     if step is None:
@@ -169,19 +169,20 @@ def open_interest(srv: BybitServer, params: dict[str, str]) -> Any:
     q = srv.model.quotes[asset]
     growth = srv.model.path.assets[asset].oi_growth_per_hour
     last = q.ts_ms - q.ts_ms % step
+    scale = q.mark if srv.inverse else 1.0  # inverse: in USD, linear: in base units
     rows = [
         {
-            "openInterest": f"{q.open_interest * (1.0 + growth) ** (-(q.ts_ms - t) / 3_600_000):.8f}",
+            "openInterest": f"{q.open_interest * scale * (1.0 + growth) ** (-(q.ts_ms - t) / 3_600_000):.8f}",
             "timestamp": str(t),
         }
         for t in (last - i * step for i in range(limit))
     ]
-    return {"symbol": srv.symbols[asset], "category": "linear", "list": rows, "nextPageCursor": ""}
+    return {"symbol": srv.symbols[asset], "category": srv.category, "list": rows, "nextPageCursor": ""}
 
 
 def kline(srv: BybitServer, params: dict[str, str]) -> Any:
     """Newest first, as Bybit lists them: ``[start, open, high, low, close, volume, turnover]``."""
-    _category(params)
+    _category(srv, params)
     asset = _assets(srv, params, required=True)[0]
     code = params.get("interval", "")
     if code not in KLINE_INTERVALS:
@@ -200,17 +201,23 @@ def kline(srv: BybitServer, params: dict[str, str]) -> Any:
             srv._p(asset, b[2]),
             srv._p(asset, b[3]),
             srv._p(asset, b[4]),
-            srv._q(asset, b[5]),
-            f"{b[5] * b[4]:.4f}",
+            *_kline_volumes(srv, asset, b[5], b[4]),
         ]
         for b in reversed(bars)
     ]
-    return {"symbol": srv.symbols[asset], "category": "linear", "list": rows}
+    return {"symbol": srv.symbols[asset], "category": srv.category, "list": rows}
+
+
+def _kline_volumes(srv: BybitServer, asset: str, base: float, close: float) -> tuple[str, str]:
+    """(volume, turnover): base units and quote (linear), or USD contracts and coins (inverse)."""
+    if srv.inverse:
+        return f"{round(base * close)}", f"{base:.8f}"
+    return srv._q(asset, base), f"{base * close:.4f}"
 
 
 def funding_history(srv: BybitServer, params: dict[str, str]) -> Any:
     """Past settlements, newest first, at each funding time."""
-    _category(params)
+    _category(srv, params)
     asset = _assets(srv, params, required=True)[0]
     limit = _limit(params, 200, 200)
     q = srv.model.quotes[asset]
@@ -223,7 +230,7 @@ def funding_history(srv: BybitServer, params: dict[str, str]) -> Any:
         }
         for i in range(1, limit + 1)
     ]
-    return {"category": "linear", "list": rows}
+    return {"category": srv.category, "list": rows}
 
 
 ROUTES: dict[str, Callable[[BybitServer, dict[str, str]], Any]] = {

@@ -25,6 +25,8 @@ def sources_yaml(scenario: Scenario, endpoints: list[VenueEndpoint]) -> str:
             f"    ws_url: {ep.ws_url}",
             f"    rest_url: {ep.rest_url}",
         ]
+        if ep.quote != "USDT":
+            lines.append(f"    quote: {ep.quote}")
     return "\n".join(lines) + "\n"
 
 

@@ -12,6 +12,7 @@ only on ``/ws/v5/business``. Pushes are ``{"arg":{..},"data":[{..}]}`` with stri
 from __future__ import annotations
 
 import itertools
+import time
 from typing import Any
 
 import orjson
@@ -21,7 +22,7 @@ from connectors.simulator import okx_rest
 from connectors.simulator.candles import INTERVALS_MS
 from connectors.simulator.okx_rest import BARS
 from connectors.simulator.transport import RestError, VenueServer
-from connectors.simulator.venue import AssetQuote
+from connectors.simulator.venue import AssetQuote, dated_price, quarterly_expiries
 
 SWAP_CHANNELS = ("tickers", "mark-price", "funding-rate", "open-interest", "trades")
 
@@ -45,6 +46,11 @@ class OkxServer(VenueServer):
         self.by_index = {s: a for a, s in self.indexes.items()}
         self.ct_val = {a: (100.0 if a == "BTC" else 10.0) if self.inverse else self.model.path.specs[a].okx_ct_val
                        for a in self.model.assets}
+        # quarterly futures: instId (BTC-USDT-261225) -> (asset, settlement ms, alias)
+        self.futures: dict[str, tuple[str, int, str]] = {}
+        for a in self.model.assets:
+            for alias, exp in zip(("this_quarter", "next_quarter"), quarterly_expiries(self.now_ms()), strict=True):
+                self.futures[f"{a}-{quote}-{time.strftime('%y%m%d', time.gmtime(exp / 1000))}"] = (a, exp, alias)
         self._conn_ids = itertools.count(0x49D9B4FC)
         self._subs: dict[ServerConnection, set[tuple[str, str]]] = {}
         self._bar_start: dict[tuple[str, str], int] = {}
@@ -117,7 +123,7 @@ class OkxServer(VenueServer):
             self.unsubscribe(ws, topic)
             return
         self._subs[ws].add((arg["channel"], arg["instId"]))
-        first = self._frame(arg["channel"], parsed[1], self.model.quotes[parsed[1]], parsed[2])
+        first = self._frame(parsed[0], parsed[1], self.model.quotes[parsed[1]], parsed[2])
         if first is not None and not self.stalled and parsed[0] not in self.stalled_channels:
             self._send(ws, {"arg": clean, "data": first})  # the current value right away, as OKX does
         self.subscribe(ws, topic)
@@ -132,6 +138,8 @@ class OkxServer(VenueServer):
             return None
         if channel in SWAP_CHANNELS and not business and inst in self.by_swap:
             return channel, self.by_swap[inst], ""
+        if channel == "tickers" and not business and inst in self.futures:
+            return "futures-tickers", self.futures[inst][0], inst
         if channel == "index-tickers" and not business and inst in self.by_index:
             return channel, self.by_index[inst], ""
         if channel.startswith("index-candle") and business and channel[12:] in BARS and inst in self.by_index:
@@ -157,12 +165,20 @@ class OkxServer(VenueServer):
                         self.fanout(ch, topic, {"arg": {"channel": ch, "instId": inst}, "data": data})
             if candles:
                 self._publish_candles(a, q)
+        if "tickers" in due:
+            for inst, (a, _, _) in self.futures.items():
+                topic = f"tickers:{inst}"
+                if self.has_subscribers(topic):
+                    data = self._frame("futures-tickers", a, self.model.quotes[a], inst)
+                    self.fanout("tickers", topic, {"arg": {"channel": "tickers", "instId": inst}, "data": data})
 
     def _frame(self, channel: str, a: str, q: AssetQuote, bar: str) -> list[dict[str, Any]] | None:
         ts = str(q.ts_ms)
         swap = self.swaps[a]
         if channel == "tickers":
             return [self.ticker(q)]
+        if channel == "futures-tickers":  # ``bar`` is the future's instId
+            return [self.dated_ticker(q, bar, self.futures[bar][1])]
         if channel == "mark-price":
             return [{"instType": "SWAP", "instId": swap, "markPx": self._p(a, q.mark), "ts": ts}]
         if channel == "index-tickers":
@@ -231,6 +247,15 @@ class OkxServer(VenueServer):
             "vol24h": self._ct(a, q.volume_24h),
             "ts": str(q.ts_ms),
         }
+
+    def dated_ticker(self, q: AssetQuote, inst: str, expiry_ms: int) -> dict[str, Any]:
+        """The ``tickers`` row of a quarterly future: the swap's moved to the dated fair price."""
+        a = q.asset
+        shift = dated_price(q, expiry_ms) - q.mid
+        row = self.ticker(q)
+        row.update(instType="FUTURES", instId=inst, last=self._p(a, q.last + shift),
+                   askPx=self._p(a, q.ask + shift), bidPx=self._p(a, q.bid + shift))
+        return row
 
     def _publish_candles(self, a: str, q: AssetQuote) -> None:
         for inst, prefix, index in (

@@ -69,6 +69,8 @@ def _index(srv: OkxServer, params: dict[str, str]) -> str:
 def instruments(srv: OkxServer, params: dict[str, str]) -> Any:
     if "instType" not in params:
         raise ParamError("50014", "Parameter instType can not be empty")
+    if params["instType"] == "FUTURES":
+        return dated_instruments(srv, params)
     _swap_type(params)
     quote = srv.model.path.scenario.quote
     out = []
@@ -107,6 +109,20 @@ def instruments(srv: OkxServer, params: dict[str, str]) -> Any:
                 "ruleType": "normal",
             }
         )
+    return out
+
+
+def dated_instruments(srv: OkxServer, params: dict[str, str]) -> Any:
+    """``instType=FUTURES``: the quarterly futures, in the swaps' shape with ``expTime`` and ``alias``."""
+    wanted = params.get("instId")
+    out = []
+    for inst, (a, expiry, alias) in srv.futures.items():
+        if wanted and inst != wanted:
+            continue
+        (row,) = instruments(srv, {"instType": "SWAP", "instId": srv.swaps[a]})
+        out.append(dict(row, instType="FUTURES", instId=inst, expTime=str(expiry), alias=alias))
+    if wanted and not out:
+        raise ParamError("51001", "Instrument ID does not exist")
     return out
 
 

@@ -19,7 +19,7 @@ from service.yamlfile import load_mapping, validate
 SCENARIOS = Path(__file__).parent / "scenarios"
 DEFAULT_SCENARIO = SCENARIOS / "default.yaml"
 
-Protocol = Literal["binanceusdm", "bybit", "okx"]
+Protocol = Literal["binanceusdm", "binancecoinm", "bybit", "okx"]
 FaultKind = Literal[
     "drop",
     "stall",
@@ -42,7 +42,16 @@ DEFAULT_RATES: dict[str, dict[str, float]] = {
         "depth": 4.0,
         "compositeIndex": 1.0,
     },
-    "bybit": {"tickers": 10.0, "publicTrade": 5.0, "kline": 1.0},
+    # Binance COIN-M (dstream): the same streams, coin-margined <A>USD_PERP contracts
+    "binancecoinm": {
+        "bookTicker": 10.0,
+        "aggTrade": 5.0,
+        "markPrice": 1.0,
+        "kline": 4.0,
+        "ticker": 0.5,
+        "depth": 4.0,
+    },
+    "bybit": {"tickers": 10.0, "publicTrade": 5.0, "kline": 1.0, "orderbook": 10.0},
     "okx": {
         "tickers": 10.0,
         "mark-price": 1.0,
@@ -114,7 +123,8 @@ class VenueSpec(_Model):
     idle_timeout_s: float | None = Field(default=None, description="drop a silent client; None = default")
     max_connection_age_s: float = Field(default=86_400.0, gt=0)
     max_incoming_per_s: int = Field(default=10, gt=0, description="Binance only")
-    inverse: bool = Field(default=False, description="coin-margined contracts (OKX <A>-USD-SWAP, ctVal in USD)")
+    inverse: bool = Field(default=False, description="coin-margined contracts: OKX <A>-USD-SWAP (ctVal in USD), "
+                          "Bybit inverse <A>USD (1 USD a contract)")
 
     @model_validator(mode="after")
     def _check(self) -> VenueSpec:

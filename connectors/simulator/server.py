@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-from connectors.simulator.binance import BinanceServer
+from connectors.simulator.binance import BinanceCoinmServer, BinanceServer
 from connectors.simulator.coingecko import COINS_MARKETS, MARKET_CHART, MARKET_CHART_RANGE, CoinMarkets
 from connectors.simulator.faults import FaultRunner
 from connectors.simulator.market import PricePath
@@ -27,11 +27,11 @@ from service.errors import ClosedError
 
 log = logging.getLogger("hedgewatch.simulator")
 
-TRADE_CHANNEL = {"binanceusdm": "aggTrade", "bybit": "publicTrade", "okx": "trades"}
+TRADE_CHANNEL = {"binanceusdm": "aggTrade", "binancecoinm": "aggTrade", "bybit": "publicTrade", "okx": "trades"}
 
 
 def _protocols() -> dict[str, type[VenueServer]]:
-    table: dict[str, type[VenueServer]] = {"binanceusdm": BinanceServer}
+    table: dict[str, type[VenueServer]] = {"binanceusdm": BinanceServer, "binancecoinm": BinanceCoinmServer}
     with contextlib.suppress(ImportError):
         from connectors.simulator.bybit import BybitServer
 
@@ -45,12 +45,14 @@ def _protocols() -> dict[str, type[VenueServer]]:
 
 @dataclass(frozen=True)
 class VenueEndpoint:
-    """Where one simulated venue listens. ``exchange`` is the ccxt id of its protocol."""
+    """Where one simulated venue listens. ``exchange`` is the ccxt id of its protocol; ``quote`` what its
+    contracts are quoted in (``USD`` for coin-margined ones), the source's ``quote``."""
 
     name: str
     exchange: str
     ws_url: str
     rest_url: str
+    quote: str = "USDT"
 
 
 class Simulator:
@@ -100,7 +102,8 @@ class Simulator:
         for name, srv in self.servers.items():
             port = await srv.start(self.host)
             self._endpoints.append(
-                VenueEndpoint(name, srv.exchange, f"ws://{self.host}:{port}", f"http://{self.host}:{port}")
+                VenueEndpoint(name, srv.exchange, f"ws://{self.host}:{port}", f"http://{self.host}:{port}",
+                              srv.quote)
             )
         self.faults = FaultRunner(sc.faults, self.models, self.servers)
         self._runner = asyncio.create_task(self._run(), name="simulator")

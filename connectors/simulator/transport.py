@@ -54,6 +54,8 @@ class VenueServer:
     def __init__(self, model: VenueModel, now_ms: Callable[[], int]) -> None:
         self.model = model
         self.spec: VenueSpec = model.spec
+        # what the venue's contracts are quoted in: USD for coin-margined venues
+        self.quote = "USD" if model.spec.inverse else model.path.scenario.quote
         self.now_ms = now_ms
         self.connections: set[ServerConnection] = set()
         self.topics: dict[str, set[ServerConnection]] = {}

@@ -7,13 +7,44 @@ faults (drops, stalls, garbage) belong to the servers.
 
 from __future__ import annotations
 
+import calendar
 import math
 import random
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from connectors.simulator.candles import CandleBook, hash_str
 from connectors.simulator.market import HOUR_MS, PricePath
 from connectors.simulator.scenario import VenueSpec
+
+DATED_TYPES = ("CURRENT_QUARTER", "NEXT_QUARTER")
+
+
+def quarterly_expiries(now_ms: int, n: int = 2) -> list[int]:
+    """The next ``n`` quarterly settlements after ``now_ms``: the last Friday of March, June, September and
+    December at 08:00 UTC, as Binance and OKX settle their quarterly futures."""
+    day = datetime.fromtimestamp(now_ms / 1000, UTC)
+    out: list[int] = []
+    year, month = day.year, day.month
+    while len(out) < n:
+        if month % 3 == 0:
+            last = calendar.monthrange(year, month)[1]
+            d = datetime(year, month, last, 8, tzinfo=UTC)
+            d -= timedelta(days=(d.weekday() - calendar.FRIDAY) % 7)
+            ms = int(d.timestamp() * 1000)
+            if ms > now_ms:
+                out.append(ms)
+        month += 1
+        if month > 12:
+            year, month = year + 1, 1
+    return out
+
+
+def dated_price(q: AssetQuote, expiry_ms: int) -> float:
+    """A dated future's fair price: the venue's mid carried to expiry at the perpetual's funding rate
+    (annualized from its interval), so the basis follows funding: contango while longs pay."""
+    days = max(expiry_ms - q.ts_ms, 0) / 86_400_000
+    return q.mid * (1.0 + q.funding_rate * 24.0 / max(q.funding_interval_h, 1) * days)
 
 
 def decimals(step: float) -> int:
