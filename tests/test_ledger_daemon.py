@@ -29,7 +29,7 @@ from service.overlay import SUMMARY_RULE
 from tests.backtest_support import DAY, HOUR, config, kline_rows, write_funding, write_klines
 from tests.chat_fakes import fake_chat
 from tests.stepped import settle
-from tests.support import RedisServer, free_port, wait_for
+from tests.support import CONTROL_HEADERS, RedisServer, control_token_file, free_port, wait_for
 
 PREFIX = "hwled"
 ASSETS = ("BTC", "ETH")
@@ -50,7 +50,7 @@ def daemon_config(redis_url: str, tmp_path: Path, chat_url: str) -> Config:
     return cfg.model_copy(update={
         "redis": cfg.redis.model_copy(update={"url": SecretStr(redis_url), "prefix": PREFIX,
                                               "outbox_dir": str(tmp_path / "outbox")}),
-        "http": cfg.http.model_copy(update={"port": free_port()}),
+        "http": cfg.http.model_copy(update={"port": free_port(), "token_file": control_token_file(tmp_path)}),
         "index": cfg.index.model_copy(update={"publish_interval_s": 0.0}),
         "portfolio": cfg.portfolio.model_copy(update={"assume_executed": True}),
         # the user switched the daily summary on (backtest_config turns it off for backtests)
@@ -168,7 +168,8 @@ async def test_the_ledger_follows_the_acknowledged_position(tmp_path: Path, redi
         level = daemon.market.level
         assert level is not None
         async with httpx.AsyncClient() as http:
-            r = await http.post(f"http://127.0.0.1:{cfg.http.port}/hedge/ack", json={"contracts": -30})
+            r = await http.post(f"http://127.0.0.1:{cfg.http.port}/hedge/ack", json={"contracts": -30},
+                                headers=CONTROL_HEADERS)
             assert r.status_code == 200, r.text
             # the user sold 30: the ledger holds 30 short from the futures price of the last bar, less slippage
             assert led.position == -30 and led.fills[-1].price == pytest.approx(level)
