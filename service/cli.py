@@ -176,6 +176,10 @@ def simulate(scenario: Annotated[Path | None, typer.Option(metavar="NAME|FILE", 
 URL_HELP = "the daemon's HTTP address (default: from -c, else http://127.0.0.1:9108)"
 TOKEN_HELP = "a file holding the daemon's control token (default: from -c, http.token_file)"
 SOCKET_HELP = "the daemon's Unix socket, which needs no token (default: from -c, http.unix_socket)"
+UrlOpt = Annotated[str | None, typer.Option(help=URL_HELP, show_default=False)]
+TokenFileOpt = Annotated[Path | None, typer.Option(help=TOKEN_HELP, envvar="HEDGEWATCH_TOKEN_FILE",
+                                                   show_default=False)]
+SocketOpt = Annotated[Path | None, typer.Option(help=SOCKET_HELP, show_default=False)]
 
 
 def _control_post(path: str, body: dict[str, Any], config: Path | None, url: str | None,
@@ -219,10 +223,9 @@ def _control_post(path: str, body: dict[str, Any], config: Path | None, url: str
 @app.command()
 def rebalance(
     config: ConfigOpt = None,
-    url: Annotated[str | None, typer.Option(help=URL_HELP, show_default=False)] = None,
-    token_file: Annotated[Path | None, typer.Option(help=TOKEN_HELP, envvar="HEDGEWATCH_TOKEN_FILE",
-                                                    show_default=False)] = None,
-    unix_socket: Annotated[Path | None, typer.Option(help=SOCKET_HELP, show_default=False)] = None,
+    url: UrlOpt = None,
+    token_file: TokenFileOpt = None,
+    unix_socket: SocketOpt = None,
 ) -> None:
     """Rebalance the running daemon's index now (on demand), keeping its level continuous."""
     _control_post("/rebalance", {}, config, url, token_file, unix_socket)
@@ -237,10 +240,9 @@ def hedge_ack(
     = None,
     index: Annotated[str | None, typer.Option(help="the index (default: the daemon's)")] = None,
     config: ConfigOpt = None,
-    url: Annotated[str | None, typer.Option(help=URL_HELP, show_default=False)] = None,
-    token_file: Annotated[Path | None, typer.Option(help=TOKEN_HELP, envvar="HEDGEWATCH_TOKEN_FILE",
-                                                    show_default=False)] = None,
-    unix_socket: Annotated[Path | None, typer.Option(help=SOCKET_HELP, show_default=False)] = None,
+    url: UrlOpt = None,
+    token_file: TokenFileOpt = None,
+    unix_socket: SocketOpt = None,
 ) -> None:
     """Tell the running daemon that the last hedge advice was executed, or what position is held now."""
     body = {"contracts": contracts, "advice_id": advice, "index": index}
