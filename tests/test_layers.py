@@ -30,17 +30,17 @@ CORE = (
 
 PROBE = """
 import importlib, json, sys
-name = sys.argv[1]
+name, foreign = sys.argv[1], tuple(sys.argv[2].split(","))
 importlib.import_module(name)
-print(json.dumps({"loaded": sorted(m for m in sys.modules if m.split(".")[0] in %r),
+print(json.dumps({"loaded": sorted(m for m in sys.modules if m.split(".")[0] in foreign),
                   "project": sorted(m for m in sys.modules if m.startswith("hedgewatch.") and m.count(".") > 1
                                     and m != name)}))
-""" % (FOREIGN_IO,)
+"""
 
 
 def _probe(module: str) -> dict[str, list[str]]:
-    proc = subprocess.run([sys.executable, "-c", PROBE, f"hedgewatch.{module}"], cwd=REPO, capture_output=True,
-                          text=True, timeout=60, check=False)
+    proc = subprocess.run([sys.executable, "-c", PROBE, f"hedgewatch.{module}", ",".join(FOREIGN_IO)], cwd=REPO,
+                          capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
     result: dict[str, list[str]] = json.loads(proc.stdout)
     return result
