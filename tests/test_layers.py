@@ -6,6 +6,7 @@ interpreter, where nothing else has loaded those libraries first."""
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -38,6 +39,7 @@ print(json.dumps({"loaded": sorted(m for m in sys.modules if m.split(".")[0] in 
 """
 
 
+@functools.cache
 def _probe(module: str) -> dict[str, list[str]]:
     proc = subprocess.run([sys.executable, "-c", PROBE, f"hedgewatch.{module}", ",".join(FOREIGN_IO)], cwd=REPO,
                           capture_output=True, text=True, timeout=60, check=False)
