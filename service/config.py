@@ -84,9 +84,21 @@ FeedChannel = Literal["quotes", "trades", "mark", "funding", "open_interest", "c
                       "futures"]
 
 
+SourceMarket = Literal["spot", "perp"]
+
+
 class SourceConfig(Section):
     """One venue connection set. ``symbols`` are asset names (``BTC``); the connector maps them to the
-    venue's instruments from the venue's own instrument list."""
+    venue's instruments from the venue's own instrument list.
+
+    ``market`` is what prices the source in the oracle: ``spot`` (the default) subscribes the venue's spot
+    pair of each asset (``BTCUSDT``, ``BTC-USDT``; quoted in ``quote``, USDT for a coin-margined source) beside
+    its perpetual, and the oracle takes the spot quote while it is fresh and the perpetual's while it is not
+    (``oracle.spot_max_age_s``), as a venue's index engine does; ``perp`` prices the source from its
+    perpetual only. The spot market is reached at ``spot_ws_url``/``spot_rest_url``; without them at the
+    venue's public spot endpoints when the source uses the venue's public endpoints (no ``ws_url``), and
+    nowhere when ``ws_url`` points elsewhere (a proxy or the simulator serves what it serves: name its spot
+    endpoints), the source then priced from its perpetual."""
 
     exchange: str
     name: str | None = None
@@ -99,6 +111,9 @@ class SourceConfig(Section):
     max_streams_per_connection: int = Field(default=200, ge=1, le=1024)
     weight: float = Field(default=1.0, gt=0)
     enabled: bool = True
+    market: SourceMarket = "spot"
+    spot_ws_url: str | None = None
+    spot_rest_url: str | None = None
 
     @property
     def source_id(self) -> str:
@@ -208,6 +223,12 @@ class OracleConfig(Section):
     pair_band_ratio: float = Field(default=0.01, gt=0, lt=1)
     pair_hold_s: float = Field(default=5.0, ge=0)
     use_venue_index: bool = False
+    # A source of ``market: spot`` is priced by its spot quote while that is at most ``spot_max_age_s`` old
+    # (and never more than half of ``max_age_s``, so the perpetual stands in before the source goes stale),
+    # else by its perpetual; spot takes over again once it has quoted with no gap longer than that for
+    # ``spot_return_s`` (a flickering spot feed does not move the source back and forth).
+    spot_max_age_s: float = Field(default=5.0, gt=0)
+    spot_return_s: float = Field(default=10.0, ge=0)
 
 
 # --- portfolio / hedge ---------------------------------------------------------------------------------

@@ -38,8 +38,7 @@ def demo_config(endpoints: list[VenueEndpoint], assets: list[str], env: dict[str
     an equal-weighted basket of them."""
     data: dict[str, Any] = {
         "sources": [
-            {"exchange": ep.exchange, "name": ep.name, "symbols": assets, "ws_url": ep.ws_url,
-             "rest_url": ep.rest_url, "quote": ep.quote, "open_interest_poll_s": 2.0}
+            {**ep.source(assets), "open_interest_poll_s": 2.0}  # the venues' spot markets included
             for ep in endpoints
         ],
         "index": {"name": DEMO_INDEX, "constituents": assets, "weighting": "equal", "base_level": 1000.0,
