@@ -174,12 +174,14 @@ class MarketState:
         if asset not in self._oracles or asset == quote:
             return False
         usd = choose(asset, exchange, price * self._usd_rate(quote), now)
-        self._note_switches()
+        if self.venue_markets.switches:
+            self._note_switches(now)
         return usd is not None and self._feed(asset, exchange, usd, "USD", now)
 
-    def _note_switches(self) -> None:
+    def _note_switches(self, now: float) -> None:
+        """The venues that changed markets, as ``market`` transitions (logged; no event rule watches them)."""
         for sw in self.venue_markets.drain():
-            self._transitions.append(SourceTransition(sw.ts or 0.0, "market", sw.asset, sw.source, sw.old, sw.new,
+            self._transitions.append(SourceTransition(now, "market", sw.asset, sw.source, sw.old, sw.new,
                                                       sw.reason, sw.price))
 
     def _on_mark(self, ev: MarkPrice) -> bool:
@@ -315,9 +317,7 @@ class MarketState:
         for sw in self.venue_markets.tick(now):  # spot gone quiet: the perpetual's price stands in
             if sw.price is not None and sw.ts is not None:
                 changed = self._feed(sw.asset, sw.source, sw.price, "USD", sw.ts) or changed
-        for tr in self.venue_markets.drain():
-            self._transitions.append(SourceTransition(now, "market", tr.asset, tr.source, tr.old, tr.new,
-                                                      tr.reason, tr.price))
+        self._note_switches(now)
         for oracle in self._oracles.values():
             if oracle.refresh(now):
                 if oracle.price is not None:

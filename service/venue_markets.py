@@ -114,8 +114,8 @@ class VenueMarkets:
             if not e.preferred_priced:
                 self._switch(asset, source, e, market, f"{market} quoting", price, ts)
             elif not self._fresh(e, e.other, ts, self._max_age):
-                self._switch(asset, source, e, market, f"{market} back; the {e.other} has nothing fresh", price,
-                             ts)
+                self._switch(asset, source, e, market, f"{market} back; the other market has nothing fresh",
+                             price, ts)
             elif ts - e.streak_since >= self._return:
                 self._switch(asset, source, e, market, f"{market} back: quoting without a gap for "
                                                        f"{self._return:g}s", price, ts)
@@ -148,7 +148,8 @@ class VenueMarkets:
     def _stale_reason(self, e: VenuePrice) -> str:
         if not e.preferred_priced:
             return f"no {e.preferred} quote yet" if e.preferred == Market.SPOT else f"{e.preferred} not quoting"
-        return f"{e.preferred} quiet for more than {self._max_pref_age:g}s: the {e.other} stands in"
+        other = "perpetual" if e.other == Market.PERP else "spot quote"
+        return f"{e.preferred} quiet for more than {self._max_pref_age:g}s: the {other} stands in"
 
     def drain(self) -> list[Switch]:
         out = self.switches[:]

@@ -7,18 +7,22 @@ going quiet and coming back without an alert."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import statistics
 from pathlib import Path
 from typing import Any
 
+import ccxt.pro as ccxtpro
 import orjson
 import pytest
 import redis.asyncio as aioredis
 
+from connectors import ccxt_generic
 from connectors.base import FeedContext, Route
 from connectors.binance import BOOK, BinanceSpotProtocol, BinanceUsdmConnector
 from connectors.bybit import BOOK as BYBIT_BOOK
 from connectors.bybit import BybitConnector, BybitSpotProtocol
+from connectors.ccxt_generic import CcxtConnector, spot_source
 from connectors.instruments import binance_spot, bybit_spot, okx_spot
 from connectors.okx import TICKERS, OkxConnector, OkxProtocol
 from connectors.simulator import Simulator, load_scenario
@@ -30,10 +34,13 @@ from service.events import Market, Quote
 from service.market import MarketState
 from service.metrics import Metrics
 from service.oracle import OK, VALID
-from tests.connector_fakes import FAST, of, running
+from tests.connector_fakes import FAST, metric, of, running
 from tests.market_support import config
 from tests.stepped import settle, warm_up
 from tests.support import RedisServer, free_port, wait_for
+from tests.test_connector_ccxt import MARKETS as CCXT_SPOT
+from tests.test_connector_ccxt import SWAP as CCXT_SWAP
+from tests.test_connector_ccxt import FakeBinanceUsdm
 
 # --- decoders on the venues' documented frames ---------------------------------------------------------
 
@@ -185,6 +192,10 @@ def test_spot_prices_the_venue_and_its_perpetual_stands_in_while_spot_is_quiet()
         assert st["status"] == VALID and m.oracle("BTC").status == OK  # type: ignore[union-attr]
         assert st["market"] == ("spot" if t <= 5.5 else "perp"), t
     assert st["price"] == pytest.approx(100.32) and st["spot_age_s"] == pytest.approx(19.5)
+    metrics = Metrics()
+    m.export(metrics, t)
+    spot_gauge = {v: metric(metrics, "hedgewatch_source_spot", asset="BTC", exchange=v) for v in venues}
+    assert spot_gauge == {"binanceusdm": 1.0, "bybit": 1.0, "okx": 0.0}
     switches = [tr for tr in m.drain_transitions() if tr.kind == "market"]
     assert [(s.source, s.old, s.new) for s in switches] == [("okx", "spot", "perp")]
     # spot back: it takes over again after quoting 10 s without a gap, not on its first quote
@@ -326,3 +337,56 @@ async def test_the_daemon_prices_the_index_from_spot_with_the_perpetual_standing
     assert {st for _, _, st, _ in seen} == {OK}
     assert alerts == []
     assert stored["snapshot"]["derivatives"]["state"] == "contango"
+
+
+# --- ccxt: the exchange's spot market beside its perpetual ------------------------------------------------
+
+
+def test_ccxt_spot_source() -> None:
+    src = SourceConfig(exchange="binanceusdm", symbols=("BTC",))
+    spot = spot_source(src)
+    assert spot is not None and (spot.exchange, spot.ws_url, spot.rest_url) == ("binance", None, None)
+    assert spot_source(src.model_copy(update={"market": "perp"})) is None
+    moved = src.model_copy(update={"ws_url": "ws://127.0.0.1:1", "rest_url": "http://127.0.0.1:1"})
+    assert spot_source(moved) is None  # a stand-in serves what it serves
+    named = moved.model_copy(update={"spot_rest_url": "http://127.0.0.1:2"})
+    assert spot_source(named).rest_url == "http://127.0.0.1:2"  # type: ignore[union-attr]
+
+
+async def test_ccxt_quotes_the_spot_market_on_the_exchanges_spot_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ccxt_generic, "TICKER_POLL_S", 0.05)
+    v = await FakeBinanceUsdm().start()
+    made: list[str] = []
+
+    def make(source: SourceConfig) -> Any:
+        made.append(source.exchange)
+        if source.exchange == "binance":  # the spot market: api.binance.com's /api/v3
+            spot = ccxtpro.binance({"enableRateLimit": False})
+            spot.urls["api"]["public"] = f"{v.url}/api/v3"
+            spot.has = dict(spot.has, watchTicker=False, watchBidsAsks=False)
+            spot.set_markets(CCXT_SPOT)
+            return spot
+        ex = ccxtpro.binanceusdm({"enableRateLimit": False})
+        ex.urls["api"]["fapiPublic"] = f"{v.url}/fapi/v1"
+        ex.has = dict(ex.has, watchTicker=False, watchBidsAsks=False)
+        ex.set_markets([CCXT_SWAP])
+        return ex
+
+    try:
+        source = SourceConfig(exchange="binanceusdm", symbols=("BTC",), channels=("quotes",))
+        events: list[Any] = []
+        conn = CcxtConnector(source, events.append, Metrics(), tuning=FAST, exchange_factory=make)
+        task = asyncio.create_task(conn.run())
+        try:
+            await wait_for(lambda: {q.market for q in of(events, Quote)} == {Market.SPOT, Market.PERP}, 5,
+                           "spot and perpetual quotes")
+            assert set(conn.status()["channels"]) == {"ticker:BTC/USDT:USDT", "spot:BTC/USDT"}
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    finally:
+        await v.stop()
+    assert made == ["binanceusdm", "binance"]
+    spot = next(q for q in of(events, Quote) if q.market == Market.SPOT)
+    assert (spot.exchange, spot.instrument, spot.quote) == ("binanceusdm", "BTCUSDT", "USDT")
