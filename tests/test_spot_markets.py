@@ -30,7 +30,7 @@ from connectors.simulator.scenario import Fault
 from service.app import Daemon
 from service.config import SourceConfig, config_from_dict
 from service.errors import RejectedMessage
-from service.events import Market, Quote
+from service.events import Market, MarkPrice, Quote
 from service.market import MarketState
 from service.metrics import Metrics
 from service.oracle import OK, VALID
@@ -226,6 +226,22 @@ def test_a_perp_source_and_a_venue_without_a_spot_pair() -> None:
     assert st["bybit"]["market"] == "perp" and st["bybit"]["price"] == pytest.approx(100.3)
     assert st["binanceusdm"]["market"] == "spot" and st["binanceusdm"]["price"] == pytest.approx(100.0)
     assert st["okx"]["market"] == "perp" and st["okx"]["market_reason"] == "no spot quote yet"
+
+
+def test_basis_contango_and_backwardation_are_against_the_spot_index() -> None:
+    def derivatives(spot: float, perp: float, mark: float) -> dict[str, Any]:
+        m = MarketState(config(assets=("BTC",)), 0.0)
+        for v in ("binanceusdm", "bybit", "okx"):
+            m.apply(q(v, perp, 1.0, Market.PERP))
+            m.apply(q(v, spot, 1.0, Market.SPOT))
+            m.apply(MarkPrice(v, "BTC", "BTCUSDT", mark, None, 1.0, 1.0, "USD"))
+        return m.snapshot(1.0)["derivatives"]
+
+    # shorts crowding in: the perpetuals trade 0.3 % under spot
+    d = derivatives(spot=100.0, perp=99.7, mark=99.7)
+    assert d["basis_ratio"] == pytest.approx(-0.003) and d["state"] == "backwardation"
+    d = derivatives(spot=100.0, perp=100.2, mark=100.2)
+    assert d["basis_ratio"] == pytest.approx(0.002) and d["state"] == "contango"
 
 
 # --- the simulator's spot markets through real websockets ---------------------------------------------
