@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from service.events import Market
+from hedgewatch.service.events import Market
 
 
 @dataclass(slots=True)

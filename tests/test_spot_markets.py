@@ -17,23 +17,23 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from connectors import ccxt_generic
-from connectors.base import FeedContext, Route
-from connectors.binance import BOOK, BinanceSpotProtocol, BinanceUsdmConnector
-from connectors.bybit import BOOK as BYBIT_BOOK
-from connectors.bybit import BybitConnector, BybitSpotProtocol
-from connectors.ccxt_generic import CcxtConnector, spot_source
-from connectors.instruments import binance_spot, bybit_spot, okx_spot
-from connectors.okx import TICKERS, OkxConnector, OkxProtocol
-from connectors.simulator import Simulator, load_scenario
-from connectors.simulator.scenario import Fault
-from service.app import Daemon
-from service.config import SourceConfig, config_from_dict
-from service.errors import RejectedMessage
-from service.events import Market, MarkPrice, Quote
-from service.market import MarketState
-from service.metrics import Metrics
-from service.oracle import OK, VALID
+from hedgewatch.connectors import ccxt_generic
+from hedgewatch.connectors.base import FeedContext, Route
+from hedgewatch.connectors.binance import BOOK, BinanceSpotProtocol, BinanceUsdmConnector
+from hedgewatch.connectors.bybit import BOOK as BYBIT_BOOK
+from hedgewatch.connectors.bybit import BybitConnector, BybitSpotProtocol
+from hedgewatch.connectors.ccxt_generic import CcxtConnector, spot_source
+from hedgewatch.connectors.instruments import binance_spot, bybit_spot, okx_spot
+from hedgewatch.connectors.okx import TICKERS, OkxConnector, OkxProtocol
+from hedgewatch.connectors.simulator import Simulator, load_scenario
+from hedgewatch.connectors.simulator.scenario import Fault
+from hedgewatch.service.app import Daemon
+from hedgewatch.service.config import SourceConfig, config_from_dict
+from hedgewatch.service.errors import RejectedMessage
+from hedgewatch.service.events import Market, MarkPrice, Quote
+from hedgewatch.service.market import MarketState
+from hedgewatch.service.metrics import Metrics
+from hedgewatch.service.oracle import OK, VALID
 from tests.connector_fakes import FAST, metric, of, running
 from tests.market_support import config
 from tests.stepped import settle, warm_up
