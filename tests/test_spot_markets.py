@@ -32,6 +32,7 @@ from hedgewatch.service.config import SourceConfig, config_from_dict
 from hedgewatch.service.errors import RejectedMessage
 from hedgewatch.service.events import Market, MarkPrice, Quote
 from hedgewatch.service.market import MarketState
+from hedgewatch.service.market_metrics import GaugeExporter
 from hedgewatch.service.metrics import Metrics
 from hedgewatch.service.oracle import OK, VALID
 from tests.connector_fakes import FAST, metric, of, running
@@ -193,7 +194,7 @@ def test_spot_prices_the_venue_and_its_perpetual_stands_in_while_spot_is_quiet()
         assert st["market"] == ("spot" if t <= 5.5 else "perp"), t
     assert st["price"] == pytest.approx(100.32) and st["spot_age_s"] == pytest.approx(19.5)
     metrics = Metrics()
-    m.export(metrics, t)
+    GaugeExporter().export(m, metrics, t)
     spot_gauge = {v: metric(metrics, "hedgewatch_source_spot", asset="BTC", exchange=v) for v in venues}
     assert spot_gauge == {"binanceusdm": 1.0, "bybit": 1.0, "okx": 0.0}
     switches = [tr for tr in m.drain_transitions() if tr.kind == "market"]
