@@ -43,11 +43,12 @@ def contracts_for(notional: float, futures_price: float, multiplier: float, lot_
     return ContractSpec.linear(multiplier, lot_size=lot_size).contracts_for(notional, futures_price)
 
 
-def in_leg_contract(config: PortfolioConfig, leg: FuturesLegConfig | None) -> bool:
-    """The hedge is held in the contract-mode futures leg's contract: no ``portfolio.instrument`` and the
-    leg's ``contract_size`` given."""
-    return config.instrument is None and leg is not None and leg.mode == "contract" \
-        and leg.contract_size is not None
+def leg_contract_size(config: PortfolioConfig, leg: FuturesLegConfig | None) -> float | None:
+    """The size of the contract-mode futures leg's contract when the hedge is held in it (no
+    ``portfolio.instrument``, the leg's ``contract_size`` given), else None."""
+    if config.instrument is None and leg is not None and leg.mode == "contract":
+        return leg.contract_size
+    return None
 
 
 def hedge_spec(config: PortfolioConfig, leg: FuturesLegConfig | None = None) -> ContractSpec:
@@ -56,8 +57,9 @@ def hedge_spec(config: PortfolioConfig, leg: FuturesLegConfig | None = None) -> 
     ``portfolio.multiplier`` USD a point."""
     inst = config.instrument
     if inst is None:
-        if in_leg_contract(config, leg):
-            return ContractSpec.linear(float(leg.contract_size), "USD", config.lot_size)  # type: ignore[union-attr,arg-type]
+        size = leg_contract_size(config, leg)
+        if size is not None:
+            return ContractSpec.linear(size, "USD", config.lot_size)
         return ContractSpec.linear(config.multiplier, "USD", config.lot_size)
     if inst.kind == "inverse":
         return ContractSpec.inverse(inst.contract_size, str(inst.asset), config.lot_size)
@@ -75,7 +77,7 @@ def hedge_price(config: PortfolioConfig, snapshot: dict[str, Any], leg: FuturesL
         mark = ((snapshot.get("assets") or {}).get(inst.asset) or {}).get("mark_price")
         price = mark or ((snapshot.get("constituents") or {}).get(inst.asset) or {}).get("price")
         return float(price) if price else None
-    if in_leg_contract(config, leg):
+    if leg_contract_size(config, leg) is not None:
         price = (deriv.get("contract") or {}).get("price_usd")
         return float(price) if price else None
     fut = deriv.get("futures_price") or snapshot.get("level")
@@ -109,7 +111,7 @@ def hedge_funding(config: PortfolioConfig, snapshot: dict[str, Any], leg: Future
                 return float(own[key]), key
         rate = row.get("funding_rate_8h")
         return (None if rate is None else float(rate)), f"{inst.asset}: mean of its venues"
-    if in_leg_contract(config, leg):
+    if leg_contract_size(config, leg) is not None:
         contract = deriv.get("contract") or {}
         if contract.get("funding_rate_8h") is not None:
             return float(contract["funding_rate_8h"]), f"{contract.get('exchange') or '*'}:{contract.get('symbol')}"
@@ -281,7 +283,7 @@ class HedgeBook:
         fr, fr_source = hedge_funding(c, snapshot, self.leg)
         roll = roll_cost_annualized(snapshot)
         points, point_value = None, None
-        if in_leg_contract(c, self.leg):
+        if leg_contract_size(c, self.leg) is not None:
             points, point_value = deriv.get("futures_price"), (deriv.get("contract") or {}).get("point_value_usd")
         elif c.instrument is None:
             points, point_value = price, spec.size
