@@ -22,9 +22,11 @@ futures, on the ``futures`` channel). Pure and synchronous.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from service.config import FuturesLegConfig
+from service.config import Config, FuturesLegConfig
+from service.errors import Problem
 from service.expiry import expiry_from_instrument, parse_expiry
 
 DAY_S = 86400.0
@@ -36,6 +38,26 @@ def leg_expiry(fut: FuturesLegConfig) -> float | None:
     if fut.mode != "contract":
         return None
     return parse_expiry(fut.expiry) if fut.expiry else expiry_from_instrument(fut.symbol or "")
+
+
+def leg_problems(cfg: Config, file: str, now: float) -> list[Problem]:
+    """What would leave a contract-mode leg without a price for ever: a dated contract no source subscribes
+    on its ``futures`` channel, or one that has expired."""
+    fut = cfg.index.futures
+    expiry = leg_expiry(fut)
+    if expiry is None:
+        return []
+    if expiry <= now:
+        when = datetime.fromtimestamp(expiry, UTC).strftime("%Y-%m-%d %H:%M UTC")
+        return [Problem(file, None, None, "index.futures.symbol",
+                        f"{fut.symbol} expired at {when}: name the contract that follows it")]
+    if not any(src.enabled and "futures" in (src.channels or ()) and fut.exchange in (None, src.source_id)
+               for src in cfg.sources):
+        venue = f"source {fut.exchange}" if fut.exchange else "any source"
+        return [Problem(file, None, None, "index.futures.symbol",
+                        f"{fut.symbol} is a dated future, quoted on the 'futures' channel, which {venue} does "
+                        "not subscribe: add 'futures' to its channels")]
+    return []
 
 
 class ContractLeg:

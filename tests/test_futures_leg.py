@@ -7,6 +7,8 @@ FUTURES) with the daemon publishing to a real redis-server."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,8 +26,9 @@ from service.events import Funding, Market, MarkPrice, Quote
 from service.hedge import HedgeBook
 from service.market import MarketState
 from service.overlay import Overlay
+from service.preflight import preflight
 from tests.stepped import stepped_sources
-from tests.support import RedisServer, free_port
+from tests.support import REPO, RedisServer, free_port
 
 H = 3600.0
 DAY = 86400.0
@@ -77,6 +80,35 @@ def test_a_contract_leg_without_a_multiplier_or_an_underlying_is_an_error_naming
     assert config({"mode": "contract", "symbol": FRONT, "multiplier": 100}).index.futures.multiplier == 100
     assert config({"mode": "contract", "symbol": FRONT, "underlying": "btc"}).index.futures.underlying == "BTC"
     assert config({}).index.futures.mode == "synthetic"
+
+
+def test_run_refuses_a_dated_leg_it_could_never_price() -> None:
+    def problems(futures: dict[str, Any], channels: tuple[str, ...]) -> list[str]:
+        cfg = config(futures).model_copy(deep=True)
+        sources = tuple(s.model_copy(update={"channels": channels}) for s in cfg.sources)
+        return [f"{p.field}: {p.message}" for p in preflight(cfg.model_copy(update={"sources": sources}), "hw.yaml",
+                                                               now=NOW)]
+
+    leg = {"mode": "contract", "exchange": "binanceusdm", "symbol": FRONT, "underlying": "BTC"}
+    assert problems(leg, ("quotes", "futures")) == []
+    assert problems(leg, ("quotes",)) == [
+        f"index.futures.symbol: {FRONT} is a dated future, quoted on the 'futures' channel, which source "
+        "binanceusdm does not subscribe: add 'futures' to its channels"]
+    assert problems({**leg, "symbol": "BTCUSDT_251226"}, ("quotes", "futures")) == [
+        "index.futures.symbol: BTCUSDT_251226 expired at 2025-12-26 08:00 UTC: name the contract that follows it"]
+    assert problems({**leg, "symbol": "BTCUSDT"}, ("quotes",)) == []  # a perpetual: its mark on "mark"
+
+
+def test_check_names_the_missing_futures_channel(tmp_path: Path) -> None:
+    cfg = tmp_path / "hw.yaml"
+    cfg.write_text("sources: [{exchange: okx, symbols: [BTC]}]\nindex:\n  constituents: [BTC]\n"
+                   "  futures: {mode: contract, exchange: okx, symbol: BTC-USDT-991231, underlying: BTC}\n")
+    r = subprocess.run([sys.executable, "-m", "service", "check", str(cfg)], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=60, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin",
+                                                   "HOME": str(tmp_path)})
+    assert r.returncode == 1
+    assert r.stderr == (f"{cfg}: index.futures.symbol: BTC-USDT-991231 is a dated future, quoted on the 'futures' "
+                        "channel, which source okx does not subscribe: add 'futures' to its channels\n")
 
 
 # --- the leg in index points ----------------------------------------------------------------------------
