@@ -339,3 +339,39 @@ async def test_a_dated_future_leg_from_the_simulator_has_a_real_basis(sim: Simul
     assert advice["point_value_usd"] == pytest.approx(
         contract_size * advice["futures_price"] / advice["futures_price_points"], rel=1e-9)
     assert advice["funding_source"] == "dated future: no funding" and advice["funding_per_day_usd"] == 0
+
+
+async def test_a_perpetual_hedge_on_the_simulator_pays_its_own_venues_funding(sim: Simulator, redis_srv: RedisServer,
+                                                                             tmp_path: Path) -> None:
+    """The simulator's venues fund BTC differently (Bybit 0.012 %, Binance 0.010 %, OKX 0.009 % per 8 h): a
+    hedge in Bybit's BTCUSDT is carried at Bybit's rate, not at the venues' mean."""
+    cfg = config_from_dict({
+        "sources": stepped_sources(sim),
+        "index": {"name": "PERP", "constituents": list(sim.scenario.assets), "publish_interval_s": 0.5},
+        "portfolio": {"holdings": {"BTC": 2.0}, "hedge_ratio": 0.5, "lot_size": 0.001, "instrument": {
+            "kind": "linear", "asset": "BTC", "contract_size": 1, "exchange": "bybit", "symbol": "BTCUSDT"}},
+        "rules": {"files": [], "startup_grace_s": 0},
+        "redis": {"url": redis_srv.url, "prefix": "perpfund", "outbox_dir": str(tmp_path / "outbox")},
+        "http": {"port": free_port()},
+    }, "<perp>", {})
+    r = aioredis.Redis.from_url(redis_srv.url)
+    daemon = Daemon(cfg)
+    stop = asyncio.Event()
+    rates = {v: sim.models[v].quotes["BTC"].funding_rate for v in VENUES}
+    assert len(set(rates.values())) == 3
+    async with asyncio.TaskGroup() as tg:
+        run = tg.create_task(daemon.run(stop), name="daemon")
+        advice = await _published(r, "perpfund:hedge:PERP", lambda h: h.get("funding_source") == "bybit:BTCUSDT",
+                                  40)
+        snap = daemon.market.snapshot(daemon.clock())
+        stop.set()
+        assert await run == 0
+    await r.aclose()
+    # as the venue states it (rounded to 1e-7), far from the mean of the three (0.0103 %)
+    assert advice["funding_rate_8h"] == pytest.approx(rates["bybit"], abs=1e-6)
+    assert abs(advice["funding_rate_8h"] - sum(rates.values()) / 3) > 1e-5
+    # a 1 BTC short receives Bybit's rate three times a day
+    assert advice["funding_per_day_usd"] == pytest.approx(-advice["futures_price"] * 1.0 * rates["bybit"] * 3,
+                                                          rel=0.01)
+    # the snapshot states each perpetual's rate by venue and instrument
+    assert snap["assets"]["BTC"]["funding_instruments"]["bybit:BTCUSDT"] == pytest.approx(rates["bybit"], abs=1e-6)
