@@ -21,26 +21,26 @@ from typing import Any
 
 import orjson
 
-from connectors import Connector, build_connector
-from connectors.klines import fetch_history, plan, supports
-from service import statefile
-from service.alerts import Alert
-from service.balances import fetch_balances
-from service.bus import MemoryBus
-from service.clock import SteadyClock
-from service.commands import CommandError, CommandReader
-from service.config import Config
-from service.engine import Engine
-from service.errors import ClosedError, FeedError, RejectedMessage, SecretError
-from service.events import Event
-from service.http import HttpServer
-from service.keys import Keys
-from service.metrics import Metrics
-from service.outbox import AlertSink
-from service.position import AckError
-from service.publisher import RedisPublisher
-from service.redisconn import redacted, redis_factory
-from service.selection import SelectionFeed
+from hedgewatch.connectors import Connector, build_connector
+from hedgewatch.connectors.klines import fetch_history, plan, supports
+from hedgewatch.service import statefile
+from hedgewatch.service.alerts import Alert
+from hedgewatch.service.balances import fetch_balances
+from hedgewatch.service.bus import MemoryBus
+from hedgewatch.service.clock import SteadyClock
+from hedgewatch.service.commands import CommandError, CommandReader
+from hedgewatch.service.config import Config
+from hedgewatch.service.engine import Engine
+from hedgewatch.service.errors import ClosedError, FeedError, RejectedMessage, SecretError
+from hedgewatch.service.events import Event
+from hedgewatch.service.http import HttpServer
+from hedgewatch.service.keys import Keys
+from hedgewatch.service.metrics import Metrics
+from hedgewatch.service.outbox import AlertSink
+from hedgewatch.service.position import AckError
+from hedgewatch.service.publisher import RedisPublisher
+from hedgewatch.service.redisconn import redacted, redis_factory
+from hedgewatch.service.selection import SelectionFeed
 
 log = logging.getLogger("hedgewatch")
 

@@ -24,11 +24,11 @@ import statistics
 from collections.abc import Mapping
 from typing import Any
 
-from rules.indicators import OpenInterestHistory
-from service.config import IndexConfig
-from service.events import Candle, Funding, Market, MarkPrice, OpenInterest
-from service.expiry import expiry_from_instrument, parse_expiry
-from service.futures_leg import ContractLeg
+from hedgewatch.rules.indicators import OpenInterestHistory
+from hedgewatch.service.config import IndexConfig
+from hedgewatch.service.events import Candle, Funding, Market, MarkPrice, OpenInterest
+from hedgewatch.service.expiry import expiry_from_instrument, parse_expiry
+from hedgewatch.service.futures_leg import ContractLeg
 
 __all__ = ["Derivatives", "expiry_from_instrument", "parse_expiry", "roll_cost"]
 

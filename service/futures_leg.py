@@ -25,9 +25,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from service.config import Config, FuturesLegConfig
-from service.errors import Problem
-from service.expiry import expiry_from_instrument, parse_expiry
+from hedgewatch.service.config import Config, FuturesLegConfig
+from hedgewatch.service.errors import Problem
+from hedgewatch.service.expiry import expiry_from_instrument, parse_expiry
 
 DAY_S = 86400.0
 

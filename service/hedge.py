@@ -28,11 +28,11 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from service.config import FuturesLegConfig, PortfolioConfig
-from service.contracts import ContractSpec
-from service.expiry import expiry_from_instrument
-from service.futures_leg import leg_expiry
-from service.position import AckResult, Advice, DriftPolicy, PositionBook
+from hedgewatch.service.config import FuturesLegConfig, PortfolioConfig
+from hedgewatch.service.contracts import ContractSpec
+from hedgewatch.service.expiry import expiry_from_instrument
+from hedgewatch.service.futures_leg import leg_expiry
+from hedgewatch.service.position import AckResult, Advice, DriftPolicy, PositionBook
 
 
 def contracts_for(notional: float, futures_price: float, multiplier: float, lot_size: float) -> float:

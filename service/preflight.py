@@ -13,16 +13,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from service.config import Config
-from service.errors import Problem, SecretError
-from service.futures_leg import leg_problems
-from service.statefile import directory_problem
+from hedgewatch.service.config import Config
+from hedgewatch.service.errors import Problem, SecretError
+from hedgewatch.service.futures_leg import leg_problems
+from hedgewatch.service.statefile import directory_problem
 
 
 def secret_problems(cfg: Config, file: str) -> list[Problem]:
     """Every configured secret, resolved and checked as its user will: one problem per unusable one, naming
     the setting (and a file it is read from), never the value."""
-    from service.notify.destinations import check_url, telegram_token
+    from hedgewatch.service.notify.destinations import check_url, telegram_token
 
     checks: list[Callable[[], object]] = [cfg.redis.resolved_url]
     slack, telegram = cfg.notify.slack, cfg.notify.telegram

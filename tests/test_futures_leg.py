@@ -18,15 +18,15 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from connectors.simulator import Simulator, load_scenario
-from service.app import Daemon
-from service.config import PortfolioConfig, config_from_dict, parse_config
-from service.errors import ConfigError
-from service.events import Funding, Market, MarkPrice, Quote
-from service.hedge import HedgeBook
-from service.market import MarketState
-from service.overlay import Overlay
-from service.preflight import preflight
+from hedgewatch.connectors.simulator import Simulator, load_scenario
+from hedgewatch.service.app import Daemon
+from hedgewatch.service.config import PortfolioConfig, config_from_dict, parse_config
+from hedgewatch.service.errors import ConfigError
+from hedgewatch.service.events import Funding, Market, MarkPrice, Quote
+from hedgewatch.service.hedge import HedgeBook
+from hedgewatch.service.market import MarketState
+from hedgewatch.service.overlay import Overlay
+from hedgewatch.service.preflight import preflight
 from tests.stepped import stepped_sources
 from tests.support import REPO, RedisServer, free_port
 
@@ -103,7 +103,7 @@ def test_check_names_the_missing_futures_channel(tmp_path: Path) -> None:
     cfg = tmp_path / "hw.yaml"
     cfg.write_text("sources: [{exchange: okx, symbols: [BTC]}]\nindex:\n  constituents: [BTC]\n"
                    "  futures: {mode: contract, exchange: okx, symbol: BTC-USDT-991231, underlying: BTC}\n")
-    r = subprocess.run([sys.executable, "-m", "service", "check", str(cfg)], cwd=tmp_path, capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "hedgewatch.service", "check", str(cfg)], cwd=tmp_path, capture_output=True,
                        text=True, timeout=60, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin",
                                                    "HOME": str(tmp_path)})
     assert r.returncode == 1
