@@ -28,8 +28,6 @@ from pydantic import (
     model_validator,
 )
 from pydantic.fields import FieldInfo
-from pydantic_settings import EnvSettingsSource
-from pydantic_settings.sources.utils import parse_env_vars
 
 from hedgewatch.service.errors import ConfigError, Problem, SecretError
 from hedgewatch.service.redisconn import parse_redis_url
@@ -626,23 +624,27 @@ class _NotJson:
     """Stands in for an environment value that should have been JSON (a list or a mapping) and is not."""
 
 
-class _EnvSource(EnvSettingsSource):
+def _env_values(env: Mapping[str, str]) -> dict[str, Any]:
     """pydantic-settings' environment source over a given mapping (``os.environ`` in production, a dict in
-    tests), for the fields of ``Config``: ``HEDGEWATCH__A__B`` is ``a.b``, case-insensitive."""
+    tests), for the fields of ``Config``: ``HEDGEWATCH__A__B`` is ``a.b``, case-insensitive. pydantic-settings
+    loads asyncio, so it is imported here, where the environment is read, and not with the models, which
+    the pure core imports."""
+    from pydantic_settings import EnvSettingsSource
+    from pydantic_settings.sources.utils import parse_env_vars
 
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self._env = env
-        super().__init__(Config, case_sensitive=False, env_prefix=ENV_PREFIX,  # type: ignore[arg-type]
-                         env_nested_delimiter="__")
+    class EnvSource(EnvSettingsSource):
+        def _load_env_vars(self) -> Mapping[str, str | None]:
+            return parse_env_vars(env, False, False, None)
 
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        return parse_env_vars(self._env, False, False, None)
+        def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
+            try:
+                return super().decode_complex_value(field_name, field, value)
+            except ValueError:
+                return _NotJson()  # reported under the variable's name, without its value
 
-    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
-        try:
-            return super().decode_complex_value(field_name, field, value)
-        except ValueError:
-            return _NotJson()  # reported under the variable's name, without its value
+    source = EnvSource(Config, case_sensitive=False, env_prefix=ENV_PREFIX,  # type: ignore[arg-type]
+                       env_nested_delimiter="__")
+    return source()
 
 
 def _env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[str, ...], str], list[Problem]]:
@@ -657,7 +659,7 @@ def _env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[s
         names[path] = key
         if path and path[0] not in Config.model_fields:
             problems.append(Problem(key, None, None, ".".join(path), "unknown setting"))
-    values = _EnvSource(env)()
+    values = _env_values(env)
 
     def drop_bad_json(node: dict[str, Any], path: tuple[str, ...]) -> None:
         for k, v in list(node.items()):

@@ -29,8 +29,6 @@ from hedgewatch.service.events import (
     Trade,
 )
 from hedgewatch.service.index import Basket
-from hedgewatch.service.market_metrics import GaugeExporter
-from hedgewatch.service.metrics import Metrics
 from hedgewatch.service.oracle import DEGRADED, OK, STALE, AssetOracle, SourceTransition
 from hedgewatch.service.rebalance import Rebalancer, next_rebalance
 
@@ -77,7 +75,6 @@ class MarketState:
         self._counts = dict.fromkeys((OK, DEGRADED, STALE), 0)
         self._last_recompute = now
         self.tracking: dict[str, float | None] = {"venue_price": None, "tracking_error": None, "ts": None}
-        self._exporter = GaugeExporter()
         self.feeds: dict[str, str] = {}
         self._handlers: dict[type, Callable[[Any], bool]] = {
             Quote: self._on_quote,
@@ -441,9 +438,3 @@ class MarketState:
             "feeds": dict(sorted(self.feeds.items())),
             "rebalance_history": list(self.rebalancer.history),
         }
-
-    # --- metrics -----------------------------------------------------------------------------------
-
-    def export(self, metrics: Metrics, now: float) -> None:
-        """Set the oracle, index and derivatives gauges (called ~1/s, not per tick)."""
-        self._exporter.export(self, metrics, now)

@@ -227,6 +227,9 @@ class Metrics:
             "hedgewatch_queue_dropped", "Items dropped by a queue's overflow policy", ["queue"], registry=r
         )
         self.redis_up = Gauge("hedgewatch_redis_up", "1 while Redis answers", registry=r)
+        # the process's Redis clients (the publisher's and the alert outbox's) each report what they see;
+        # hedgewatch_redis_up has this one writer and says 1 only while every client that reported is through
+        self._redis_seen: dict[str, bool] = {}
         self.redis_published = Counter(
             "hedgewatch_redis_published", "Messages published to Redis", ["kind"], registry=r
         )
@@ -293,6 +296,11 @@ class Metrics:
         for metric in (self.redis_up, self.redis_published, self.redis_errors, self.outbox_depth,
                        self.outbox_writable, self.outbox_write_errors, self.heartbeat_timestamp):
             self.registry.unregister(metric)
+
+    def redis_answers(self, client: str, ok: bool) -> None:
+        """``client`` (``publisher``, ``outbox``) reached Redis (``ok``) or failed to."""
+        self._redis_seen[client] = ok
+        self.redis_up.set(1 if all(self._redis_seen.values()) else 0)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hedgewatch.rules.stage import RuleStage, StageResult
 from hedgewatch.service.alerts import Alert, fingerprint
 from hedgewatch.service.config import Config
 from hedgewatch.service.hedge import hedge_expiry, hedge_funding, hedge_price, portfolio_value
 from hedgewatch.service.ledger import Drawdown, Ledger, funding_times_between
-from hedgewatch.service.metrics import Metrics
+
+if TYPE_CHECKING:  # the exporter's registry is handed in; the engine loads no metrics library
+    from hedgewatch.service.metrics import Metrics
 
 DAY_S = 86400.0
 SUMMARY_RULE = "HedgeDailySummary"

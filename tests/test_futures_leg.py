@@ -103,9 +103,9 @@ def test_check_names_the_missing_futures_channel(tmp_path: Path) -> None:
     cfg = tmp_path / "hw.yaml"
     cfg.write_text("sources: [{exchange: okx, symbols: [BTC]}]\nindex:\n  constituents: [BTC]\n"
                    "  futures: {mode: contract, exchange: okx, symbol: BTC-USDT-991231, underlying: BTC}\n")
-    r = subprocess.run([sys.executable, "-m", "hedgewatch.service", "check", str(cfg)], cwd=tmp_path, capture_output=True,
-                       text=True, timeout=60, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin",
-                                                   "HOME": str(tmp_path)})
+    r = subprocess.run([sys.executable, "-m", "hedgewatch.service", "check", str(cfg)], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=60,
+                       env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert r.returncode == 1
     assert r.stderr == (f"{cfg}: index.futures.symbol: BTC-USDT-991231 is a dated future, quoted on the 'futures' "
                         "channel, which source okx does not subscribe: add 'futures' to its channels\n")
