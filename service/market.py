@@ -145,7 +145,8 @@ class MarketState:
         market = ev.market
         if market not in self._markets:
             if market == Market.FUTURE:
-                self.derivatives.on_dated(ev.exchange, ev.asset, ev.instrument, ev.mid, ev.ts_recv)
+                self.derivatives.on_dated(ev.exchange, ev.asset, ev.instrument, ev.mid * self._usd_rate(ev.quote),
+                                          ev.ts_recv)
             return False
         bid, ask = ev.bid, ev.ask
         if not (0.0 < bid <= ask):
@@ -396,7 +397,9 @@ class MarketState:
     def derivatives_summary(self, now: float) -> dict[str, Any]:
         """The index-level derivatives block (computed on demand, O(members))."""
         b = self.basket
-        return self.derivatives.summary(b.units, b.divisor, b.prices, b.level, now)
+        underlying = self._oracles.get(self.config.index.futures.underlying or "")
+        return self.derivatives.summary(b.units, b.divisor, b.prices, b.level, now,
+                                        None if underlying is None else underlying.price)
 
     def _assets(self, now: float) -> dict[str, Any]:
         d = self.derivatives
@@ -405,6 +408,7 @@ class MarketState:
             o = self._oracles[a]
             out[a] = {
                 "funding_rate_8h": d.asset_funding(a, now),
+                "funding_instruments": d.asset_instrument_funding(a, now),  # "venue:instrument" -> per 8 h
                 "open_interest_usd": d.asset_open_interest(a, o.price, now),
                 # per venue fresh now: [base units, USD], for changes in contracts over the same venues
                 "open_interest_venues": {k.partition("/")[2]: list(v)
