@@ -60,7 +60,7 @@ class RuleStage:
         p = config.portfolio
         self.engine = Engine(self.index, rules, p.hedge_ratio, p.hedge_ratio_min, p.hedge_ratio_max)
         self.events = EventRules(self.index, rules)
-        self.hedge = HedgeBook(self.index, p)
+        self.hedge = HedgeBook(self.index, p, config.index.futures)
         self.env: dict[str, Any] = {}
         self.status: str | None = None
         self.sizing: Sizing | None = None

@@ -90,6 +90,12 @@ class Metrics:
             ["asset", "exchange"],
             registry=r,
         )
+        self.source_spot = Gauge(
+            "hedgewatch_source_spot",
+            "1 while the source is priced from its spot market, 0 while its perpetual is",
+            ["asset", "exchange"],
+            registry=r,
+        )
         self.oracle_sources = Gauge(
             "hedgewatch_oracle_sources", "Number of valid sources behind the oracle price", ["asset"], registry=r
         )

@@ -23,7 +23,8 @@ FOUNDATION = ("service.events", "service.errors", "service.keys", "service.clock
 CORE = (
     "service.config", "service.oracle", "service.index", "service.weights", "service.constituents",
     "service.rebalance", "service.derivatives", "service.hedge", "service.position", "service.ledger",
-    "service.market", "service.overlay", "service.engine",
+    "service.market", "service.venue_markets", "service.futures_leg", "service.expiry",
+    "service.overlay", "service.engine",
     "rules.expr", "rules.functions", "rules.indicators", "rules.candles", "rules.model", "rules.loader",
     "rules.events", "rules.signals", "rules.synth", "rules.templates", "rules.engine", "rules.stage",
     "rules.testing",
