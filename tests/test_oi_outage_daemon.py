@@ -5,7 +5,8 @@ The four-phase scenario's first phase (open interest growing 8 % an hour, prices
 Bybit-protocol venue, ``bybit2``, carrying 40 % of the open interest; the streamed open interest is
 Bybit's 30 % and bybit2's 40 %. bybit2 drops out for 10 minutes (connections aborted, reconnects refused):
 with its figure stale, 3/7 of the open interest is left, too little to tell, so the change is
-unavailable. Counted in USD over the venues fresh at each moment (the old figure) the outage read as a
+unavailable (or, while OKX's streamed figure is fresh too, read over the venues present at both ends).
+Counted in USD over the venues fresh at each moment (the old figure) the outage read as a
 fall of 57 %."""
 
 from __future__ import annotations
@@ -60,9 +61,12 @@ async def test_a_venue_outage_leaves_the_open_interest_change_unavailable_not_a_
     before = [v for t, v in seen if 18 * 60 <= t < OUTAGE_S]
     assert before and all(v is not None and 0.01 < v < 0.04 for v in before)
     # once bybit2's figure is stale (a minute into the outage) and until it is back, the change is
-    # unavailable: 3/7 of the open interest is not enough to tell
+    # unavailable while 3/7 of the open interest is not enough to tell. OKX streams open interest too, and
+    # whether its figure is fresh at a given simulated minute depends on how fast the machine runs the
+    # steps (its connection's pacing runs on the wall clock); with it, more than half of the open interest
+    # is left and the change is read over the venues present at both ends: the growth, never a fall
     during = [v for t, v in seen if OUTAGE_S + 70 <= t < OUTAGE_S + OUTAGE_FOR_S]
-    assert during and all(v is None for v in during)
+    assert during and all(v is None or 0.01 < v < 0.04 for v in during)
     # a quarter hour after it, over both venues again; and never a fall, at any moment
     assert all(v is not None for t, v in seen if t >= OUTAGE_S + OUTAGE_FOR_S + 15.5 * 60)
     assert all(v is None or v > 0 for _, v in seen)
