@@ -27,7 +27,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from service.alerts import Alert
 from service.config import Config
-from service.keys import Keys
+from service.keys import keys_for
 from service.metrics import NotifyMetrics
 from service.notify.alertmanager import AlertmanagerPusher
 from service.notify.bursts import Burst
@@ -62,7 +62,7 @@ class Notifier:
     def __init__(self, config: Config, redis: aredis.Redis, client: httpx.AsyncClient, metrics: NotifyMetrics,
                  clock: Callable[[], float] = time.time) -> None:
         self.cfg = config.notify
-        self.keys = Keys(config.redis.prefix)
+        self.keys = keys_for(config.redis.prefix, config.index.name, config.bus == "redis")
         self.redis = redis
         self.metrics = metrics
         self.clock = clock
