@@ -3,6 +3,7 @@ the stepped simulator and a real Redis (single or Cluster), and the views the te
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import os
@@ -141,6 +142,7 @@ class Layout:
     redis_url: str
     one_url: str = ""  # the one-process daemon's Redis (a single one; by default the same)
     procs: dict[str, Proc] = field(default_factory=dict)
+    harness: Any = None  # the test's view of Redis, closed with the layout
 
     def config(self, name: str, bus: str, prefix: str, port: int) -> Path:
         url = (self.one_url or self.redis_url) if bus == "memory" else self.redis_url
@@ -167,9 +169,11 @@ class Layout:
         cfg = self.config("one", "memory", "one", port)
         return self.add("one", ["run", "-c", str(cfg)], port)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         for p in self.procs.values():
-            p.stop()
+            await asyncio.to_thread(p.stop)
+        if self.harness is not None:
+            await self.harness.close()
 
     def logs(self) -> str:
         return "\n".join(f"--- {n}\n{p.tail()}" for n, p in self.procs.items())
@@ -245,7 +249,7 @@ def redis_cluster(workdir: Path, nodes: int = 3) -> Iterator[ClusterNodes]:
         subprocess.run([cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports), "--cluster-yes"],
                        check=True, capture_output=True, timeout=30)
         for p in ports:
-            _wait_cluster_ok(cli, p)
+            _wait_cluster_ok(cli, p, nodes)
         yield ClusterNodes(ports, procs)
     finally:
         for pr in procs:
@@ -274,11 +278,14 @@ def _wait_port(port: int) -> None:
     raise RuntimeError(f"redis-server on {port} did not listen")
 
 
-def _wait_cluster_ok(cli: str, port: int) -> None:
+def _wait_cluster_ok(cli: str, port: int, nodes: int) -> None:
+    """Until the node sees the whole cluster: a client that reads the slot map from a node still joining
+    gets a partial one."""
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         out = subprocess.run([cli, "-p", str(port), "cluster", "info"], capture_output=True, text=True).stdout
-        if "cluster_state:ok" in out:
+        if ("cluster_state:ok" in out and f"cluster_known_nodes:{nodes}\n" in out
+                and "cluster_slots_ok:16384" in out):
             return
         time.sleep(0.05)  # the cluster converges on its own bus; no signal to wait on
     raise RuntimeError("the cluster did not reach cluster_state:ok")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +40,12 @@ async def sim() -> AsyncIterator[Simulator]:
 
 
 @pytest.fixture
-def layout(tmp_path: Path, sim: Simulator, redis_srv: RedisServer) -> Iterator[Layout]:
+async def layout(tmp_path: Path, sim: Simulator, redis_srv: RedisServer) -> AsyncIterator[Layout]:
     lay = Layout(tmp_path, sim, redis_srv.url)
     try:
         yield lay
     finally:
-        lay.close()
+        await lay.close()
 
 
 async def owner_of(*engines: Proc) -> Proc | None:
@@ -95,6 +95,10 @@ class Harness:
 
         return check
 
+    async def close(self) -> None:
+        await self.redis.aclose()
+        await self.one.aclose()
+
     async def alerts(self) -> list[str]:
         entries = await self.redis.xrange(DIST.alerts_stream)
         return [f[b"id"].decode() for _, f in entries]
@@ -106,7 +110,7 @@ async def start_layout(lay: Layout, sim: Simulator, url: str) -> tuple[Harness, 
     divisor and from then on must show the same level at the same prices."""
     lay.one_process()
     shards = [lay.ingest("1/2"), lay.ingest("2/2")]
-    h = Harness(lay, sim, url)
+    h = lay.harness = Harness(lay, sim, url)
 
     async def one_built() -> bool:
         sim.step()
@@ -232,6 +236,7 @@ async def test_on_a_redis_cluster(tmp_path: Path, sim: Simulator, redis_srv: Red
         try:
             h, _, engines = await start_layout(lay, sim, cluster.url)
             await h.step_and_compare(2)
+            await until(lay, lambda: h.alerts(), 5, "the owner to fire IndexUp")
             owner = await owner_of(*engines)
             assert owner is not None
             owner.kill9()
@@ -245,7 +250,7 @@ async def test_on_a_redis_cluster(tmp_path: Path, sim: Simulator, redis_srv: Red
                                                                   DIST.alerts_stream, DIST.alert_ids)}
             assert len(slots) == 1
         finally:
-            lay.close()
+            await lay.close()
 
 
 def test_events_round_trip_in_one_entry() -> None:
