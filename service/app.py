@@ -598,7 +598,7 @@ class Daemon:
 
     async def _restore(self) -> None:
         assert self.publisher is not None
-        saved = await self.publisher.load_state(self.index_name)
+        saved = await self.publisher.load_state(self.index_name, strict=self.role is not None)
         if self.role is None:
             # one process: the local copies may be newer than a Redis that restarted empty; in the scaled
             # layout Redis is the one truth (a local copy may hold what a lost lease kept from Redis)

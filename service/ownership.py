@@ -21,6 +21,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from service.keys import Keys
 from service.lease import Lease, LeaseLost
@@ -55,6 +56,7 @@ class Ownership:
         self.last_change: float | None = None
         self.last_loss_reason = ""
         self._errors_logged = False
+        self._read_exported = 0
 
     def fenced(self) -> None:
         """A fenced write was refused (called by the publisher or the alert sink)."""
@@ -82,7 +84,13 @@ class Ownership:
             log.warning("index %s: this process (%s) owns it now, fencing token %d; restoring its state and "
                         "reading the streams from %.0f s back", self.index, self.holder, token, self._replay_s)
             try:
-                await self._take_over(token)
+                try:
+                    await self._take_over(token)
+                except (RedisError, OSError, TimeoutError) as exc:
+                    # never run from a fresh state over one that could not be read: hand the lease back
+                    self._redis_error(exc)
+                    await self.release()
+                    raise LeaseLost(f"the persisted state could not be read ({type(exc).__name__})") from None
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(self.reader.run(f"{start_ms}-0"), name="streams")
                     for name, coro in self._owned():
@@ -109,7 +117,7 @@ class Ownership:
     def export(self) -> None:
         age = self.lease.age_s
         self.metrics.lease_age.labels(self.index).set(age if age is not None else 0)
-        self.metrics.stream_events.inc(self.reader.read - getattr(self, "_read_exported", 0))
+        self.metrics.stream_events.inc(self.reader.read - self._read_exported)
         self._read_exported = self.reader.read
 
     def state(self) -> dict[str, Any]:

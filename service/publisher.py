@@ -126,12 +126,15 @@ class RedisPublisher:
 
     # --- consumer side ---------------------------------------------------------------------------------
 
-    async def load_state(self, index: str, timeout_s: float = 3.0) -> dict[str, Any] | None:
-        """The persisted state of ``index``, or None when absent or Redis cannot be reached in time."""
+    async def load_state(self, index: str, timeout_s: float = 3.0, *, strict: bool = False) -> dict[str, Any] | None:
+        """The persisted state of ``index``, or None when absent or Redis cannot be reached in time. ``strict``
+        (a takeover, which must not start fresh over a state it could not read): the error is raised."""
         try:
             async with asyncio.timeout(timeout_s):
                 raw = await self._get_client().get(self.keys.state(index))
         except (RedisError, OSError, TimeoutError) as exc:
+            if strict:
+                raise
             log.warning("could not read persisted state from %s: %s; starting fresh", self.where, exc)
             return None
         if raw is None:

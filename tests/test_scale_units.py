@@ -118,3 +118,41 @@ def test_the_compose_profile_runs_the_scaled_layout() -> None:
     prom = YAML(typ="safe").load((REPO / "deploy" / "prometheus.scale.yml").read_text())
     targets = {t for job in prom["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]}
     assert {"engine-1:9108", "engine-2:9108", "ingest-1:9110", "ingest-2:9110", "notify:9109"} <= targets
+
+
+async def test_two_notifiers_share_the_index_stream_of_the_scaled_layout(redis_srv: RedisServer,
+                                                                        tmp_path: Path) -> None:
+    """Alerts written through the fenced outbox into the index's own stream reach Slack once each, with two
+    notifier processes in one consumer group (their config says bus: redis)."""
+    from service.config import Config
+    from service.outbox import AlertSink
+    from tests.chat_fakes import fake_chat
+    from tests.support import wait_for
+    from tests.test_notify import Worker, alert, config_dict, ids_in
+
+    keys = ScaledKeys("hedgewatch", "HW")
+    factory = redis_factory(redis_srv.url)
+    lease = Lease(factory, keys, "HW", "engine-a", 5.0)
+    token = await lease.acquire(lambda e: None)
+    with fake_chat() as chat:
+        workers = []
+        for name in ("n1", "n2"):
+            d = config_dict(redis_srv.url, chat, telegram=False, consumer_name=name)
+            workers.append(Worker(Config.model_validate({**d, "bus": "redis", "index": {"name": "HW",
+                                                                                          "constituents": ["BTC"]}})))
+        sink = AlertSink(factory, keys, tmp_path / "outbox", 10_000, Metrics())
+        sink.fenced, sink.fence_index = True, "HW"
+        sink.set_fence(token)
+        alerts = [alert(i) for i in range(10)]
+        for a in alerts:
+            sink.submit(a)
+        sink.submit(alerts[3])  # the same alert again (a new owner re-emitting it): not added twice
+        assert await sink.flush(5.0) == 10
+        await wait_for(lambda: len(ids_in(chat.ok(), "/services/")) >= 10, what="10 alerts on Slack")
+        for w in workers:
+            await w.close()
+        assert sorted(ids_in(chat.ok(), "/services/")) == sorted(a.id for a in alerts)
+    r = factory()
+    assert await r.xlen(keys.alerts_stream) == 10
+    await r.aclose()
+    await lease.release()
