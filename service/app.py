@@ -585,7 +585,8 @@ class Daemon:
                         log.warning("kline history from %s failed: %s", src.source_id, exc)
                     continue
                 self.engine.bootstrap(candles)
-                self._candles.extend(candles)
+                if self.role is not None:
+                    self._candles.extend(candles)
                 got = {c.asset for c in candles}
                 remaining = {a: n for a, n in remaining.items() if a not in got}
                 log.info("indicators bootstrapped with %d klines from %s (%s)", len(candles), src.source_id,
