@@ -1,6 +1,6 @@
 """The scaled layout against the one-process daemon, in the same run: throughput, latency and takeover time.
 
-    python -m tests.bench.bench_scale [--seconds 5] [--symbols 10] [--kills 20]
+    python -m tests.bench.bench_scale [--seconds 5] [--symbols 10] [--kills 20] [--rate 0]
 
 - one process: the real daemon with the native Binance connector (``tests.bench.bench_pipeline``);
 - 1 and 2 shards: ``hedgewatch ingest --shard K/N`` subprocesses with the same connector, writing to a
@@ -62,11 +62,12 @@ def spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
                                 env=env, cwd=REPO)
 
 
-async def sharded_run(shards: int, seconds: float, symbols: int, rest_url: str, redis_url: str,
+async def sharded_run(shards: int, rate: float, seconds: float, symbols: int, rest_url: str, redis_url: str,
                       tmp: Path) -> tuple[float, list[float]]:
-    """Events/s into the engine and its tick-to-index samples, with ``shards`` ingest processes."""
+    """Events/s into the engine and its tick-to-index samples, with ``shards`` ingest processes; ``rate``
+    frames/s offered in total (0: as fast as each shard's socket drains)."""
     samples: list[float] = []
-    blaster = BlasterProcess(0, seconds, symbols)
+    blaster = BlasterProcess(rate / shards, seconds, symbols)
     procs: list[subprocess.Popen[bytes]] = []
     try:
         data = config(symbols, blaster.ws_url, rest_url, redis_url, bus="redis",
@@ -161,12 +162,14 @@ async def main_async(args: argparse.Namespace) -> None:
         rest_url = sim.endpoints[0].rest_url
         with redis_server() as redis, tempfile.TemporaryDirectory(prefix="hw-bench-scale-") as d:
             tmp = Path(d)
-            print(f"{'layout':>12} {'events/s':>10} {'p50':>9} {'p99':>9}")
-            one = await pipeline_run(0, args.seconds, args.symbols, rest_url, redis.url)
+            offered = "as fast as the sockets drain" if not args.rate else f"{args.rate:,.0f} frames/s offered"
+            print(f"{offered}\n{'layout':>12} {'events/s':>10} {'p50':>9} {'p99':>9}")
+            one = await pipeline_run(args.rate, args.seconds, args.symbols, rest_url, redis.url)
             print(f"{'one process':>12} {one.sustained:>10,.0f} {pct(one.to_index, .5) * 1e3:>7.2f}ms "
                   f"{pct(one.to_index, .99) * 1e3:>7.2f}ms")
             for shards in (1, 2):
-                rate, samples = await sharded_run(shards, args.seconds, args.symbols, rest_url, redis.url, tmp)
+                rate, samples = await sharded_run(shards, args.rate, args.seconds, args.symbols, rest_url, redis.url,
+                                                  tmp)
                 label = f"{shards} shard" + ("s" if shards > 1 else "")
                 print(f"{label:>12} {rate:>10,.0f} {pct(samples, .5) * 1e3:>7.2f}ms {pct(samples, .99) * 1e3:>7.2f}ms")
             if args.kills:
@@ -181,6 +184,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--symbols", type=int, default=10)
     p.add_argument("--kills", type=int, default=20)
+    p.add_argument("--rate", type=float, default=0.0, help="frames/s offered in total; 0 = as fast as possible")
     asyncio.run(main_async(p.parse_args()))
 
 
