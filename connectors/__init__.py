@@ -11,9 +11,9 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from service.config import SourceConfig
-from service.events import Event
-from service.metrics import Metrics
+from hedgewatch.service.config import SourceConfig
+from hedgewatch.service.events import Event
+from hedgewatch.service.metrics import Metrics
 
 
 class Connector(Protocol):
@@ -37,21 +37,21 @@ def build_connector(source: SourceConfig, sink: Callable[[Event], None], metrics
     the connector."""
     ex = source.exchange
     if ex == "binanceusdm":
-        from connectors.binance import BinanceUsdmConnector
+        from hedgewatch.connectors.binance import BinanceUsdmConnector
 
         return BinanceUsdmConnector(source, sink, metrics, clock=clock, **kw)
     if ex == "binancecoinm":
-        from connectors.binance import BinanceCoinmConnector
+        from hedgewatch.connectors.binance import BinanceCoinmConnector
 
         return BinanceCoinmConnector(source, sink, metrics, clock=clock, **kw)
     if ex == "bybit":
-        from connectors.bybit import BybitConnector
+        from hedgewatch.connectors.bybit import BybitConnector
 
         return BybitConnector(source, sink, metrics, clock=clock, **kw)
     if ex == "okx":
-        from connectors.okx import OkxConnector
+        from hedgewatch.connectors.okx import OkxConnector
 
         return OkxConnector(source, sink, metrics, clock=clock, **kw)
-    from connectors.ccxt_generic import CcxtConnector
+    from hedgewatch.connectors.ccxt_generic import CcxtConnector
 
     return CcxtConnector(source, sink, metrics, clock=clock, **kw)

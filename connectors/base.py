@@ -19,10 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.sanity import MAX_JUMP_FACTOR, MAX_PRICE, accept_price, check_price, positive
-from service.errors import RejectedMessage
-from service.events import Event, FeedState, FeedStatus
-from service.metrics import Metrics
+from hedgewatch.connectors.sanity import MAX_JUMP_FACTOR, MAX_PRICE, accept_price, check_price, positive
+from hedgewatch.service.errors import RejectedMessage
+from hedgewatch.service.events import Event, FeedState, FeedStatus
+from hedgewatch.service.metrics import Metrics
 
 __all__ = ["MAX_JUMP_FACTOR", "MAX_PRICE", "positive"]  # the price checks live in connectors.sanity
 

@@ -26,8 +26,8 @@ import httpx
 import msgspec
 import orjson
 
-from connectors.base import FeedContext, Route, ms, num
-from connectors.instruments import (
+from hedgewatch.connectors.base import FeedContext, Route, ms, num
+from hedgewatch.connectors.instruments import (
     Instrument,
     binance_coinm,
     binance_dated,
@@ -35,7 +35,7 @@ from connectors.instruments import (
     binance_usdm,
     get_json,
 )
-from connectors.sanity import (
+from hedgewatch.connectors.sanity import (
     MAX_JUMP_FACTOR,
     MAX_PRICE,
     MAX_SEQ_JUMP,
@@ -48,10 +48,10 @@ from connectors.sanity import (
     positive,
     venue_text,
 )
-from connectors.venue import Poller, VenueConnector
-from connectors.wsconn import WsConnection, WsProtocol, group_routes
-from service.errors import FeedError, RejectedMessage
-from service.events import Candle, CompositeIndex, Funding, Market, MarkPrice, OpenInterest, Quote, Trade
+from hedgewatch.connectors.venue import Poller, VenueConnector
+from hedgewatch.connectors.wsconn import WsConnection, WsProtocol, group_routes
+from hedgewatch.service.errors import FeedError, RejectedMessage
+from hedgewatch.service.events import Candle, CompositeIndex, Funding, Market, MarkPrice, OpenInterest, Quote, Trade
 
 BOOK, MARK, TRADE, KLINE, COMPOSITE = range(5)
 TIMEFRAMES = {"1m": 60, "3m": 180, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "2h": 7200, "4h": 14400,

@@ -23,9 +23,9 @@ import httpx
 import msgspec
 import orjson
 
-from connectors.base import Route, ms
-from connectors.instruments import Instrument, bybit_category, bybit_perpetuals, get_json
-from connectors.sanity import (
+from hedgewatch.connectors.base import Route, ms
+from hedgewatch.connectors.instruments import Instrument, bybit_category, bybit_perpetuals, get_json
+from hedgewatch.connectors.sanity import (
     MAX_JUMP_FACTOR,
     MAX_PRICE,
     accept_price,
@@ -36,10 +36,10 @@ from connectors.sanity import (
     positive,
     venue_text,
 )
-from connectors.venue import VenueConnector
-from connectors.wsconn import WsConnection, WsProtocol, group_routes
-from service.errors import FeedError, RejectedMessage
-from service.events import Candle, Funding, MarkPrice, OpenInterest, Quote, Trade
+from hedgewatch.connectors.venue import VenueConnector
+from hedgewatch.connectors.wsconn import WsConnection, WsProtocol, group_routes
+from hedgewatch.service.errors import FeedError, RejectedMessage
+from hedgewatch.service.events import Candle, Funding, MarkPrice, OpenInterest, Quote, Trade
 
 TICKERS, TRADES, KLINE = range(3)
 KLINE_S = {"1": 60, "3": 180, "5": 300, "15": 900, "30": 1800, "60": 3600, "240": 14400, "D": 86400}

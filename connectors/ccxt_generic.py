@@ -32,13 +32,13 @@ from urllib.parse import urlsplit, urlunsplit
 import ccxt
 import ccxt.pro as ccxtpro
 
-from connectors.base import Backoff, FeedContext, Route, Tuning, positive, raise_if_cancelled
-from connectors.ccxt_funding import FundingIntervals
-from connectors.sanity import accept_price, check_quote
-from connectors.venue import CHANNELS, DEFAULT_CHANNELS
-from service.config import SourceConfig
-from service.errors import FeedError, RejectedMessage
-from service.events import Event, FeedState, Funding, MarkPrice, OpenInterest, Quote
+from hedgewatch.connectors.base import Backoff, FeedContext, Route, Tuning, positive, raise_if_cancelled
+from hedgewatch.connectors.ccxt_funding import FundingIntervals
+from hedgewatch.connectors.sanity import accept_price, check_quote
+from hedgewatch.connectors.venue import CHANNELS, DEFAULT_CHANNELS
+from hedgewatch.service.config import SourceConfig
+from hedgewatch.service.errors import FeedError, RejectedMessage
+from hedgewatch.service.events import Event, FeedState, Funding, MarkPrice, OpenInterest, Quote
 
 TICKER_POLL_S = 1.0
 FUNDING_POLL_S = 30.0

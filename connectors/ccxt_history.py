@@ -11,9 +11,9 @@ from typing import Any
 
 import ccxt
 
-from service.config import SourceConfig
-from service.errors import FeedError, RejectedMessage
-from service.events import Candle
+from hedgewatch.service.config import SourceConfig
+from hedgewatch.service.errors import FeedError, RejectedMessage
+from hedgewatch.service.events import Candle
 
 log = logging.getLogger("hedgewatch.history")
 
@@ -66,7 +66,7 @@ async def fetch_history(source: SourceConfig, needs: dict[str, dict[int, int]], 
                         factory: Callable[[SourceConfig], Any] | None = None) -> list[Candle]:
     """Klines of a ccxt ``source`` for ``needs`` (asset -> timeframe seconds -> bars); an asset without a
     market and a timeframe the exchange lacks are skipped with a log line."""
-    from connectors.ccxt_generic import default_factory, pick_market
+    from hedgewatch.connectors.ccxt_generic import default_factory, pick_market
 
     ex = (factory or default_factory)(source)
     try:

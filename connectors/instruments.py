@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import orjson
 
-from service.errors import FeedError
+from hedgewatch.service.errors import FeedError
 
 
 @dataclass(frozen=True, slots=True)

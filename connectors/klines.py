@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from connectors.instruments import (
+from hedgewatch.connectors.instruments import (
     Instrument,
     binance_coinm,
     binance_usdm,
@@ -38,9 +38,9 @@ from connectors.instruments import (
     get_json,
     okx_swaps,
 )
-from service.config import SourceConfig
-from service.errors import FeedError, RejectedMessage
-from service.events import Candle
+from hedgewatch.service.config import SourceConfig
+from hedgewatch.service.errors import FeedError, RejectedMessage
+from hedgewatch.service.events import Candle
 
 log = logging.getLogger("hedgewatch.history")
 
@@ -77,7 +77,7 @@ def supports(exchange: str) -> bool:
     """Native kline history for the three native venues, ``fetch_ohlcv`` for any other ccxt exchange."""
     if exchange in INTERVALS:
         return True
-    from connectors.ccxt_generic import _known
+    from hedgewatch.connectors.ccxt_generic import _known
 
     return _known(exchange)
 
@@ -181,7 +181,7 @@ async def fetch_history(source: SourceConfig, needs: dict[str, dict[int, int]], 
     list, and timeframes it has no klines for, are skipped with a log line; transport failures raise
     ``FeedError``. Exchanges without a native protocol go through ccxt's ``fetch_ohlcv``."""
     if source.exchange not in INTERVALS:
-        from connectors import ccxt_history
+        from hedgewatch.connectors import ccxt_history
 
         return await ccxt_history.fetch_history(source, needs, clock)
     base = (source.rest_url or DEFAULT_REST[source.exchange]).rstrip("/")

@@ -22,13 +22,13 @@ import httpx
 import msgspec
 import orjson
 
-from connectors.base import Route, ms, ms_of, num
-from connectors.instruments import Instrument, get_json, okx_futures, okx_swaps
-from connectors.sanity import MAX_PRICE, accept_price, check_quote, positive, venue_text
-from connectors.venue import VenueConnector
-from connectors.wsconn import WsConnection, WsProtocol, group_routes
-from service.errors import FeedError, ProtocolError, RejectedMessage
-from service.events import Candle, Funding, Market, MarkPrice, OpenInterest, Quote, Trade
+from hedgewatch.connectors.base import Route, ms, ms_of, num
+from hedgewatch.connectors.instruments import Instrument, get_json, okx_futures, okx_swaps
+from hedgewatch.connectors.sanity import MAX_PRICE, accept_price, check_quote, positive, venue_text
+from hedgewatch.connectors.venue import VenueConnector
+from hedgewatch.connectors.wsconn import WsConnection, WsProtocol, group_routes
+from hedgewatch.service.errors import FeedError, ProtocolError, RejectedMessage
+from hedgewatch.service.events import Candle, Funding, Market, MarkPrice, OpenInterest, Quote, Trade
 
 TICKERS, MARK, INDEX, FUNDING, OI, TRADES, CANDLE = range(7)
 

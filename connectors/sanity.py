@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from service.errors import RejectedMessage
+from hedgewatch.service.errors import RejectedMessage
 
 MAX_PRICE = 1e9
 MAX_JUMP_FACTOR = 3.0

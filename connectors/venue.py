@@ -10,13 +10,13 @@ from typing import Any, get_args
 
 import httpx
 
-from connectors.base import Backoff, FeedContext, Tuning, raise_if_cancelled
-from connectors.instruments import Instrument
-from connectors.wsconn import WsConnection
-from service.config import FeedChannel, SourceConfig
-from service.errors import FeedError, RejectedMessage
-from service.events import Event, FeedState
-from service.metrics import Metrics
+from hedgewatch.connectors.base import Backoff, FeedContext, Tuning, raise_if_cancelled
+from hedgewatch.connectors.instruments import Instrument
+from hedgewatch.connectors.wsconn import WsConnection
+from hedgewatch.service.config import FeedChannel, SourceConfig
+from hedgewatch.service.errors import FeedError, RejectedMessage
+from hedgewatch.service.events import Event, FeedState
+from hedgewatch.service.metrics import Metrics
 
 # Channel names a source may list in ``channels`` (validated by the config); None means the default set.
 CHANNELS: tuple[str, ...] = get_args(FeedChannel)

@@ -30,9 +30,9 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from connectors.base import Backoff, Cadence, FeedContext, Route, Tuning, raise_if_cancelled
-from service.errors import FeedError, ProtocolError, RejectedMessage
-from service.events import FeedState
+from hedgewatch.connectors.base import Backoff, Cadence, FeedContext, Route, Tuning, raise_if_cancelled
+from hedgewatch.service.errors import FeedError, ProtocolError, RejectedMessage
+from hedgewatch.service.events import FeedState
 
 
 class WsProtocol:

@@ -21,8 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from rules.model import Rule
-from service.alerts import Alert, fingerprint
+from hedgewatch.rules.model import Rule
+from hedgewatch.service.alerts import Alert, fingerprint
 
 STATE_CODE = {"inactive": 0, "resolved": 0, "pending": 1, "firing": 2}
 

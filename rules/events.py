@@ -25,9 +25,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from rules.engine import make_alert
-from rules.model import EVENT_FIELDS, MOMENTARY_KINDS, Rule
-from service.alerts import Alert
+from hedgewatch.rules.engine import make_alert
+from hedgewatch.rules.model import EVENT_FIELDS, MOMENTARY_KINDS, Rule
+from hedgewatch.service.alerts import Alert
 
 _SOURCE_KINDS = {"excluded": "source_excluded", "rejected": "source_excluded", "stale": "source_stale"}
 _UNHEALTHY = ("excluded", "rejected", "stale")

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from service.errors import HedgewatchError
+from hedgewatch.service.errors import HedgewatchError
 
 NUM = "number"
 BOOL = "bool"

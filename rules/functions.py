@@ -8,9 +8,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from rules.candles import CandleSeries
-from rules.durations import format_timeframe, parse_duration, parse_timeframe
-from rules.indicators import (
+from hedgewatch.rules.candles import CandleSeries
+from hedgewatch.rules.durations import format_timeframe, parse_duration, parse_timeframe
+from hedgewatch.rules.indicators import (
     EMA,
     PATTERNS,
     SMA,

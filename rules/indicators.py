@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rules.candles import Bar
+from hedgewatch.rules.candles import Bar
 
 
 class SMA:

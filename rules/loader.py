@@ -32,13 +32,13 @@ from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from rules.durations import parse_duration, parse_ratio
-from rules.expr import ExprError, compile_expr
-from rules.model import ACTIONS, EVENT_FIELDS, EVENT_KINDS, INDEX_STATUSES, SEVERITIES, Action, Rule
-from rules.signals import SignalBook
-from rules.templates import TemplateError, parse_template
-from service.errors import ConfigError, Problem
-from service.yamlfile import load_yaml
+from hedgewatch.rules.durations import parse_duration, parse_ratio
+from hedgewatch.rules.expr import ExprError, compile_expr
+from hedgewatch.rules.model import ACTIONS, EVENT_FIELDS, EVENT_KINDS, INDEX_STATUSES, SEVERITIES, Action, Rule
+from hedgewatch.rules.signals import SignalBook
+from hedgewatch.rules.templates import TemplateError, parse_template
+from hedgewatch.service.errors import ConfigError, Problem
+from hedgewatch.service.yamlfile import load_yaml
 
 BUILTIN_PREFIX = "builtin:"
 RULESETS = Path(__file__).parent / "rulesets"

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rules.expr import Compiled
-from rules.templates import Template
+from hedgewatch.rules.expr import Compiled
+from hedgewatch.rules.templates import Template
 
 HEDGE_ACTIONS = ("set_hedge", "raise_hedge_to", "lower_hedge_to", "adjust_hedge")
 ACTIONS = (*HEDGE_ACTIONS, "notify")

@@ -11,11 +11,11 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from rules.candles import CandleSeries
-from rules.expr import BOOL, NUM
-from rules.functions import CONDITIONS, DEFAULT_TRENDLINES, FUNCTIONS, Getter, IndicatorFunctions
-from rules.indicators import History, OpenInterestHistory, Pivots
-from service.events import Candle
+from hedgewatch.rules.candles import CandleSeries
+from hedgewatch.rules.expr import BOOL, NUM
+from hedgewatch.rules.functions import CONDITIONS, DEFAULT_TRENDLINES, FUNCTIONS, Getter, IndicatorFunctions
+from hedgewatch.rules.indicators import History, OpenInterestHistory, Pivots
+from hedgewatch.service.events import Candle
 
 SYNTHETIC = "synthetic"  # the exchange name of index bars back-cast from constituent klines
 # Daily bars asked for when a rule reads the all-time high or low: more than any venue serves (about 13.7

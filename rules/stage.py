@@ -10,17 +10,17 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
-from rules.engine import STATE_CODE, Engine
-from rules.events import EventRules
-from rules.loader import load_rules
-from rules.signals import SignalBook
-from rules.synth import divisor_from, index_candles, volume_venues
-from service.alerts import Alert, HedgeChange
-from service.config import Config, RulesConfig
-from service.errors import ConfigError, Problem
-from service.events import Candle
-from service.hedge import HedgeBook, Sizing
-from service.metrics import Metrics
+from hedgewatch.rules.engine import STATE_CODE, Engine
+from hedgewatch.rules.events import EventRules
+from hedgewatch.rules.loader import load_rules
+from hedgewatch.rules.signals import SignalBook
+from hedgewatch.rules.synth import divisor_from, index_candles, volume_venues
+from hedgewatch.service.alerts import Alert, HedgeChange
+from hedgewatch.service.config import Config, RulesConfig
+from hedgewatch.service.errors import ConfigError, Problem
+from hedgewatch.service.events import Candle
+from hedgewatch.service.hedge import HedgeBook, Sizing
+from hedgewatch.service.metrics import Metrics
 
 STATE_VERSION = 1
 # An index status that is not ok for less than this is a momentary flip: rules that do not opt in to it are

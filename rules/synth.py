@@ -20,9 +20,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from rules.signals import SYNTHETIC
-from service.config import Config
-from service.events import Candle
+from hedgewatch.rules.signals import SYNTHETIC
+from hedgewatch.service.config import Config
+from hedgewatch.service.events import Candle
 
 
 def volume_venues(config: Config) -> dict[str, str]:

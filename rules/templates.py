@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from service.errors import HedgewatchError
+from hedgewatch.service.errors import HedgewatchError
 
 _SEGMENT = re.compile(r"\{\{(.*?)\}\}", re.S)
 _REF = re.compile(r"^(\$value|\$index|\$labels\.[A-Za-z_]\w*|\.[A-Za-z_][\w.]*)$")

@@ -38,13 +38,13 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from rules.durations import parse_duration, parse_timeframe
-from rules.loader import BUILTIN_PREFIX
-from rules.stage import RuleStage
-from service.alerts import Alert
-from service.config import Config
-from service.errors import ConfigError
-from service.events import Candle
+from hedgewatch.rules.durations import parse_duration, parse_timeframe
+from hedgewatch.rules.loader import BUILTIN_PREFIX
+from hedgewatch.rules.stage import RuleStage
+from hedgewatch.service.alerts import Alert
+from hedgewatch.service.config import Config
+from hedgewatch.service.errors import ConfigError
+from hedgewatch.service.events import Candle
 
 T0 = 1_700_006_400.0  # a UTC midnight: test time 0
 _TERM = re.compile(r"^(_|[-+]?[\d.eE+-]*?\d)(?:([-+][\d.eE+-]+)?x(\d+))?$")

@@ -1,3 +1,3 @@
-from service.cli import main
+from hedgewatch.service.cli import main
 
 main()

@@ -21,28 +21,28 @@ from typing import Any
 
 import orjson
 
-from connectors import Connector, build_connector
-from connectors.klines import fetch_history, plan, supports
-from service import statefile
-from service.alerts import Alert
-from service.balances import fetch_balances
-from service.bus import MemoryBus
-from service.clock import SteadyClock
-from service.commands import CommandError, CommandReader
-from service.config import Config
-from service.engine import Engine
-from service.errors import ClosedError, ConfigError, FeedError, Problem, RejectedMessage, SecretError
-from service.events import Event
-from service.http import HttpServer
-from service.keys import keys_for
-from service.metrics import Metrics
-from service.outbox import AlertSink
-from service.ownership import Ownership
-from service.position import AckError
-from service.publisher import RedisPublisher
-from service.redisconn import is_cluster, parse_redis_url, redacted, redis_factory
-from service.scale import StreamReader, streams_for
-from service.selection import SelectionFeed
+from hedgewatch.connectors import Connector, build_connector
+from hedgewatch.connectors.klines import fetch_history, plan, supports
+from hedgewatch.service import statefile
+from hedgewatch.service.alerts import Alert
+from hedgewatch.service.balances import fetch_balances
+from hedgewatch.service.bus import MemoryBus
+from hedgewatch.service.clock import SteadyClock
+from hedgewatch.service.commands import CommandError, CommandReader
+from hedgewatch.service.config import Config
+from hedgewatch.service.engine import Engine
+from hedgewatch.service.errors import ClosedError, ConfigError, FeedError, Problem, RejectedMessage, SecretError
+from hedgewatch.service.events import Event
+from hedgewatch.service.http import HttpServer
+from hedgewatch.service.keys import keys_for
+from hedgewatch.service.metrics import Metrics
+from hedgewatch.service.outbox import AlertSink
+from hedgewatch.service.ownership import Ownership
+from hedgewatch.service.position import AckError
+from hedgewatch.service.publisher import RedisPublisher
+from hedgewatch.service.redisconn import is_cluster, parse_redis_url, redacted, redis_factory
+from hedgewatch.service.scale import StreamReader, streams_for
+from hedgewatch.service.selection import SelectionFeed
 
 log = logging.getLogger("hedgewatch")
 
@@ -157,7 +157,7 @@ class Daemon:
         self.metrics.queue_capacity.labels("ingest").set(self.bus.capacity)
 
     def _ownership(self, url: str) -> Ownership:
-        from service.ingest import process_name
+        from hedgewatch.service.ingest import process_name
 
         cfg = self.config
         factory = redis_factory(url)

@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from service.config import BalancesConfig
-from service.errors import FeedError, SecretError
+from hedgewatch.service.config import BalancesConfig
+from hedgewatch.service.errors import FeedError, SecretError
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import asyncio
 from collections import deque
 from typing import Generic, Protocol, TypeVar
 
-from service.errors import ClosedError
+from hedgewatch.service.errors import ClosedError
 
 T = TypeVar("T")
 

@@ -13,14 +13,14 @@ from typing import Annotated, Any, Literal, get_args
 
 import typer
 
-from rules.stage import check_config_rules
-from service.backtest.cli import backtest as backtest_command
-from service.backtest.cli import history_app
-from service.config import DEFAULT_CONFIG, LOG_LEVELS, Config, load_config
-from service.errors import ConfigError, HedgewatchError, Problem
-from service.logs import LOG_FORMATS, force, setup_logging
-from service.notify.cli import notify_app
-from service.preflight import preflight
+from hedgewatch.rules.stage import check_config_rules
+from hedgewatch.service.backtest.cli import backtest as backtest_command
+from hedgewatch.service.backtest.cli import history_app
+from hedgewatch.service.config import DEFAULT_CONFIG, LOG_LEVELS, Config, load_config
+from hedgewatch.service.errors import ConfigError, HedgewatchError, Problem
+from hedgewatch.service.logs import LOG_FORMATS, force, setup_logging
+from hedgewatch.service.notify.cli import notify_app
+from hedgewatch.service.preflight import preflight
 
 # no pretty tracebacks: they print local variables (a secret among them) and run to a hundred lines; a
 # failure is one line, the plain traceback only with --debug
@@ -132,7 +132,7 @@ def run(
     = None,
 ) -> None:
     """Run the daemon (without -c: the bundled live config for Binance USDⓈ-M, Bybit and OKX)."""
-    from service.app import serve
+    from hedgewatch.service.app import serve
 
     cfg = _load(config)
     if bus is not None:
@@ -155,7 +155,7 @@ def ingest(
                                                        "http.port)", show_default=False)] = None,
 ) -> None:
     """The connectors alone, for one shard of the sources: events into Redis Streams (the scaled layout)."""
-    from service.ingest import parse_shard, serve_ingest
+    from hedgewatch.service.ingest import parse_shard, serve_ingest
 
     try:
         k, n = parse_shard(shard)
@@ -179,7 +179,7 @@ def demo(
     plain: Annotated[bool, typer.Option(help="plain status lines even on a terminal")] = False,
 ) -> None:
     """The daemon against the bundled exchange simulator on loopback, with a live view. Works offline."""
-    from service.demo import run_demo
+    from hedgewatch.service.demo import run_demo
 
     setup_logging("WARNING" if sys.stdout.isatty() and not plain else "INFO")
     raise typer.Exit(_run_async(run_demo(scenario, plain=plain or not sys.stdout.isatty())))
@@ -206,7 +206,7 @@ def _check_rules(cfg: Config) -> list[Problem]:
 @app.command()
 def simulate(scenario: Annotated[Path | None, typer.Option(metavar="NAME|FILE", help=SCENARIO_HELP)] = None) -> None:
     """Run the exchange simulator alone, on loopback."""
-    from connectors.simulator.cli import main as sim_main
+    from hedgewatch.connectors.simulator.cli import main as sim_main
 
     setup_logging("INFO")
     raise typer.Exit(sim_main(str(scenario) if scenario else None))
@@ -227,7 +227,7 @@ def _control_post(path: str, body: dict[str, Any], config: Path | None, url: str
     over TCP with the control token as a bearer token. Prints the answer; exit 0 on 200."""
     import httpx
 
-    from service.http import read_token
+    from hedgewatch.service.http import read_token
 
     cfg = _load(config) if config is not None else None
     if cfg is not None:
@@ -293,8 +293,8 @@ def hedge_ack(
 def rules_test(file: Annotated[Path, typer.Argument(
         help="a rule test file, or a bundled rule set's tests by name (default)")]) -> None:
     """Run rule unit tests (input series and expected alerts), like promtool test rules."""
-    from rules import named_rule_file
-    from rules.testing import run_rule_tests
+    from hedgewatch.rules import named_rule_file
+    from hedgewatch.rules.testing import run_rule_tests
 
     raise typer.Exit(run_rule_tests(named_rule_file(str(file), test=True)))
 

@@ -18,9 +18,9 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from service.errors import HedgewatchError
-from service.keys import Keys
-from service.outbox import close_client
+from hedgewatch.service.errors import HedgewatchError
+from hedgewatch.service.keys import Keys
+from hedgewatch.service.outbox import close_client
 
 log = logging.getLogger("hedgewatch.commands")
 

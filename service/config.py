@@ -30,10 +30,10 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import EnvSettingsSource
 from pydantic_settings.sources.utils import parse_env_vars
 
-from service.errors import ConfigError, Problem, SecretError
-from service.redisconn import parse_redis_url
-from service.statefile import default_outbox_dir, default_state_dir
-from service.yamlfile import load_mapping, plain, validation_problems
+from hedgewatch.service.errors import ConfigError, Problem, SecretError
+from hedgewatch.service.redisconn import parse_redis_url
+from hedgewatch.service.statefile import default_outbox_dir, default_state_dir
+from hedgewatch.service.yamlfile import load_mapping, plain, validation_problems
 
 ENV_PREFIX = "HEDGEWATCH__"
 DEFAULT_CONFIG = Path(__file__).parent / "defaults" / "live.yaml"

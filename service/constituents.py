@@ -27,8 +27,8 @@ from typing import Any, Protocol
 import httpx
 from ruamel.yaml import YAML
 
-from service.config import SelectionConfig
-from service.errors import ConfigError, FeedError, Problem
+from hedgewatch.service.config import SelectionConfig
+from hedgewatch.service.errors import ConfigError, FeedError, Problem
 
 # Known stablecoins, wrapped, staked and pegged tokens: never index members, whatever the provider says.
 _STABLE = "USDT USDC DAI FDUSD TUSD BUSD USDP USDD USDE PYUSD FRAX GUSD LUSD SUSD USDS USD1 RLUSD EURC EURT"

@@ -21,9 +21,9 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from connectors.simulator import Simulator, VenueEndpoint, load_scenario
-from service.app import Daemon, install_signal_handlers
-from service.config import Config, config_from_dict
+from hedgewatch.connectors.simulator import Simulator, VenueEndpoint, load_scenario
+from hedgewatch.service.app import Daemon, install_signal_handlers
+from hedgewatch.service.config import Config, config_from_dict
 
 log = logging.getLogger("hedgewatch.demo")
 

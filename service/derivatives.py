@@ -24,9 +24,9 @@ import statistics
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from rules.indicators import OpenInterestHistory
-from service.config import IndexConfig
-from service.events import Candle, Funding, Market, MarkPrice, OpenInterest
+from hedgewatch.rules.indicators import OpenInterestHistory
+from hedgewatch.service.config import IndexConfig
+from hedgewatch.service.events import Candle, Funding, Market, MarkPrice, OpenInterest
 
 DAY_S = 86400.0
 HOUR_S = 3600

@@ -19,14 +19,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rules.events import from_market
-from rules.model import MOMENTARY_KINDS
-from rules.stage import RuleStage, StageResult
-from service.alerts import Alert
-from service.config import Config
-from service.events import Candle, Event
-from service.market import MarketState
-from service.overlay import Overlay
+from hedgewatch.rules.events import from_market
+from hedgewatch.rules.model import MOMENTARY_KINDS
+from hedgewatch.rules.stage import RuleStage, StageResult
+from hedgewatch.service.alerts import Alert
+from hedgewatch.service.config import Config
+from hedgewatch.service.events import Candle, Event
+from hedgewatch.service.market import MarketState
+from hedgewatch.service.overlay import Overlay
 
 
 @dataclass(frozen=True)

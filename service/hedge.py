@@ -23,9 +23,9 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from service.config import PortfolioConfig
-from service.contracts import ContractSpec
-from service.position import AckResult, Advice, DriftPolicy, PositionBook
+from hedgewatch.service.config import PortfolioConfig
+from hedgewatch.service.contracts import ContractSpec
+from hedgewatch.service.position import AckResult, Advice, DriftPolicy, PositionBook
 
 
 def contracts_for(notional: float, futures_price: float, multiplier: float, lot_size: float) -> float:

@@ -54,9 +54,9 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from prometheus_client.aiohttp import make_aiohttp_handler
 
-from service.config import HttpConfig, read_secret
-from service.errors import ConfigError, HedgewatchError, Problem, SecretError
-from service.metrics import Metrics
+from hedgewatch.service.config import HttpConfig, read_secret
+from hedgewatch.service.errors import ConfigError, HedgewatchError, Problem, SecretError
+from hedgewatch.service.metrics import Metrics
 
 log = logging.getLogger("hedgewatch.http")
 

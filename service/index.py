@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from service.errors import HedgewatchError
+from hedgewatch.service.errors import HedgewatchError
 
 
 class IndexError_(HedgewatchError):

@@ -24,17 +24,17 @@ from typing import Any, cast
 
 from redis.exceptions import RedisError
 
-from connectors import Connector, build_connector
-from service.bus import MemoryBus
-from service.config import Config, SourceConfig
-from service.errors import ConfigError, Problem
-from service.events import Event
-from service.http import HttpServer
-from service.keys import ScaledKeys
-from service.metrics import IngestMetrics, Metrics
-from service.outbox import close_client
-from service.redisconn import redacted, redis_factory
-from service.scale import StreamWriter
+from hedgewatch.connectors import Connector, build_connector
+from hedgewatch.service.bus import MemoryBus
+from hedgewatch.service.config import Config, SourceConfig
+from hedgewatch.service.errors import ConfigError, Problem
+from hedgewatch.service.events import Event
+from hedgewatch.service.http import HttpServer
+from hedgewatch.service.keys import ScaledKeys
+from hedgewatch.service.metrics import IngestMetrics, Metrics
+from hedgewatch.service.outbox import close_client
+from hedgewatch.service.redisconn import redacted, redis_factory
+from hedgewatch.service.scale import StreamWriter
 
 log = logging.getLogger("hedgewatch.ingest")
 
@@ -163,7 +163,7 @@ class Ingest:
             await close_client(client)
 
     async def run(self, stop: asyncio.Event) -> int:
-        from service.app import _supervised
+        from hedgewatch.service.app import _supervised
 
         self.metrics.up.set(1)
         self.metrics.start_time.set(self.started_at)
@@ -193,7 +193,7 @@ class Ingest:
 
 
 async def serve_ingest(config: Config, shard: int, shards: int) -> int:
-    from service.app import install_signal_handlers
+    from hedgewatch.service.app import install_signal_handlers
 
     stop = asyncio.Event()
     install_signal_handlers(stop)

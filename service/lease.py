@@ -24,8 +24,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from service.keys import Keys
-from service.outbox import check_cancelled, close_client
+from hedgewatch.service.keys import Keys
+from hedgewatch.service.outbox import check_cancelled, close_client
 
 log = logging.getLogger("hedgewatch.lease")
 

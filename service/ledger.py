@@ -28,7 +28,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from service.contracts import ContractSpec
+from hedgewatch.service.contracts import ContractSpec
 
 LEDGER_VERSION = 1
 TRADES_KEPT = 500  # recent fills kept in the persisted state and /state; totals cover every fill

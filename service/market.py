@@ -12,11 +12,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from rules.synth import volume_venues
-from service.config import Config
-from service.constituents import Candidate
-from service.derivatives import Derivatives
-from service.events import (
+from hedgewatch.rules.synth import volume_venues
+from hedgewatch.service.config import Config
+from hedgewatch.service.constituents import Candidate
+from hedgewatch.service.derivatives import Derivatives
+from hedgewatch.service.events import (
     Candle,
     CompositeIndex,
     Event,
@@ -28,11 +28,11 @@ from service.events import (
     Quote,
     Trade,
 )
-from service.index import Basket
-from service.market_metrics import GaugeExporter
-from service.metrics import Metrics
-from service.oracle import DEGRADED, OK, STALE, AssetOracle, SourceTransition
-from service.rebalance import Rebalancer, next_rebalance
+from hedgewatch.service.index import Basket
+from hedgewatch.service.market_metrics import GaugeExporter
+from hedgewatch.service.metrics import Metrics
+from hedgewatch.service.oracle import DEGRADED, OK, STALE, AssetOracle, SourceTransition
+from hedgewatch.service.rebalance import Rebalancer, next_rebalance
 
 # Full recomputation of the running basket sum off the hot path, to bound floating drift.
 RECOMPUTE_EVERY_S = 60.0

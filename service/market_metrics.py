@@ -13,11 +13,11 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-from service.metrics import Metrics
-from service.oracle import OK, SRC_STALE, STATUS_CODE
+from hedgewatch.service.metrics import Metrics
+from hedgewatch.service.oracle import OK, SRC_STALE, STATUS_CODE
 
 if TYPE_CHECKING:
-    from service.market import MarketState
+    from hedgewatch.service.market import MarketState
 
 
 class GaugeExporter:

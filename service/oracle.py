@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from service.config import OracleConfig
+from hedgewatch.service.config import OracleConfig
 
 OK = "ok"
 DEGRADED = "degraded"

@@ -56,10 +56,10 @@ import orjson
 import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
-from service.alerts import Alert
-from service.errors import StorageError
-from service.keys import Keys
-from service.metrics import Metrics
+from hedgewatch.service.alerts import Alert
+from hedgewatch.service.errors import StorageError
+from hedgewatch.service.keys import Keys
+from hedgewatch.service.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

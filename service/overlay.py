@@ -15,13 +15,13 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from rules.stage import RuleStage, StageResult
-from service.alerts import Alert, fingerprint
-from service.config import Config
-from service.derivatives import parse_expiry
-from service.hedge import hedge_price, portfolio_value
-from service.ledger import Drawdown, Ledger, funding_times_between
-from service.metrics import Metrics
+from hedgewatch.rules.stage import RuleStage, StageResult
+from hedgewatch.service.alerts import Alert, fingerprint
+from hedgewatch.service.config import Config
+from hedgewatch.service.derivatives import parse_expiry
+from hedgewatch.service.hedge import hedge_price, portfolio_value
+from hedgewatch.service.ledger import Drawdown, Ledger, funding_times_between
+from hedgewatch.service.metrics import Metrics
 
 DAY_S = 86400.0
 SUMMARY_RULE = "HedgeDailySummary"

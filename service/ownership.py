@@ -23,10 +23,10 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from service.keys import Keys
-from service.lease import Lease, LeaseLost
-from service.metrics import Metrics
-from service.scale import StreamReader
+from hedgewatch.service.keys import Keys
+from hedgewatch.service.lease import Lease, LeaseLost
+from hedgewatch.service.metrics import Metrics
+from hedgewatch.service.scale import StreamReader
 
 log = logging.getLogger("hedgewatch.lease")
 

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from service.errors import HedgewatchError
+from hedgewatch.service.errors import HedgewatchError
 
 HISTORY_LEN = 50
 

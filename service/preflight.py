@@ -11,15 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from service.config import Config
-from service.errors import Problem, SecretError
-from service.statefile import directory_problem
+from hedgewatch.service.config import Config
+from hedgewatch.service.errors import Problem, SecretError
+from hedgewatch.service.statefile import directory_problem
 
 
 def secret_problems(cfg: Config, file: str) -> list[Problem]:
     """Every configured secret, resolved and checked as its user will: one problem per unusable one, naming
     the setting (and a file it is read from), never the value."""
-    from service.notify.destinations import check_url, telegram_token
+    from hedgewatch.service.notify.destinations import check_url, telegram_token
 
     checks: list[Callable[[], object]] = [cfg.redis.resolved_url]
     slack, telegram = cfg.notify.slack, cfg.notify.telegram

@@ -28,9 +28,9 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from service.keys import Keys
-from service.metrics import Metrics
-from service.outbox import close_client
+from hedgewatch.service.keys import Keys
+from hedgewatch.service.metrics import Metrics
+from hedgewatch.service.outbox import close_client
 
 log = logging.getLogger("hedgewatch.redis")
 

@@ -14,11 +14,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from service import weights as weighting
-from service.config import Config, RebalanceConfig
-from service.constituents import Candidate, load_candidates_file, load_index_info, select
-from service.events import CompositeIndex
-from service.index import Basket, IndexError_
+from hedgewatch.service import weights as weighting
+from hedgewatch.service.config import Config, RebalanceConfig
+from hedgewatch.service.constituents import Candidate, load_candidates_file, load_index_info, select
+from hedgewatch.service.events import CompositeIndex
+from hedgewatch.service.index import Basket, IndexError_
 
 QUARTER_MONTHS = (3, 6, 9, 12)
 

@@ -28,9 +28,9 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from service.bus import MemoryBus
-from service.errors import ClosedError
-from service.events import (
+from hedgewatch.service.bus import MemoryBus
+from hedgewatch.service.errors import ClosedError
+from hedgewatch.service.events import (
     Candle,
     CompositeIndex,
     Event,
@@ -41,8 +41,8 @@ from service.events import (
     Quote,
     Trade,
 )
-from service.keys import Keys
-from service.outbox import check_cancelled, close_client
+from hedgewatch.service.keys import Keys
+from hedgewatch.service.outbox import check_cancelled, close_client
 
 log = logging.getLogger("hedgewatch.scale")
 

@@ -16,11 +16,11 @@ import logging
 import random
 from collections.abc import Callable
 
-from connectors.base import Backoff, BurstLog
-from service.config import Config, SelectionConfig
-from service.constituents import Candidate, Provider, provider_for, unsourced
-from service.errors import FeedError
-from service.market import MarketState
+from hedgewatch.connectors.base import Backoff, BurstLog
+from hedgewatch.service.config import Config, SelectionConfig
+from hedgewatch.service.constituents import Candidate, Provider, provider_for, unsourced
+from hedgewatch.service.errors import FeedError
+from hedgewatch.service.market import MarketState
 
 log = logging.getLogger("hedgewatch.selection")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from service.errors import HedgewatchError
+from hedgewatch.service.errors import HedgewatchError
 
 
 class WeightingError(HedgewatchError):

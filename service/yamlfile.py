@@ -22,7 +22,7 @@ from ruamel.yaml.composer import Composer, ComposerError
 from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.events import AliasEvent
 
-from service.errors import ConfigError, Problem
+from hedgewatch.service.errors import ConfigError, Problem
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from service.config import Config, config_from_dict
+from hedgewatch.service.config import Config, config_from_dict
 
 KLINE_HEADER = ("open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,"
                 "taker_buy_quote_volume,ignore")

@@ -15,10 +15,10 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from connectors import build_connector
-from connectors.base import Tuning
-from service.config import SourceConfig
-from service.metrics import Metrics
+from hedgewatch.connectors import build_connector
+from hedgewatch.connectors.base import Tuning
+from hedgewatch.service.config import SourceConfig
+from hedgewatch.service.metrics import Metrics
 
 # Production timing scaled down so the fault tests take fractions of a second.
 FAST = Tuning(backoff_base_s=0.05, backoff_cap_s=0.2, stable_after_s=0.5, silence_factor=1.0,

@@ -17,12 +17,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors import build_connector
-from connectors.simulator import Simulator, parse_scenario
-from service.config import config_from_dict
-from service.engine import Engine
-from service.events import Event, Quote
-from service.metrics import Metrics
+from hedgewatch.connectors import build_connector
+from hedgewatch.connectors.simulator import Simulator, parse_scenario
+from hedgewatch.service.config import config_from_dict
+from hedgewatch.service.engine import Engine
+from hedgewatch.service.events import Event, Quote
+from hedgewatch.service.metrics import Metrics
 from tests.hostile import CATEGORIES, HostileProxy
 
 ASSETS = ("BTC", "ETH", "SOL")

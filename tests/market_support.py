@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from service.config import Config, parse_config
-from service.events import Quote
+from hedgewatch.service.config import Config, parse_config
+from hedgewatch.service.events import Quote
 
 VENUES = ("binanceusdm", "bybit", "okx", "kraken", "coinbase")
 

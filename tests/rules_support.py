@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rules.stage import RuleStage
-from service.config import Config, parse_config
+from hedgewatch.rules.stage import RuleStage
+from hedgewatch.service.config import Config, parse_config
 
 
 def config_for(rule_file: Path, portfolio: str = "", rules_extra: str = "") -> Config:

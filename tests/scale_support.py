@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import orjson
 
-from connectors.simulator import Simulator
+from hedgewatch.connectors.simulator import Simulator
 from tests.support import REPO, free_port
 
 INDEX = "SCL"
@@ -89,7 +89,7 @@ class Proc:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         env = {k: v for k, v in env.items() if not k.startswith("HEDGEWATCH__")}
         out = open(self.log, "ab")  # noqa: SIM115 - the child owns it
-        self.proc = subprocess.Popen([sys.executable, "-m", "service", *self.args], stdout=out,
+        self.proc = subprocess.Popen([sys.executable, "-m", "hedgewatch.service", *self.args], stdout=out,
                                      stderr=subprocess.STDOUT, env=env, cwd=REPO)
         out.close()
         return self

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from connectors.simulator import Simulator, load_scenario
-from service.app import Daemon
+from hedgewatch.connectors.simulator import Simulator, load_scenario
+from hedgewatch.service.app import Daemon
 
 
 @asynccontextmanager

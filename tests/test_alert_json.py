@@ -7,9 +7,9 @@ import dataclasses
 import orjson
 import pytest
 
-from rules.engine import make_alert
-from rules.model import Action, Rule
-from service.alerts import Alert, HedgeChange, fingerprint, parse_time
+from hedgewatch.rules.engine import make_alert
+from hedgewatch.rules.model import Action, Rule
+from hedgewatch.service.alerts import Alert, HedgeChange, fingerprint, parse_time
 
 T0 = 1_717_430_400.0  # 2024-06-03T16:00:00Z
 

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.backtest.run import run_backtest
-from service.backtest.stats import summary_table
-from service.config import HedgeInstrumentConfig
-from service.history.files import HistoryError, load_history
+from hedgewatch.service.backtest.run import run_backtest
+from hedgewatch.service.backtest.stats import summary_table
+from hedgewatch.service.config import HedgeInstrumentConfig
+from hedgewatch.service.history.files import HistoryError, load_history
 from tests.backtest_support import DAY, HOUR, config, kline_rows, ts, write_funding, write_klines, write_market_chart
 
 START = ts("2024-03-01")
@@ -281,7 +281,7 @@ def test_the_selection_at_a_rebalance_uses_the_market_caps_of_that_day(tmp_path:
 
 
 def test_the_summary_figures_by_hand() -> None:
-    from service.backtest.stats import cost_of_protection, max_drawdown, monthly, volatility
+    from hedgewatch.service.backtest.stats import cost_of_protection, max_drawdown, monthly, volatility
 
     # bar closes; a bar closing at midnight on the 1st is the last bar of the month before
     times = [ts("2024-03-01T01:00:00"), ts("2024-03-15"), ts("2024-04-01"), ts("2024-04-15"), ts("2024-05-01")]

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from connectors.simulator import Simulator
-from service.backtest.run import run_backtest
-from service.config import config_from_dict
-from service.hedge import short_pnl
-from service.history.fetch import FetchPlan, run_fetch
-from service.history.files import load_history, parse_date
+from hedgewatch.connectors.simulator import Simulator
+from hedgewatch.service.backtest.run import run_backtest
+from hedgewatch.service.config import config_from_dict
+from hedgewatch.service.hedge import short_pnl
+from hedgewatch.service.history.fetch import FetchPlan, run_fetch
+from hedgewatch.service.history.files import load_history, parse_date
 from tests.stepped import stepped_simulator, stepped_sources
 from tests.test_four_phase_daemon import END_S, INDEX, MULTIPLIER, PHASES_S, R1, RULES, S1, UNITS, phase
 

@@ -18,12 +18,12 @@ import orjson
 import pytest
 from pydantic import SecretStr
 
-import service.app as app
-from service.app import Daemon
-from service.backtest.replay import Replay
-from service.backtest.run import backtest_config, run_backtest, venues_of
-from service.history.files import load_history
-from service.keys import Keys
+import hedgewatch.service.app as app
+from hedgewatch.service.app import Daemon
+from hedgewatch.service.backtest.replay import Replay
+from hedgewatch.service.backtest.run import backtest_config, run_backtest, venues_of
+from hedgewatch.service.history.files import load_history
+from hedgewatch.service.keys import Keys
 from tests.stepped import settle
 from tests.support import RedisServer, free_port, wait_for
 from tests.test_backtest_four_phase import END_S, play_and_fetch

@@ -4,8 +4,8 @@ import asyncio
 
 import pytest
 
-from service.bus import MemoryBus
-from service.errors import ClosedError
+from hedgewatch.service.bus import MemoryBus
+from hedgewatch.service.errors import ClosedError
 
 
 async def test_batches_in_order_and_wakes_consumer() -> None:

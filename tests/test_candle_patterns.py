@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from rules.candles import Bar
-from rules.expr import ExprError, compile_expr
-from rules.indicators import candle_pattern
-from rules.signals import SignalBook
-from service.events import Candle
+from hedgewatch.rules.candles import Bar
+from hedgewatch.rules.expr import ExprError, compile_expr
+from hedgewatch.rules.indicators import candle_pattern
+from hedgewatch.rules.signals import SignalBook
+from hedgewatch.service.events import Candle
 
 H = 3600
 

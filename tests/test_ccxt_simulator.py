@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
-from connectors import ccxt_generic, ccxt_history, klines
-from connectors.binance import BinanceUsdmConnector
-from connectors.ccxt_generic import CcxtConnector
-from connectors.simulator import Simulator, load_scenario
-from service.config import IndexConfig, SourceConfig
-from service.derivatives import Derivatives
-from service.events import Funding, MarkPrice, OpenInterest, Quote
-from service.metrics import Metrics
+from hedgewatch.connectors import ccxt_generic, ccxt_history, klines
+from hedgewatch.connectors.binance import BinanceUsdmConnector
+from hedgewatch.connectors.ccxt_generic import CcxtConnector
+from hedgewatch.connectors.simulator import Simulator, load_scenario
+from hedgewatch.service.config import IndexConfig, SourceConfig
+from hedgewatch.service.derivatives import Derivatives
+from hedgewatch.service.events import Funding, MarkPrice, OpenInterest, Quote
+from hedgewatch.service.metrics import Metrics
 from tests.connector_fakes import FAST, of
 from tests.support import wait_for
 

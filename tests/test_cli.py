@@ -30,7 +30,7 @@ def _env(tmp: Path, **extra: str) -> dict[str, str]:
 
 
 def _cli(tmp: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "service", *args], cwd=tmp, env=_env(tmp, **env),
+    return subprocess.run([sys.executable, "-m", "hedgewatch.service", *args], cwd=tmp, env=_env(tmp, **env),
                           capture_output=True, text=True, timeout=60)
 
 
@@ -92,7 +92,7 @@ def _start_lines(tmp: Path, *args: str, until: str, config: str = QUIET + "log_l
     cfg = tmp / "hw.yaml"
     cfg.write_text(config)
     env = {"HEDGEWATCH__HTTP__PORT": str(free_port()), **(env or {})}
-    proc = subprocess.Popen([sys.executable, "-m", "service", *args, "run", "-c", str(cfg)], cwd=tmp,
+    proc = subprocess.Popen([sys.executable, "-m", "hedgewatch.service", *args, "run", "-c", str(cfg)], cwd=tmp,
                             env=_env(tmp, **env), stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     lines: list[str] = []

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from service.app import Daemon
-from service.clock import SteadyClock
-from service.config import Config, config_from_dict
-from service.events import Quote
-from service.metrics import Metrics
+from hedgewatch.service.app import Daemon
+from hedgewatch.service.clock import SteadyClock
+from hedgewatch.service.config import Config, config_from_dict
+from hedgewatch.service.events import Quote
+from hedgewatch.service.metrics import Metrics
 from tests.support import free_port
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import asyncio
 
-from connectors.simulator import Simulator, load_scenario
-from service.app import Daemon
-from service.demo import demo_config
+from hedgewatch.connectors.simulator import Simulator, load_scenario
+from hedgewatch.service.app import Daemon
+from hedgewatch.service.demo import demo_config
 from tests.support import free_port, wait_for
 
 

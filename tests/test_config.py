@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from service.config import load_config, parse_config
-from service.errors import ConfigError, SecretError
+from hedgewatch.service.config import load_config, parse_config
+from hedgewatch.service.errors import ConfigError, SecretError
 from tests.support import REPO
 
 GOOD = """\
@@ -125,7 +125,7 @@ def test_bundled_live_config_is_valid() -> None:
 
 def _check(path: Path) -> subprocess.CompletedProcess[str]:
     env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
-    return subprocess.run([sys.executable, "-m", "service", "check", str(path)], cwd=REPO, env=env,
+    return subprocess.run([sys.executable, "-m", "hedgewatch.service", "check", str(path)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -173,7 +173,7 @@ def test_check_reports_rule_file_problems_with_position(tmp_path: Path) -> None:
 
 def _cli(*args: str, cwd: Path = REPO, **extra: str) -> subprocess.CompletedProcess[str]:
     env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(cwd), **extra}
-    return subprocess.run([sys.executable, "-m", "service", *args], cwd=cwd, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "hedgewatch.service", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=60)
 
 
@@ -246,8 +246,8 @@ def test_check_without_argument_checks_the_bundled_config(tmp_path: Path) -> Non
 
 
 def test_bundled_scenarios_and_rule_sets_by_name(tmp_path: Path) -> None:
-    from connectors.simulator import load_scenario
-    from rules import named_rule_file
+    from hedgewatch.connectors.simulator import load_scenario
+    from hedgewatch.rules import named_rule_file
 
     assert load_scenario("faults") == load_scenario(REPO / "connectors" / "simulator" / "scenarios" / "faults.yaml")
     assert named_rule_file("default") == "builtin:default"
@@ -267,9 +267,9 @@ def test_an_alias_bomb_is_refused_quickly_with_file_and_line(tmp_path: Path) -> 
     import time
     import tracemalloc
 
-    from rules.loader import load_rules
-    from rules.signals import SignalBook
-    from service.yamlfile import NODE_BUDGET
+    from hedgewatch.rules.loader import load_rules
+    from hedgewatch.rules.signals import SignalBook
+    from hedgewatch.service.yamlfile import NODE_BUDGET
 
     assert 600 < len(BOMB) < 800
     cfg = tmp_path / "bomb.yaml"

@@ -17,13 +17,13 @@ import orjson
 import pytest
 from websockets.asyncio.server import ServerConnection
 
-from connectors.base import FeedContext, Route
-from connectors.binance import BOOK, COMPOSITE, KLINE, MARK, TRADE, BinanceProtocol
-from connectors.instruments import binance_usdm
-from service.config import SourceConfig
-from service.errors import RejectedMessage
-from service.events import Candle, CompositeIndex, FeedStatus, Funding, MarkPrice, OpenInterest, Quote, Trade
-from service.metrics import Metrics
+from hedgewatch.connectors.base import FeedContext, Route
+from hedgewatch.connectors.binance import BOOK, COMPOSITE, KLINE, MARK, TRADE, BinanceProtocol
+from hedgewatch.connectors.instruments import binance_usdm
+from hedgewatch.service.config import SourceConfig
+from hedgewatch.service.errors import RejectedMessage
+from hedgewatch.service.events import Candle, CompositeIndex, FeedStatus, Funding, MarkPrice, OpenInterest, Quote, Trade
+from hedgewatch.service.metrics import Metrics
 from tests.connector_fakes import FAST, FakeVenue, RefusingServer, metric, of, running
 from tests.support import wait_for
 

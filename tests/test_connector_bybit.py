@@ -12,14 +12,14 @@ import orjson
 import pytest
 from websockets.asyncio.server import ServerConnection
 
-from connectors.base import FeedContext, Route
-from connectors.bybit import KLINE, TICKERS, TRADES, BybitProtocol
-from connectors.instruments import bybit_linear
-from connectors.venue import CHANNELS
-from service.config import SourceConfig
-from service.errors import RejectedMessage
-from service.events import Candle, FeedStatus, Funding, MarkPrice, OpenInterest, Quote, Trade
-from service.metrics import Metrics
+from hedgewatch.connectors.base import FeedContext, Route
+from hedgewatch.connectors.bybit import KLINE, TICKERS, TRADES, BybitProtocol
+from hedgewatch.connectors.instruments import bybit_linear
+from hedgewatch.connectors.venue import CHANNELS
+from hedgewatch.service.config import SourceConfig
+from hedgewatch.service.errors import RejectedMessage
+from hedgewatch.service.events import Candle, FeedStatus, Funding, MarkPrice, OpenInterest, Quote, Trade
+from hedgewatch.service.metrics import Metrics
 from tests.connector_fakes import FAST, FakeVenue, metric, of, running
 from tests.support import FRAMES, wait_for
 

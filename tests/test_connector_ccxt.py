@@ -14,12 +14,12 @@ import orjson
 import pytest
 from websockets.asyncio.server import ServerConnection
 
-from connectors import build_connector, ccxt_generic
-from connectors.ccxt_generic import CcxtConnector, pick_market
-from service.config import SourceConfig
-from service.errors import FeedError
-from service.events import FeedStatus, Funding, OpenInterest, Quote
-from service.metrics import Metrics
+from hedgewatch.connectors import build_connector, ccxt_generic
+from hedgewatch.connectors.ccxt_generic import CcxtConnector, pick_market
+from hedgewatch.service.config import SourceConfig
+from hedgewatch.service.errors import FeedError
+from hedgewatch.service.events import FeedStatus, Funding, OpenInterest, Quote
+from hedgewatch.service.metrics import Metrics
 from tests.connector_fakes import FakeVenue, metric, of, running
 from tests.support import wait_for
 

@@ -13,10 +13,10 @@ import orjson
 import pytest
 from websockets.asyncio.server import ServerConnection
 
-from connectors import build_connector
-from connectors.base import FeedContext, Route
-from connectors.instruments import okx_swaps
-from connectors.okx import (
+from hedgewatch.connectors import build_connector
+from hedgewatch.connectors.base import FeedContext, Route
+from hedgewatch.connectors.instruments import okx_swaps
+from hedgewatch.connectors.okx import (
     CANDLE,
     FUNDING,
     INDEX,
@@ -27,10 +27,10 @@ from connectors.okx import (
     OkxProtocol,
     decode_open_interest,
 )
-from service.config import SourceConfig
-from service.errors import RejectedMessage
-from service.events import Candle, Funding, MarkPrice, OpenInterest, Quote, Trade
-from service.metrics import Metrics
+from hedgewatch.service.config import SourceConfig
+from hedgewatch.service.errors import RejectedMessage
+from hedgewatch.service.events import Candle, Funding, MarkPrice, OpenInterest, Quote, Trade
+from hedgewatch.service.metrics import Metrics
 from tests.connector_fakes import FAST, FakeVenue, metric, of, running
 from tests.support import FRAMES, wait_for
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from connectors.base import Tuning
-from service.config import SourceConfig
-from service.demo import feed_health, source_label
-from service.events import FeedStatus, Quote
+from hedgewatch.connectors.base import Tuning
+from hedgewatch.service.config import SourceConfig
+from hedgewatch.service.demo import feed_health, source_label
+from hedgewatch.service.events import FeedStatus, Quote
 from tests.connector_fakes import metric, running
 from tests.replay import T0_MS, Replay, ReplayVenue
 from tests.support import wait_for

@@ -13,15 +13,15 @@ from typing import Any
 import orjson
 import pytest
 
-from connectors.base import FeedContext, Route, Tuning
-from connectors.binance import BOOK, BinanceProtocol
-from connectors.bybit import TICKERS, BybitProtocol
-from connectors.okx import TICKERS as OKX_TICKERS
-from connectors.okx import OkxProtocol
-from connectors.sanity import REANCHOR_FRAMES, venue_text
-from service.errors import RejectedMessage
-from service.events import Quote
-from service.metrics import Metrics
+from hedgewatch.connectors.base import FeedContext, Route, Tuning
+from hedgewatch.connectors.binance import BOOK, BinanceProtocol
+from hedgewatch.connectors.bybit import TICKERS, BybitProtocol
+from hedgewatch.connectors.okx import TICKERS as OKX_TICKERS
+from hedgewatch.connectors.okx import OkxProtocol
+from hedgewatch.connectors.sanity import REANCHOR_FRAMES, venue_text
+from hedgewatch.service.errors import RejectedMessage
+from hedgewatch.service.events import Quote
+from hedgewatch.service.metrics import Metrics
 
 FAST = Tuning(log_interval_s=60.0)
 _u = itertools.count(400_900_217)

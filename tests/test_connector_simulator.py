@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from connectors.simulator import Simulator, parse_scenario
-from connectors.simulator.scenario import Fault
-from connectors.simulator.server import _protocols
-from service.config import SourceConfig
-from service.events import MarkPrice, Quote
+from hedgewatch.connectors.simulator import Simulator, parse_scenario
+from hedgewatch.connectors.simulator.scenario import Fault
+from hedgewatch.connectors.simulator.server import _protocols
+from hedgewatch.service.config import SourceConfig
+from hedgewatch.service.events import MarkPrice, Quote
 from tests.connector_fakes import metric, of, running
 from tests.support import wait_for
 

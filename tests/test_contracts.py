@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.contracts import ContractKind, ContractSpec
+from hedgewatch.service.contracts import ContractKind, ContractSpec
 
 INDEX_FUT = ContractSpec.linear(100.0, "USD", lot_size=0.01)  # $100 a point
 OKX_LINEAR = ContractSpec.linear(0.01, "USDT")  # BTC-USDT-SWAP: ctVal 0.01 BTC

@@ -17,9 +17,9 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from connectors.simulator import Simulator
-from service.outbox import Outbox
-from service.statefile import state_path
+from hedgewatch.connectors.simulator import Simulator
+from hedgewatch.service.outbox import Outbox
+from hedgewatch.service.statefile import state_path
 from tests.support import RedisServer, wait_for
 from tests.test_restart_daemon import FIRES, INDEX, KEYS, Running, daemon_config, firing, stream_alerts
 from tests.test_restart_daemon import sim as sim  # the fixture

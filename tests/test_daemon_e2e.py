@@ -17,7 +17,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from connectors.simulator import Simulator, load_scenario
+from hedgewatch.connectors.simulator import Simulator, load_scenario
 from tests.support import REPO, RedisServer, free_port, wait_for
 
 INDEX = "E2E"
@@ -64,7 +64,7 @@ async def start_daemon(cfg: dict[str, Any], tmp_path: Path) -> tuple[asyncio.sub
     env["PYTHONPATH"] = str(REPO)
     with log.open("wb") as out:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "service", "run", "-c", str(path), cwd=REPO, env=env,
+            sys.executable, "-m", "hedgewatch.service", "run", "-c", str(path), cwd=REPO, env=env,
             stdout=asyncio.subprocess.DEVNULL, stderr=out,
         )
     return proc, log

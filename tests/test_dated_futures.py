@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
-from connectors import build_connector
-from connectors.instruments import binance_dated, okx_futures
-from connectors.simulator import Simulator, load_scenario
-from service.app import Daemon
-from service.config import config_from_dict
-from service.derivatives import expiry_from_instrument
-from service.events import Market, Quote
-from service.metrics import Metrics
+from hedgewatch.connectors import build_connector
+from hedgewatch.connectors.instruments import binance_dated, okx_futures
+from hedgewatch.connectors.simulator import Simulator, load_scenario
+from hedgewatch.service.app import Daemon
+from hedgewatch.service.config import config_from_dict
+from hedgewatch.service.derivatives import expiry_from_instrument
+from hedgewatch.service.events import Market, Quote
+from hedgewatch.service.metrics import Metrics
 from tests.connector_fakes import FAST, of
 from tests.stepped import stepped_sources
 from tests.support import RedisServer, free_port, wait_for

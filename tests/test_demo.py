@@ -43,7 +43,7 @@ async def test_demo_offline_with_redis_and_live_metrics(redis_srv: RedisServer, 
                HEDGEWATCH__REDIS__OUTBOX_DIR=str(tmp_path / "outbox"))
     out, err = tmp_path / "stdout", tmp_path / "stderr"
     with out.open("wb") as o, err.open("wb") as e:
-        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "service", "demo", cwd=tmp_path,
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "hedgewatch.service", "demo", cwd=tmp_path,
                                                     env=env, stdout=o, stderr=e)
     used = used_metrics()
     need_samples = {m for m in used if not m.endswith(EVENT_DRIVEN_SUFFIX)} - ONLY_WHEN_TRACKING

@@ -15,7 +15,7 @@ import pytest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from ruamel.yaml import YAML
 
-from service.metrics import Metrics, NotifyMetrics
+from hedgewatch.service.metrics import Metrics, NotifyMetrics
 from tests.support import REPO
 
 DEPLOY = REPO / "deploy"
@@ -214,7 +214,7 @@ def test_compose_runs_the_whole_stack() -> None:
 
 def test_the_example_config_validates_and_has_a_portfolio() -> None:
     path = DEPLOY / "config" / "hedgewatch.example.yaml"
-    proc = subprocess.run([sys.executable, "-m", "service", "check", str(path)], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "hedgewatch.service", "check", str(path)], capture_output=True, text=True,
                           timeout=60, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     cfg = load_yaml(path)

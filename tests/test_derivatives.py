@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from service.derivatives import expiry_from_instrument, roll_cost
-from service.events import Candle, Funding, Market, MarkPrice, OpenInterest
-from service.market import MarketState
+from hedgewatch.service.derivatives import expiry_from_instrument, roll_cost
+from hedgewatch.service.events import Candle, Funding, Market, MarkPrice, OpenInterest
+from hedgewatch.service.market import MarketState
 from tests.market_support import VENUES, config, quote
 
 DAY = 86400.0

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rules.expr import ExprError, compile_expr
-from rules.signals import SignalBook
+from hedgewatch.rules.expr import ExprError, compile_expr
+from hedgewatch.rules.signals import SignalBook
 
 
 def _compile(src: str):

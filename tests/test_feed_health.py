@@ -18,13 +18,13 @@ from typing import Any
 
 import pytest
 
-from connectors import build_connector
-from connectors.simulator import Simulator, parse_scenario
-from connectors.simulator.server import _protocols
-from service.config import SourceConfig
-from service.demo import feed_health
-from service.events import FeedStatus, Quote
-from service.metrics import Metrics
+from hedgewatch.connectors import build_connector
+from hedgewatch.connectors.simulator import Simulator, parse_scenario
+from hedgewatch.connectors.simulator.server import _protocols
+from hedgewatch.service.config import SourceConfig
+from hedgewatch.service.demo import feed_health
+from hedgewatch.service.events import FeedStatus, Quote
+from hedgewatch.service.metrics import Metrics
 from tests.connector_fakes import FAST, metric, of
 from tests.support import wait_for
 

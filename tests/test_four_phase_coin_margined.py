@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from connectors.simulator import Simulator, load_scenario
-from service.app import Daemon
-from service.config import config_from_dict
-from service.contracts import ContractSpec
+from hedgewatch.connectors.simulator import Simulator, load_scenario
+from hedgewatch.service.app import Daemon
+from hedgewatch.service.config import config_from_dict
+from hedgewatch.service.contracts import ContractSpec
 from tests.stepped import settle, stepped_sources, warm_up
 from tests.support import RedisServer, free_port
 from tests.test_four_phase_daemon import INDEX, KEYS, PHASES_S, PREFIX, R1, RULES, S1, UNITS, Collector, at

@@ -44,11 +44,11 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from connectors.simulator import Simulator
-from service.app import Daemon
-from service.config import Config, config_from_dict
-from service.hedge import short_pnl
-from service.keys import Keys
+from hedgewatch.connectors.simulator import Simulator
+from hedgewatch.service.app import Daemon
+from hedgewatch.service.config import Config, config_from_dict
+from hedgewatch.service.hedge import short_pnl
+from hedgewatch.service.keys import Keys
 from tests.stepped import settle, stepped_simulator, stepped_sources, warm_up
 from tests.support import CONTROL_HEADERS, REPO, RedisServer, control_token_file, free_port, wait_for
 

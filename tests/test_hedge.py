@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.config import PortfolioConfig
-from service.hedge import HedgeBook, RollingBeta, contracts_for, portfolio_value, short_pnl
+from hedgewatch.service.config import PortfolioConfig
+from hedgewatch.service.hedge import HedgeBook, RollingBeta, contracts_for, portfolio_value, short_pnl
 
 
 def snapshot(level: float = 2000.0, fut: float | None = 2000.0, **deriv) -> dict:
@@ -93,7 +93,7 @@ def test_short_pnl() -> None:
 
 
 def test_roll_cost_from_constituent_term_structures() -> None:
-    from service.hedge import roll_cost_annualized
+    from hedgewatch.service.hedge import roll_cost_annualized
 
     snap = {"constituents": {"BTC": {"weight": 0.75}, "ETH": {"weight": 0.25}},
             "assets": {"BTC": {"term_structure": {"roll_cost_annualized": 0.08}},

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from service.balances import fetch_balances
-from service.config import BalancesConfig, PortfolioConfig
-from service.errors import FeedError, SecretError
-from service.hedge import HedgeBook
+from hedgewatch.service.balances import fetch_balances
+from hedgewatch.service.config import BalancesConfig, PortfolioConfig
+from hedgewatch.service.errors import FeedError, SecretError
+from hedgewatch.service.hedge import HedgeBook
 
 ENV = {"HEDGEWATCH_BALANCES_API_KEY": "key-123", "HEDGEWATCH_BALANCES_SECRET": "s3cret-xyz"}
 

@@ -17,13 +17,13 @@ from typing import Any
 
 import pytest
 
-from connectors.binance import BinanceCoinmConnector
-from connectors.simulator import Simulator, load_scenario
-from service.app import Daemon
-from service.config import config_from_dict
-from service.contracts import ContractSpec
-from service.hedge import hedge_spec
-from service.ledger import Ledger
+from hedgewatch.connectors.binance import BinanceCoinmConnector
+from hedgewatch.connectors.simulator import Simulator, load_scenario
+from hedgewatch.service.app import Daemon
+from hedgewatch.service.config import config_from_dict
+from hedgewatch.service.contracts import ContractSpec
+from hedgewatch.service.hedge import hedge_spec
+from hedgewatch.service.ledger import Ledger
 from tests.stepped import settle, stepped_sources, warm_up
 from tests.support import RedisServer, free_port
 from tests.test_four_phase_daemon import INDEX, KEYS, PREFIX, R1, RULES, S1, UNITS, Collector, at

@@ -18,10 +18,10 @@ import orjson
 import pytest
 from rich.console import Console
 
-from connectors.simulator import Simulator
-from service.config import config_from_dict
-from service.history.fetch import FetchPlan, run_fetch
-from service.history.files import load_history, parse_date
+from hedgewatch.connectors.simulator import Simulator
+from hedgewatch.service.config import config_from_dict
+from hedgewatch.service.history.fetch import FetchPlan, run_fetch
+from hedgewatch.service.history.files import load_history, parse_date
 from tests.stepped import stepped_simulator, stepped_sources
 from tests.support import REPO
 
@@ -79,7 +79,7 @@ async def test_the_command(sim: Simulator, tmp_path: Path) -> None:
     cfg = fetch_config(sim)
     (tmp_path / "hw.yaml").write_bytes(orjson.dumps(cfg.model_dump(mode="json", exclude={"redis", "notify"})))
     env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
-    cmd = [sys.executable, "-m", "service", "history", "fetch", "-c", "hw.yaml", "--from", "2025-12-30", "--to",
+    cmd = [sys.executable, "-m", "hedgewatch.service", "history", "fetch", "-c", "hw.yaml", "--from", "2025-12-30", "--to",
            TO, "--data", "data", "--rate-per-s", "100"]  # the simulator needs no pacing
     proc = await asyncio.create_subprocess_exec(*cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                                                 stderr=subprocess.PIPE)
@@ -97,7 +97,7 @@ async def test_rate_limited_requests_wait_and_retry(tmp_path: Path) -> None:
     """A 429 answer is retried after its Retry-After; a 4xx other than 418/429 is a one-line error."""
     import httpx
 
-    from service.history.fetch import FetchError, Pacer, get_json
+    from hedgewatch.service.history.fetch import FetchError, Pacer, get_json
 
     answers = [(429, b"{}"), (418, b"{}"), (200, b'{"ok": 1}'), (400, b'{"code": -1121, "msg": "Invalid symbol."}')]
     seen: list[bytes] = []

@@ -18,10 +18,10 @@ import httpx
 import orjson
 import pytest
 
-from connectors.simulator import Simulator
-from service.app import Daemon
-from service.config import Config, config_from_dict
-from service.keys import Keys
+from hedgewatch.connectors.simulator import Simulator
+from hedgewatch.service.app import Daemon
+from hedgewatch.service.config import Config, config_from_dict
+from hedgewatch.service.keys import Keys
 from tests.stepped import settle, stepped_simulator, stepped_sources, warm_up
 from tests.support import CONTROL_HEADERS, RedisServer, control_token_file, free_port
 from tests.test_four_phase_daemon import Collector, warm

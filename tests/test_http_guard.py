@@ -18,10 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
-from service.config import HttpConfig
-from service.errors import SecretError
-from service.http import HttpServer, from_loopback, host_name, printable
-from service.metrics import Metrics
+from hedgewatch.service.config import HttpConfig
+from hedgewatch.service.errors import SecretError
+from hedgewatch.service.http import HttpServer, from_loopback, host_name, printable
+from hedgewatch.service.metrics import Metrics
 
 TOKEN = "s3cret-token-0123456789abcdef"
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service import weights
-from service.index import Basket
+from hedgewatch.service import weights
+from hedgewatch.service.index import Basket
 
 CAPS = {"A": 600.0, "B": 300.0, "C": 100.0}
 MOVES = {"A": -0.05, "B": 0.10, "C": -0.02}

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.config import RebalanceConfig
-from service.market import MarketState
-from service.rebalance import next_rebalance
+from hedgewatch.service.config import RebalanceConfig
+from hedgewatch.service.market import MarketState
+from hedgewatch.service.rebalance import next_rebalance
 from tests.market_support import VENUES, config, quote
 
 

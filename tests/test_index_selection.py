@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from service.config import parse_config
-from service.constituents import (
+from hedgewatch.service.config import parse_config
+from hedgewatch.service.constituents import (
     Candidate,
     RestProvider,
     load_candidates_file,
@@ -19,10 +19,10 @@ from service.constituents import (
     parse_candidates,
     select,
 )
-from service.errors import FeedError
-from service.events import CompositeIndex
-from service.market import MarketState
-from service.metrics import Metrics
+from hedgewatch.service.errors import FeedError
+from hedgewatch.service.events import CompositeIndex
+from hedgewatch.service.market import MarketState
+from hedgewatch.service.metrics import Metrics
 from tests.market_support import quote
 
 DATA = Path(__file__).parent / "data"
@@ -167,7 +167,7 @@ def test_track_a_binance_composite_index_and_report_tracking_error() -> None:
 
 
 def test_synthetic_dollars_tokenized_funds_and_pegged_tokens_are_never_members() -> None:
-    from service.constituents import Candidate
+    from hedgewatch.service.constituents import Candidate
 
     kinds = {s: Candidate(s, 1e10).excluded_kind for s in ("SUSDE", "USDE", "BUIDL", "USYC", "USDTB", "SDAI",
                                                             "PAXG", "BTC", "ETH", "SOL")}

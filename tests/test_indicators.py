@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rules.candles import CandleSeries
-from rules.expr import compile_expr
-from rules.indicators import EMA, SMA, History, Pivots, floor_pivots, line_through, trendline
-from rules.signals import SignalBook
-from service.events import Candle
+from hedgewatch.rules.candles import CandleSeries
+from hedgewatch.rules.expr import compile_expr
+from hedgewatch.rules.indicators import EMA, SMA, History, Pivots, floor_pivots, line_through, trendline
+from hedgewatch.rules.signals import SignalBook
+from hedgewatch.service.events import Candle
 
 DAY = 86400
 
@@ -287,7 +287,7 @@ def test_snapshot_signals_and_missing_values() -> None:
 
 
 def test_index_history_back_cast_from_constituent_klines(tmp_path) -> None:
-    from rules.stage import RuleStage
+    from hedgewatch.rules.stage import RuleStage
     from tests.rules_support import config_for
 
     f = tmp_path / "r.yaml"
@@ -327,7 +327,7 @@ def test_live_constituent_klines_credit_usd_volume_to_index_bars() -> None:
 
 def test_bootstrap_after_the_first_evaluation_still_gives_the_50_day_average(tmp_path) -> None:
     """The daemon evaluates as soon as the index is built; the kline history may come back later."""
-    from rules.stage import RuleStage
+    from hedgewatch.rules.stage import RuleStage
     from tests.rules_support import config_for
 
     f = tmp_path / "r.yaml"
@@ -351,7 +351,7 @@ def test_bootstrap_after_the_first_evaluation_still_gives_the_50_day_average(tmp
 def test_weekly_bars_open_on_monday_like_the_venues() -> None:
     from datetime import UTC, datetime
 
-    from rules.candles import bar_open
+    from hedgewatch.rules.candles import bar_open
 
     wed = datetime(2026, 1, 7, 15, 30, tzinfo=UTC).timestamp()  # a Wednesday afternoon
     assert datetime.fromtimestamp(bar_open(wed, 604_800), UTC) == datetime(2026, 1, 5, tzinfo=UTC)  # Monday

@@ -16,16 +16,16 @@ import orjson
 import pytest
 from websockets.asyncio.server import ServerConnection
 
-from connectors import build_connector
-from connectors.base import FeedContext, Route
-from connectors.binance import BOOK, KLINE, MARK, TRADE, BinanceCoinmConnector, BinanceProtocol
-from connectors.instruments import binance_coinm
-from connectors.klines import fetch_history, page_limit, parse_rows
-from connectors.simulator import Simulator, load_scenario
-from connectors.simulator.scenario import VenueSpec
-from service.config import SourceConfig
-from service.events import Candle, Funding, MarkPrice, OpenInterest, Quote, Trade
-from service.metrics import Metrics
+from hedgewatch.connectors import build_connector
+from hedgewatch.connectors.base import FeedContext, Route
+from hedgewatch.connectors.binance import BOOK, KLINE, MARK, TRADE, BinanceCoinmConnector, BinanceProtocol
+from hedgewatch.connectors.instruments import binance_coinm
+from hedgewatch.connectors.klines import fetch_history, page_limit, parse_rows
+from hedgewatch.connectors.simulator import Simulator, load_scenario
+from hedgewatch.connectors.simulator.scenario import VenueSpec
+from hedgewatch.service.config import SourceConfig
+from hedgewatch.service.events import Candle, Funding, MarkPrice, OpenInterest, Quote, Trade
+from hedgewatch.service.metrics import Metrics
 from tests.connector_fakes import FAST, FakeVenue, of, running
 from tests.support import wait_for
 

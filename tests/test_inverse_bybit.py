@@ -15,17 +15,17 @@ import orjson
 import pytest
 from websockets.asyncio.client import connect
 
-from connectors import build_connector
-from connectors.base import FeedContext, Route
-from connectors.bybit import KLINE, TICKERS, TRADES, BybitProtocol
-from connectors.instruments import bybit_category, bybit_perpetuals
-from connectors.klines import fetch_history
-from connectors.simulator import Simulator, load_scenario
-from connectors.simulator.scenario import VenueSpec
-from connectors.venue import CHANNELS
-from service.config import SourceConfig
-from service.events import Candle, Funding, MarkPrice, OpenInterest, Quote, Trade
-from service.metrics import Metrics
+from hedgewatch.connectors import build_connector
+from hedgewatch.connectors.base import FeedContext, Route
+from hedgewatch.connectors.bybit import KLINE, TICKERS, TRADES, BybitProtocol
+from hedgewatch.connectors.instruments import bybit_category, bybit_perpetuals
+from hedgewatch.connectors.klines import fetch_history
+from hedgewatch.connectors.simulator import Simulator, load_scenario
+from hedgewatch.connectors.simulator.scenario import VenueSpec
+from hedgewatch.connectors.venue import CHANNELS
+from hedgewatch.service.config import SourceConfig
+from hedgewatch.service.events import Candle, Funding, MarkPrice, OpenInterest, Quote, Trade
+from hedgewatch.service.metrics import Metrics
 from tests.connector_fakes import FAST, of
 from tests.support import wait_for
 

@@ -10,13 +10,13 @@ from typing import Any
 import orjson
 import pytest
 
-from connectors.base import FeedContext, Route
-from connectors.instruments import okx_swaps
-from connectors.okx import TRADES, OkxConnector, OkxProtocol
-from connectors.simulator import Simulator, load_scenario
-from service.config import SourceConfig
-from service.events import MarkPrice, OpenInterest, Quote, Trade
-from service.metrics import Metrics
+from hedgewatch.connectors.base import FeedContext, Route
+from hedgewatch.connectors.instruments import okx_swaps
+from hedgewatch.connectors.okx import TRADES, OkxConnector, OkxProtocol
+from hedgewatch.connectors.simulator import Simulator, load_scenario
+from hedgewatch.service.config import SourceConfig
+from hedgewatch.service.events import MarkPrice, OpenInterest, Quote, Trade
+from hedgewatch.service.metrics import Metrics
 from tests.connector_fakes import FAST, of
 from tests.support import wait_for
 

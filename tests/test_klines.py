@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from connectors import klines
-from connectors.instruments import Instrument
-from connectors.simulator import Simulator, load_scenario
-from service.config import SourceConfig
-from service.errors import RejectedMessage
+from hedgewatch.connectors import klines
+from hedgewatch.connectors.instruments import Instrument
+from hedgewatch.connectors.simulator import Simulator, load_scenario
+from hedgewatch.service.config import SourceConfig
+from hedgewatch.service.errors import RejectedMessage
 from tests.rules_support import stage_for
 
 NOW = 1_700_000_000.0

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.contracts import ContractSpec
-from service.ledger import Drawdown, Ledger, funding_times_between
+from hedgewatch.service.contracts import ContractSpec
+from hedgewatch.service.ledger import Drawdown, Ledger, funding_times_between
 
 
 def test_a_short_at_the_sizing_example_with_fees_and_slippage() -> None:

@@ -17,15 +17,15 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-import service.app as app
-from service.app import Daemon
-from service.backtest.replay import Replay
-from service.backtest.run import backtest_config, venues_of
-from service.config import Config
-from service.history.files import load_history
-from service.metrics import NotifyMetrics
-from service.notify import run_notifier
-from service.overlay import SUMMARY_RULE
+import hedgewatch.service.app as app
+from hedgewatch.service.app import Daemon
+from hedgewatch.service.backtest.replay import Replay
+from hedgewatch.service.backtest.run import backtest_config, venues_of
+from hedgewatch.service.config import Config
+from hedgewatch.service.history.files import load_history
+from hedgewatch.service.metrics import NotifyMetrics
+from hedgewatch.service.notify import run_notifier
+from hedgewatch.service.overlay import SUMMARY_RULE
 from tests.backtest_support import DAY, HOUR, config, kline_rows, write_funding, write_klines
 from tests.chat_fakes import fake_chat
 from tests.stepped import settle

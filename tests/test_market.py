@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.events import FeedStatus, Funding, MarkPrice, OpenInterest, Quote, Trade
-from service.market import MarketState
-from service.metrics import Metrics
+from hedgewatch.service.events import FeedStatus, Funding, MarkPrice, OpenInterest, Quote, Trade
+from hedgewatch.service.market import MarketState
+from hedgewatch.service.metrics import Metrics
 from tests.market_support import VENUES, config, quote
 
 PRICES = {"BTC": 100_000.0, "ETH": 3_000.0}

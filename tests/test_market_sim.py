@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import time
 
-from connectors import build_connector
-from connectors.simulator import Simulator, parse_scenario
-from connectors.simulator.scenario import Fault
-from service.config import config_from_dict
-from service.events import Event, Quote
-from service.market import MarketState
-from service.metrics import Metrics
+from hedgewatch.connectors import build_connector
+from hedgewatch.connectors.simulator import Simulator, parse_scenario
+from hedgewatch.connectors.simulator.scenario import Fault
+from hedgewatch.service.config import config_from_dict
+from hedgewatch.service.events import Event, Quote
+from hedgewatch.service.market import MarketState
+from hedgewatch.service.metrics import Metrics
 from tests.support import wait_for
 
 SCENARIO = """

@@ -22,15 +22,15 @@ import redis
 import redis.asyncio as aredis
 from ruamel.yaml import YAML
 
-from service.alerts import Alert, HedgeChange, fingerprint
-from service.config import Config, parse_config
-from service.errors import SecretError
-from service.keys import Keys
-from service.metrics import Metrics, NotifyMetrics
-from service.notify import main, run_notifier, silence_add, silence_list, silence_remove
-from service.notify.silences import add_silence, parse_matchers
-from service.outbox import AlertSink
-from service.redisconn import redis_factory
+from hedgewatch.service.alerts import Alert, HedgeChange, fingerprint
+from hedgewatch.service.config import Config, parse_config
+from hedgewatch.service.errors import SecretError
+from hedgewatch.service.keys import Keys
+from hedgewatch.service.metrics import Metrics, NotifyMetrics
+from hedgewatch.service.notify import main, run_notifier, silence_add, silence_list, silence_remove
+from hedgewatch.service.notify.silences import add_silence, parse_matchers
+from hedgewatch.service.outbox import AlertSink
+from hedgewatch.service.redisconn import redis_factory
 from tests.chat_fakes import FakeChat, fake_chat
 from tests.support import REPO, RedisServer, free_port, wait_for
 
@@ -383,7 +383,7 @@ def test_config_from_yaml_with_env_secret(redis_srv: RedisServer) -> None:
 
 
 def test_hedge_fields_render() -> None:
-    from service.notify.templates import fields
+    from hedgewatch.service.notify.templates import fields
     h = dataclasses.replace(alert(0), hedge=HedgeChange(0.3, 0.5, 250000.0, 1.25, "sell"))
     assert fields(h)["hedge_text"] == " — hedge 30% → 50%: sell 1.25 contracts ($250,000)"
 
@@ -440,7 +440,7 @@ async def test_network_errors_are_retried_until_the_service_answers(redis_srv: R
 def test_notify_cli_silence_commands(redis_srv: RedisServer, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from service.notify.cli import notify_app
+    from hedgewatch.service.notify.cli import notify_app
 
     cfg = str(write_yaml(tmp_path / "c.yaml", config_dict(redis_srv.url, None)))
     runner = CliRunner()

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 import redis.asyncio as aredis
 
-from service.alerts import Alert, parse_time
-from service.config import AlertmanagerConfig, Config
-from service.notify import silence_add
-from service.notify.alertmanager import postable
+from hedgewatch.service.alerts import Alert, parse_time
+from hedgewatch.service.config import AlertmanagerConfig, Config
+from hedgewatch.service.notify import silence_add
+from hedgewatch.service.notify.alertmanager import postable
 from tests.alertmanager_support import Alertmanager, alertmanager, alertmanager_binary
 from tests.chat_fakes import FakeChat, fake_bot_api, fake_chat
 from tests.rules_support import snap, stage_for

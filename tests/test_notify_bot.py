@@ -14,10 +14,10 @@ import orjson
 import pytest
 import redis.asyncio as aredis
 
-from service.config import Config
-from service.errors import ConfigError
-from service.notify import run_notifier
-from service.notify.silences import list_silences
+from hedgewatch.service.config import Config
+from hedgewatch.service.errors import ConfigError
+from hedgewatch.service.notify import run_notifier
+from hedgewatch.service.notify.silences import list_silences
 from tests.chat_fakes import FakeBotApi, fake_bot_api
 from tests.rules_support import snap, stage_for
 from tests.support import RedisServer, wait_for

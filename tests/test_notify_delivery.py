@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aredis
 
-from service.config import Config
-from service.errors import SecretError
-from service.notify import main, run_notifier
+from hedgewatch.service.config import Config
+from hedgewatch.service.errors import SecretError
+from hedgewatch.service.notify import main, run_notifier
 from tests.chat_fakes import FakeChat
 from tests.support import RedisServer, wait_for
 from tests.test_notify import (
@@ -197,7 +197,7 @@ def test_a_control_character_in_a_secret_file_is_one_line_and_exit_1(
 
 async def test_the_log_tells_start_each_delivery_and_each_failure_burst_once(
         redis_srv: RedisServer, chat: FakeChat, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="service.notify")
+    caplog.set_level(logging.INFO, logger="hedgewatch.service.notify")
     chat.script.extend([(500, {}, b"x")] * 4)
     w = Worker(make_config(redis_srv.url, chat, telegram=False, consumer_name="w1",
                            routes=[{"destination": "slack", "group_by": ["n"]}]))

@@ -12,15 +12,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.alerts import Alert, fingerprint
-from service.config import NotifyConfig, RouteConfig
-from service.errors import SecretError
-from service.notify.destinations import Pacer, check_url, retry_after
-from service.notify.grouping import Grouper, Item
-from service.notify.routing import build_routes, route
-from service.notify.silences import Matcher, Silence, parse_duration, parse_matcher, parse_matchers
-from service.notify.templates import message, slack_escape, telegram_escape, truncate
-from service.outbox import Outbox, Record
+from hedgewatch.service.alerts import Alert, fingerprint
+from hedgewatch.service.config import NotifyConfig, RouteConfig
+from hedgewatch.service.errors import SecretError
+from hedgewatch.service.notify.destinations import Pacer, check_url, retry_after
+from hedgewatch.service.notify.grouping import Grouper, Item
+from hedgewatch.service.notify.routing import build_routes, route
+from hedgewatch.service.notify.silences import Matcher, Silence, parse_duration, parse_matcher, parse_matchers
+from hedgewatch.service.notify.templates import message, slack_escape, telegram_escape, truncate
+from hedgewatch.service.outbox import Outbox, Record
 
 
 def alert(i: int, status: str = "firing", rule: str = "r1", severity: str = "warning") -> Alert:
@@ -234,8 +234,8 @@ def test_outbox_recovers_a_prefix_after_a_crash_at_any_byte(n: int, data: st.Dat
 async def test_a_malformed_webhook_url_is_refused_without_showing_it() -> None:
     import httpx
 
-    from service.errors import SecretError
-    from service.notify.destinations import build_destinations
+    from hedgewatch.service.errors import SecretError
+    from hedgewatch.service.notify.destinations import build_destinations
 
     cfg = NotifyConfig.model_validate({"slack": {"webhook_url": "hooks.example/T/B/secret-part"}})
     async with httpx.AsyncClient() as client:

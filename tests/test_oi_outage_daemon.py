@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from connectors.simulator import Simulator, load_scenario
-from connectors.simulator.scenario import Fault, VenueSpec
-from service.app import Daemon
-from service.config import config_from_dict
+from hedgewatch.connectors.simulator import Simulator, load_scenario
+from hedgewatch.connectors.simulator.scenario import Fault, VenueSpec
+from hedgewatch.service.app import Daemon
+from hedgewatch.service.config import config_from_dict
 from tests.stepped import settle, stepped_sources, warm_up
 from tests.support import free_port
 

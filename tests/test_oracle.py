@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.config import OracleConfig
-from service.oracle import (
+from hedgewatch.service.config import OracleConfig
+from hedgewatch.service.oracle import (
     DEGRADED,
     EXCLUDED,
     OK,

@@ -16,11 +16,11 @@ import orjson
 import pytest
 import redis.asyncio as aredis
 
-from service.alerts import Alert, fingerprint
-from service.keys import Keys
-from service.metrics import Metrics
-from service.outbox import AlertSink, Outbox
-from service.redisconn import redis_factory
+from hedgewatch.service.alerts import Alert, fingerprint
+from hedgewatch.service.keys import Keys
+from hedgewatch.service.metrics import Metrics
+from hedgewatch.service.outbox import AlertSink, Outbox
+from hedgewatch.service.redisconn import redis_factory
 from tests.support import RedisServer, free_port, wait_for
 
 KEYS = Keys()

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from service.errors import StorageError
-from service.metrics import Metrics
-from service.outbox import Outbox, Record, _encode
+from hedgewatch.service.errors import StorageError
+from hedgewatch.service.metrics import Metrics
+from hedgewatch.service.outbox import Outbox, Record, _encode
 from tests.support import RedisServer, wait_for
 from tests.test_outbox import make_alert, segments, sink_for, stream_ids
 
@@ -67,7 +67,7 @@ async def test_full_disk_keeps_running_and_delivers_from_memory(
     sink = sink_for(redis_srv, out, metrics, disk_retry_s=(0.05, 0.2))
     filler = fill(small_disk)
     alerts = [make_alert(i) for i in range(10)]
-    with caplog.at_level(logging.INFO, logger="service.outbox"):
+    with caplog.at_level(logging.INFO, logger="hedgewatch.service.outbox"):
         async with asyncio.TaskGroup() as tg:
             task = tg.create_task(sink.run(), name="alert-sink")
             for a in alerts:
@@ -134,7 +134,7 @@ async def test_a_redis_outage_is_logged_once_and_its_end_once(
     redis_srv.stop()
     metrics = Metrics()
     sink = sink_for(redis_srv, tmp_path, metrics)
-    with caplog.at_level(logging.INFO, logger="service.outbox"):
+    with caplog.at_level(logging.INFO, logger="hedgewatch.service.outbox"):
         async with asyncio.TaskGroup() as tg:
             task = tg.create_task(sink.run(), name="alert-sink")
             sink.submit(make_alert(0))
@@ -168,7 +168,7 @@ def test_run_with_an_unusable_outbox_dir_exits_with_one_line(tmp_path: Path, red
         f"redis: {{url: '{redis_srv.url}', outbox_dir: '{blocker / 'outbox'}'}}\n"
         "http: {port: 0}\n"
     )
-    done = subprocess.run([sys.executable, "-m", "service", "run", "-c", str(cfg)], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "hedgewatch.service", "run", "-c", str(cfg)], capture_output=True,
                           text=True, timeout=60, cwd=Path(__file__).parent.parent)
     assert done.returncode == 1
     assert "Traceback" not in done.stderr

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from service.config import Config
-from service.metrics import NotifyMetrics
-from service.notify import run_notifier
+from hedgewatch.service.config import Config
+from hedgewatch.service.metrics import NotifyMetrics
+from hedgewatch.service.notify import run_notifier
 from tests.chat_fakes import fake_chat
 from tests.support import RedisServer, free_port, wait_for
 from tests.test_daemon_e2e import PREFIX, daemon_config, sim, start_daemon  # noqa: F401 (sim: fixture)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from service.config import config_from_dict
-from service.metrics import Metrics
-from service.overlay import SUMMARY_RULE, Overlay
+from hedgewatch.service.config import config_from_dict
+from hedgewatch.service.metrics import Metrics
+from hedgewatch.service.overlay import SUMMARY_RULE, Overlay
 from tests.rules_support import snap
 
 H = 3600.0

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from service.config import PortfolioConfig
-from service.hedge import HedgeBook
-from service.position import AckError, AdviceState, PositionSource
+from hedgewatch.service.config import PortfolioConfig
+from hedgewatch.service.hedge import HedgeBook
+from hedgewatch.service.position import AckError, AdviceState, PositionSource
 
 VALUE = 1_000_000.0
 

@@ -17,10 +17,10 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from connectors.simulator import Simulator, load_scenario
-from service.app import Daemon
-from service.config import config_from_dict
-from service.keys import Keys
+from hedgewatch.connectors.simulator import Simulator, load_scenario
+from hedgewatch.service.app import Daemon
+from hedgewatch.service.config import config_from_dict
+from hedgewatch.service.keys import Keys
 from tests.support import CONTROL_HEADERS, CONTROL_TOKEN, REPO, RedisServer, control_token_file, free_port, wait_for
 
 INDEX = "POS"
@@ -177,7 +177,7 @@ async def test_hedge_ack_over_http_and_the_cli(sim: Simulator, redis_srv: RedisS
 
         async def cli(*args: str) -> tuple[int, str]:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "service", "hedge", "ack", "--url",
+                sys.executable, "-m", "hedgewatch.service", "hedge", "ack", "--url",
                 f"http://hedgewatch:{CONTROL_TOKEN}@127.0.0.1:{daemon.http.port}", *args, cwd=REPO,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
             out, _ = await asyncio.wait_for(proc.communicate(), 60)

@@ -139,9 +139,9 @@ def running_stack(*, scrape_s: float = SCRAPE_S, alertmanager_url: str | None = 
         s.logs = {n: tmp / f"{n}.log" for n in ("demo", "notify", "prometheus")}
         prom_cfg = _prometheus_config(tmp, daemon_port, notify_port, scrape_s, alertmanager_url)
         procs = [
-            _spawn([sys.executable, "-m", "service", "demo"], s.logs["demo"],
+            _spawn([sys.executable, "-m", "hedgewatch.service", "demo"], s.logs["demo"],
                    {**env, "HEDGEWATCH__HTTP__PORT": str(daemon_port)}, tmp),
-            _spawn([sys.executable, "-m", "service", "notify", "-c", str(notify_cfg)], s.logs["notify"], env, tmp),
+            _spawn([sys.executable, "-m", "hedgewatch.service", "notify", "-c", str(notify_cfg)], s.logs["notify"], env, tmp),
             _spawn([PROMETHEUS, f"--config.file={prom_cfg}", f"--storage.tsdb.path={tmp / 'tsdb'}",
                     f"--web.listen-address=127.0.0.1:{prom_port}"], s.logs["prometheus"], env, tmp),
         ]

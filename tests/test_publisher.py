@@ -12,10 +12,10 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from service.keys import Keys
-from service.metrics import Metrics
-from service.publisher import RedisPublisher
-from service.redisconn import parse_redis_url, redacted, redis_factory
+from hedgewatch.service.keys import Keys
+from hedgewatch.service.metrics import Metrics
+from hedgewatch.service.publisher import RedisPublisher
+from hedgewatch.service.redisconn import parse_redis_url, redacted, redis_factory
 from tests.support import REPO, RedisServer, wait_for
 
 # a password with every character that ends a part of a URL
@@ -86,7 +86,7 @@ def test_the_notifier_and_check_read_such_a_password(redis_srv: RedisServer, tmp
     env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
            "HEDGEWATCH__REDIS__URL": f"redis://:{AWKWARD}@127.0.0.1:{redis_srv.port}/0"}
     for args in (["check", str(cfg)], ["notify", "silence", "list", "-c", str(cfg)]):
-        r = subprocess.run([sys.executable, "-m", "service", *args], env=env, capture_output=True, text=True,
+        r = subprocess.run([sys.executable, "-m", "hedgewatch.service", *args], env=env, capture_output=True, text=True,
                            timeout=60)
         assert r.returncode == 0, r.stderr
         assert "pa/ss" not in r.stdout + r.stderr

@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from connectors.simulator import Simulator, load_scenario
-from service.app import Daemon
-from service.demo import demo_config
+from hedgewatch.connectors.simulator import Simulator, load_scenario
+from hedgewatch.service.app import Daemon
+from hedgewatch.service.demo import demo_config
 from tests.support import CONTROL_HEADERS, CONTROL_TOKEN, REPO, control_token_file, free_port, wait_for
 
 
@@ -86,7 +86,7 @@ async def test_rebalance_command(daemon: tuple[Daemon, int], tmp_path: Path, soc
     if how == "token file from the environment":
         env["HEDGEWATCH_TOKEN_FILE"] = str(tmp_path / "control.token")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "service", "rebalance", *args, cwd=REPO, env=env,
+        sys.executable, "-m", "hedgewatch.service", "rebalance", *args, cwd=REPO, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()
@@ -107,7 +107,7 @@ async def test_the_command_says_when_no_daemon_answers() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEDGEWATCH__")}
     env["PYTHONPATH"] = str(REPO)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "service", "rebalance", "--url",
+        sys.executable, "-m", "hedgewatch.service", "rebalance", "--url",
         f"http://hedgewatch:{CONTROL_TOKEN}@127.0.0.1:{free_port()}", cwd=REPO,
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     _, err = await asyncio.wait_for(proc.communicate(), 30)

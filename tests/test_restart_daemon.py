@@ -29,11 +29,11 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from connectors.simulator import Simulator
-from service.app import Daemon
-from service.config import Config, config_from_dict
-from service.keys import Keys
-from service.outbox import Outbox
+from hedgewatch.connectors.simulator import Simulator
+from hedgewatch.service.app import Daemon
+from hedgewatch.service.config import Config, config_from_dict
+from hedgewatch.service.keys import Keys
+from hedgewatch.service.outbox import Outbox
 from tests.stepped import settle, stepped_simulator, stepped_sources
 from tests.support import RedisServer, free_port, wait_for
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from rules.stage import STATUS_GRACE_S
-from service import statefile
-from service.market import MarketState
+from hedgewatch.rules.stage import STATUS_GRACE_S
+from hedgewatch.service import statefile
+from hedgewatch.service.market import MarketState
 from tests.market_support import VENUES, config, quote
 from tests.rules_support import snap, stage_for
 

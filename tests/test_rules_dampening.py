@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rules.stage import STATUS_GRACE_S, RuleStage
-from service.config import parse_config
+from hedgewatch.rules.stage import STATUS_GRACE_S, RuleStage
+from hedgewatch.service.config import parse_config
 from tests.rules_support import snap, stage_for
 
 
@@ -137,7 +137,7 @@ def test_a_lasting_degradation_holds_rules_that_do_not_opt_in(tmp_path: Path) ->
 
 
 def test_flap_limit_is_validated_with_file_and_line(tmp_path: Path) -> None:
-    from rules.stage import check_rules
+    from hedgewatch.rules.stage import check_rules
 
     f = tmp_path / "bad.yaml"
     f.write_text("""groups:

@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rules.stage import STATUS_GRACE_S
+from hedgewatch.rules.stage import STATUS_GRACE_S
 from tests.rules_support import snap, stage_for
 
 ONE = """

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from rules.events import from_market
-from service.oracle import SourceTransition
+from hedgewatch.rules.events import from_market
+from hedgewatch.service.oracle import SourceTransition
 
 
 def t(kind: str, old: str, new: str) -> dict[str, object]:
@@ -33,7 +33,7 @@ def test_scheduled_rebalances_are_told_ahead_and_when_done_each_time() -> None:
     rebalance when done, and next month's again (a rebalance is a moment, not a condition to resolve)."""
     from datetime import UTC, datetime
 
-    from service.engine import Engine
+    from hedgewatch.service.engine import Engine
     from tests.market_support import VENUES, config, quote
 
     def ts(*a: int) -> float:
@@ -58,8 +58,8 @@ def test_scheduled_rebalances_are_told_ahead_and_when_done_each_time() -> None:
 
 
 def test_a_wrong_venue_straddling_the_absurd_threshold_is_reported_once() -> None:
-    from service.config import OracleConfig
-    from service.oracle import AssetOracle
+    from hedgewatch.service.config import OracleConfig
+    from hedgewatch.service.oracle import AssetOracle
 
     sink: list[SourceTransition] = []
     o = AssetOracle("BTC", OracleConfig(), sink)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from rules.stage import RuleStage, is_price_level
-from service.config import parse_config
-from service.metrics import Metrics
+from hedgewatch.rules.stage import RuleStage, is_price_level
+from hedgewatch.service.config import parse_config
+from hedgewatch.service.metrics import Metrics
 from tests.test_config import GOOD
 
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from rules.loader import load_rules
-from rules.signals import SignalBook
-from rules.stage import RuleStage, check_config_rules, check_rules
-from service.config import parse_config
-from service.errors import ConfigError
+from hedgewatch.rules.loader import load_rules
+from hedgewatch.rules.signals import SignalBook
+from hedgewatch.rules.stage import RuleStage, check_config_rules, check_rules
+from hedgewatch.service.config import parse_config
+from hedgewatch.service.errors import ConfigError
 
 GOOD = """\
 groups:
@@ -122,7 +122,7 @@ def test_unknown_level_is_reported_with_known_names(tmp_path: Path) -> None:
 
 
 def test_check_sees_configured_levels_and_builtin_names(tmp_path: Path) -> None:
-    from service.config import RulesConfig
+    from hedgewatch.service.config import RulesConfig
 
     f = tmp_path / "r.yaml"
     f.write_text(GOOD.replace('sma(50, "1d")', 'level("big")'))

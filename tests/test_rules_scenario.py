@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from rules.stage import RuleStage
-from service.events import Candle
-from service.hedge import short_pnl
+from hedgewatch.rules.stage import RuleStage
+from hedgewatch.service.events import Candle
+from hedgewatch.service.hedge import short_pnl
 from tests.rules_support import config_for
 
 DAY = 86400

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rules.stage import RuleStage
-from service.config import parse_config
-from service.events import Candle
-from service.metrics import Metrics
+from hedgewatch.rules.stage import RuleStage
+from hedgewatch.service.config import parse_config
+from hedgewatch.service.events import Candle
+from hedgewatch.service.metrics import Metrics
 from tests.rules_support import snap, stage_for
 
 DAY = 86400

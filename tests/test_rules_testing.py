@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from rules.loader import RULESETS
-from rules.testing import expand, run_rule_tests
+from hedgewatch.rules.loader import RULESETS
+from hedgewatch.rules.testing import expand, run_rule_tests
 
 
 def test_bundled_sample_passes(capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,9 +20,9 @@ from typing import Any
 import orjson
 import pytest
 
-from connectors.simulator import Simulator
-from service.keys import Keys, ScaledKeys
-from service.redisconn import redis_factory
+from hedgewatch.connectors.simulator import Simulator
+from hedgewatch.service.keys import Keys, ScaledKeys
+from hedgewatch.service.redisconn import redis_factory
 from tests.scale_support import INDEX, LEASE_S, Layout, Proc, basket, redis_cluster, same_basket, subscribed
 from tests.stepped import stepped_simulator
 from tests.support import RedisServer, wait_for
@@ -254,8 +254,8 @@ async def test_on_a_redis_cluster(tmp_path: Path, sim: Simulator, redis_srv: Red
 
 
 def test_events_round_trip_in_one_entry() -> None:
-    from service.events import CompositeIndex, FeedStatus, MarkPrice, Quote
-    from service.scale import decode, encode
+    from hedgewatch.service.events import CompositeIndex, FeedStatus, MarkPrice, Quote
+    from hedgewatch.service.scale import decode, encode
 
     evs = [Quote("binanceusdm", "BTC", "BTCUSDT", 1.0, 2.0, 3.0, 4.0),
            CompositeIndex("binanceusdm", "DEFIUSDT", 1.0, (("AAVE", 1.5, 0.5),), 1.0, 2.0),

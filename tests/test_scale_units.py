@@ -12,13 +12,13 @@ import pytest
 from redis.crc import key_slot
 from ruamel.yaml import YAML
 
-from service.config import config_from_dict
-from service.ingest import assignment, parse_shard
-from service.keys import ScaledKeys
-from service.lease import Lease, LeaseLost
-from service.metrics import Metrics
-from service.publisher import RedisPublisher
-from service.redisconn import redis_factory
+from hedgewatch.service.config import config_from_dict
+from hedgewatch.service.ingest import assignment, parse_shard
+from hedgewatch.service.keys import ScaledKeys
+from hedgewatch.service.lease import Lease, LeaseLost
+from hedgewatch.service.metrics import Metrics
+from hedgewatch.service.publisher import RedisPublisher
+from hedgewatch.service.redisconn import redis_factory
 from tests.support import REPO, RedisServer
 
 
@@ -62,7 +62,7 @@ def test_the_cli_says_what_is_wrong_in_one_line(tmp_path: Path) -> None:
                                    "index": {"name": "HW", "constituents": ["BTC"]}}))
     for args, said in ((["ingest", "-c", str(path), "--shard", "3/2"], "K must be between 1 and N"),
                        (["ingest", "-c", str(path)], "redis.url is required")):
-        proc = subprocess.run([sys.executable, "-m", "service", *args], capture_output=True, text=True,
+        proc = subprocess.run([sys.executable, "-m", "hedgewatch.service", *args], capture_output=True, text=True,
                               cwd=REPO, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}, timeout=60)
         assert proc.returncode == 1 and said in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
@@ -124,8 +124,8 @@ async def test_two_notifiers_share_the_index_stream_of_the_scaled_layout(redis_s
                                                                         tmp_path: Path) -> None:
     """Alerts written through the fenced outbox into the index's own stream reach Slack once each, with two
     notifier processes in one consumer group (their config says bus: redis)."""
-    from service.config import Config
-    from service.outbox import AlertSink
+    from hedgewatch.service.config import Config
+    from hedgewatch.service.outbox import AlertSink
     from tests.chat_fakes import fake_chat
     from tests.support import wait_for
     from tests.test_notify import Worker, alert, config_dict, ids_in

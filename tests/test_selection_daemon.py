@@ -21,10 +21,10 @@ from typing import Any
 import httpx
 import pytest
 
-from connectors.simulator import Scenario, Simulator, parse_scenario
-from service.app import Daemon, Deadlines
-from service.config import config_from_dict
-from service.constituents import parse_candidates, select
+from hedgewatch.connectors.simulator import Scenario, Simulator, parse_scenario
+from hedgewatch.service.app import Daemon, Deadlines
+from hedgewatch.service.config import config_from_dict
+from hedgewatch.service.constituents import parse_candidates, select
 from tests.support import free_port, wait_for
 
 INDEX = "SEL"

@@ -9,7 +9,7 @@ import orjson
 import pytest
 import websockets
 
-from connectors.simulator import Scenario, Simulator, parse_scenario
+from hedgewatch.connectors.simulator import Scenario, Simulator, parse_scenario
 
 SCENARIO = """
 seed: 3

@@ -8,7 +8,7 @@ import itertools
 import orjson
 import websockets
 
-from connectors.simulator.blaster import Blaster, run_blaster
+from hedgewatch.connectors.simulator.blaster import Blaster, run_blaster
 
 
 async def serve(rate: float, seconds: float) -> tuple[asyncio.Task, int]:

@@ -15,7 +15,7 @@ from tests.support import REPO
 def test_simulate_prints_sources_and_stops_on_sigterm() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     with subprocess.Popen(
-        [sys.executable, "-m", "connectors.simulator", "default.yaml"],
+        [sys.executable, "-m", "hedgewatch.connectors.simulator", "default.yaml"],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,

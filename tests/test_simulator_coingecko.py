@@ -11,11 +11,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from connectors.simulator import Simulator, load_scenario
-from service.config import config_from_dict
-from service.constituents import FileProvider, RestProvider
-from service.market import MarketState
-from service.selection import SelectionFeed
+from hedgewatch.connectors.simulator import Simulator, load_scenario
+from hedgewatch.service.config import config_from_dict
+from hedgewatch.service.constituents import FileProvider, RestProvider
+from hedgewatch.service.market import MarketState
+from hedgewatch.service.selection import SelectionFeed
 from tests.support import wait_for
 
 

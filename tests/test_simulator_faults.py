@@ -12,7 +12,7 @@ import pytest
 import websockets
 from websockets.exceptions import InvalidStatus
 
-from connectors.simulator import Simulator, parse_scenario
+from hedgewatch.connectors.simulator import Simulator, parse_scenario
 
 SCENARIO = """
 seed: 9

@@ -6,10 +6,10 @@ import math
 
 import pytest
 
-from connectors.simulator import parse_scenario
-from connectors.simulator.market import PricePath
-from connectors.simulator.venue import VenueModel
-from service.errors import ConfigError
+from hedgewatch.connectors.simulator import parse_scenario
+from hedgewatch.connectors.simulator.market import PricePath
+from hedgewatch.connectors.simulator.venue import VenueModel
+from hedgewatch.service.errors import ConfigError
 
 SCENARIO = """
 seed: {seed}
@@ -124,7 +124,7 @@ def test_scenario_errors_name_file_line_and_field() -> None:
 @pytest.mark.parametrize("name", ["default.yaml", "faults.yaml", "manipulated.yaml", "four_phase.yaml",
                                   "coin_margined.yaml"])
 def test_bundled_scenarios_load(name: str) -> None:
-    from connectors.simulator import load_scenario
+    from hedgewatch.connectors.simulator import load_scenario
 
     sc = load_scenario(name)
     assert sc.venues and sc.assets
@@ -133,7 +133,7 @@ def test_bundled_scenarios_load(name: str) -> None:
 def test_four_phase_story_plays_out() -> None:
     """The equal-weighted basket climbs towards the month's highest close, breaks below its 50-day average,
     falls on, then holds just above the month's lowest close while funding is negative."""
-    from connectors.simulator import load_scenario
+    from hedgewatch.connectors.simulator import load_scenario
 
     sc = load_scenario("four_phase.yaml")
     path = PricePath(sc, sc.start_time_ms or START)

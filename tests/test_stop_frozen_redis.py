@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from service.alerts import Alert, fingerprint
-from service.app import Daemon
-from service.config import Config, config_from_dict
-from service.metrics import Metrics
-from service.outbox import Outbox
+from hedgewatch.service.alerts import Alert, fingerprint
+from hedgewatch.service.app import Daemon
+from hedgewatch.service.config import Config, config_from_dict
+from hedgewatch.service.metrics import Metrics
+from hedgewatch.service.outbox import Outbox
 from tests.support import RedisServer, free_port, wait_for
 
 STOP_BUDGET_S = 5.0

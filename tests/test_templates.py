@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rules.templates import parse_template
+from hedgewatch.rules.templates import parse_template
 
 
 @pytest.mark.parametrize(("value", "text"), [

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from service.config import load_config
-from service.engine import Engine
-from service.events import Candle, Quote
+from hedgewatch.service.config import load_config
+from hedgewatch.service.engine import Engine
+from hedgewatch.service.events import Candle, Quote
 
 H, DAY = 3600, 86400
 T0 = datetime(2026, 6, 1, 10, tzinfo=UTC).timestamp()  # 10:00 UTC: the hour the high is made in

@@ -4,7 +4,7 @@
 Used by ``hedgewatch simulate``, ``hedgewatch demo``, the tests and the benchmarks. See README.md here.
 """
 
-from connectors.simulator.scenario import Scenario, load_scenario, parse_scenario
-from connectors.simulator.server import Simulator, VenueEndpoint, run_simulator
+from hedgewatch.connectors.simulator.scenario import Scenario, load_scenario, parse_scenario
+from hedgewatch.connectors.simulator.server import Simulator, VenueEndpoint, run_simulator
 
 __all__ = ["Scenario", "Simulator", "VenueEndpoint", "load_scenario", "parse_scenario", "run_simulator"]

@@ -2,6 +2,6 @@
 
 import sys
 
-from connectors.simulator.cli import main
+from hedgewatch.connectors.simulator.cli import main
 
 raise SystemExit(main(sys.argv[1] if len(sys.argv) > 1 else None))

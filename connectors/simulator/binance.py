@@ -20,10 +20,10 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 from websockets.asyncio.server import ServerConnection
 
-from connectors.simulator import binance_account, binance_rest
-from connectors.simulator.candles import INTERVALS_MS, Bar
-from connectors.simulator.transport import RestError, VenueServer
-from connectors.simulator.venue import DATED_TYPES, AssetQuote, dated_price, quarterly_expiries
+from hedgewatch.connectors.simulator import binance_account, binance_rest
+from hedgewatch.connectors.simulator.candles import INTERVALS_MS, Bar
+from hedgewatch.connectors.simulator.transport import RestError, VenueServer
+from hedgewatch.connectors.simulator.venue import DATED_TYPES, AssetQuote, dated_price, quarterly_expiries
 
 PUBLIC_CHANNELS = frozenset({"bookTicker", "depth"})
 CHANNELS = ("bookTicker", "aggTrade", "markPrice", "kline", "ticker", "depth", "compositeIndex")

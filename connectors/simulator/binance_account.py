@@ -11,10 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from connectors.simulator.transport import RestError
+from hedgewatch.connectors.simulator.transport import RestError
 
 if TYPE_CHECKING:
-    from connectors.simulator.binance import BinanceServer
+    from hedgewatch.connectors.simulator.binance import BinanceServer
 
 
 @dataclass

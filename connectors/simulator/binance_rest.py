@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from connectors.simulator.candles import INTERVALS_MS
-from connectors.simulator.transport import RestError
-from connectors.simulator.venue import decimals
+from hedgewatch.connectors.simulator.candles import INTERVALS_MS
+from hedgewatch.connectors.simulator.transport import RestError
+from hedgewatch.connectors.simulator.venue import decimals
 
 if TYPE_CHECKING:
-    from connectors.simulator.binance import BinanceCoinmServer, BinanceServer
+    from hedgewatch.connectors.simulator.binance import BinanceCoinmServer, BinanceServer
 
 ONBOARD_MS = 1_569_398_400_000
 PERIODS_MS = {

@@ -28,9 +28,9 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 from websockets.asyncio.server import ServerConnection, serve
 
-from connectors.simulator.market import PricePath
-from connectors.simulator.scenario import AssetSpec, Scenario, VenueSpec
-from connectors.simulator.venue import VenueModel, decimals
+from hedgewatch.connectors.simulator.market import PricePath
+from hedgewatch.connectors.simulator.scenario import AssetSpec, Scenario, VenueSpec
+from hedgewatch.connectors.simulator.venue import VenueModel, decimals
 
 NAMES = ("BTC", "ETH", "SOL", "BNB", "XRP", "DOGE", "ADA", "AVAX", "LINK", "DOT", "TRX", "LTC", "BCH", "NEAR")
 PRICES = {"BTC": 65000.0, "ETH": 3200.0, "SOL": 150.0, "BNB": 600.0, "XRP": 0.6, "DOGE": 0.15}

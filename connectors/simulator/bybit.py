@@ -22,12 +22,12 @@ from typing import Any
 import orjson
 from websockets.asyncio.server import ServerConnection, broadcast
 
-from connectors.simulator import bybit_rest
-from connectors.simulator.bybit_rest import KLINE_INTERVALS
-from connectors.simulator.candles import INTERVALS_MS
-from connectors.simulator.market import HOUR_MS
-from connectors.simulator.transport import RestError, VenueServer
-from connectors.simulator.venue import AssetQuote
+from hedgewatch.connectors.simulator import bybit_rest
+from hedgewatch.connectors.simulator.bybit_rest import KLINE_INTERVALS
+from hedgewatch.connectors.simulator.candles import INTERVALS_MS
+from hedgewatch.connectors.simulator.market import HOUR_MS
+from hedgewatch.connectors.simulator.transport import RestError, VenueServer
+from hedgewatch.connectors.simulator.venue import AssetQuote
 
 
 class BybitServer(VenueServer):

@@ -7,11 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from connectors.simulator.candles import INTERVALS_MS
-from connectors.simulator.venue import decimals
+from hedgewatch.connectors.simulator.candles import INTERVALS_MS
+from hedgewatch.connectors.simulator.venue import decimals
 
 if TYPE_CHECKING:
-    from connectors.simulator.bybit import BybitServer
+    from hedgewatch.connectors.simulator.bybit import BybitServer
 
 KLINE_INTERVALS = {
     "1": "1m",

@@ -12,7 +12,7 @@ import functools
 import math
 import random
 
-from connectors.simulator.market import HOUR_MS, SECONDS_PER_YEAR, PricePath
+from hedgewatch.connectors.simulator.market import HOUR_MS, SECONDS_PER_YEAR, PricePath
 
 MINUTE_MS = 60_000
 WEEK_OFFSET_MS = 4 * 86_400_000  # epoch 0 is a Thursday; weekly bars open on Monday 00:00 UTC

@@ -7,10 +7,10 @@ import contextlib
 import signal
 import sys
 
-from connectors.simulator.coingecko import COINS_MARKETS
-from connectors.simulator.scenario import Scenario, load_scenario
-from connectors.simulator.server import VenueEndpoint, run_simulator
-from service.errors import ConfigError
+from hedgewatch.connectors.simulator.coingecko import COINS_MARKETS
+from hedgewatch.connectors.simulator.scenario import Scenario, load_scenario
+from hedgewatch.connectors.simulator.server import VenueEndpoint, run_simulator
+from hedgewatch.service.errors import ConfigError
 
 
 def sources_yaml(scenario: Scenario, endpoints: list[VenueEndpoint]) -> str:

@@ -20,9 +20,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.simulator.market import PricePath
-from connectors.simulator.transport import RestError
-from connectors.simulator.venue import VenueModel
+from hedgewatch.connectors.simulator.market import PricePath
+from hedgewatch.connectors.simulator.transport import RestError
+from hedgewatch.connectors.simulator.venue import VenueModel
 
 COINS_MARKETS = "/api/v3/coins/markets"
 MARKET_CHART = "/api/v3/coins/{id}/market_chart"

@@ -18,9 +18,9 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from connectors.simulator.scenario import Fault
-from connectors.simulator.transport import VenueServer
-from connectors.simulator.venue import VenueModel
+from hedgewatch.connectors.simulator.scenario import Fault
+from hedgewatch.connectors.simulator.transport import VenueServer
+from hedgewatch.connectors.simulator.venue import VenueModel
 
 log = logging.getLogger("hedgewatch.simulator")
 

@@ -13,7 +13,7 @@ import random
 from collections import deque
 from dataclasses import dataclass
 
-from connectors.simulator.scenario import AssetSpec, Scenario, cholesky
+from hedgewatch.connectors.simulator.scenario import AssetSpec, Scenario, cholesky
 
 SECONDS_PER_YEAR = 365.0 * 86_400.0
 HOUR_MS = 3_600_000

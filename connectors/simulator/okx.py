@@ -18,11 +18,11 @@ from typing import Any
 import orjson
 from websockets.asyncio.server import ServerConnection, broadcast
 
-from connectors.simulator import okx_rest
-from connectors.simulator.candles import INTERVALS_MS
-from connectors.simulator.okx_rest import BARS
-from connectors.simulator.transport import RestError, VenueServer
-from connectors.simulator.venue import AssetQuote, dated_price, quarterly_expiries
+from hedgewatch.connectors.simulator import okx_rest
+from hedgewatch.connectors.simulator.candles import INTERVALS_MS
+from hedgewatch.connectors.simulator.okx_rest import BARS
+from hedgewatch.connectors.simulator.transport import RestError, VenueServer
+from hedgewatch.connectors.simulator.venue import AssetQuote, dated_price, quarterly_expiries
 
 SWAP_CHANNELS = ("tickers", "mark-price", "funding-rate", "open-interest", "trades")
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from connectors.simulator.candles import INTERVALS_MS, Bar
-from connectors.simulator.venue import decimals
+from hedgewatch.connectors.simulator.candles import INTERVALS_MS, Bar
+from hedgewatch.connectors.simulator.venue import decimals
 
 if TYPE_CHECKING:
-    from connectors.simulator.okx import OkxServer
+    from hedgewatch.connectors.simulator.okx import OkxServer
 
 BARS = {
     "1m": "1m",

@@ -13,8 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from service.errors import ConfigError, Problem
-from service.yamlfile import load_mapping, validate
+from hedgewatch.service.errors import ConfigError, Problem
+from hedgewatch.service.yamlfile import load_mapping, validate
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 DEFAULT_SCENARIO = SCENARIOS / "default.yaml"

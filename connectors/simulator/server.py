@@ -16,14 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-from connectors.simulator.binance import BinanceCoinmServer, BinanceServer
-from connectors.simulator.coingecko import COINS_MARKETS, MARKET_CHART, MARKET_CHART_RANGE, CoinMarkets
-from connectors.simulator.faults import FaultRunner
-from connectors.simulator.market import PricePath
-from connectors.simulator.scenario import Scenario
-from connectors.simulator.transport import VenueServer
-from connectors.simulator.venue import VenueModel
-from service.errors import ClosedError
+from hedgewatch.connectors.simulator.binance import BinanceCoinmServer, BinanceServer
+from hedgewatch.connectors.simulator.coingecko import COINS_MARKETS, MARKET_CHART, MARKET_CHART_RANGE, CoinMarkets
+from hedgewatch.connectors.simulator.faults import FaultRunner
+from hedgewatch.connectors.simulator.market import PricePath
+from hedgewatch.connectors.simulator.scenario import Scenario
+from hedgewatch.connectors.simulator.transport import VenueServer
+from hedgewatch.connectors.simulator.venue import VenueModel
+from hedgewatch.service.errors import ClosedError
 
 log = logging.getLogger("hedgewatch.simulator")
 
@@ -33,11 +33,11 @@ TRADE_CHANNEL = {"binanceusdm": "aggTrade", "binancecoinm": "aggTrade", "bybit":
 def _protocols() -> dict[str, type[VenueServer]]:
     table: dict[str, type[VenueServer]] = {"binanceusdm": BinanceServer, "binancecoinm": BinanceCoinmServer}
     with contextlib.suppress(ImportError):
-        from connectors.simulator.bybit import BybitServer
+        from hedgewatch.connectors.simulator.bybit import BybitServer
 
         table["bybit"] = BybitServer
     with contextlib.suppress(ImportError):
-        from connectors.simulator.okx import OkxServer
+        from hedgewatch.connectors.simulator.okx import OkxServer
 
         table["okx"] = OkxServer
     return table

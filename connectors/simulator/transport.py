@@ -24,8 +24,8 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from connectors.simulator.scenario import VenueSpec
-from connectors.simulator.venue import VenueModel, decimals
+from hedgewatch.connectors.simulator.scenario import VenueSpec
+from hedgewatch.connectors.simulator.venue import VenueModel, decimals
 
 log = logging.getLogger("hedgewatch.simulator")
 

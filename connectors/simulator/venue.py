@@ -13,9 +13,9 @@ import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from connectors.simulator.candles import CandleBook, hash_str
-from connectors.simulator.market import HOUR_MS, PricePath
-from connectors.simulator.scenario import VenueSpec
+from hedgewatch.connectors.simulator.candles import CandleBook, hash_str
+from hedgewatch.connectors.simulator.market import HOUR_MS, PricePath
+from hedgewatch.connectors.simulator.scenario import VenueSpec
 
 DATED_TYPES = ("CURRENT_QUARTER", "NEXT_QUARTER")
 

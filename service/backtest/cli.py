@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from service.errors import ConfigError, HedgewatchError
+from hedgewatch.service.errors import ConfigError, HedgewatchError
 
 history_app = typer.Typer(add_completion=False, no_args_is_help=True,
                           help="Historical data: download klines, funding and market caps.")
@@ -19,7 +19,7 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _config(path: Path):  # type: ignore[no-untyped-def]
-    from service.config import load_config
+    from hedgewatch.service.config import load_config
 
     try:
         return load_config(path)
@@ -69,12 +69,12 @@ def backtest(
 ) -> None:
     """Run the configured rules over history beside the unhedged portfolio, a static hedge at the baseline
     ratio and every --compare rule file; writes report.html, summary.json and series.csv."""
-    from rules import named_rule_file
-    from rules.stage import check_rules
-    from service.backtest.output import write_outputs
-    from service.backtest.run import run_backtest
-    from service.backtest.stats import summary_table
-    from service.history.files import INTERVALS_S, load_history, parse_date
+    from hedgewatch.rules import named_rule_file
+    from hedgewatch.rules.stage import check_rules
+    from hedgewatch.service.backtest.output import write_outputs
+    from hedgewatch.service.backtest.run import run_backtest
+    from hedgewatch.service.backtest.stats import summary_table
+    from hedgewatch.service.history.files import INTERVALS_S, load_history, parse_date
 
     cfg = _config(config)
     files = [named_rule_file(str(f)) for f in compare or []]
@@ -120,8 +120,8 @@ def fetch(
     not fetched (Binance keeps 30 days of it): rules on it need the public-data metrics files."""
     import asyncio
 
-    from service.history.fetch import FetchPlan, run_fetch
-    from service.history.files import INTERVALS_S, parse_date
+    from hedgewatch.service.history.fetch import FetchPlan, run_fetch
+    from hedgewatch.service.history.files import INTERVALS_S, parse_date
 
     cfg = _config(config)
     if interval not in INTERVALS_S:

@@ -9,9 +9,9 @@ from typing import Any
 
 import orjson
 
-from service.backtest.run import Result
-from service.backtest.stats import summary_table
-from service.ledger import Drawdown
+from hedgewatch.service.backtest.run import Result
+from hedgewatch.service.backtest.stats import summary_table
+from hedgewatch.service.ledger import Drawdown
 
 
 def iso(t: float) -> str:
@@ -47,7 +47,7 @@ def series_rows(res: Result) -> tuple[list[str], list[list[Any]]]:
 
 def write_outputs(res: Result, out: Path) -> dict[str, Path]:
     """``summary.json``, ``series.csv`` and ``report.html`` in ``out``."""
-    from service.backtest.report import render
+    from hedgewatch.service.backtest.report import render
 
     out.mkdir(parents=True, exist_ok=True)
     figs = figures(res)

@@ -18,9 +18,9 @@ import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from service.constituents import Candidate
-from service.events import Candle, Event, Funding, MarkPrice, OpenInterest, Quote
-from service.history.files import Bar, History
+from hedgewatch.service.constituents import Candidate
+from hedgewatch.service.events import Candle, Event, Funding, MarkPrice, OpenInterest, Quote
+from hedgewatch.service.history.files import Bar, History
 
 EXCHANGE = "history"
 

@@ -10,8 +10,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from service.backtest.output import drawdowns, iso
-from service.backtest.run import Result
+from hedgewatch.service.backtest.output import drawdowns, iso
+from hedgewatch.service.backtest.run import Result
 
 W, PAD_L, PAD_R, PAD_T, PAD_B = 1100, 78, 16, 12, 26
 MAX_POINTS = 2400

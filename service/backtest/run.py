@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from connectors.klines import plan
-from rules.stage import is_price_level
-from service.alerts import Alert
-from service.backtest.replay import Replay
-from service.config import Config
-from service.engine import Engine
-from service.history.files import History, HistoryError
+from hedgewatch.connectors.klines import plan
+from hedgewatch.rules.stage import is_price_level
+from hedgewatch.service.alerts import Alert
+from hedgewatch.service.backtest.replay import Replay
+from hedgewatch.service.config import Config
+from hedgewatch.service.engine import Engine
+from hedgewatch.service.history.files import History, HistoryError
 
 BASELINES = ("unhedged", "static")
 

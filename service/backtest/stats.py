@@ -18,7 +18,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from service.backtest.run import Result, Track
+from hedgewatch.service.backtest.run import Result, Track
 
 YEAR_S = 365.0 * 86400.0
 

@@ -33,9 +33,9 @@ import orjson
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from service.config import Config
-from service.errors import HedgewatchError
-from service.history.files import INTERVALS_S, KLINE_HEADER, read_market_chart
+from hedgewatch.service.config import Config
+from hedgewatch.service.errors import HedgewatchError
+from hedgewatch.service.history.files import INTERVALS_S, KLINE_HEADER, read_market_chart
 
 BINANCE_URL = "https://fapi.binance.com"
 DAY = 86400

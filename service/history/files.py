@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from service.errors import HedgewatchError
+from hedgewatch.service.errors import HedgewatchError
 
 INTERVALS_S = {"1m": 60, "3m": 180, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "2h": 7200,
                "4h": 14400, "6h": 21600, "8h": 28800, "12h": 43200, "1d": 86400, "3d": 259200, "1w": 604800}

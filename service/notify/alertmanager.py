@@ -26,12 +26,12 @@ import httpx
 import orjson
 import redis.asyncio as aredis
 
-from service.alerts import Alert, iso
-from service.config import AlertmanagerConfig
-from service.keys import Keys
-from service.metrics import NotifyMetrics
-from service.notify.bursts import Burst
-from service.notify.destinations import (
+from hedgewatch.service.alerts import Alert, iso
+from hedgewatch.service.config import AlertmanagerConfig
+from hedgewatch.service.keys import Keys
+from hedgewatch.service.metrics import NotifyMetrics
+from hedgewatch.service.notify.bursts import Burst
+from hedgewatch.service.notify.destinations import (
     JSON,
     GiveUp,
     RetryLater,
@@ -40,7 +40,7 @@ from service.notify.destinations import (
     status_error,
     transport_error,
 )
-from service.notify.silences import Matcher, Silence
+from hedgewatch.service.notify.silences import Matcher, Silence
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

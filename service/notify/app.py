@@ -16,15 +16,15 @@ import redis.asyncio as aredis
 from prometheus_client import start_http_server
 from redis.exceptions import RedisError
 
-from service.config import Config, load_config
-from service.errors import ConfigError, HedgewatchError, ListenError, Problem
-from service.keys import Keys, keys_for
-from service.logs import setup_logging
-from service.metrics import NotifyMetrics
-from service.notify.alertmanager import mirror_silence
-from service.notify.silences import Silence, add_silence, list_silences, parse_duration, parse_matchers, remove_silence
-from service.notify.worker import Notifier
-from service.redisconn import redis_factory
+from hedgewatch.service.config import Config, load_config
+from hedgewatch.service.errors import ConfigError, HedgewatchError, ListenError, Problem
+from hedgewatch.service.keys import Keys, keys_for
+from hedgewatch.service.logs import setup_logging
+from hedgewatch.service.metrics import NotifyMetrics
+from hedgewatch.service.notify.alertmanager import mirror_silence
+from hedgewatch.service.notify.silences import Silence, add_silence, list_silences, parse_duration, parse_matchers, remove_silence
+from hedgewatch.service.notify.worker import Notifier
+from hedgewatch.service.redisconn import redis_factory
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -70,7 +70,7 @@ async def run_notifier(config: Config, *, stop: asyncio.Event | None = None,
                 tg = config.notify.telegram
                 bot = None
                 if tg is not None and tg.bot is not None and tg.bot.enabled:
-                    from service.notify.bot import TelegramBot  # python-telegram-bot only when it is used
+                    from hedgewatch.service.notify.bot import TelegramBot  # python-telegram-bot only when it is used
                     bot = TelegramBot(config, redis, metrics)
                 if not notifier.destinations:
                     log.warning("notify: no destination configured (notify.alertmanager, notify.slack, "

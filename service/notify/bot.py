@@ -33,15 +33,15 @@ from telegram.ext import (
 )
 from telegram.request import HTTPXRequest
 
-from service.config import Config, TelegramBotConfig
-from service.errors import ConfigError, Problem
-from service.keys import keys_for
-from service.metrics import NotifyMetrics
-from service.notify import status as view
-from service.notify.alertmanager import mirror_silence
-from service.notify.bursts import Burst
-from service.notify.destinations import check_url, telegram_token
-from service.notify.silences import Matcher, add_silence, parse_duration, parse_matcher
+from hedgewatch.service.config import Config, TelegramBotConfig
+from hedgewatch.service.errors import ConfigError, Problem
+from hedgewatch.service.keys import keys_for
+from hedgewatch.service.metrics import NotifyMetrics
+from hedgewatch.service.notify import status as view
+from hedgewatch.service.notify.alertmanager import mirror_silence
+from hedgewatch.service.notify.bursts import Burst
+from hedgewatch.service.notify.destinations import check_url, telegram_token
+from hedgewatch.service.notify.silences import Matcher, add_silence, parse_duration, parse_matcher
 
 log = logging.getLogger(__name__)
 COMMANDS = ("status", "hedge", "ack", "silence", "help")

@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from service.logs import setup_logging
-from service.notify.app import main, silence_add, silence_list, silence_remove
+from hedgewatch.service.logs import setup_logging
+from hedgewatch.service.notify.app import main, silence_add, silence_list, silence_remove
 
 ConfigOpt = Annotated[Path | None, typer.Option("-c", "--config", help="config file (YAML)")]
 

@@ -23,10 +23,10 @@ from email.utils import parsedate_to_datetime
 import httpx
 import orjson
 
-from service.config import NotifyConfig, SlackConfig, TelegramConfig, TemplatesConfig
-from service.errors import HedgewatchError, SecretError
-from service.notify.grouping import Notification
-from service.notify.templates import message, slack_escape, telegram_escape, truncate
+from hedgewatch.service.config import NotifyConfig, SlackConfig, TelegramConfig, TemplatesConfig
+from hedgewatch.service.errors import HedgewatchError, SecretError
+from hedgewatch.service.notify.grouping import Notification
+from hedgewatch.service.notify.templates import message, slack_escape, telegram_escape, truncate
 
 JSON = {"content-type": "application/json"}
 # every reason a RetryLater carries, so the retry counters exist at 0 from the start

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from service.alerts import Alert
-from service.notify.routing import Route
+from hedgewatch.service.alerts import Alert
+from hedgewatch.service.notify.routing import Route
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from service.alerts import Alert
-from service.config import NotifyConfig, RouteConfig
+from hedgewatch.service.alerts import Alert
+from hedgewatch.service.config import NotifyConfig, RouteConfig
 
 
 def attribute(alert: Alert, name: str) -> str | None:

@@ -20,9 +20,9 @@ from typing import Any
 import orjson
 import redis.asyncio as aredis
 
-from service.alerts import Alert, iso, parse_time
-from service.keys import Keys
-from service.notify.routing import attribute
+from hedgewatch.service.alerts import Alert, iso, parse_time
+from hedgewatch.service.keys import Keys
+from hedgewatch.service.notify.routing import attribute
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0, "y": 365 * 86400.0}

@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from service.alerts import Alert, iso
+from hedgewatch.service.alerts import Alert, iso
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 TELEGRAM_MAX_CHARS = 4096  # sendMessage rejects longer texts

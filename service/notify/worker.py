@@ -25,17 +25,17 @@ import httpx
 import redis.asyncio as aredis
 from redis.exceptions import RedisError, ResponseError
 
-from service.alerts import Alert
-from service.config import Config
-from service.keys import keys_for
-from service.metrics import NotifyMetrics
-from service.notify.alertmanager import AlertmanagerPusher
-from service.notify.bursts import Burst
-from service.notify.destinations import RETRY_REASONS, Destination, GiveUp, RetryLater, build_destinations
-from service.notify.grouping import Grouper, Item, Notification
-from service.notify.routing import build_routes, route
-from service.notify.silences import Silence, list_silences, purge_expired
-from service.outbox import check_cancelled
+from hedgewatch.service.alerts import Alert
+from hedgewatch.service.config import Config
+from hedgewatch.service.keys import keys_for
+from hedgewatch.service.metrics import NotifyMetrics
+from hedgewatch.service.notify.alertmanager import AlertmanagerPusher
+from hedgewatch.service.notify.bursts import Burst
+from hedgewatch.service.notify.destinations import RETRY_REASONS, Destination, GiveUp, RetryLater, build_destinations
+from hedgewatch.service.notify.grouping import Grouper, Item, Notification
+from hedgewatch.service.notify.routing import build_routes, route
+from hedgewatch.service.notify.silences import Silence, list_silences, purge_expired
+from hedgewatch.service.outbox import check_cancelled
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

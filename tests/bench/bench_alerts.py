@@ -26,13 +26,13 @@ from typing import Any
 
 import redis.asyncio as aredis
 
-from service.alerts import Alert, fingerprint
-from service.config import Config
-from service.keys import Keys
-from service.metrics import Metrics
-from service.notify import run_notifier
-from service.outbox import AlertSink
-from service.redisconn import redis_factory
+from hedgewatch.service.alerts import Alert, fingerprint
+from hedgewatch.service.config import Config
+from hedgewatch.service.keys import Keys
+from hedgewatch.service.metrics import Metrics
+from hedgewatch.service.notify import run_notifier
+from hedgewatch.service.outbox import AlertSink
+from hedgewatch.service.redisconn import redis_factory
 from tests.chat_fakes import FakeChat, fake_chat
 from tests.support import RedisServer, redis_server, wait_for
 

@@ -21,11 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from service.backtest.cli import print_summary
-from service.backtest.output import write_outputs
-from service.backtest.run import run_backtest
-from service.backtest.stats import summary_table
-from service.history.files import load_history
+from hedgewatch.service.backtest.cli import print_summary
+from hedgewatch.service.backtest.output import write_outputs
+from hedgewatch.service.backtest.run import run_backtest
+from hedgewatch.service.backtest.stats import summary_table
+from hedgewatch.service.history.files import load_history
 from tests.backtest_support import DAY, config, story, ts
 
 ASSETS = ["BTC", "ETH", "SOL", "XRP", "BNB", "ADA", "DOGE", "AVAX", "LINK", "DOT"]

@@ -17,7 +17,7 @@ import time
 import orjson
 import websockets
 
-from connectors.simulator.blaster import BlasterProcess
+from hedgewatch.connectors.simulator.blaster import BlasterProcess
 
 STREAMS = "/stream?streams=btcusdt@bookTicker/ethusdt@bookTicker/solusdt@bookTicker/btcusdt@aggTrade"
 

@@ -20,11 +20,11 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from connectors import build_connector
-from connectors.base import Cadence, Tuning
-from connectors.simulator import Simulator, load_scenario
-from service.config import SourceConfig
-from service.metrics import Metrics
+from hedgewatch.connectors import build_connector
+from hedgewatch.connectors.base import Cadence, Tuning
+from hedgewatch.connectors.simulator import Simulator, load_scenario
+from hedgewatch.service.config import SourceConfig
+from hedgewatch.service.metrics import Metrics
 from tests.test_connector_quiet import QUIET_15, REAL_TIMING
 
 FRAMES = Path(__file__).resolve().parents[1] / "frames"

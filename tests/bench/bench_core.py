@@ -13,9 +13,9 @@ import random
 import statistics
 import time
 
-from service.config import parse_config
-from service.events import Quote
-from service.market import MarketState
+from hedgewatch.service.config import parse_config
+from hedgewatch.service.events import Quote
+from hedgewatch.service.market import MarketState
 
 VENUES = ("binanceusdm", "bybit", "okx", "kraken", "coinbase")
 SIZES = (10, 100, 1000)
@@ -69,7 +69,7 @@ def measure(sizes: tuple[int, ...]) -> dict[int, float]:
 def periodic(n: int) -> tuple[float, float, float]:
     """Median seconds of the off-hot-path calls the daemon makes: tick (every 250 ms), snapshot (at most
     once per publish interval) and export (about once a second)."""
-    from service.metrics import Metrics
+    from hedgewatch.service.metrics import Metrics
 
     m, events = build(n)
     for ev in events:

@@ -29,13 +29,13 @@ from typing import Any
 
 import orjson
 
-from connectors.base import FeedContext, Route, Tuning
-from connectors.binance import BOOK, MARK, TRADE, BinanceProtocol
-from connectors.bybit import TICKERS, BybitProtocol
-from connectors.okx import TICKERS as OKX_TICKERS
-from connectors.okx import OkxProtocol
-from connectors.venue import CHANNELS
-from service.metrics import Metrics
+from hedgewatch.connectors.base import FeedContext, Route, Tuning
+from hedgewatch.connectors.binance import BOOK, MARK, TRADE, BinanceProtocol
+from hedgewatch.connectors.bybit import TICKERS, BybitProtocol
+from hedgewatch.connectors.okx import TICKERS as OKX_TICKERS
+from hedgewatch.connectors.okx import OkxProtocol
+from hedgewatch.connectors.venue import CHANNELS
+from hedgewatch.service.metrics import Metrics
 
 FRAMES = Path(__file__).resolve().parents[1] / "frames"
 Runner = Callable[[list[bytes], float], float]  # (frames, seconds) -> frames/s
@@ -121,8 +121,8 @@ def okx_generated(n: int = 3000) -> list[dict[str, Any]]:
 async def simulator_frames(protocol: str, seconds: float = 1.5) -> list[dict[str, Any]]:
     """Frames captured from the bundled simulator speaking ``protocol`` (empty if it cannot)."""
     try:
-        from connectors.simulator import Simulator, parse_scenario
-        from connectors.simulator.server import _protocols
+        from hedgewatch.connectors.simulator import Simulator, parse_scenario
+        from hedgewatch.connectors.simulator.server import _protocols
     except ImportError:
         return []
     if protocol not in _protocols():

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import msgspec
 from pydantic import BaseModel
 
-from service.events import Quote
+from hedgewatch.service.events import Quote
 
 ARGS = ("binanceusdm", "BTC", "BTCUSDT", 65000.1, 65000.2, 1.7e9, 1.7e9)
 

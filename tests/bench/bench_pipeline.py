@@ -27,10 +27,10 @@ from typing import Any
 import orjson
 from websockets.asyncio.client import connect
 
-from connectors.simulator import Simulator, parse_scenario
-from connectors.simulator.blaster import BlasterProcess, symbols_for
-from service.app import Daemon
-from service.config import config_from_dict
+from hedgewatch.connectors.simulator import Simulator, parse_scenario
+from hedgewatch.connectors.simulator.blaster import BlasterProcess, symbols_for
+from hedgewatch.service.app import Daemon
+from hedgewatch.service.config import config_from_dict
 from tests.support import redis_server
 
 WINDOW_S = 0.5

@@ -16,9 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from rules.stage import RuleStage
-from service.config import Config
-from service.events import Candle
+from hedgewatch.rules.stage import RuleStage
+from hedgewatch.service.config import Config
+from hedgewatch.service.events import Candle
 
 try:  # the comparison column only
     import cel

@@ -33,10 +33,10 @@ from typing import Any
 import httpx
 import orjson
 
-from connectors.simulator import Simulator, parse_scenario
-from connectors.simulator.blaster import BlasterProcess, symbols_for
-from service.app import Daemon
-from service.config import config_from_dict
+from hedgewatch.connectors.simulator import Simulator, parse_scenario
+from hedgewatch.connectors.simulator.blaster import BlasterProcess, symbols_for
+from hedgewatch.service.app import Daemon
+from hedgewatch.service.config import config_from_dict
 from tests.bench.bench_pipeline import WINDOW_S, Recorder, pct, pipeline_run, rest_scenario
 from tests.support import REPO, free_port, redis_server, wait_for
 
@@ -58,7 +58,7 @@ def spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEDGEWATCH__")}
     env["PYTHONPATH"] = str(REPO)
     with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "service", *args], stdout=out, stderr=subprocess.STDOUT,
+        return subprocess.Popen([sys.executable, "-m", "hedgewatch.service", *args], stdout=out, stderr=subprocess.STDOUT,
                                 env=env, cwd=REPO)
 
 
