@@ -15,6 +15,10 @@
   Quotes and marks are USD prices; ``aggTrade`` ``q`` and ``openInterest`` are contracts, converted to
   coins at the trade's price (trades) or the latest price (open interest, whose USD figure is exact);
   kline volume is the base volume ``q``.
+- Spot (``market: spot``): the spot pair of each asset (``BTCUSDT``, TRADING in ``/api/v3/exchangeInfo`` on
+  ``api.binance.com``) on ``stream.binance.com:9443``'s combined ``/stream``, ``<s>@bookTicker``, whose
+  payload is ``{"u","s","b","B","a","A"}``: no event type and no event time, so its quotes carry the receive
+  time as the venue's time. The spot market allows 5 incoming messages a second a connection (paced at 4).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from hedgewatch.connectors.instruments import (
     binance_coinm,
     binance_dated,
     binance_funding_intervals,
+    binance_spot,
     binance_usdm,
     get_json,
 )
@@ -42,8 +47,10 @@ from hedgewatch.connectors.sanity import (
     MAX_SPREAD_RATIO,
     MAX_STEP_RATIO,
     accept_price,
+    accept_seq,
     book_reject,
     check_price,
+    check_quote,
     check_seq,
     positive,
     venue_text,
@@ -88,6 +95,22 @@ class _Combined(msgspec.Struct):
 
 
 _FAST = msgspec.json.Decoder(_Combined, strict=False)
+
+
+class _SpotBook(msgspec.Struct):
+    """The spot ``bookTicker`` payload: no ``e`` and no ``E``."""
+
+    u: int
+    b: float
+    a: float
+
+
+class _SpotCombined(msgspec.Struct):
+    stream: str
+    data: _SpotBook
+
+
+_SPOT_FAST = msgspec.json.Decoder(_SpotCombined, strict=False)
 
 
 class BinanceProtocol(WsProtocol):
@@ -359,6 +382,51 @@ class BinanceProtocol(WsProtocol):
         self._sink(CompositeIndex(self._ex, str(_field(d, "s")), price, tuple(comps), ts, now))
 
 
+class BinanceSpotProtocol(BinanceProtocol):
+    """Binance spot ``<s>@bookTicker`` on a combined-stream connection of ``stream.binance.com``: quotes of
+    market ``spot`` stamped with the receive time (the spot payload has no event time). Control replies and
+    anything the typed schema does not fit go to the generic path, as on the futures streams."""
+
+    def __init__(self, ctx: FeedContext, url: str, routes: list[Route]) -> None:
+        super().__init__(ctx, url, routes, {}, market=Market.SPOT)
+        self.want_mark = self.want_funding = False
+
+    def _book_fields(self, d: Any) -> tuple[float, float, float]:  # type: ignore[override]
+        if not isinstance(d, dict):
+            raise RejectedMessage("malformed", "data")
+        return num(d, "b"), num(d, "a"), self._clock()
+
+    def _make_fast_handler(self, generic: Callable[[bytes], None]) -> Callable[[bytes], None]:
+        fast = _SPOT_FAST.decode
+        malformed = (msgspec.DecodeError, RecursionError)
+        by_stream = self.by_stream
+        clock = self._clock
+        sink = self._sink
+        ex = self._ex
+        spot = Market.SPOT
+
+        def handle(raw: bytes) -> None:
+            now = clock()
+            try:
+                m = fast(raw)
+            except malformed:
+                generic(raw)
+                return
+            r = by_stream.get(m.stream)
+            if r is None:
+                generic(raw)
+                return
+            d = m.data
+            check_seq(r, d.u)
+            check_quote(r, d.b, d.a, now)
+            accept_seq(r, d.u, now)
+            accept_price(r, (d.b + d.a) * 0.5, now)
+            sink(Quote(ex, r.asset, r.instrument, d.b, d.a, now, now, r.quote, spot))
+            r.count += 1
+
+        return handle
+
+
 def _field(d: Any, key: str) -> Any:
     try:
         return d[key]
@@ -371,6 +439,9 @@ class BinanceUsdmConnector(VenueConnector):
 
     default_ws = "wss://fstream.binance.com"
     default_rest = "https://fapi.binance.com"
+    spot_supported = True
+    default_spot_ws = "wss://stream.binance.com:9443"
+    default_spot_rest = "https://api.binance.com"
     api = "/fapi/v1"
     # websocket path of the bookTicker connections and of the others (fstream routes them apart)
     ws_paths: ClassVar[dict[str, str]] = {"public": "/public/stream", "market": "/market/stream"}
@@ -397,6 +468,19 @@ class BinanceUsdmConnector(VenueConnector):
             except FeedError as exc:
                 self.ctx.log.info("%s: funding intervals unavailable (%s); assuming 8 h", self.name, exc)
         return found
+
+    async def load_spot(self, http: httpx.AsyncClient) -> list[Instrument]:
+        info = await get_json(http, "/api/v3/exchangeInfo", {"symbolStatus": "TRADING"})
+        if not isinstance(info, dict):
+            raise FeedError("spot exchangeInfo: unexpected body")
+        return binance_spot(info, self.source.symbols, self.spot_quote)
+
+    def build_spot(self) -> list[WsConnection]:
+        routes = [Route(f"{i.instrument.lower()}@bookTicker", "spot", BOOK, i.asset, i.instrument, i.quote,
+                        cadence_s=0.1) for i in self.spot]
+        return [WsConnection(self.ctx, BinanceSpotProtocol(self.ctx, f"{self.spot_ws_base}/stream", group),
+                             f"spot-{k}")
+                for k, (_, group) in enumerate(group_routes(routes, self.source.max_streams_per_connection))]
 
     def routes(self) -> tuple[list[Route], list[Route]]:
         """(public routes, market routes) for the configured channels."""

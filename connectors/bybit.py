@@ -13,6 +13,11 @@
 - Inverse: the same topics and shapes; trade sizes are USD contracts (converted to coins at the trade
   price), ``tickers`` ``openInterest`` is USD and ``openInterestValue`` the coins, kline ``volume`` is USD
   contracts and ``turnover`` the base volume (used).
+- Spot (``market: spot``): the Trading spot pair of each asset (``instruments-info?category=spot``) on
+  ``/v5/public/spot``, ``orderbook.1.{symbol}``: the top of the spot book (the spot ``tickers`` carry a last
+  price but no bid or ask). Level 1 is pushed as snapshots (again every 3 s when the book did not change,
+  with the same update id ``u``; ``u`` = 1 after a venue restart starts the numbering afresh); a delta, should
+  one come, replaces the side it names and a size of 0 empties it.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import msgspec
 import orjson
 
 from hedgewatch.connectors.base import Route, ms
-from hedgewatch.connectors.instruments import Instrument, bybit_category, bybit_perpetuals, get_json
+from hedgewatch.connectors.instruments import Instrument, bybit_category, bybit_perpetuals, bybit_spot, get_json
 from hedgewatch.connectors.sanity import (
     MAX_JUMP_FACTOR,
     MAX_PRICE,
@@ -39,9 +44,9 @@ from hedgewatch.connectors.sanity import (
 from hedgewatch.connectors.venue import VenueConnector
 from hedgewatch.connectors.wsconn import WsConnection, WsProtocol, group_routes
 from hedgewatch.service.errors import FeedError, RejectedMessage
-from hedgewatch.service.events import Candle, Funding, MarkPrice, OpenInterest, Quote, Trade
+from hedgewatch.service.events import Candle, Funding, Market, MarkPrice, OpenInterest, Quote, Trade
 
-TICKERS, TRADES, KLINE = range(3)
+TICKERS, TRADES, KLINE, BOOK = range(4)
 KLINE_S = {"1": 60, "3": 180, "5": 300, "15": 900, "30": 1800, "60": 3600, "240": 14400, "D": 86400}
 
 
@@ -381,11 +386,100 @@ class BybitProtocol(WsProtocol):
             self._sink(k)
 
 
+def _top(rows: Any, old: float, snapshot: bool) -> float:
+    """The best price of one side of an ``orderbook.1`` frame: its first level (0.0 when a size of 0
+    removes it); an empty side is empty in a snapshot and unchanged in a delta."""
+    if not isinstance(rows, list):
+        raise RejectedMessage("malformed", "book side")
+    if not rows:
+        return 0.0 if snapshot else old
+    try:
+        price, size = float(rows[0][0]), float(rows[0][1])
+    except (TypeError, ValueError, IndexError):
+        raise RejectedMessage("non_numeric", "book level") from None
+    if size == 0.0:
+        return 0.0
+    return positive(price, "price")
+
+
+class BybitSpotProtocol(BybitProtocol):
+    """One Bybit ``/v5/public/spot`` connection: ``orderbook.1.{symbol}`` into quotes of market ``spot``."""
+
+    def __init__(self, ctx: Any, url: str, routes: list[Route]) -> None:
+        super().__init__(ctx, url, routes, {})
+        self.want = frozenset({"quotes"})
+        self.books: dict[str, tuple[float, float]] = {}  # instrument -> (best bid, best ask); 0.0: empty
+
+    def on_connect(self) -> None:
+        super().on_connect()
+        self.books.clear()
+
+    def handle(self, raw: bytes) -> None:
+        now = self._clock()
+        try:
+            msg = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise RejectedMessage("malformed") from None
+        try:
+            r = self.by_topic[msg["topic"]]
+        except (KeyError, TypeError):
+            self._control(msg)
+            return
+        self._book(r, msg, now)
+        r.count += 1
+
+    def _book(self, r: Route, msg: dict[str, Any], now: float) -> None:
+        try:
+            d = msg["data"]
+            typ = msg["type"]
+            ts = ms(msg["ts"])
+            bids, asks, u = d["b"], d["a"], d["u"]
+        except (KeyError, TypeError):
+            raise RejectedMessage("missing_field", "data/type/ts/b/a/u") from None
+        if type(u) is not int:
+            raise RejectedMessage("non_numeric", "u")
+        if typ == "snapshot":
+            old = (0.0, 0.0)
+            if u == 1:
+                r.seq = 0  # the venue restarted its book: the numbering starts afresh
+        elif typ == "delta":
+            if r.instrument not in self.books:
+                raise RejectedMessage("no_snapshot", r.key)
+            old = self.books[r.instrument]
+        else:
+            raise RejectedMessage("unexpected", "type")
+        check_seq(r, u, strict=False)  # level 1 re-sends an unchanged book with the same ``u``
+        snapshot = typ == "snapshot"
+        bid, ask = _top(bids, old[0], snapshot), _top(asks, old[1], snapshot)
+        if bid and ask:
+            check_quote(r, bid, ask, now)
+        accept_seq(r, u, now)
+        self.books[r.instrument] = (bid, ask)
+        if bid and ask:
+            accept_price(r, (bid + ask) * 0.5, now)
+            self._sink(Quote(self._ex, r.asset, r.instrument, bid, ask, ts, now, r.quote, Market.SPOT))
+
+
 class BybitConnector(VenueConnector):
     """Bybit v5 linear or inverse perpetuals: see the module docstring."""
 
     default_ws = "wss://stream.bybit.com"
     default_rest = "https://api.bybit.com"
+    spot_supported = True
+
+    async def load_spot(self, http: httpx.AsyncClient) -> list[Instrument]:
+        body = await get_json(http, "/v5/market/instruments-info", {"category": "spot"})
+        if not isinstance(body, dict):
+            raise FeedError("instruments-info: unexpected body")
+        return bybit_spot(body, self.source.symbols, self.spot_quote)
+
+    def build_spot(self) -> list[WsConnection]:
+        # level 1 re-sends an unchanged book every 3 s: a 1 s nominal cadence keeps a quiet book above its bound
+        routes = [Route(f"orderbook.1.{i.instrument}", "spot", BOOK, i.asset, i.instrument, i.quote, cadence_s=1.0)
+                  for i in self.spot]
+        url = f"{self.spot_ws_base}/v5/public/spot"
+        return [WsConnection(self.ctx, BybitSpotProtocol(self.ctx, url, group), f"spot-{k}")
+                for k, (_, group) in enumerate(group_routes(routes, self.source.max_streams_per_connection))]
 
     async def load_instruments(self, http: httpx.AsyncClient) -> list[Instrument]:
         found: list[Instrument] = []

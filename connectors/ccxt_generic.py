@@ -13,7 +13,15 @@ configured quote, else the spot market in that quote. Per market, ccxt's unified
   interval from the venue's own data (``connectors.ccxt_funding``): unknown stays unknown (``0``), never
   an assumed 8 h;
 - open interest: ``fetch_open_interest`` every ``source.open_interest_poll_s``;
-- kline history: ``fetch_ohlcv``, paged (``connectors.klines``).
+- kline history: ``fetch_ohlcv``, paged (``connectors.klines``);
+- spot (``market: spot``): the exchange's spot market of each asset in the quote (USDT for a ``USD``
+  source), on the exchange's spot id (``binance`` for ``binanceusdm``/``binancecoinm``, the same id
+  elsewhere, the same exchange object when the id is the same), quoted like the perpetual
+  (``watch_bids_asks``, else ``watch_ticker``, else ``fetch_ticker``) as quotes of market ``spot``. It runs
+  in a task of its own, so a spot market that cannot be loaded holds up nothing. As for the native
+  connectors it is reached at the exchange's own endpoints, or at ``spot_ws_url``/``spot_rest_url`` when
+  ``ws_url``/``rest_url`` point elsewhere (else not at all). A market chosen above that is itself a spot
+  market quotes as ``spot`` too.
 ccxt errors are translated at this boundary: ``NotSupported`` and ``BadSymbol`` switch that channel off with
 one log line; every other failure (``NetworkError``, exchange errors, even a ccxt bug raising ``TypeError``
 on an odd frame) backs off and retries forever. A websocket channel with no update within its silence
@@ -32,15 +40,18 @@ from urllib.parse import urlsplit, urlunsplit
 import ccxt
 import ccxt.pro as ccxtpro
 
-from hedgewatch.connectors.base import Backoff, FeedContext, Route, Tuning, positive, raise_if_cancelled
+from hedgewatch.connectors.base import FeedContext, Route, Tuning, positive
 from hedgewatch.connectors.ccxt_funding import FundingIntervals
 from hedgewatch.connectors.sanity import accept_price, check_quote
 from hedgewatch.connectors.venue import CHANNELS, DEFAULT_CHANNELS
 from hedgewatch.service.config import SourceConfig
 from hedgewatch.service.errors import FeedError, RejectedMessage
-from hedgewatch.service.events import Event, FeedState, Funding, MarkPrice, OpenInterest, Quote
+from hedgewatch.service.events import Event, FeedState, Funding, Market, MarkPrice, OpenInterest, Quote
+from hedgewatch.service.retry import Backoff, raise_if_cancelled
 
 TICKER_POLL_S = 1.0
+# ccxt ids whose spot market is another id's
+SPOT_IDS = {"binanceusdm": "binance", "binancecoinm": "binance", "krakenfutures": "kraken"}
 FUNDING_POLL_S = 30.0
 WATCH_CADENCE_S = 1.0
 
@@ -88,6 +99,27 @@ def rebase_url(url: str, base: str) -> str:
     return urlunsplit((b.scheme, b.netloc, path, u.query, u.fragment))
 
 
+def pick_spot(markets: dict[str, Any], asset: str, quote: str) -> dict[str, Any] | None:
+    """The active spot market of ``asset`` in ``quote``."""
+    for m in markets.values():
+        if m.get("spot") and m.get("base") == asset and m.get("quote") == quote and m.get("active") is not False:
+            return m
+    return None
+
+
+def spot_source(source: SourceConfig) -> SourceConfig | None:
+    """The source as the exchange's spot market sees it (its spot id and spot endpoints), None when the
+    source is not priced from spot or its spot market is not reachable (``ws_url``/``rest_url`` point
+    elsewhere and no ``spot_ws_url``/``spot_rest_url`` is given)."""
+    if source.market != "spot":
+        return None
+    moved = source.ws_url is not None or source.rest_url is not None
+    if moved and source.spot_ws_url is None and source.spot_rest_url is None:
+        return None
+    return source.model_copy(update={"exchange": SPOT_IDS.get(source.exchange, source.exchange),
+                                     "ws_url": source.spot_ws_url, "rest_url": source.spot_rest_url})
+
+
 def pick_market(markets: dict[str, Any], asset: str, quote: str) -> dict[str, Any] | None:
     """The active linear swap of ``asset`` settled in ``quote``, else its spot market in ``quote``."""
     spot = None
@@ -119,6 +151,9 @@ class CcxtConnector:
         if exchange_factory is default_factory and not _known(source.exchange):
             raise FeedError(f"{self.name}: ccxt has no exchange {source.exchange!r}")
         self.ex: Any = None
+        self.spot_ex: Any = None  # the exchange object of the spot market (``self.ex`` when the same)
+        self.spot_source = spot_source(source) if "quotes" in self.channels else None
+        self._spot_keys: set[str] = set()  # price routes on a spot market: their quotes are ``spot``
         self.routes: list[Route] = []
         self.intervals = FundingIntervals(lambda: self.ex, self.name)
         self._marks_apart = False  # a mark stream of its own: the ticker's mark is not used
@@ -138,23 +173,60 @@ class CcxtConnector:
                 for r in self.routes:
                     tg.create_task(self._channel(r), name=f"{self.name}:{r.key}")
                 tg.create_task(self._flush(), name=f"{self.name}:flush")
+                if self.spot_source is not None:
+                    tg.create_task(self._run_spot(markets), name=f"{self.name}:spot")
         finally:
             if self.state == "running":
                 self.ctx.connection_up(False)
             await asyncio.shield(self._close())
 
-    async def _close(self) -> None:
-        try:
-            await self.ex.close()
-        except Exception as exc:  # closing a broken exchange object must not mask why we stop
-            self.ctx.log.debug("%s: close failed: %r", self.name, exc)
+    async def _run_spot(self, markets: dict[str, Any]) -> None:
+        """The spot market's quote routes, on their own exchange object when the spot id differs."""
+        spot = self.spot_source
+        assert spot is not None
+        same = spot.exchange == self.source.exchange and spot.ws_url is None and spot.rest_url is None
+        if same:
+            self.spot_ex = self.ex
+        else:
+            self.spot_ex = self.factory(spot)
+            markets = await self._load_markets(self.spot_ex)
+        quote = "USDT" if self.source.quote == "USD" else self.source.quote
+        chosen = {r.instrument for r in self.routes if r.key in self._spot_keys}
+        routes = []
+        for asset in self.source.symbols:
+            m = pick_spot(markets, asset, quote)
+            if m is None or str(m.get("id")) in chosen:
+                if m is None:
+                    self.ctx.log.warning("%s: no %s spot market for %s; priced from the perpetual", self.name,
+                                         quote, asset)
+                continue
+            has, sym = self.spot_ex.has, m.get("symbol")
+            kind = "watch" if has.get("watchBidsAsks") or has.get("watchTicker") else "poll"
+            r = Route(f"spot:{sym}", "spot", kind, asset, str(m.get("id")), str(m.get("quote")),
+                      cadence_s=WATCH_CADENCE_S if kind == "watch" else TICKER_POLL_S, topic=sym)
+            self._spot_keys.add(r.key)
+            routes.append(r)
+        self.routes += routes
+        async with asyncio.TaskGroup() as tg:
+            for r in routes:
+                tg.create_task(self._channel(r), name=f"{self.name}:{r.key}")
 
-    async def _load_markets(self) -> dict[str, Any]:
+    async def _close(self) -> None:
+        for ex in (self.ex, self.spot_ex if self.spot_ex is not self.ex else None):
+            if ex is None:
+                continue
+            try:
+                await ex.close()
+            except Exception as exc:  # closing a broken exchange object must not mask why we stop
+                self.ctx.log.debug("%s: close failed: %r", self.name, exc)
+
+    async def _load_markets(self, ex: Any = None) -> dict[str, Any]:
+        ex = self.ex if ex is None else ex
         tn = self.ctx.tuning
         backoff = Backoff(tn.backoff_base_s, tn.backoff_cap_s)
         while True:
             try:
-                markets = await self.ex.load_markets()
+                markets = await ex.load_markets()
             except ccxt.BaseError as exc:
                 raise_if_cancelled()
                 self.ctx.burst.event("markets", f"{self.name}: cannot load markets ({_describe(exc)}); "
@@ -175,7 +247,10 @@ class CcxtConnector:
             contract = bool(m.get("contract") or m.get("swap"))
             args = (asset, str(m.get("id")), str(m.get("quote")))
             sym = m.get("symbol")
-            out += self._price_routes(m, args)
+            price_routes = self._price_routes(m, args)
+            if m.get("spot"):  # no perpetual in the quote: the spot market prices the source
+                self._spot_keys.update(r.key for r in price_routes)
+            out += price_routes
             if "funding" in self.channels and contract and (has.get("watchFundingRate")
                                                               or has.get("fetchFundingRate")):
                 kind = "watch" if has.get("watchFundingRate") else "poll"
@@ -263,6 +338,12 @@ class CcxtConnector:
         ex = self.ex
         if r.channel in ("ticker", "ticker_mark"):
             return (ex.watch_ticker if r.kind == "watch" else ex.fetch_ticker), self._ticker
+        if r.channel == "spot":
+            ex = self.spot_ex
+            if ex.has.get("watchBidsAsks"):
+                r.channel = "bidask"
+            else:
+                return (ex.watch_ticker if r.kind == "watch" else ex.fetch_ticker), self._ticker
         if r.channel == "bidask":
             async def bids_asks(sym: str) -> Any:
                 return (await ex.watch_bids_asks([sym]))[sym]
@@ -313,12 +394,13 @@ class CcxtConnector:
         ts = _ts(t, now)
         out: list[Event] = []
         bid, ask = t.get("bid"), t.get("ask")
-        if ("quotes" in self.channels and r.channel in ("ticker", "bidask") and bid is not None
+        if ("quotes" in self.channels and r.channel in ("ticker", "bidask", "spot") and bid is not None
                 and ask is not None):
             bid, ask = positive(_float(bid), "bid"), positive(_float(ask), "ask")
             check_quote(r, bid, ask, now)  # both sides, spread and mid against the last accepted book
             accept_price(r, (bid + ask) * 0.5, now)
-            out.append(Quote(self.name, r.asset, r.instrument, bid, ask, ts, now, r.quote))
+            market = Market.SPOT if r.key in self._spot_keys else Market.PERP
+            out.append(Quote(self.name, r.asset, r.instrument, bid, ask, ts, now, r.quote, market))
         mark = t.get("markPrice")
         if "mark" in self.channels and mark is not None and (
                 r.channel in ("mark", "ticker_mark") or (r.channel == "ticker" and not self._marks_apart)):

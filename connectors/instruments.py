@@ -219,3 +219,36 @@ def _okx_contracts(body: dict[str, Any], quote: str) -> list[tuple[Instrument, d
         if ct_val is not None:
             out.append((Instrument(base, s["instId"], quote, ct_val=ct_val, inverse=inverse), s))
     return out
+
+
+# --- spot pairs: the index's price source (``market: spot``) -------------------------------------------
+
+
+def binance_spot(info: dict[str, Any], assets: Iterable[str], quote: str) -> list[Instrument]:
+    """``/api/v3/exchangeInfo`` (Binance spot): the TRADING ``<ASSET><QUOTE>`` pair of each asset."""
+    if not isinstance(info.get("symbols"), list):
+        raise FeedError("spot exchangeInfo: no symbols list")
+    out = [Instrument(str(s["baseAsset"]), str(s["symbol"]), quote) for s in info["symbols"]
+           if isinstance(s, dict) and s.get("status") == "TRADING" and s.get("quoteAsset") == quote
+           and "baseAsset" in s and "symbol" in s]
+    return _by_asset(out, assets)
+
+
+def bybit_spot(body: dict[str, Any], assets: Iterable[str], quote: str) -> list[Instrument]:
+    """``/v5/market/instruments-info?category=spot``: the Trading ``<ASSET><QUOTE>`` pair of each asset."""
+    _bybit_ok(body)
+    out = [Instrument(str(s["baseCoin"]), str(s["symbol"]), quote)
+           for s in body.get("result", {}).get("list", ())
+           if isinstance(s, dict) and s.get("status") == "Trading" and s.get("quoteCoin") == quote
+           and "baseCoin" in s and "symbol" in s]
+    return _by_asset(out, assets)
+
+
+def okx_spot(body: dict[str, Any], assets: Iterable[str], quote: str) -> list[Instrument]:
+    """``/api/v5/public/instruments?instType=SPOT``: the live ``<ASSET>-<QUOTE>`` pair of each asset."""
+    if str(body.get("code")) != "0":
+        raise FeedError(f"okx instruments: code {body.get('code')} {body.get('msg', '')}")
+    out = [Instrument(str(s["baseCcy"]), str(s["instId"]), quote) for s in body.get("data", ())
+           if isinstance(s, dict) and s.get("state") == "live" and s.get("quoteCcy") == quote
+           and "baseCcy" in s and "instId" in s]
+    return _by_asset(out, assets)

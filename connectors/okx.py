@@ -11,6 +11,9 @@
   drops a connection idle for 30 s) and its ``pong`` expected.
 - The venue's mark and index come on two channels; each update emits a ``MarkPrice`` carrying the latest of
   both once the mark is known.
+- Spot (``market: spot``): the live spot pair of each asset (``instruments?instType=SPOT``, ``BTC-USDT``) on
+  ``tickers`` of ``/ws/v5/public`` (``instType`` SPOT rows: best bid and ask, sizes in base units), on
+  connections of their own, as quotes of market ``spot``.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import msgspec
 import orjson
 
 from hedgewatch.connectors.base import Route, ms, ms_of, num
-from hedgewatch.connectors.instruments import Instrument, get_json, okx_futures, okx_swaps
+from hedgewatch.connectors.instruments import Instrument, get_json, okx_futures, okx_spot, okx_swaps
 from hedgewatch.connectors.sanity import MAX_PRICE, accept_price, check_quote, positive, venue_text
 from hedgewatch.connectors.venue import VenueConnector
 from hedgewatch.connectors.wsconn import WsConnection, WsProtocol, group_routes
@@ -250,6 +253,23 @@ class OkxConnector(VenueConnector):
 
     default_ws = "wss://ws.okx.com:8443"
     default_rest = "https://www.okx.com"
+    spot_supported = True
+
+    async def load_spot(self, http: httpx.AsyncClient) -> list[Instrument]:
+        body = await get_json(http, "/api/v5/public/instruments", {"instType": "SPOT"})
+        if not isinstance(body, dict):
+            raise FeedError("instruments: unexpected body")
+        return okx_spot(body, self.source.symbols, self.spot_quote)
+
+    def build_spot(self) -> list[WsConnection]:
+        routes = [Route(f"spot:{i.instrument}", "spot", TICKERS, i.asset, i.instrument, i.quote, 0.1,
+                        topic={"channel": "tickers", "instId": i.instrument}) for i in self.spot]
+        out = []
+        for k, (_, group) in enumerate(group_routes(routes, self.source.max_streams_per_connection)):
+            proto = OkxProtocol(self.ctx, f"{self.spot_ws_base}/ws/v5/public", group)
+            proto.market = Market.SPOT
+            out.append(WsConnection(self.ctx, proto, f"spot-{k}"))
+        return out
 
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)

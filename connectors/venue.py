@@ -1,5 +1,10 @@
 """The shell every native connector shares: resolve instruments over REST (retrying forever), then run the
-venue's websocket connections and REST pollers in one task group, and report their state."""
+venue's websocket connections and REST pollers in one task group, and report their state.
+
+A source of ``market: spot`` also runs the venue's spot market beside its perpetuals: the spot pairs are
+resolved from the venue's spot instrument list and quoted on connections of their own (``spot-*``), in a
+task of their own, so a spot market that cannot be reached holds up nothing (the oracle prices the source
+from its perpetual meanwhile). Where the spot market lives is ``VenueConnector.spot_endpoints``."""
 
 from __future__ import annotations
 
@@ -10,13 +15,14 @@ from typing import Any, get_args
 
 import httpx
 
-from hedgewatch.connectors.base import Backoff, FeedContext, Tuning, raise_if_cancelled
+from hedgewatch.connectors.base import FeedContext, Tuning
 from hedgewatch.connectors.instruments import Instrument
 from hedgewatch.connectors.wsconn import WsConnection
 from hedgewatch.service.config import FeedChannel, SourceConfig
 from hedgewatch.service.errors import FeedError, RejectedMessage
 from hedgewatch.service.events import Event, FeedState
 from hedgewatch.service.metrics import Metrics
+from hedgewatch.service.retry import Backoff, raise_if_cancelled
 
 # Channel names a source may list in ``channels`` (validated by the config); None means the default set.
 CHANNELS: tuple[str, ...] = get_args(FeedChannel)
@@ -97,10 +103,15 @@ class Poller:
 
 class VenueConnector:
     """Base of the native connectors. Subclasses set ``default_ws``/``default_rest`` and implement
-    ``load_instruments`` and ``build``."""
+    ``load_instruments`` and ``build``; those with a spot market set ``spot_supported`` and implement
+    ``load_spot`` and ``build_spot`` (``default_spot_ws``/``default_spot_rest`` when the venue's spot market
+    is on other hosts than its perpetuals)."""
 
     default_ws = ""
     default_rest = ""
+    spot_supported = False
+    default_spot_ws = ""    # "": the spot market is on the perpetuals' websocket host
+    default_spot_rest = ""  # "": likewise for REST
 
     def __init__(self, source: SourceConfig, sink: Callable[[Event], None], metrics: Metrics, *,
                  clock: Callable[[], float] = time.time, tuning: Tuning | None = None) -> None:
@@ -118,6 +129,41 @@ class VenueConnector:
         self.connections: list[WsConnection] = []
         self.pollers: list[Poller] = []
         self.state = "resolving instruments"
+        # the spot market: where it is (None: not run, ``spot_state`` says why) and its pairs once resolved
+        self.spot_quote = "USDT" if source.quote == "USD" else source.quote
+        self.spot_ws_base, self.spot_rest_base, self.spot_state = self.spot_endpoints()
+        self.spot: list[Instrument] = []
+        self.spot_connections: list[WsConnection] = []
+
+    def spot_endpoints(self) -> tuple[str | None, str | None, str]:
+        """(websocket base, REST base, state) of the source's spot market. ``spot_ws_url``/``spot_rest_url``
+        when given; else the venue's public spot endpoints when the source uses the venue's public endpoints;
+        else none (a ``ws_url`` pointing elsewhere serves what it serves), and the source is priced from its
+        perpetual."""
+        src = self.source
+        if src.market != "spot":
+            return None, None, "off (market: perp)"
+        if not self.spot_supported:
+            return None, None, "off (no spot market through this connector)"
+        if "quotes" not in self.channels:
+            return None, None, "off (the quotes channel is not subscribed)"
+        ws = src.spot_ws_url or (self.default_spot_ws or self.default_ws if src.ws_url is None else None)
+        if src.spot_rest_url:
+            rest: str | None = src.spot_rest_url
+        elif not self.default_spot_rest:
+            rest = self.rest_base  # the venue lists its spot pairs on the perpetuals' REST host
+        else:
+            rest = self.default_spot_rest if src.rest_url is None else None
+        if ws is None or rest is None:
+            return None, None, "off (ws_url/rest_url point elsewhere and no spot_ws_url/spot_rest_url is given)"
+        return ws.rstrip("/"), rest.rstrip("/"), "resolving instruments"
+
+    async def load_spot(self, http: httpx.AsyncClient) -> list[Instrument]:
+        raise NotImplementedError
+
+    def build_spot(self) -> list[WsConnection]:
+        """The spot connections for ``self.spot``."""
+        raise NotImplementedError
 
     async def load_instruments(self, http: httpx.AsyncClient) -> list[Instrument]:
         raise NotImplementedError
@@ -127,10 +173,34 @@ class VenueConnector:
         raise NotImplementedError
 
     async def run(self) -> None:
+        if self.spot_ws_base is None:
+            self.ctx.log.info("%s: spot market %s; the oracle prices it from the perpetual", self.name,
+                              self.spot_state)
+            await self._run_perpetuals()
+            return
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._run_spot(), name=f"{self.name}:spot")
+            tg.create_task(self._run_perpetuals(), name=f"{self.name}:perpetuals")
+
+    async def _run_spot(self) -> None:
+        assert self.spot_rest_base is not None
+        tn = self.ctx.tuning
+        async with httpx.AsyncClient(base_url=self.spot_rest_base, timeout=tn.rest_timeout_s,
+                                     trust_env=False) as http:
+            self.spot = await self._resolve(http, self.load_spot, "spot instrument",
+                                            f"{self.spot_quote} spot pair")
+            self.spot_connections = self.build_spot()
+            self.spot_state = "running"
+            async with asyncio.TaskGroup() as tg:
+                for conn in self.spot_connections:
+                    tg.create_task(conn.run(), name=f"{self.name}:{conn.name}")
+
+    async def _run_perpetuals(self) -> None:
         tn = self.ctx.tuning
         async with httpx.AsyncClient(base_url=self.rest_base, timeout=tn.rest_timeout_s,
                                      trust_env=False) as http:
-            self.instruments = await self._resolve(http)
+            self.instruments = await self._resolve(http, self.load_instruments, "instrument",
+                                                   f"{self.source.quote} instrument")
             self.build(http)
             self.state = "running"
             async with asyncio.TaskGroup() as tg:
@@ -139,24 +209,26 @@ class VenueConnector:
                 for poller in self.pollers:
                     tg.create_task(poller.run(), name=f"{self.name}:{poller.name}")
 
-    async def _resolve(self, http: httpx.AsyncClient) -> list[Instrument]:
+    async def _resolve(self, http: httpx.AsyncClient,
+                       load: Callable[[httpx.AsyncClient], Awaitable[list[Instrument]]], key: str,
+                       what: str) -> list[Instrument]:
         tn = self.ctx.tuning
         backoff = Backoff(tn.backoff_base_s, tn.backoff_cap_s)
-        key = "instruments"
         while True:
             try:
-                found = await self.load_instruments(http)
+                found = await load(http)
             except Exception as exc:  # transport trouble or a list we cannot read: retry, never crash
                 raise_if_cancelled()
-                self.ctx.burst.event(key, f"{self.name}: cannot load the instrument list from "
-                                          f"{self.rest_base} ({exc}); retrying with backoff")
+                self.ctx.burst.event(key, f"{self.name}: cannot load the {key} list from "
+                                          f"{http.base_url} ({exc}); retrying with backoff")
                 await asyncio.sleep(backoff.next())
                 continue
-            self.ctx.burst.clear(key, f"{self.name}: instrument list loaded")
+            self.ctx.burst.clear(key, f"{self.name}: {key} list loaded")
             missing = sorted(set(self.source.symbols) - {i.asset for i in found})
             if missing:
-                self.ctx.log.warning("%s: no %s instrument for %s; those assets are skipped", self.name,
-                                     self.source.quote, ", ".join(missing))
+                skipped = "priced from the perpetual" if key == "spot instrument" else "skipped"
+                self.ctx.log.warning("%s: no %s for %s; those assets are %s", self.name, what,
+                                     ", ".join(missing), skipped)
             if found:
                 return found
             self.ctx.burst.event(key, f"{self.name}: none of {', '.join(self.source.symbols)} is listed; "
@@ -168,8 +240,9 @@ class VenueConnector:
             "exchange": self.source.exchange,
             "state": self.state,
             "instruments": {i.asset: i.instrument for i in self.instruments},
+            "spot": {"state": self.spot_state, "pairs": {i.asset: i.instrument for i in self.spot}},
             "reconnects": self.ctx.reconnects,
             "rejected": dict(self.ctx.rejected),
-            "connections": {c.name: c.status() for c in self.connections},
+            "connections": {c.name: c.status() for c in (*self.connections, *self.spot_connections)},
             "pollers": {p.name: p.status() for p in self.pollers},
         }

@@ -30,9 +30,10 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from hedgewatch.connectors.base import Backoff, Cadence, FeedContext, Route, Tuning, raise_if_cancelled
+from hedgewatch.connectors.base import Cadence, FeedContext, Route, Tuning
 from hedgewatch.service.errors import FeedError, ProtocolError, RejectedMessage
 from hedgewatch.service.events import FeedState
+from hedgewatch.service.retry import Backoff, raise_if_cancelled
 
 
 class WsProtocol:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from hedgewatch.rules.engine import STATE_CODE, Engine
@@ -20,7 +20,9 @@ from hedgewatch.service.config import Config, RulesConfig
 from hedgewatch.service.errors import ConfigError, Problem
 from hedgewatch.service.events import Candle
 from hedgewatch.service.hedge import HedgeBook, Sizing
-from hedgewatch.service.metrics import Metrics
+
+if TYPE_CHECKING:  # the exporter's registry is handed in; the stage loads no metrics library
+    from hedgewatch.service.metrics import Metrics
 
 STATE_VERSION = 1
 # An index status that is not ok for less than this is a momentary flip: rules that do not opt in to it are
@@ -58,11 +60,10 @@ class RuleStage:
         p = config.portfolio
         self.engine = Engine(self.index, rules, p.hedge_ratio, p.hedge_ratio_min, p.hedge_ratio_max)
         self.events = EventRules(self.index, rules)
-        self.hedge = HedgeBook(self.index, p)
+        self.hedge = HedgeBook(self.index, p, config.index.futures)
         self.env: dict[str, Any] = {}
         self.status: str | None = None
         self.sizing: Sizing | None = None
-        self.started_at = now
         self._generator_url = f"{config.http.base_url()}/state?" + urlencode({"index": self.index})
         self.evaluated_at: float | None = None
         self._seen_ok = False

@@ -35,6 +35,7 @@ from hedgewatch.service.errors import ClosedError, ConfigError, FeedError, Probl
 from hedgewatch.service.events import Event
 from hedgewatch.service.http import HttpServer
 from hedgewatch.service.keys import keys_for
+from hedgewatch.service.market_metrics import GaugeExporter
 from hedgewatch.service.metrics import Metrics
 from hedgewatch.service.outbox import AlertSink
 from hedgewatch.service.ownership import Ownership
@@ -100,6 +101,7 @@ class Daemon:
         # the synchronous engine (market, rules, hedge sizing, ledger) the backtest drives too
         self.engine = Engine(config, clock())
         self.market = self.engine.market
+        self.market_exporter = GaugeExporter()
         self.rules = self.engine.rules
         self.selection = SelectionFeed.for_config(config, self.market, clock=clock, on_change=self._touched)
         self.connectors: list[Connector] = [] if self.scaled else [
@@ -471,7 +473,7 @@ class Daemon:
         self._check_clock()
         if self.role is not None:
             self.role.export()
-        self.market.export(self.metrics, now)
+        self.market_exporter.export(self.market, self.metrics, now)
         self.rules.export(self.metrics)
         self.engine.primary.export(self.metrics)
         m = self.metrics

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -27,8 +28,6 @@ from pydantic import (
     model_validator,
 )
 from pydantic.fields import FieldInfo
-from pydantic_settings import EnvSettingsSource
-from pydantic_settings.sources.utils import parse_env_vars
 
 from hedgewatch.service.errors import ConfigError, Problem, SecretError
 from hedgewatch.service.redisconn import parse_redis_url
@@ -84,9 +83,21 @@ FeedChannel = Literal["quotes", "trades", "mark", "funding", "open_interest", "c
                       "futures"]
 
 
+SourceMarket = Literal["spot", "perp"]
+
+
 class SourceConfig(Section):
     """One venue connection set. ``symbols`` are asset names (``BTC``); the connector maps them to the
-    venue's instruments from the venue's own instrument list."""
+    venue's instruments from the venue's own instrument list.
+
+    ``market`` is what prices the source in the oracle: ``spot`` (the default) subscribes the venue's spot
+    pair of each asset (``BTCUSDT``, ``BTC-USDT``; quoted in ``quote``, USDT for a coin-margined source) beside
+    its perpetual, and the oracle takes the spot quote while it is fresh and the perpetual's while it is not
+    (``oracle.spot_max_age_s``), as a venue's index engine does; ``perp`` prices the source from its
+    perpetual only. The spot market is reached at ``spot_ws_url``/``spot_rest_url``; without them at the
+    venue's public spot endpoints when the source uses the venue's public endpoints (no ``ws_url``), and
+    nowhere when ``ws_url`` points elsewhere (a proxy or the simulator serves what it serves: name its spot
+    endpoints), the source then priced from its perpetual."""
 
     exchange: str
     name: str | None = None
@@ -99,6 +110,9 @@ class SourceConfig(Section):
     max_streams_per_connection: int = Field(default=200, ge=1, le=1024)
     weight: float = Field(default=1.0, gt=0)
     enabled: bool = True
+    market: SourceMarket = "spot"
+    spot_ws_url: str | None = None
+    spot_rest_url: str | None = None
 
     @property
     def source_id(self) -> str:
@@ -149,11 +163,53 @@ class SelectionConfig(Section):
 
 
 class FuturesLegConfig(Section):
+    """The index's futures leg. ``synthetic``: the basket of the members' perpetuals, in index points.
+    ``contract``: a real contract (``symbol`` on ``exchange``), read in index points: its price (in USD)
+    divided by ``multiplier``, the contract's price per index point; without a multiplier, ``underlying``
+    (the asset the contract tracks) scales it by the index level over that asset's oracle price, so the basis
+    is the contract's own premium over its underlying; ``underlying`` the index's own name is a contract on
+    the index, quoted in its points (multiplier 1). ``contract_size`` (units of the underlying a contract)
+    makes the contract the hedge instrument when ``portfolio.instrument`` is not set. ``expiry`` defaults to
+    the one the instrument id encodes (``BTCUSDT_261225``, ``BTC-USD-261225``: 08:00 UTC that day)."""
+
     mode: Literal["synthetic", "contract"] = "synthetic"
     exchange: str | None = None
     symbol: str | None = None
-    multiplier: float = Field(default=1.0, gt=0)
+    underlying: str | None = None
+    multiplier: float | None = Field(default=None, gt=0, validate_default=True)
+    contract_size: float | None = Field(default=None, gt=0)
     expiry: str | None = None
+
+    @field_validator("underlying")
+    @classmethod
+    def _upper_underlying(cls, v: str | None) -> str | None:
+        return v.upper() if v else v
+
+    @field_validator("multiplier")
+    @classmethod
+    def _known_multiplier(cls, v: float | None, info: ValidationInfo) -> float | None:
+        d = info.data
+        if v is None and d.get("mode") == "contract" and d.get("symbol") and not d.get("underlying"):
+            raise ValueError(
+                f"cannot read {d['symbol']} in index points: give futures.multiplier (the contract's price per "
+                "index point) or futures.underlying (the asset it tracks, or the index's own name)")
+        return v
+
+    @field_validator("expiry")
+    @classmethod
+    def _iso_expiry(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                datetime.fromisoformat(v)
+            except ValueError:
+                raise ValueError(f"not an ISO 8601 date or time: {v!r}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _contract(self) -> FuturesLegConfig:
+        if self.mode == "contract" and not self.symbol:
+            raise ValueError("mode 'contract' needs the contract's symbol (its venue id, e.g. BTCUSDT_261225)")
+        return self
 
 
 class IndexConfig(Section):
@@ -208,6 +264,12 @@ class OracleConfig(Section):
     pair_band_ratio: float = Field(default=0.01, gt=0, lt=1)
     pair_hold_s: float = Field(default=5.0, ge=0)
     use_venue_index: bool = False
+    # A source of ``market: spot`` is priced by its spot quote while that is at most ``spot_max_age_s`` old
+    # (and never more than half of ``max_age_s``, so the perpetual stands in before the source goes stale),
+    # else by its perpetual; spot takes over again once it has quoted with no gap longer than that for
+    # ``spot_return_s`` (a flickering spot feed does not move the source back and forth).
+    spot_max_age_s: float = Field(default=5.0, gt=0)
+    spot_return_s: float = Field(default=10.0, ge=0)
 
 
 # --- portfolio / hedge ---------------------------------------------------------------------------------
@@ -560,6 +622,10 @@ class Config(Section):
         missing = [c for c in self.index.constituents if c not in quoted]
         if missing:
             raise ValueError(f"index constituents without any source: {', '.join(missing)}")
+        fut = self.index.futures
+        if fut.mode == "contract" and fut.underlying and fut.underlying not in quoted | {self.index.name}:
+            raise ValueError(f"index.futures.underlying: {fut.underlying} is neither the index ({self.index.name}) "
+                             "nor an asset a source quotes")
         return self
 
 
@@ -600,23 +666,27 @@ class _NotJson:
     """Stands in for an environment value that should have been JSON (a list or a mapping) and is not."""
 
 
-class _EnvSource(EnvSettingsSource):
+def _env_values(env: Mapping[str, str]) -> dict[str, Any]:
     """pydantic-settings' environment source over a given mapping (``os.environ`` in production, a dict in
-    tests), for the fields of ``Config``: ``HEDGEWATCH__A__B`` is ``a.b``, case-insensitive."""
+    tests), for the fields of ``Config``: ``HEDGEWATCH__A__B`` is ``a.b``, case-insensitive. pydantic-settings
+    loads asyncio, so it is imported here, where the environment is read, and not with the models, which
+    the pure core imports."""
+    from pydantic_settings import EnvSettingsSource
+    from pydantic_settings.sources.utils import parse_env_vars
 
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self._env = env
-        super().__init__(Config, case_sensitive=False, env_prefix=ENV_PREFIX,  # type: ignore[arg-type]
-                         env_nested_delimiter="__")
+    class EnvSource(EnvSettingsSource):
+        def _load_env_vars(self) -> Mapping[str, str | None]:
+            return parse_env_vars(env, False, False, None)
 
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        return parse_env_vars(self._env, False, False, None)
+        def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
+            try:
+                return super().decode_complex_value(field_name, field, value)
+            except ValueError:
+                return _NotJson()  # reported under the variable's name, without its value
 
-    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
-        try:
-            return super().decode_complex_value(field_name, field, value)
-        except ValueError:
-            return _NotJson()  # reported under the variable's name, without its value
+    source = EnvSource(Config, case_sensitive=False, env_prefix=ENV_PREFIX,  # type: ignore[arg-type]
+                       env_nested_delimiter="__")
+    return source()
 
 
 def _env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[str, ...], str], list[Problem]]:
@@ -631,7 +701,7 @@ def _env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[s
         names[path] = key
         if path and path[0] not in Config.model_fields:
             problems.append(Problem(key, None, None, ".".join(path), "unknown setting"))
-    values = _EnvSource(env)()
+    values = _env_values(env)
 
     def drop_bad_json(node: dict[str, Any], path: tuple[str, ...]) -> None:
         for k, v in list(node.items()):

@@ -6,29 +6,23 @@ wrapped/staked and pegged tokens, those below a minimum volume and those no sour
 buffer (a current member stays while it ranks within ``top_n + rank_buffer``; newcomers fill the remaining
 places by rank), so members do not churn at the boundary.
 
-Providers (``Provider``: an async ``fetch`` returning candidates or raising ``FeedError``; the daemon polls
-the one ``provider_for`` builds from the config):
+What the providers (service/providers.py, at the daemon's edge) read is parsed here, purely:
 - ``load_candidates_file``: JSON or YAML, either a list of our rows or CoinGecko's ``/coins/markets`` shape;
-  ``FileProvider`` re-reads it.
-- ``RestProvider``: the same shapes over HTTP. The fetch is async (it lives at the daemon's edge); parsing
-  is the same pure function the file provider uses.
+  ``parse_candidates`` the same shapes from any source.
 - ``load_index_info``: a venue composite index definition (Binance ``/fapi/v1/indexInfo``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import httpx
 from ruamel.yaml import YAML
 
-from hedgewatch.service.config import SelectionConfig
-from hedgewatch.service.errors import ConfigError, FeedError, Problem
+from hedgewatch.service.errors import ConfigError, Problem
 
 # Known stablecoins, wrapped, staked and pegged tokens: never index members, whatever the provider says.
 _STABLE = "USDT USDC DAI FDUSD TUSD BUSD USDP USDD USDE PYUSD FRAX GUSD LUSD SUSD USDS USD1 RLUSD EURC EURT"
@@ -190,65 +184,6 @@ def load_candidates_file(path: str | Path) -> list[Candidate]:
         return parse_candidates(_load_file(path))
     except ValueError as exc:
         raise ConfigError([Problem(str(path), None, None, "", str(exc))]) from exc
-
-
-class Provider(Protocol):
-    """A source of market-cap data for the selection."""
-
-    async def fetch(self) -> list[Candidate]:
-        """The current candidates; raises FeedError when they cannot be had."""
-        ...
-
-
-class FileProvider:
-    """The file provider, re-read on every fetch (a job may rewrite the file between rebalances)."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-
-    async def fetch(self) -> list[Candidate]:
-        try:
-            return await asyncio.to_thread(load_candidates_file, self.path)
-        except ConfigError as exc:
-            raise FeedError(f"market-cap file {self.path}: {exc}") from exc
-
-
-class RestProvider:
-    """Market-cap data over HTTP (a CoinGecko-style ``/coins/markets`` endpoint or one serving our rows)."""
-
-    def __init__(self, url: str, client: httpx.AsyncClient | None = None, timeout_s: float = 10.0) -> None:
-        self.url = url
-        self._client = client
-        self._timeout = timeout_s
-
-    async def fetch(self) -> list[Candidate]:
-        """Fetch and parse; raises FeedError on any transport or format failure."""
-        try:
-            if self._client is not None:
-                resp = await self._client.get(self.url, timeout=self._timeout)
-            else:
-                async with httpx.AsyncClient() as client:
-                    resp = await client.get(self.url, timeout=self._timeout)
-            resp.raise_for_status()
-            return parse_candidates(resp.json())
-        except (httpx.HTTPError, ValueError) as exc:
-            raise FeedError(f"market-cap provider {self.url}: {exc}") from exc
-
-
-def rest_provider(selection: SelectionConfig | None) -> RestProvider | None:
-    """The REST provider a selection config asks for, if any (the daemon polls its ``fetch``)."""
-    if selection is None or selection.provider != "rest" or not selection.url:
-        return None
-    return RestProvider(selection.url)
-
-
-def provider_for(selection: SelectionConfig | None) -> Provider | None:
-    """The provider a selection config names, if any."""
-    if selection is None:
-        return None
-    if selection.provider == "file":
-        return FileProvider(selection.path) if selection.path else None
-    return rest_provider(selection)
 
 
 def parse_index_info(data: Any, symbol: str) -> dict[str, float]:

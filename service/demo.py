@@ -38,8 +38,7 @@ def demo_config(endpoints: list[VenueEndpoint], assets: list[str], env: dict[str
     an equal-weighted basket of them."""
     data: dict[str, Any] = {
         "sources": [
-            {"exchange": ep.exchange, "name": ep.name, "symbols": assets, "ws_url": ep.ws_url,
-             "rest_url": ep.rest_url, "quote": ep.quote, "open_interest_poll_s": 2.0}
+            {**ep.source(assets), "open_interest_poll_s": 2.0}  # the venues' spot markets included
             for ep in endpoints
         ],
         "index": {"name": DEMO_INDEX, "constituents": assets, "weighting": "equal", "base_level": 1000.0,
@@ -116,7 +115,9 @@ def feed_health(feeds: dict[str, dict[str, Any]]) -> dict[tuple[str, str], str]:
     nothing for one of them past its learned bound (a thin market, not a broken feed)."""
     out: dict[tuple[str, str], str] = {}
     for source, st in feeds.items():
-        for conn in (st.get("connections") or {}).values():
+        for name, conn in (st.get("connections") or {}).items():
+            if name.startswith("spot-"):
+                continue  # a spot market that is down is told by the source's market: its perpetual stands in
             for ch in (conn.get("channels") or {}).values():
                 asset = ch.get("asset")
                 if not asset:
@@ -130,10 +131,11 @@ def feed_health(feeds: dict[str, dict[str, Any]]) -> dict[tuple[str, str], str]:
 
 
 def source_label(src: dict[str, Any], health: str | None) -> str:
-    """One source of an asset for the view: price, age, and why it is not used, telling a stale source on a
-    live feed (the symbol went quiet) from one whose feed is down."""
+    """One source of an asset for the view: the market pricing it, price, age, and why it is not used,
+    telling a stale source on a live feed (the symbol went quiet) from one whose feed is down."""
     status = src.get("status")
-    text = f"{src.get('exchange')} {_fmt_price(src.get('price'))} ({src.get('age_s') or 0:.1f}s)"
+    market = f" {src['market']}" if src.get("market") else ""  # spot, or the perpetual standing in
+    text = f"{src.get('exchange')}{market} {_fmt_price(src.get('price'))} ({src.get('age_s') or 0:.1f}s)"
     if status == "stale":
         why = {"quiet": "quiet symbol, feed live", "down": "feed down"}.get(health or "", src.get("reason", ""))
         return f"{text} [stale: {why}]"

@@ -4,9 +4,11 @@ Pure bookkeeping fed by normalized events, summarized on demand (at publish time
 tick, because nothing here has to move with every quote:
 
 - Futures leg: the synthetic basket perpetual, ``sum(mark_i * units_i) / divisor`` with the index's own
-  units and divisor (so it is in index points), or a configured real contract's mark price.
+  units and divisor (so it is in index points), or a configured real contract read in index points through
+  its multiplier (``service.futures_leg``).
 - Basis ``F - S``, basis ratio ``F / S - 1``, annualized ``ratio * 365 / days_to_expiry`` for a dated
-  contract; for a perpetual the annualized carry comes from funding (DESIGN "Futures leg").
+  contract; for a perpetual the annualized carry comes from funding (the contract's own rate in contract
+  mode, else the index's).
 - Index funding: the notional-weighted mean of the members' funding rates, each normalized to 8 h (a
   member's rate is the mean over its venues); annualized cost ``rate_8h * 3 * 365``.
 - Open interest summed in USD (the venue's USD figure, else base units at the oracle price), and its change
@@ -18,51 +20,22 @@ tick, because nothing here has to move with every quote:
 
 from __future__ import annotations
 
-import calendar
-import re
 import statistics
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from typing import Any
 
 from hedgewatch.rules.indicators import OpenInterestHistory
 from hedgewatch.service.config import IndexConfig
 from hedgewatch.service.events import Candle, Funding, Market, MarkPrice, OpenInterest
+from hedgewatch.service.expiry import expiry_from_instrument, parse_expiry
+from hedgewatch.service.futures_leg import ContractLeg
+
+__all__ = ["Derivatives", "expiry_from_instrument", "parse_expiry", "roll_cost"]
 
 DAY_S = 86400.0
 HOUR_S = 3600
 FUNDINGS_PER_YEAR_8H = 3 * 365
-_MONTHS = {m.upper(): i for i, m in enumerate(calendar.month_abbr) if m}
-_YYMMDD = re.compile(r"[-_](\d{2})(\d{2})(\d{2})$")
-_DDMONYY = re.compile(r"-(\d{1,2})([A-Za-z]{3})(\d{2})$")
-SETTLEMENT_HOUR_UTC = 8  # Binance, OKX, Bybit and Deribit settle dated futures at 08:00 UTC
 OI_SAMPLE_S = 10.0
-
-
-def expiry_from_instrument(instrument: str) -> float | None:
-    """The settlement time of a dated future from its venue id (``BTCUSDT_250328``, ``BTC-USD-250328``,
-    ``BTC-28MAR25``); None for perpetuals and unknown shapes."""
-    m = _YYMMDD.search(instrument)
-    if m:
-        y, mo, d = (int(g) for g in m.groups())
-    else:
-        m = _DDMONYY.search(instrument)
-        if not m or m.group(2).upper() not in _MONTHS:
-            return None
-        d, mo, y = int(m.group(1)), _MONTHS[m.group(2).upper()], int(m.group(3))
-    try:
-        return datetime(2000 + y, mo, d, SETTLEMENT_HOUR_UTC, tzinfo=UTC).timestamp()
-    except ValueError:
-        return None
-
-
-def parse_expiry(text: str | None) -> float | None:
-    """An ISO date/time (UTC when naive) as epoch seconds."""
-    if not text:
-        return None
-    dt = datetime.fromisoformat(text)
-    if dt.tzinfo is None:
-        dt = dt.replace(hour=dt.hour or SETTLEMENT_HOUR_UTC, tzinfo=UTC)
-    return dt.timestamp()
 
 
 def roll_cost(f_front: float, f_next: float, days: float) -> float:
@@ -92,6 +65,8 @@ class Derivatives:
         self.marks: dict[str, dict[str, tuple[float, float]]] = {}
         self.funding: dict[str, dict[str, tuple[float, float]]] = {}
         self.funding_unknown_interval: dict[str, dict[str, tuple[float, float]]] = {}
+        # asset -> "exchange:instrument" -> (rate per 8 h, time): each perpetual's own rate
+        self.instrument_funding: dict[str, dict[str, tuple[float, float]]] = {}
         self.oi: dict[str, dict[str, tuple[float, float | None, float]]] = {}
         self.dated: dict[str, dict[str, tuple[float, float, float, str]]] = {}
         # USD volume per asset, venue and hour: a closed hourly kline's, else the sum of closed finer klines
@@ -99,22 +74,23 @@ class Derivatives:
         self._minutes: dict[tuple[str, str], dict[float, float]] = {}
         # the one venue per asset whose volume counts (the index's volume basis, ``volume_venues``)
         self.volume_venue: dict[str, str] = {}
-        self.contract: tuple[float, float] | None = None
-        self._contract_expiry = parse_expiry(config.futures.expiry)
+        self.leg = ContractLeg(config.futures, config.name) if config.futures.mode == "contract" else None
         self._oi_history = OpenInterestHistory(max(config.oi_windows_s.values(), default=0.0), OI_SAMPLE_S)
 
     # --- feeding -----------------------------------------------------------------------------------
 
     def on_mark(self, ev: MarkPrice, usd_rate: float) -> None:
-        fut = self._cfg.futures
-        if fut.mode == "contract" and ev.instrument == fut.symbol and fut.exchange in (None, ev.exchange):
-            self.contract = (ev.mark, ev.ts_recv)
+        if self.leg is not None:
+            self.leg.on_mark(ev.exchange, ev.asset, ev.instrument, ev.mark * usd_rate, ev.ts_recv)
         if ev.market == Market.PERP:
             self.marks.setdefault(ev.asset, {})[ev.exchange] = (ev.mark * usd_rate, ev.ts_recv)
         elif ev.market == Market.FUTURE:
             self.on_dated(ev.exchange, ev.asset, ev.instrument, ev.mark * usd_rate, ev.ts_recv)
 
     def on_dated(self, exchange: str, asset: str, instrument: str, price: float, ts: float) -> None:
+        """A dated future's price in USD (a quote's mid or a mark)."""
+        if self.leg is not None:
+            self.leg.on_quote(exchange, asset, instrument, price, ts)
         expiry = expiry_from_instrument(instrument)
         if expiry is not None:
             self.dated.setdefault(asset, {})[f"{exchange}:{instrument}"] = (expiry, price, ts, exchange)
@@ -128,7 +104,11 @@ class Derivatives:
             self.funding.get(ev.asset, {}).pop(ev.exchange, None)
             return
         self.funding_unknown_interval.get(ev.asset, {}).pop(ev.exchange, None)
-        self.funding.setdefault(ev.asset, {})[ev.exchange] = (ev.rate * 8.0 / ev.interval_h, ev.ts_recv)
+        rate = ev.rate * 8.0 / ev.interval_h
+        self.funding.setdefault(ev.asset, {})[ev.exchange] = (rate, ev.ts_recv)
+        self.instrument_funding.setdefault(ev.asset, {})[f"{ev.exchange}:{ev.instrument}"] = (rate, ev.ts_recv)
+        if self.leg is not None:
+            self.leg.on_funding(ev.exchange, ev.instrument, rate, ev.ts_recv)
 
     def on_open_interest(self, ev: OpenInterest) -> None:
         self.oi.setdefault(ev.asset, {})[ev.exchange] = (ev.base, ev.usd, ev.ts_recv)
@@ -156,6 +136,11 @@ class Derivatives:
 
     def asset_funding(self, asset: str, now: float) -> float | None:
         return _fresh_mean(self.funding.get(asset, {}), now - self._max_age)
+
+    def asset_instrument_funding(self, asset: str, now: float) -> dict[str, float]:
+        """``"exchange:instrument"`` -> the fresh rate per 8 h of each of the asset's perpetuals."""
+        limit = now - self._max_age
+        return {k: r for k, (r, ts) in sorted(self.instrument_funding.get(asset, {}).items()) if ts >= limit}
 
     def asset_mark(self, asset: str, now: float) -> float | None:
         return _fresh_median(self.marks.get(asset, {}), now - self._max_age)
@@ -231,9 +216,10 @@ class Derivatives:
 
     def summary(
         self, units: Mapping[str, float], divisor: float, prices: Mapping[str, float], level: float | None,
-        now: float,
+        now: float, underlying_price: float | None = None,
     ) -> dict[str, object]:
-        """The index-level derivatives block of the snapshot."""
+        """The index-level derivatives block of the snapshot; ``underlying_price`` is the oracle price of
+        the contract-mode leg's underlying."""
         value = sum(u * prices.get(a, 0.0) for a, u in units.items())
         fut_sum, covered, funding_num, funding_den, oi_total, oi_seen = 0.0, 0.0, 0.0, 0.0, 0.0, False
         for a, u in units.items():
@@ -255,10 +241,9 @@ class Derivatives:
             if oi is not None:
                 oi_total, oi_seen = oi_total + oi, True
         funding = funding_num / funding_den if funding_den > 0 else None
-        futures, expiry = None, None
-        if self._cfg.futures.mode == "contract":
-            if self.contract is not None and self.contract[1] >= now - self._max_age:
-                futures, expiry = self.contract[0], self._contract_expiry
+        futures, contract = None, None
+        if self.leg is not None:
+            futures, contract = self._contract_leg(level, underlying_price, now)
         elif covered > 0 and divisor:
             futures = fut_sum / divisor
         out: dict[str, object] = {
@@ -276,19 +261,43 @@ class Derivatives:
             "basis_annualized": None,
             "state": None,
         }
+        if contract is not None:  # with the roll this contract faces (a dated one's)
+            out.update(contract=contract, roll_cost_annualized=contract.get("roll_cost_annualized"))
         if oi_seen:
             member_prices = {a: p for a in units if (p := prices.get(a)) is not None}
             (out["open_interest_change"], out["open_interest_change_usd"],
              out["open_interest_change_coverage"]) = self._oi_change(member_prices, now)
         if futures is not None and level:
-            ratio = futures / level - 1.0
-            band = self._cfg.flat_band_ratio
-            out["basis"] = futures - level
-            out["basis_ratio"] = ratio
-            if expiry is not None and expiry > now:
-                out["basis_annualized"] = ratio * 365.0 * DAY_S / (expiry - now)
-                out["days_to_expiry"] = (expiry - now) / DAY_S
-            else:
-                out["basis_annualized"] = out["funding_annualized"]
-            out["state"] = "contango" if ratio > band else "backwardation" if ratio < -band else "flat"
+            out.update(self._basis(futures, level, contract, out["funding_annualized"], now))
+        return out
+
+    def _contract_leg(self, level: float | None, underlying_price: float | None, now: float
+                      ) -> tuple[float | None, dict[str, Any]]:
+        """The contract-mode leg in index points and its block, with the term structure of the asset it
+        tracks in the same units and, for a dated contract, that asset's roll cost."""
+        assert self.leg is not None
+        tracked = self.leg.tracked_asset
+        ts = self.term_structure(tracked, now) if tracked else None
+        futures, contract = self.leg.summary(level, underlying_price, now, self._max_age, ts)
+        if not self.leg.perpetual and ts is not None:
+            contract["roll_cost_annualized"] = ts.get("roll_cost_annualized")
+        return futures, contract
+
+    def _basis(self, futures: float, level: float, contract: dict[str, Any] | None, index_carry: object,
+               now: float) -> dict[str, object]:
+        """Basis, its ratio and state, annualized to a dated contract's expiry, else the perpetual's carry:
+        a contract's own funding, else the index's."""
+        expiry = None if contract is None else contract["expiry_ts"]
+        carry = index_carry
+        if contract is not None and contract["funding_rate_8h"] is not None:
+            carry = contract["funding_rate_8h"] * FUNDINGS_PER_YEAR_8H
+        ratio = futures / level - 1.0
+        band = self._cfg.flat_band_ratio
+        out: dict[str, object] = {"basis": futures - level, "basis_ratio": ratio}
+        if expiry is not None and expiry > now:
+            out["basis_annualized"] = ratio * 365.0 * DAY_S / (expiry - now)
+            out["days_to_expiry"] = (expiry - now) / DAY_S
+        else:
+            out["basis_annualized"] = carry
+        out["state"] = "contango" if ratio > band else "backwardation" if ratio < -band else "flat"
         return out

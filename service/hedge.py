@@ -8,12 +8,17 @@
                        (a linear index future); with ``portfolio.instrument`` the contract's own
                        arithmetic (service/contracts.py): a coin-margined (inverse) contract carries its USD
                        face value, so contracts = target notional / contract size, and its value, margin
-                       and funding are stated in the coin as well
+                       and funding are stated in the coin as well; with a contract-mode futures leg of
+                       ``futures.contract_size`` (and no ``portfolio.instrument``) the leg's contract:
+                       contracts = target notional / (F in points x contract size x multiplier)
+                                 = target notional / (contract price x contract size)
 
 Positions are signed as venues report them: a short hedge of 2 contracts is ``-2``. A recommendation is
 emitted when the target changes or when the held position drifts from the target by more than
 ``tolerance_ratio`` of the portfolio value. Carrying cost of the target short: funding per day (a short
-receives funding while the rate is positive: negative cost) and roll cost per day from the term structure.
+receives funding while the rate is positive: negative cost) at the hedge instrument's own rate where it is a
+perpetual the venues report (its venue and symbol), none for a dated future, and roll cost per day from
+the term structure.
 Pure and synchronous; the caller passes time and prices.
 """
 
@@ -23,8 +28,10 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from hedgewatch.service.config import PortfolioConfig
+from hedgewatch.service.config import FuturesLegConfig, PortfolioConfig
 from hedgewatch.service.contracts import ContractSpec
+from hedgewatch.service.expiry import expiry_from_instrument
+from hedgewatch.service.futures_leg import leg_expiry
 from hedgewatch.service.position import AckResult, Advice, DriftPolicy, PositionBook
 
 
@@ -36,27 +43,83 @@ def contracts_for(notional: float, futures_price: float, multiplier: float, lot_
     return ContractSpec.linear(multiplier, lot_size=lot_size).contracts_for(notional, futures_price)
 
 
-def hedge_spec(config: PortfolioConfig) -> ContractSpec:
-    """The hedge instrument's contract: ``portfolio.instrument`` when configured, else a linear index future
-    of ``portfolio.multiplier`` USD a point."""
+def leg_contract_size(config: PortfolioConfig, leg: FuturesLegConfig | None) -> float | None:
+    """The size of the contract-mode futures leg's contract when the hedge is held in it (no
+    ``portfolio.instrument``, the leg's ``contract_size`` given), else None."""
+    if config.instrument is None and leg is not None and leg.mode == "contract":
+        return leg.contract_size
+    return None
+
+
+def hedge_spec(config: PortfolioConfig, leg: FuturesLegConfig | None = None) -> ContractSpec:
+    """The hedge instrument's contract: ``portfolio.instrument`` when configured, else the contract-mode
+    leg's contract of ``futures.contract_size`` units, else a linear index future of
+    ``portfolio.multiplier`` USD a point."""
     inst = config.instrument
     if inst is None:
+        size = leg_contract_size(config, leg)
+        if size is not None:
+            return ContractSpec.linear(size, "USD", config.lot_size)
         return ContractSpec.linear(config.multiplier, "USD", config.lot_size)
     if inst.kind == "inverse":
         return ContractSpec.inverse(inst.contract_size, str(inst.asset), config.lot_size)
     return ContractSpec.linear(inst.contract_size, "USD", config.lot_size)
 
 
-def hedge_price(config: PortfolioConfig, snapshot: dict[str, Any]) -> float | None:
-    """The hedge instrument's price: an asset contract at the asset's mark (else its oracle price), an index
-    future at the futures leg (else the index level)."""
+def hedge_price(config: PortfolioConfig, snapshot: dict[str, Any], leg: FuturesLegConfig | None = None
+                ) -> float | None:
+    """The hedge instrument's price: an asset contract at the asset's mark (else its oracle price), the
+    leg's contract at its own price (USD; none while it has no fresh price), an index future at the futures
+    leg (else the index level)."""
     inst = config.instrument
+    deriv = snapshot.get("derivatives") or {}
     if inst is not None and inst.asset:
         mark = ((snapshot.get("assets") or {}).get(inst.asset) or {}).get("mark_price")
         price = mark or ((snapshot.get("constituents") or {}).get(inst.asset) or {}).get("price")
         return float(price) if price else None
-    fut = (snapshot.get("derivatives") or {}).get("futures_price") or snapshot.get("level")
+    if leg_contract_size(config, leg) is not None:
+        price = (deriv.get("contract") or {}).get("price_usd")
+        return float(price) if price else None
+    fut = deriv.get("futures_price") or snapshot.get("level")
     return float(fut) if fut else None
+
+
+def hedge_expiry(config: PortfolioConfig, leg: FuturesLegConfig | None = None) -> float | None:
+    """When the hedge instrument settles: a dated ``portfolio.instrument``'s expiry, else the contract-mode
+    leg's (the index future is priced at the leg); None for a perpetual."""
+    if config.instrument is not None:
+        return expiry_from_instrument(config.instrument.symbol or "")
+    return None if leg is None else leg_expiry(leg)
+
+
+def hedge_funding(config: PortfolioConfig, snapshot: dict[str, Any], leg: FuturesLegConfig | None = None
+                  ) -> tuple[float | None, str]:
+    """The funding rate per 8 h the hedge pays or receives, and whose it is: none for a dated future; a
+    perpetual's own rate where its venue reports it (``portfolio.instrument``'s ``exchange`` and
+    ``symbol``, or the leg's contract), else the mean of its asset's venues; an index future the index's."""
+    if hedge_expiry(config, leg) is not None:
+        return 0.0, "dated future: no funding"
+    inst, assets = config.instrument, snapshot.get("assets") or {}
+    deriv = snapshot.get("derivatives") or {}
+    if inst is not None and inst.asset:
+        row = assets.get(inst.asset) or {}
+        own = row.get("funding_instruments") or {}
+        if inst.exchange:
+            key = f"{inst.exchange}:{inst.symbol}" if inst.symbol else next(
+                (k for k in own if k.partition(":")[0] == inst.exchange), "")
+            if own.get(key) is not None:
+                return float(own[key]), key
+        rate = row.get("funding_rate_8h")
+        return (None if rate is None else float(rate)), f"{inst.asset}: mean of its venues"
+    if leg_contract_size(config, leg) is not None:
+        contract = deriv.get("contract") or {}
+        if contract.get("funding_rate_8h") is not None:
+            return float(contract["funding_rate_8h"]), f"{contract.get('exchange') or '*'}:{contract.get('symbol')}"
+        asset = contract.get("underlying")
+        rate = (assets.get(asset) or {}).get("funding_rate_8h") if asset else None
+        return (None if rate is None else float(rate)), f"{asset}: mean of its venues"
+    rate = deriv.get("funding_rate_8h")
+    return (None if rate is None else float(rate)), "index"
 
 
 def short_pnl(contracts: float, multiplier: float, price_from: float, price_to: float) -> float:
@@ -153,6 +216,10 @@ class Sizing:
     margin_settle: float | None = None
     funding_per_day_settle: float | None = None
     trade_notional_usd: float = 0.0
+    funding_rate_8h: float | None = None
+    funding_source: str = "index"
+    futures_price_points: float | None = None  # the futures leg in index points
+    point_value_usd: float | None = None  # USD one contract gains or loses per index point
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -162,10 +229,11 @@ class HedgeBook:
     """Sizes the hedge for one index and decides when an advice is due, from the position believed held
     (``service.position``)."""
 
-    def __init__(self, index: str, config: PortfolioConfig) -> None:
+    def __init__(self, index: str, config: PortfolioConfig, leg: FuturesLegConfig | None = None) -> None:
         self.index = index
         self.config = config
-        self.spec = hedge_spec(config)
+        self.leg = leg
+        self.spec = hedge_spec(config, leg)
         policy = DriftPolicy(self.spec.lot_size, config.tolerance_ratio, config.drift_min_interval_s,
                              config.remind_s, config.advice_ttl_s)
         self.positions = PositionBook.from_config(index, config.position_contracts, policy)
@@ -202,7 +270,7 @@ class HedgeBook:
         c, spec = self.config, self.spec
         value = portfolio_value(self.holdings, c.cash_usd, snapshot)
         deriv = snapshot.get("derivatives") or {}
-        price = hedge_price(c, snapshot)
+        price = hedge_price(c, snapshot, self.leg)
         if value is None or not price:
             return None
         beta = self.beta
@@ -212,10 +280,13 @@ class HedgeBook:
         held_notional = -spec.notional_usd(self.position, price)
         within = abs(held_notional - notional) <= c.tolerance_ratio * value
         short_notional = spec.notional_usd(target, price)
-        fr = deriv.get("funding_rate_8h")
-        if c.instrument is not None and c.instrument.asset:
-            fr = ((snapshot.get("assets") or {}).get(c.instrument.asset) or {}).get("funding_rate_8h")
+        fr, fr_source = hedge_funding(c, snapshot, self.leg)
         roll = roll_cost_annualized(snapshot)
+        points, point_value = None, None
+        if leg_contract_size(c, self.leg) is not None:
+            points, point_value = deriv.get("futures_price"), (deriv.get("contract") or {}).get("point_value_usd")
+        elif c.instrument is None:
+            points, point_value = price, spec.size
         # a cost, like roll: negative while the short receives funding (three 8 h fundings a day)
         funding_settle = None if fr is None else -spec.funding(-target, price, float(fr) * 3.0)
         sizing = Sizing(
@@ -232,6 +303,8 @@ class HedgeBook:
             margin_settle=spec.margin(target, price, c.instrument.leverage if c.instrument else 1.0),
             funding_per_day_settle=funding_settle,
             trade_notional_usd=abs(spec.notional_usd(delta, price)),
+            funding_rate_8h=fr, funding_source=fr_source, futures_price_points=points,
+            point_value_usd=point_value,
         )
         self.last = sizing
         return sizing

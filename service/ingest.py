@@ -33,7 +33,7 @@ from hedgewatch.service.http import HttpServer
 from hedgewatch.service.keys import ScaledKeys
 from hedgewatch.service.metrics import IngestMetrics, Metrics
 from hedgewatch.service.outbox import close_client
-from hedgewatch.service.redisconn import redacted, redis_factory
+from hedgewatch.service.redisconn import error_text, redacted, redis_factory
 from hedgewatch.service.scale import StreamWriter
 
 log = logging.getLogger("hedgewatch.ingest")
@@ -141,7 +141,7 @@ class Ingest:
         if not self._errors_logged:
             self._errors_logged = True
             log.warning("%s unavailable (%s); events wait in the bounded queue (oldest dropped when full)",
-                        self.where, type(exc).__name__)
+                        self.where, error_text(exc))
 
     async def _heartbeat(self) -> None:
         """The shard's own heartbeat key, and its queue metrics, every ``redis.heartbeat_interval_s``."""

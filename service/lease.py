@@ -25,7 +25,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from hedgewatch.service.keys import Keys
-from hedgewatch.service.outbox import check_cancelled, close_client
+from hedgewatch.service.outbox import close_client
+from hedgewatch.service.retry import raise_if_cancelled
 
 log = logging.getLogger("hedgewatch.lease")
 
@@ -94,11 +95,11 @@ class Lease:
         try:
             result = await self._script(name, text)(keys=self.keys, args=args)
         except (RedisError, OSError):
-            check_cancelled()
+            raise_if_cancelled()
             client, self._client = self._client, None
             await close_client(client)
             raise
-        check_cancelled()
+        raise_if_cancelled()
         return result
 
     @property

@@ -1,9 +1,10 @@
 """``MarketState``: the facade the daemon feeds with events and asks for snapshots.
 
 It owns one ``AssetOracle`` per asset, the ``Basket`` and the ``Derivatives`` book, routes each event to
-them in O(1), and turns their state into the index snapshot JSON, the ``/state`` JSON and Prometheus
-gauges. Pure and synchronous: the time is an argument (``tick``/``snapshot``/``state``/``export``) or the
-event's receive time (``apply``).
+them in O(1) (a venue's spot and perpetual quotes through ``VenueMarkets``, which picks the market that
+prices the venue: spot first, the perpetual standing in), and turns their state into the index snapshot
+JSON, the ``/state`` JSON and Prometheus gauges. Pure and synchronous: the time is an argument
+(``tick``/``snapshot``/``state``/``export``) or the event's receive time (``apply``).
 """
 
 from __future__ import annotations
@@ -29,10 +30,9 @@ from hedgewatch.service.events import (
     Trade,
 )
 from hedgewatch.service.index import Basket
-from hedgewatch.service.market_metrics import GaugeExporter
-from hedgewatch.service.metrics import Metrics
 from hedgewatch.service.oracle import DEGRADED, OK, STALE, AssetOracle, SourceTransition
 from hedgewatch.service.rebalance import Rebalancer, next_rebalance
+from hedgewatch.service.venue_markets import VenueMarkets
 
 # Full recomputation of the running basket sum off the hot path, to bound floating drift.
 RECOMPUTE_EVERY_S = 60.0
@@ -66,7 +66,11 @@ class MarketState:
         for sym in config.index.constituents:
             if sym not in self._oracles:
                 self._oracles[sym] = AssetOracle(sym, ocfg, self._transitions, src_weights)
-        self._last_quote: dict[tuple[str, str], float] = {}
+        self._last_quote: dict[tuple[str, str, str], float] = {}
+        self.venue_markets = VenueMarkets({s.source_id for s in config.sources if s.market == "spot"},
+                                          ocfg.spot_max_age_s, ocfg.spot_return_s, ocfg.max_age_s)
+        self._choose: dict[str, Callable[[str, str, float, float], float | None]] = {
+            Market.SPOT: self.venue_markets.on_spot, Market.PERP: self.venue_markets.on_perp}
         self._rates: dict[str, tuple[float, bool]] = {}  # quote -> (USD rate, assumed at par)
         self.basket = Basket()
         self.derivatives = Derivatives(config.index)
@@ -77,7 +81,6 @@ class MarketState:
         self._counts = dict.fromkeys((OK, DEGRADED, STALE), 0)
         self._last_recompute = now
         self.tracking: dict[str, float | None] = {"venue_price": None, "tracking_error": None, "ts": None}
-        self._exporter = GaugeExporter()
         self.feeds: dict[str, str] = {}
         self._handlers: dict[type, Callable[[Any], bool]] = {
             Quote: self._on_quote,
@@ -142,23 +145,42 @@ class MarketState:
         market = ev.market
         if market not in self._markets:
             if market == Market.FUTURE:
-                self.derivatives.on_dated(ev.exchange, ev.asset, ev.instrument, ev.mid, ev.ts_recv)
+                self.derivatives.on_dated(ev.exchange, ev.asset, ev.instrument, ev.mid * self._usd_rate(ev.quote),
+                                          ev.ts_recv)
             return False
         bid, ask = ev.bid, ev.ask
         if not (0.0 < bid <= ask):
             return False  # one-sided or crossed book: no mid to trust; trades may stand in
-        src = ev.exchange if market == Market.PERP else f"{ev.exchange}:{market}"
-        self._last_quote[(ev.asset, src)] = ev.ts_recv
-        return self._feed(ev.asset, src, (bid + ask) * 0.5, ev.quote, ev.ts_recv)
+        self._last_quote[(ev.asset, ev.exchange, market)] = ev.ts_recv
+        return self._venue_price(ev.asset, ev.exchange, market, (bid + ask) * 0.5, ev.quote, ev.ts_recv)
 
     def _on_trade(self, ev: Trade) -> bool:
         if ev.market not in self._markets:
             return False
-        src = ev.exchange if ev.market == Market.PERP else f"{ev.exchange}:{ev.market}"
         # A source's quotes win over its trades; trades stand in when it sends no (fresh) quotes.
-        if self._last_quote.get((ev.asset, src), -1e18) >= ev.ts_recv - self._max_age:
+        if self._last_quote.get((ev.asset, ev.exchange, ev.market), -1e18) >= ev.ts_recv - self._max_age:
             return False
-        return self._feed(ev.asset, src, ev.price, ev.quote, ev.ts_recv)
+        return self._venue_price(ev.asset, ev.exchange, ev.market, ev.price, ev.quote, ev.ts_recv)
+
+    def _venue_price(self, asset: str, exchange: str, market: str, price: float, quote: str,
+                     now: float) -> bool:
+        """One venue price of one market: spot and perpetual go through the venue's market choice (the
+        source keeps the venue's name whichever prices it); any other market is a source of its own."""
+        choose = self._choose.get(market)
+        if choose is None:
+            return self._feed(asset, f"{exchange}:{market}", price, quote, now)
+        if asset not in self._oracles or asset == quote:
+            return False
+        usd = choose(asset, exchange, price * self._usd_rate(quote), now)
+        if self.venue_markets.switches:
+            self._note_switches(now)
+        return usd is not None and self._feed(asset, exchange, usd, "USD", now)
+
+    def _note_switches(self, now: float) -> None:
+        """The venues that changed markets, as ``market`` transitions (logged; no event rule watches them)."""
+        for sw in self.venue_markets.drain():
+            self._transitions.append(SourceTransition(now, "market", sw.asset, sw.source, sw.old, sw.new,
+                                                      sw.reason, sw.price))
 
     def _on_mark(self, ev: MarkPrice) -> bool:
         self.derivatives.on_mark(ev, self._usd_rate(ev.quote))
@@ -290,6 +312,10 @@ class MarketState:
     def tick(self, now: float) -> bool:
         """Staleness, re-admission and scheduled rebalances at ``now``; True if the index changed."""
         changed = False
+        for sw in self.venue_markets.tick(now):  # spot gone quiet: the perpetual's price stands in
+            if sw.price is not None and sw.ts is not None:
+                changed = self._feed(sw.asset, sw.source, sw.price, "USD", sw.ts) or changed
+        self._note_switches(now)
         for oracle in self._oracles.values():
             if oracle.refresh(now):
                 if oracle.price is not None:
@@ -371,7 +397,9 @@ class MarketState:
     def derivatives_summary(self, now: float) -> dict[str, Any]:
         """The index-level derivatives block (computed on demand, O(members))."""
         b = self.basket
-        return self.derivatives.summary(b.units, b.divisor, b.prices, b.level, now)
+        underlying = self._oracles.get(self.config.index.futures.underlying or "")
+        return self.derivatives.summary(b.units, b.divisor, b.prices, b.level, now,
+                                        None if underlying is None else underlying.price)
 
     def _assets(self, now: float) -> dict[str, Any]:
         d = self.derivatives
@@ -380,6 +408,7 @@ class MarketState:
             o = self._oracles[a]
             out[a] = {
                 "funding_rate_8h": d.asset_funding(a, now),
+                "funding_instruments": d.asset_instrument_funding(a, now),  # "venue:instrument" -> per 8 h
                 "open_interest_usd": d.asset_open_interest(a, o.price, now),
                 # per venue fresh now: [base units, USD], for changes in contracts over the same venues
                 "open_interest_venues": {k.partition("/")[2]: list(v)
@@ -432,14 +461,19 @@ class MarketState:
         """The fuller ``/state`` JSON: the snapshot plus every asset's oracle with per-source status."""
         return {
             "index": self.snapshot(now),
-            "oracle": {a: o.to_dict(now) for a, o in sorted(self._oracles.items())},
+            "oracle": {a: self._oracle_state(a, o, now) for a, o in sorted(self._oracles.items())},
             "ready": self.ready,
             "feeds": dict(sorted(self.feeds.items())),
             "rebalance_history": list(self.rebalancer.history),
         }
 
-    # --- metrics -----------------------------------------------------------------------------------
-
-    def export(self, metrics: Metrics, now: float) -> None:
-        """Set the oracle, index and derivatives gauges (called ~1/s, not per tick)."""
-        self._exporter.export(self, metrics, now)
+    def _oracle_state(self, asset: str, oracle: AssetOracle, now: float) -> dict[str, Any]:
+        """An oracle's ``/state`` with, per source, the market that prices it now (``spot``/``perp``), why,
+        and the age of each market's last quote."""
+        out = oracle.to_dict(now)
+        sources: dict[str, dict[str, object]] = out["sources"]  # type: ignore[assignment]
+        for name, src in sources.items():
+            info = self.venue_markets.describe(asset, name, now)
+            if info is not None:
+                src.update(info)
+        return out

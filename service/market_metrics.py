@@ -56,6 +56,7 @@ class GaugeExporter:
 
     def _oracles(self, state: MarketState, m: Metrics, now: float) -> None:
         g = self._gauge
+        markets = state.venue_markets.entries
         for a, o in state.oracles.items():
             if o.price is not None:
                 g(m.asset_price, a).set(o.price)
@@ -73,6 +74,9 @@ class GaugeExporter:
                     g(m.source_age, a, s.name).set(max(0.0, now - s.ts))
                 g(m.source_excluded, a, s.name).set(0 if s.status == OK else 1)
                 g(m.source_stale, a, s.name).set(1 if stale else 0)
+                vp = markets.get((a, s.name))
+                if vp is not None and vp.market:
+                    g(m.source_spot, a, s.name).set(1 if vp.market == "spot" else 0)
 
     def _derivatives(self, state: MarketState, m: Metrics, now: float) -> None:
         g, name = self._gauge, state.name

@@ -149,6 +149,12 @@ class Metrics(FeedMetrics):
             ["asset", "exchange"],
             registry=r,
         )
+        self.source_spot = Gauge(
+            "hedgewatch_source_spot",
+            "1 while the source is priced from its spot market, 0 while its perpetual is",
+            ["asset", "exchange"],
+            registry=r,
+        )
         self.oracle_sources = Gauge(
             "hedgewatch_oracle_sources", "Number of valid sources behind the oracle price", ["asset"], registry=r
         )
@@ -249,6 +255,9 @@ class Metrics(FeedMetrics):
             "hedgewatch_queue_dropped", "Items dropped by a queue's overflow policy", ["queue"], registry=r
         )
         self.redis_up = Gauge("hedgewatch_redis_up", "1 while Redis answers", registry=r)
+        # the process's Redis clients (the publisher's and the alert outbox's) each report what they see;
+        # hedgewatch_redis_up has this one writer and says 1 only while every client that reported is through
+        self._redis_seen: dict[str, bool] = {}
         self.redis_published = Counter(
             "hedgewatch_redis_published", "Messages published to Redis", ["kind"], registry=r
         )
@@ -338,6 +347,11 @@ class Metrics(FeedMetrics):
         self.index_owner.labels(index).set(0)
         for counter in (self.takeovers, self.fencing_refusals, self.lease_losses):
             counter.labels(index)
+
+    def redis_answers(self, client: str, ok: bool) -> None:
+        """``client`` (``publisher``, ``outbox``) reached Redis (``ok``) or failed to."""
+        self._redis_seen[client] = ok
+        self.redis_up.set(1 if all(self._redis_seen.values()) else 0)
 
 
 class IngestMetrics(FeedMetrics):

@@ -60,6 +60,8 @@ from hedgewatch.service.alerts import Alert
 from hedgewatch.service.errors import StorageError
 from hedgewatch.service.keys import Keys
 from hedgewatch.service.metrics import Metrics
+from hedgewatch.service.redisconn import error_text
+from hedgewatch.service.retry import raise_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -341,15 +343,6 @@ async def close_client(client: aredis.Redis | None, timeout_s: float = CLOSE_TIM
             await client.aclose()
 
 
-def check_cancelled() -> None:
-    """Re-raise a cancellation that a library swallowed. redis-py's asyncio client can catch the
-    CancelledError thrown into a command and return its result; the task then still counts as cancelling
-    but runs on, and a TaskGroup or ``asyncio.timeout`` waiting for it waits forever."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
-
-
 class AlertSink:
     """Accepts alerts without ever blocking or dropping (within the bound) and delivers them, in order and
     exactly once, to the alert stream and channel. Use from one event loop: ``submit`` from the pipeline,
@@ -608,7 +601,7 @@ class AlertSink:
             for rec in batch:
                 args += [rec.seq, rec.alert_id, rec.payload]
             added = await self._script(keys=[k.outbox_marker, k.alerts_stream, k.alerts_channel], args=args)
-        check_cancelled()
+        raise_if_cancelled()
         if int(added) < 0:
             added = 0
             self.refused += len(batch)
@@ -618,7 +611,7 @@ class AlertSink:
             self.fence_token = None
             if self.on_fenced is not None:
                 self.on_fenced()
-        self._metrics.redis_up.set(1)
+        self._metrics.redis_answers("outbox", True)
         if not self._redis_ok:
             self._redis_ok = True
             log.info("outbox: Redis reachable again; delivering %d waiting alerts", self.pending)
@@ -651,13 +644,12 @@ class AlertSink:
         return args
 
     async def _on_redis_error(self, exc: BaseException) -> None:
-        check_cancelled()  # a cancellation redis-py turned into a connection error must still stop us
+        raise_if_cancelled()  # a cancellation redis-py turned into a connection error must still stop us
         if self._redis_ok:
-            # the exception text may carry the URL (with its password) for some errors: log the type only
-            log.warning("outbox: Redis unavailable (%s); %d alerts wait %s, retrying", type(exc).__name__,
+            log.warning("outbox: Redis unavailable (%s); %d alerts wait %s, retrying", error_text(exc),
                         self.pending, "on disk" if self._disk_ok else "in memory")
             self._redis_ok = False
-        self._metrics.redis_up.set(0)
+        self._metrics.redis_answers("outbox", False)
         self._metrics.redis_errors.inc()
         await self._drop_client()
 

@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hedgewatch.rules.stage import RuleStage, StageResult
 from hedgewatch.service.alerts import Alert, fingerprint
 from hedgewatch.service.config import Config
-from hedgewatch.service.derivatives import parse_expiry
-from hedgewatch.service.hedge import hedge_price, portfolio_value
+from hedgewatch.service.hedge import hedge_expiry, hedge_funding, hedge_price, portfolio_value
 from hedgewatch.service.ledger import Drawdown, Ledger, funding_times_between
-from hedgewatch.service.metrics import Metrics
+
+if TYPE_CHECKING:  # the exporter's registry is handed in; the engine loads no metrics library
+    from hedgewatch.service.metrics import Metrics
 
 DAY_S = 86400.0
 SUMMARY_RULE = "HedgeDailySummary"
@@ -40,8 +41,8 @@ class Overlay:
         self.ledger = Ledger(self.rules.hedge.spec, lc.fee_bps, lc.slippage_bps, position=p.position_contracts)
         self.follow = follow_advice
         self.funding_h = lc.funding_interval_h
-        fut = config.index.futures
-        self.expiry = parse_expiry(fut.expiry) if fut.mode == "contract" else None
+        self.leg = config.index.futures
+        self.expiry = hedge_expiry(p, self.leg)
         self.rolled = False
         self.unhedged_usd: float | None = None
         self.hedged_usd: float | None = None
@@ -54,7 +55,7 @@ class Overlay:
     # --- the step ---------------------------------------------------------------------------------
 
     def evaluate(self, snapshot: dict[str, Any], now: float) -> StageResult:
-        fut = hedge_price(self.config.portfolio, snapshot)
+        fut = hedge_price(self.config.portfolio, snapshot, self.leg)
         if fut is not None:
             self._carry(snapshot, fut, now)
             self.ledger.mark_to(now, fut)
@@ -195,10 +196,5 @@ class Overlay:
 
 
 def _funding_rate(config: Config, snapshot: dict[str, Any]) -> float | None:
-    """The hedge instrument's funding rate per 8 h: an asset contract's own, else the index's."""
-    inst = config.portfolio.instrument
-    if inst is not None and inst.asset:
-        rate = ((snapshot.get("assets") or {}).get(inst.asset) or {}).get("funding_rate_8h")
-    else:
-        rate = (snapshot.get("derivatives") or {}).get("funding_rate_8h")
-    return None if rate is None else float(rate)
+    """The hedge instrument's funding rate per 8 h (``service.hedge.hedge_funding``)."""
+    return hedge_funding(config.portfolio, snapshot, config.index.futures)[0]

@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 from hedgewatch.service.keys import Keys
 from hedgewatch.service.lease import Lease, LeaseLost
 from hedgewatch.service.metrics import Metrics
+from hedgewatch.service.redisconn import error_text
 from hedgewatch.service.scale import StreamReader
 
 log = logging.getLogger("hedgewatch.lease")
@@ -68,7 +69,7 @@ class Ownership:
         self.metrics.redis_errors.inc()
         if not self._errors_logged:
             self._errors_logged = True
-            log.warning("lease of %s: Redis unavailable (%s); retrying", self.index, type(exc).__name__)
+            log.warning("lease of %s: Redis unavailable (%s); retrying", self.index, error_text(exc))
 
     async def run(self) -> None:
         """Standby → owner → standby, forever."""

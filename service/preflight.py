@@ -3,16 +3,19 @@ all, ``hedgewatch run`` stops on it with one line per problem instead of failing
 
 The config models already validate every value on its own (types, ranges, finite numbers); this adds what
 needs the outside world: secret files readable and their values usable (a Redis URL that parses, no control
-character), and the outbox directory usable.
+character), the outbox directory usable, and a contract-mode futures leg that can be priced (a dated contract
+subscribed and not expired).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from hedgewatch.service.config import Config
 from hedgewatch.service.errors import Problem, SecretError
+from hedgewatch.service.futures_leg import leg_problems
 from hedgewatch.service.statefile import directory_problem
 
 
@@ -45,6 +48,8 @@ def outbox_problems(cfg: Config, file: str) -> list[Problem]:
     return [] if why is None else [Problem(file, None, None, "redis.outbox_dir", why)]
 
 
-def preflight(cfg: Config, file: str) -> list[Problem]:
-    """Everything ``run`` would fail on at start that the config models cannot see."""
-    return secret_problems(cfg, file) + outbox_problems(cfg, file)
+def preflight(cfg: Config, file: str, now: float | None = None) -> list[Problem]:
+    """Everything ``run`` would fail on at start that the config models cannot see (``now``: the clock's
+    time, for a dated contract's expiry)."""
+    now = time.time() if now is None else now
+    return secret_problems(cfg, file) + outbox_problems(cfg, file) + leg_problems(cfg, file, now)

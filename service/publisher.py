@@ -31,6 +31,7 @@ from redis.exceptions import RedisError
 from hedgewatch.service.keys import Keys
 from hedgewatch.service.metrics import Metrics
 from hedgewatch.service.outbox import close_client
+from hedgewatch.service.redisconn import error_text
 
 log = logging.getLogger("hedgewatch.redis")
 
@@ -135,7 +136,8 @@ class RedisPublisher:
         except (RedisError, OSError, TimeoutError) as exc:
             if strict:
                 raise
-            log.warning("could not read persisted state from %s: %s; starting fresh", self.where, exc)
+            log.warning("could not read persisted state from %s: %s; starting fresh", self.where,
+                        error_text(exc))
             return None
         if raw is None:
             return None
@@ -307,13 +309,14 @@ class RedisPublisher:
     def _mark_up(self) -> None:
         if not self.connected:
             self.connected = True
-            self.metrics.redis_up.set(1)
+            self.metrics.redis_answers("publisher", True)
             log.info("connected to %s", self.where)
 
     def _on_error(self, exc: BaseException) -> None:
         self.errors += 1
         self.metrics.redis_errors.inc()
         if self.connected or self.errors == 1:
-            log.warning("%s unavailable (%s); keeping the latest values and retrying", self.where, exc)
+            log.warning("%s unavailable (%s); keeping the latest values and retrying", self.where,
+                        error_text(exc))
         self.connected = False
-        self.metrics.redis_up.set(0)
+        self.metrics.redis_answers("publisher", False)

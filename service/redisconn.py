@@ -13,10 +13,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, cast
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
-import redis.asyncio as aioredis
+if TYPE_CHECKING:  # the client library loads only where a client is made, not with the config
+    import redis.asyncio as aioredis
 
 SCHEMES = ("redis", "rediss", "unix")
 SECRET_PARAMS = frozenset({"password", "username"})
@@ -119,6 +120,8 @@ def redis_factory(url: str, *, timeout_s: float = 5.0) -> Callable[[], aioredis.
     clients are Redis Cluster clients (``redis.asyncio.cluster.RedisCluster``), which route every command
     by its key's hash slot and follow the cluster's redirections; they take the same calls. The URL (it may
     hold the password) goes into no log line: use ``redacted`` for that."""
+    import redis.asyncio as aioredis
+
     parsed = parse_redis_url(url)
     if is_cluster(parsed):
         from redis.asyncio.cluster import RedisCluster
@@ -149,3 +152,14 @@ def redacted(url: str) -> str:
         return parse_redis_url(url).redacted()
     except ValueError:
         return "<redis>"
+
+
+_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]*@", re.IGNORECASE)
+_SECRET_PARAM = re.compile(r"(?P<name>password|username|pass|auth)=[^&\s'\"]*", re.IGNORECASE)
+
+
+def error_text(exc: BaseException) -> str:
+    """A Redis (or connection) error for a log line: its type and message with any URL credential or
+    password parameter the message quotes masked. Every log line about a Redis error goes through here."""
+    text = _SECRET_PARAM.sub(lambda m: f"{m['name']}=***", _USERINFO.sub(r"\g<scheme>***@", str(exc)))
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -42,7 +42,8 @@ from hedgewatch.service.events import (
     Trade,
 )
 from hedgewatch.service.keys import Keys
-from hedgewatch.service.outbox import check_cancelled, close_client
+from hedgewatch.service.outbox import close_client
+from hedgewatch.service.retry import raise_if_cancelled
 
 log = logging.getLogger("hedgewatch.scale")
 
@@ -121,7 +122,7 @@ class StreamWriter:
                 try:
                     await self._flush(client, batch)
                 except (RedisError, OSError) as exc:
-                    check_cancelled()
+                    raise_if_cancelled()
                     self.connected = False
                     self._on_error(exc)
                     backoff = min(max(backoff * 2, 0.05), 2.0)
@@ -186,12 +187,12 @@ class StreamReader:
                     got: Any = await client.xread({s: self.positions[s] for s in streams}, count=self._count,
                                                   block=self._block)
                 except (RedisError, OSError) as exc:
-                    check_cancelled()
+                    raise_if_cancelled()
                     self._on_error(exc)
                     backoff = min(max(backoff * 2, 0.05), 2.0)
                     await asyncio.sleep(backoff)
                     continue
-                check_cancelled()  # a cancellation redis-py swallowed would leave this loop running
+                raise_if_cancelled()  # a cancellation redis-py swallowed would leave this loop running
                 backoff = 0.0
                 for name, entries in got or ():
                     self._take(name.decode() if isinstance(name, bytes) else name, entries)

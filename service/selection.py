@@ -16,11 +16,12 @@ import logging
 import random
 from collections.abc import Callable
 
-from hedgewatch.connectors.base import Backoff, BurstLog
 from hedgewatch.service.config import Config, SelectionConfig
-from hedgewatch.service.constituents import Candidate, Provider, provider_for, unsourced
+from hedgewatch.service.constituents import Candidate, unsourced
 from hedgewatch.service.errors import FeedError
 from hedgewatch.service.market import MarketState
+from hedgewatch.service.providers import Provider, provider_for
+from hedgewatch.service.retry import Backoff, BurstLog
 
 log = logging.getLogger("hedgewatch.selection")
 

@@ -42,8 +42,8 @@ groups:
 
 def hedgewatch(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
-    return subprocess.run([sys.executable, "-m", "hedgewatch.service", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run([sys.executable, "-m", "hedgewatch.service", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=120)
 
 
 @pytest.fixture(scope="module")

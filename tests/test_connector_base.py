@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hedgewatch.connectors.base import Backoff, BurstLog, Route, Tuning, ms, num, positive
+from hedgewatch.connectors.base import Route, Tuning, ms, num, positive
 from hedgewatch.service.errors import RejectedMessage
+from hedgewatch.service.retry import Backoff, BurstLog
 
 
 @given(st.integers(min_value=0, max_value=60), st.integers(min_value=0, max_value=2**32))

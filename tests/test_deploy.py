@@ -214,8 +214,8 @@ def test_compose_runs_the_whole_stack() -> None:
 
 def test_the_example_config_validates_and_has_a_portfolio() -> None:
     path = DEPLOY / "config" / "hedgewatch.example.yaml"
-    proc = subprocess.run([sys.executable, "-m", "hedgewatch.service", "check", str(path)], capture_output=True, text=True,
-                          timeout=60, check=False)
+    proc = subprocess.run([sys.executable, "-m", "hedgewatch.service", "check", str(path)], capture_output=True,
+                          text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     cfg = load_yaml(path)
     assert cfg["portfolio"]["holdings"] and cfg["portfolio"]["hedge_ratio"] > 0
@@ -252,7 +252,7 @@ def test_licence_and_packaging() -> None:
     assert project["license"] == "MIT" and project["license-files"] == ["LICENSE"]
     assert (REPO / "LICENSE").read_text().startswith("MIT License")
     data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
-    assert "SIGNALS.md" in data["rules"]
+    assert "SIGNALS.md" in data["hedgewatch.rules"]
 
 
 def test_readme_links_resolve_inside_the_repository() -> None:

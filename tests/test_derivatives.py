@@ -154,7 +154,7 @@ def test_a_venue_outage_is_not_a_fall_in_open_interest() -> None:
 def test_dated_contract_basis_is_annualized_to_expiry() -> None:
     expiry = "2026-03-27"
     m = market(f"weighting: cap\nmarket_caps: {{BTC: 3, ETH: 1}}\nfutures: {{mode: contract, exchange: okx, "
-               f"symbol: HW-260327, expiry: '{expiry}'}}")
+               f"symbol: HW-260327, underlying: HW, expiry: '{expiry}'}}")
     now = datetime(2026, 2, 25, 8, tzinfo=UTC).timestamp()  # 30 days to expiry at 08:00 UTC
     for a, p in PRICES.items():
         for v in VENUES[:3]:

@@ -79,8 +79,8 @@ async def test_the_command(sim: Simulator, tmp_path: Path) -> None:
     cfg = fetch_config(sim)
     (tmp_path / "hw.yaml").write_bytes(orjson.dumps(cfg.model_dump(mode="json", exclude={"redis", "notify"})))
     env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
-    cmd = [sys.executable, "-m", "hedgewatch.service", "history", "fetch", "-c", "hw.yaml", "--from", "2025-12-30", "--to",
-           TO, "--data", "data", "--rate-per-s", "100"]  # the simulator needs no pacing
+    cmd = [sys.executable, "-m", "hedgewatch.service", "history", "fetch", "-c", "hw.yaml", "--from", "2025-12-30",
+           "--to", TO, "--data", "data", "--rate-per-s", "100"]  # the simulator needs no pacing
     proc = await asyncio.create_subprocess_exec(*cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                                                 stderr=subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 60)

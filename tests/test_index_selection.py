@@ -13,7 +13,6 @@ import pytest
 from hedgewatch.service.config import parse_config
 from hedgewatch.service.constituents import (
     Candidate,
-    RestProvider,
     load_candidates_file,
     load_index_info,
     parse_candidates,
@@ -22,7 +21,9 @@ from hedgewatch.service.constituents import (
 from hedgewatch.service.errors import FeedError
 from hedgewatch.service.events import CompositeIndex
 from hedgewatch.service.market import MarketState
+from hedgewatch.service.market_metrics import GaugeExporter
 from hedgewatch.service.metrics import Metrics
+from hedgewatch.service.providers import RestProvider
 from tests.market_support import quote
 
 DATA = Path(__file__).parent / "data"
@@ -157,7 +158,8 @@ def test_track_a_binance_composite_index_and_report_tracking_error() -> None:
     assert not m.apply(CompositeIndex("binanceusdm", "DEFIUSDT", venue, comps, 2.0, 2.0))
     assert m.snapshot(2.0)["tracking"]["tracking_error"] == pytest.approx(1 / 1.001 - 1)
     metrics = Metrics()
-    m.export(metrics, 2.0)
+    exporter = GaugeExporter()
+    exporter.export(m, metrics, 2.0)
     assert 'hedgewatch_index_tracking_error_ratio{index="DEFI"}' in metrics.render().decode()
     # The venue changes its composition: we adopt it.
     comps2 = (("BAL", 2.0, 0.6), ("BAND", 3.0, 0.4))

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from hedgewatch.service.events import FeedStatus, Funding, MarkPrice, OpenInterest, Quote, Trade
 from hedgewatch.service.market import MarketState
+from hedgewatch.service.market_metrics import GaugeExporter
 from hedgewatch.service.metrics import Metrics
 from tests.market_support import VENUES, config, quote
 
@@ -116,7 +117,8 @@ def test_snapshot_state_and_metrics_shapes() -> None:
     json.dumps(st)
     assert st["oracle"]["BTC"]["sources"]["okx"]["age_s"] == pytest.approx(1.0)
     metrics = Metrics()
-    m.export(metrics, 2.0)
+    exporter = GaugeExporter()
+    exporter.export(m, metrics, 2.0)
     text = metrics.render().decode()
     for name in (
         'hedgewatch_index_price{index="HW"} 1000.0',
@@ -180,7 +182,8 @@ def test_a_stale_source_has_no_price_sample_and_says_it_is_stale() -> None:
     m = MarketState(config(), now=0.0)
     feed_all(m, 1.0)
     metrics = Metrics()
-    m.export(metrics, 2.0)
+    exporter = GaugeExporter()
+    exporter.export(m, metrics, 2.0)
 
     def sample(name: str, venue: str = "okx") -> float | None:
         return metrics.registry.get_sample_value(name, {"asset": "BTC", "exchange": venue})
@@ -189,7 +192,7 @@ def test_a_stale_source_has_no_price_sample_and_says_it_is_stale() -> None:
     assert sample("hedgewatch_source_stale") == 0.0
     feed_all(m, 11.5, venues=[v for v in VENUES[:3] if v != "okx"])  # okx goes quiet, the others not
     m.tick(12.0)
-    m.export(metrics, 12.0)
+    exporter.export(m, metrics, 12.0)
     assert sample("hedgewatch_source_price") is None  # not exported as if current
     assert sample("hedgewatch_source_stale") == 1.0
     assert sample("hedgewatch_source_age_seconds") == pytest.approx(11.0)
@@ -197,5 +200,5 @@ def test_a_stale_source_has_no_price_sample_and_says_it_is_stale() -> None:
     other = next(v for v in VENUES[:3] if v != "okx")
     assert sample("hedgewatch_source_price", other) == 100_000.0
     feed_all(m, 13.0)  # fresh again: the series comes back
-    m.export(metrics, 13.0)
+    exporter.export(m, metrics, 13.0)
     assert sample("hedgewatch_source_price") == 100_000.0 and sample("hedgewatch_source_stale") == 0.0

@@ -141,7 +141,8 @@ def running_stack(*, scrape_s: float = SCRAPE_S, alertmanager_url: str | None = 
         procs = [
             _spawn([sys.executable, "-m", "hedgewatch.service", "demo"], s.logs["demo"],
                    {**env, "HEDGEWATCH__HTTP__PORT": str(daemon_port)}, tmp),
-            _spawn([sys.executable, "-m", "hedgewatch.service", "notify", "-c", str(notify_cfg)], s.logs["notify"], env, tmp),
+            _spawn([sys.executable, "-m", "hedgewatch.service", "notify", "-c", str(notify_cfg)], s.logs["notify"],
+                    env, tmp),
             _spawn([PROMETHEUS, f"--config.file={prom_cfg}", f"--storage.tsdb.path={tmp / 'tsdb'}",
                     f"--web.listen-address=127.0.0.1:{prom_port}"], s.logs["prometheus"], env, tmp),
         ]

@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from hedgewatch.service.keys import Keys
 from hedgewatch.service.metrics import Metrics
 from hedgewatch.service.publisher import RedisPublisher
-from hedgewatch.service.redisconn import parse_redis_url, redacted, redis_factory
+from hedgewatch.service.redisconn import error_text, parse_redis_url, redacted, redis_factory
 from tests.support import REPO, RedisServer, wait_for
 
 # a password with every character that ends a part of a URL
@@ -149,6 +149,55 @@ async def test_survives_redis_outage_and_delivers_latest(redis_srv: RedisServer)
         client = aioredis.Redis.from_url(redis_srv.url)
         assert orjson.loads(await client.get(keys.state("HW"))) == {"n": 49}
         await client.aclose()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await pub.close()
+
+
+@pytest.mark.parametrize("message", [
+    "Error connecting to redis://:hunter2@10.0.0.5:6379/0.",
+    "Error 111 connecting to rediss://admin:hunter2@cache:6380. Connection refused.",
+    "bad option password=hunter2&db=1",
+])
+def test_a_redis_error_is_told_without_the_secret_it_quotes(message: str) -> None:
+    text = error_text(ConnectionError(message))
+    assert "hunter2" not in text and text.startswith("ConnectionError: ") and "***" in text
+    assert error_text(TimeoutError()) == "TimeoutError"
+
+
+async def test_redis_up_is_one_only_while_every_client_of_the_process_gets_through(
+        redis_srv: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    """The publisher and the alert outbox report to one writer of hedgewatch_redis_up: a publisher that
+    reconnected must not claim Redis is up while the outbox still fails, and the reverse."""
+    metrics = Metrics()
+    up = lambda: metrics.registry.get_sample_value("hedgewatch_redis_up")  # noqa: E731
+    metrics.redis_answers("publisher", True)
+    assert up() == 1
+    metrics.redis_answers("outbox", False)
+    assert up() == 0
+    metrics.redis_answers("publisher", True)  # the other client's success does not hide the failure
+    assert up() == 0
+    metrics.redis_answers("outbox", True)
+    assert up() == 1
+
+    # through the real publisher against a real server that goes away, with a password in the URL
+    redis_srv.stop()
+    metrics = Metrics()
+    url = redis_srv.url.replace("redis://", "redis://:hunter2@")
+    pub = RedisPublisher(redis_factory(url), Keys("t"), metrics)
+    metrics.redis_answers("outbox", True)
+    caplog.set_level(logging.WARNING)
+    task = asyncio.create_task(pub.run())
+    try:
+        pub.save_state("HW", {"n": 1})
+        await wait_for(lambda: pub.errors > 0, 10, "the publisher to see Redis down")
+        assert metrics.registry.get_sample_value("hedgewatch_redis_up") == 0
+        assert "hunter2" not in caplog.text
+        redis_srv.start()
+        await wait_for(lambda: pub.connected, 15, "the publisher to reconnect")
+        assert metrics.registry.get_sample_value("hedgewatch_redis_up") == 1
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

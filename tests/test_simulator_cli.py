@@ -24,11 +24,13 @@ def test_simulate_prints_sources_and_stops_on_sigterm() -> None:
     ) as proc:
         try:
             assert proc.stdout is not None
-            lines = [proc.stdout.readline() for _ in range(17)]  # a comment, "sources:" and 3 x 5 lines
+            # a comment, "sources:" and 3 x 7 lines (the venue's spot endpoints included)
+            lines = [proc.stdout.readline() for _ in range(23)]
             doc = YAML(typ="safe").load("".join(lines))
             assert [s["exchange"] for s in doc["sources"]] == ["binanceusdm", "bybit", "okx"]
             assert doc["sources"][0]["symbols"] == ["BTC", "ETH", "SOL", "DEFI"]
             assert all(s["ws_url"].startswith("ws://127.0.0.1:") for s in doc["sources"])
+            assert doc["sources"][0]["spot_ws_url"] == doc["sources"][0]["ws_url"] + "/spot"
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(10) == 0
         finally:

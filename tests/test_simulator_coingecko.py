@@ -13,8 +13,8 @@ import pytest
 
 from hedgewatch.connectors.simulator import Simulator, load_scenario
 from hedgewatch.service.config import config_from_dict
-from hedgewatch.service.constituents import FileProvider, RestProvider
 from hedgewatch.service.market import MarketState
+from hedgewatch.service.providers import FileProvider, RestProvider
 from hedgewatch.service.selection import SelectionFeed
 from tests.support import wait_for
 

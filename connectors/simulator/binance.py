@@ -8,6 +8,11 @@ wrapped as ``{"stream":..,"data":..}``). ``SUBSCRIBE``/``UNSUBSCRIBE``/``LIST_SU
 client sending more than 10 messages a second, and closes a connection after 24 hours.
 REST: ``/fapi/v1/exchangeInfo``, ``premiumIndex``, ``openInterest``, ``klines``, ``indexInfo``, ``time``,
 ``ping``, ``ticker/bookTicker``, ``fundingRate`` and ``/futures/data/openInterestHist``.
+
+The venue's spot market (``stream.binance.com:9443`` and ``api.binance.com``) is served on the same port:
+streams under ``/spot`` (``/spot/stream?streams=btcusdt@bookTicker``, ``/spot/ws``), where ``bookTicker``
+is the spot payload ``{"u","s","b","B","a","A"}`` (no event type, no event time), and REST
+``/api/v3/exchangeInfo``. Spot frames go out on the channel ``spot`` (a ``stall_channel`` fault names it).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from websockets.asyncio.server import ServerConnection
 from hedgewatch.connectors.simulator import binance_account, binance_rest
 from hedgewatch.connectors.simulator.candles import INTERVALS_MS, Bar
 from hedgewatch.connectors.simulator.transport import RestError, VenueServer
-from hedgewatch.connectors.simulator.venue import DATED_TYPES, AssetQuote, dated_price, quarterly_expiries
+from hedgewatch.connectors.simulator.venue import DATED_TYPES, AssetQuote, SpotQuote, dated_price, quarterly_expiries
 
 PUBLIC_CHANNELS = frozenset({"bookTicker", "depth"})
 CHANNELS = ("bookTicker", "aggTrade", "markPrice", "kline", "ticker", "depth", "compositeIndex")
@@ -66,12 +71,15 @@ class BinanceServer(VenueServer):
 
     exchange = "binanceusdm"
     default_ping_interval_s = 180.0
+    spot_ws_path: str | None = "/spot"  # stream.binance.com's streams, under /spot on this port
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         quote = self.model.path.scenario.quote
         self.symbols = {a: f"{a}{quote}" for a in self.model.assets}
         self.by_symbol = {s.lower(): a for a, s in self.symbols.items()}
+        # the spot pairs (composite indexes have none)
+        self.spot_symbols = {a: f"{a}{quote}" for a in self.model.assets if a not in self.model.path.composites}
         # composite index symbol (lowercase) -> its base name in the path (DEFIUSDT -> DEFI)
         self.composites = {f"{b}{quote}".lower(): b for b in self.model.path.composites}
         self.dated = self._list_dated(quote)
@@ -94,10 +102,10 @@ class BinanceServer(VenueServer):
 
     @staticmethod
     def _split(path: str) -> tuple[str, str, str] | None:
-        """(route, kind, rest): route ``public``/``market``/``""``, kind ``ws``/``stream``."""
+        """(route, kind, rest): route ``public``/``market``/``spot``/``""``, kind ``ws``/``stream``."""
         parts = path.strip("/").split("/", 2)
         route = ""
-        if parts and parts[0] in ("public", "market"):
+        if parts and parts[0] in ("public", "market", "spot"):
             route = parts.pop(0)
             parts = "/".join(parts).split("/", 1)
         if not parts or parts[0] not in ("ws", "stream"):
@@ -108,7 +116,14 @@ class BinanceServer(VenueServer):
         return self._split(path) is not None
 
     def _wrong_route(self, route: str, channel: str) -> bool:
+        if route == "spot":
+            return channel != "bookTicker"
         return bool(route) and ((channel in PUBLIC_CHANNELS) != (route == "public"))
+
+    @staticmethod
+    def _prefix(route: str, combined: bool) -> str:
+        """The topic prefix of a subscription: spot or futures, combined or raw."""
+        return ("s" if route == "spot" else "") + ("c:" if combined else "r:")
 
     async def serve_ws(self, ws: ServerConnection) -> None:
         url = urlsplit(ws.request.path if ws.request else "/ws")
@@ -121,7 +136,7 @@ class BinanceServer(VenueServer):
         for name in filter(None, names):
             parsed = parse_stream(name)
             if parsed and not self._wrong_route(route, parsed[1]):
-                self._add(ws, parsed[0], combined)
+                self._add(ws, parsed[0], self._prefix(route, combined))
         window: deque[float] = deque()
         limit = self.spec.max_incoming_per_s
         while True:
@@ -139,10 +154,10 @@ class BinanceServer(VenueServer):
             if reply is not None:
                 await ws.send(orjson.dumps(reply).decode())
 
-    def _add(self, ws: ServerConnection, name: str, combined: bool) -> None:
+    def _add(self, ws: ServerConnection, name: str, prefix: str) -> None:
         if name not in self._subs[ws]:
             self._subs[ws].append(name)
-        self.subscribe(ws, ("c:" if combined else "r:") + name)
+        self.subscribe(ws, prefix + name)
 
     def forget(self, ws: ServerConnection) -> None:
         self._subs.pop(ws, None)
@@ -171,12 +186,12 @@ class BinanceServer(VenueServer):
         for name in params:
             canon = parse_stream(name)[0]  # type: ignore[index]
             if method == "SUBSCRIBE":
-                self._add(ws, canon, combined)
+                self._add(ws, canon, self._prefix(route, combined))
                 continue
             subs = self._subs.get(ws, [])
             if canon in subs:
                 subs.remove(canon)
-            self.unsubscribe(ws, ("c:" if combined else "r:") + canon)
+            self.unsubscribe(ws, self._prefix(route, combined) + canon)
         return {"result": None, "id": rid}
 
     def _check_streams(self, names: list[str], route: str) -> str | None:
@@ -200,9 +215,26 @@ class BinanceServer(VenueServer):
     def _wanted(self, name: str) -> bool:
         return self.has_subscribers("r:" + name) or self.has_subscribers("c:" + name)
 
+    def _emit_spot(self, name: str, payload: Any) -> None:
+        if self.has_subscribers("sr:" + name):
+            self.fanout("spot", "sr:" + name, payload)
+        if self.has_subscribers("sc:" + name):
+            self.fanout("spot", "sc:" + name, {"stream": name, "data": payload})
+
+    def spot_book_ticker(self, s: SpotQuote) -> dict[str, Any]:
+        """The spot ``bookTicker`` payload: update id, symbol, best bid and ask with their sizes."""
+        a = s.asset
+        return {"u": s.update_id, "s": self.spot_symbols[a], "b": self._p(a, s.bid), "B": self._q(a, s.bid_qty),
+                "a": self._p(a, s.ask), "A": self._q(a, s.ask_qty)}
+
     def publish(self, step: int) -> None:
         tick_s = self.model.path.dt_s
         due = {ch for ch in CHANNELS if self.every(ch, step, tick_s)}
+        if "bookTicker" in due:
+            for a, sym in self.spot_symbols.items():
+                name = f"{sym.lower()}@bookTicker"
+                if self.has_subscribers("sr:" + name) or self.has_subscribers("sc:" + name):
+                    self._emit_spot(name, self.spot_book_ticker(self.model.spot[a]))
         if step % max(1, round(3.0 / tick_s)) == 0:
             due.add("markPrice3s")  # the plain markPrice stream: every 3 s
         marks = [self._publish_asset(a, due) for a in self.model.assets]
@@ -470,6 +502,7 @@ class BinanceCoinmServer(BinanceServer):
     """
 
     exchange = "binancecoinm"
+    spot_ws_path = None  # Binance's spot market is the USDⓈ-M venue's (``/spot``)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

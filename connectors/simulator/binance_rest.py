@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from hedgewatch.connectors.simulator.candles import INTERVALS_MS
 from hedgewatch.connectors.simulator.transport import RestError
 from hedgewatch.connectors.simulator.venue import decimals
@@ -148,6 +150,38 @@ def exchange_info(srv: BinanceServer, params: dict[str, str]) -> Any:
         "assets": [{"asset": quote, "marginAvailable": True, "autoAssetExchange": "-10000"}],
         "symbols": symbols,
     }
+
+
+def spot_exchange_info(srv: BinanceServer, params: dict[str, str]) -> Any:
+    """``/api/v3/exchangeInfo`` of the spot market: one TRADING ``<A><QUOTE>`` pair per asset, in the shape
+    Binance's spot API lists them (``symbols`` narrows the list, as a JSON array)."""
+    quote = srv.model.path.scenario.quote
+    wanted = None
+    if params.get("symbols"):
+        try:
+            wanted = set(orjson.loads(params["symbols"]))
+        except orjson.JSONDecodeError:
+            raise RestError(400, {"code": -1100, "msg": "Illegal characters found in parameter 'symbols'"}) from None
+    rows = []
+    for a, sym in srv.spot_symbols.items():
+        if wanted is not None and sym not in wanted:
+            continue
+        px, qx = srv._px[a], srv._qx[a]
+        rows.append({
+            "symbol": sym, "status": "TRADING", "baseAsset": a, "baseAssetPrecision": 8, "quoteAsset": quote,
+            "quotePrecision": 8, "quoteAssetPrecision": 8, "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET"],
+            "isSpotTradingAllowed": True, "isMarginTradingAllowed": True,
+            "filters": [
+                {"filterType": "PRICE_FILTER", "minPrice": f"{10 ** -px:.{px}f}", "maxPrice": "1000000.00",
+                 "tickSize": f"{10 ** -px:.{px}f}"},
+                {"filterType": "LOT_SIZE", "minQty": f"{10 ** -qx:.{qx}f}", "maxQty": "9000.00",
+                 "stepSize": f"{10 ** -qx:.{qx}f}"},
+            ],
+            "permissions": [], "permissionSets": [["SPOT", "MARGIN"]],
+        })
+    return {"timezone": "UTC", "serverTime": srv.now_ms(), "rateLimits": [
+        {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000}],
+        "exchangeFilters": [], "symbols": rows}
 
 
 def premium_index(srv: BinanceServer, params: dict[str, str]) -> Any:
@@ -313,6 +347,7 @@ ROUTES: dict[str, Callable[[BinanceServer, dict[str, str]], Any]] = {
     "/fapi/v1/ticker/bookTicker": book_ticker,
     "/fapi/v1/fundingRate": funding_rate,
     "/fapi/v1/fundingInfo": funding_info,
+    "/api/v3/exchangeInfo": spot_exchange_info,
 }
 
 

@@ -12,6 +12,10 @@ With ``inverse: true`` the venue is Bybit inverse (``/v5/public/inverse``, ``cat
 ``<A>USD`` perpetuals of 1 USD a contract, settled in the coin. Sizes (book, trades, kline ``volume``,
 ``volume24h``) are USD contracts, ``openInterest`` USD with the coins as ``openInterestValue``, and
 ``turnover``/``turnover24h`` the coins, as Bybit documents its inverse tickers and klines.
+
+The venue's spot market is served too: ``/v5/public/spot`` with ``orderbook.1.{symbol}`` of the spot pair
+(``BTCUSDT``; level 1 is snapshots only, as Bybit sends it), and ``instruments-info?category=spot``. Spot
+frames go out on the channel ``spot`` (a ``stall_channel`` fault names it).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from hedgewatch.connectors.simulator.bybit_rest import KLINE_INTERVALS
 from hedgewatch.connectors.simulator.candles import INTERVALS_MS
 from hedgewatch.connectors.simulator.market import HOUR_MS
 from hedgewatch.connectors.simulator.transport import RestError, VenueServer
-from hedgewatch.connectors.simulator.venue import AssetQuote
+from hedgewatch.connectors.simulator.venue import AssetQuote, SpotQuote
 
 
 class BybitServer(VenueServer):
@@ -43,6 +47,9 @@ class BybitServer(VenueServer):
         self.category = "inverse" if self.inverse else "linear"
         self.symbols = {a: f"{a}{self.quote}" for a in self.model.assets}
         self.by_symbol = {s: a for a, s in self.symbols.items()}
+        spot_quote = self.model.path.scenario.quote
+        self.spot_symbols = {a: f"{a}{spot_quote}" for a in self.model.assets if a not in self.model.path.composites}
+        self.by_spot_symbol = {s: a for a, s in self.spot_symbols.items()}
         self.state: dict[str, dict[str, str]] = {}  # the ticker fields last sent, per asset
         self._cs = itertools.count(760_580_211_302)
         self._conn_ids = itertools.count(1)
@@ -53,12 +60,13 @@ class BybitServer(VenueServer):
             self.state[a] = self.ticker_fields(self.model.quotes[a], refresh=True)
 
     def accepts_path(self, path: str, query: str) -> bool:
-        return path.rstrip("/") == f"/v5/public/{self.category}"
+        return path.rstrip("/") in (f"/v5/public/{self.category}", "/v5/public/spot")
 
     # --- websocket -------------------------------------------------------------------------------------
 
     async def serve_ws(self, ws: ServerConnection) -> None:
         conn_id = f"sim-{next(self._conn_ids):08x}-{self.spec.name}"
+        spot = (ws.request.path if ws.request else "").rstrip("/").endswith("/spot")
         self._subs[ws] = set()
         while True:
             msg = await self.recv(ws)
@@ -80,7 +88,7 @@ class BybitServer(VenueServer):
             if op == "ping":
                 self._reply(ws, {**base, "ret_msg": "pong", "op": "ping"})
             elif op in ("subscribe", "unsubscribe"):
-                self._subscription(ws, op, req.get("args"), base)
+                self._subscription(ws, op, req.get("args"), base, spot)
             else:
                 self._reply(ws, {**base, "success": False, "ret_msg": f"error:unknown op {op}", "op": op})
 
@@ -88,21 +96,24 @@ class BybitServer(VenueServer):
         # Written synchronously, in order with the snapshot that may follow and with any later delta.
         broadcast([ws], orjson.dumps(body).decode())
 
-    def _subscription(self, ws: ServerConnection, op: str, args: Any, base: dict[str, Any]) -> None:
+    def _subscription(self, ws: ServerConnection, op: str, args: Any, base: dict[str, Any],
+                      spot: bool = False) -> None:
         if not isinstance(args, list) or not all(isinstance(t, str) for t in args):
             self._reply(
                 ws, {**base, "success": False, "ret_msg": "error:args must be a list of topics", "op": op}
             )
             return
         mine = self._subs.setdefault(ws, set())
+        parse = self._parse_spot if spot else self._parse
+        key = "spot:" if spot else ""  # a spot topic is spelt like a linear one: kept apart by its path
         for topic in args:
-            if self._parse(topic) is None:
+            if parse(topic) is None:
                 self._reply(
                     ws,
                     {**base, "success": False, "ret_msg": f"error:handler not found,topic:{topic}", "op": op},
                 )
                 return
-            if op == "subscribe" and topic in mine:
+            if op == "subscribe" and key + topic in mine:
                 self._reply(
                     ws,
                     {
@@ -116,12 +127,15 @@ class BybitServer(VenueServer):
         self._reply(ws, {**base, "op": op})
         for topic in args:
             if op == "unsubscribe":
-                mine.discard(topic)
-                self.unsubscribe(ws, topic)
+                mine.discard(key + topic)
+                self.unsubscribe(ws, key + topic)
                 continue
-            mine.add(topic)
-            kind, asset, _ = self._parse(topic)  # type: ignore[misc]
-            if kind == "tickers":
+            mine.add(key + topic)
+            kind, asset, _ = parse(topic)  # type: ignore[misc]
+            if spot:
+                if not self.stalled and "spot" not in self.stalled_channels:
+                    broadcast([ws], orjson.dumps(self.spot_orderbook(self.model.spot[asset])).decode())
+            elif kind == "tickers":
                 snap = {
                     "topic": topic,
                     "type": "snapshot",
@@ -132,7 +146,7 @@ class BybitServer(VenueServer):
                 broadcast([ws], orjson.dumps(snap).decode())
             elif kind == "orderbook":
                 broadcast([ws], orjson.dumps(self.orderbook(self.model.quotes[asset])).decode())
-            self.subscribe(ws, topic)
+            self.subscribe(ws, key + topic)
 
     def forget(self, ws: ServerConnection) -> None:
         self._subs.pop(ws, None)
@@ -153,7 +167,22 @@ class BybitServer(VenueServer):
             return "kline", self.by_symbol[parts[2]], parts[1]
         return None
 
+    def _parse_spot(self, topic: str) -> tuple[str, str, str] | None:
+        """(kind, asset, depth) of a spot topic this venue serves (``orderbook.1.BTCUSDT``), else None."""
+        parts = topic.split(".")
+        if len(parts) == 3 and parts[0] == "orderbook" and parts[1] == "1" and parts[2] in self.by_spot_symbol:
+            return "orderbook", self.by_spot_symbol[parts[2]], "1"
+        return None
+
     # --- frames ----------------------------------------------------------------------------------------
+
+    def spot_orderbook(self, s: SpotQuote) -> dict[str, Any]:
+        """Spot ``orderbook.1.{symbol}``: the top of the spot book, a snapshot every time (level 1)."""
+        a, sym = s.asset, self.spot_symbols[s.asset]
+        return {"topic": f"orderbook.1.{sym}", "type": "snapshot", "ts": s.ts_ms,
+                "data": {"s": sym, "b": [[self._p(a, s.bid), self._q(a, s.bid_qty)]],
+                         "a": [[self._p(a, s.ask), self._q(a, s.ask_qty)]], "u": s.update_id,
+                         "seq": s.update_id}, "cts": s.ts_ms}
 
     def ticker_fields(self, q: AssetQuote, refresh: bool) -> dict[str, str]:
         """Every field of a ``tickers`` snapshot, as strings. Mark, index, funding, open interest and the
@@ -216,6 +245,9 @@ class BybitServer(VenueServer):
                 self._publish_ticker(q, refresh)
             if book and self.has_subscribers(f"orderbook.1.{sym}"):
                 self.fanout("orderbook", f"orderbook.1.{sym}", self.orderbook(q))
+            spot_topic = f"spot:orderbook.1.{self.spot_symbols.get(a)}"
+            if book and self.has_subscribers(spot_topic):
+                self.fanout("spot", spot_topic, self.spot_orderbook(self.model.spot[a]))
             if q.trades and self.has_subscribers(f"publicTrade.{sym}"):
                 data = [
                     {

@@ -66,7 +66,27 @@ def _limit(params: dict[str, str], default: int, most: int) -> int:
     return max(1, min(n, most))
 
 
+def spot_instruments(srv: BybitServer, params: dict[str, str]) -> Any:
+    """``instruments-info?category=spot``: the venue's spot pairs, in the shape Bybit lists them."""
+    sym = params.get("symbol")
+    out = []
+    for a, pair in srv.spot_symbols.items():
+        if sym and sym.upper() != pair:
+            continue
+        spec = srv.model.path.specs[a]
+        px, qx = decimals(spec.tick_size), decimals(spec.qty_step)
+        out.append({"symbol": pair, "baseCoin": a, "quoteCoin": srv.model.path.scenario.quote, "innovation": "0",
+                    "status": "Trading", "marginTrading": "utaOnly", "stTag": "0",
+                    "lotSizeFilter": {"basePrecision": f"{spec.qty_step:.{qx}f}", "quotePrecision": "0.00000001",
+                                      "minOrderQty": f"{spec.qty_step:.{qx}f}", "maxOrderQty": "1000",
+                                      "minOrderAmt": "5", "maxOrderAmt": "8000000"},
+                    "priceFilter": {"tickSize": f"{spec.tick_size:.{px}f}"}})
+    return {"category": "spot", "list": out}
+
+
 def instruments_info(srv: BybitServer, params: dict[str, str]) -> Any:
+    if params.get("category") == "spot":
+        return spot_instruments(srv, params)
     _category(srv, params)
     quote = srv.quote
     out = []

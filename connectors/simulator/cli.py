@@ -27,6 +27,8 @@ def sources_yaml(scenario: Scenario, endpoints: list[VenueEndpoint]) -> str:
         ]
         if ep.quote != "USDT":
             lines.append(f"    quote: {ep.quote}")
+        if ep.spot_ws_url is not None:
+            lines += [f"    spot_ws_url: {ep.spot_ws_url}", f"    spot_rest_url: {ep.spot_rest_url}"]
     return "\n".join(lines) + "\n"
 
 

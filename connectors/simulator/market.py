@@ -28,6 +28,7 @@ class AssetState:
     volatility: float
     funding_rate: float
     oi_growth_per_hour: float
+    spot_basis_bps: float = 0.0  # the perpetual's premium over spot
     oi_log: float = 0.0  # accumulated log growth of open interest since start
 
 
@@ -44,7 +45,7 @@ class PricePath:
         self._chol = cholesky(scenario.correlation_matrix())
         self.specs: dict[str, AssetSpec] = dict(scenario.assets)
         self.assets = {
-            name: AssetState(spec.price, spec.drift, spec.volatility, spec.funding_rate, 0.0)
+            name: AssetState(spec.price, spec.drift, spec.volatility, spec.funding_rate, 0.0, spec.spot_basis_bps)
             for name, spec in scenario.assets.items()
         }
         self.composites = self._composites()
@@ -122,6 +123,8 @@ class PricePath:
                     st.funding_rate = reg.funding_rate
                 if reg.oi_growth_per_hour is not None:
                     st.oi_growth_per_hour = reg.oi_growth_per_hour
+                if reg.spot_basis_bps is not None:
+                    st.spot_basis_bps = reg.spot_basis_bps
             self._next_regime += 1
 
     def _composites(self) -> dict[str, dict[str, float]]:
@@ -136,7 +139,8 @@ class PricePath:
             }
             vol = sum(w / total * self.scenario.assets[a].volatility for a, w in comp.weights.items())
             self.specs[base] = AssetSpec(price=1000.0, volatility=vol, open_interest=50_000.0, tick_size=0.1)
-            self.assets[base] = AssetState(1000.0, 0.0, vol, self.specs[base].funding_rate, 0.0)
+            self.assets[base] = AssetState(1000.0, 0.0, vol, self.specs[base].funding_rate, 0.0,
+                                           self.specs[base].spot_basis_bps)
         return out
 
     def _history(self, name: str) -> list[float]:

@@ -7,6 +7,10 @@ Public channels ``tickers``, ``mark-price``, ``funding-rate``, ``open-interest``
 only on ``/ws/v5/business``. Pushes are ``{"arg":{..},"data":[{..}]}`` with string numbers, sizes in contracts
 (``ctVal`` base units each). Text ``ping`` is answered ``pong``; a connection with no traffic either way for
 30 s is closed, as OKX does.
+
+The venue's spot market is served on the same paths: ``tickers`` of the spot pair (instId ``BTC-USDT``,
+``instType`` SPOT, sizes in base units) and ``instruments?instType=SPOT``. Spot frames go out on the
+channel ``spot`` (a ``stall_channel`` fault names it).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from hedgewatch.connectors.simulator import okx_rest
 from hedgewatch.connectors.simulator.candles import INTERVALS_MS
 from hedgewatch.connectors.simulator.okx_rest import BARS
 from hedgewatch.connectors.simulator.transport import RestError, VenueServer
-from hedgewatch.connectors.simulator.venue import AssetQuote, dated_price, quarterly_expiries
+from hedgewatch.connectors.simulator.venue import AssetQuote, SpotQuote, dated_price, quarterly_expiries
 
 SWAP_CHANNELS = ("tickers", "mark-price", "funding-rate", "open-interest", "trades")
 
@@ -44,6 +48,9 @@ class OkxServer(VenueServer):
         self.indexes = {a: f"{a}-{quote}" for a in self.model.assets}
         self.by_swap = {s: a for a, s in self.swaps.items()}
         self.by_index = {s: a for a, s in self.indexes.items()}
+        spot_quote = self.model.path.scenario.quote
+        self.spot_pairs = {a: f"{a}-{spot_quote}" for a in self.model.assets if a not in self.model.path.composites}
+        self.by_spot = {s: a for a, s in self.spot_pairs.items()}
         self.ct_val = {a: (100.0 if a == "BTC" else 10.0) if self.inverse else self.model.path.specs[a].okx_ct_val
                        for a in self.model.assets}
         # quarterly futures: instId (BTC-USDT-261225) -> (asset, settlement ms, alias)
@@ -124,7 +131,8 @@ class OkxServer(VenueServer):
             return
         self._subs[ws].add((arg["channel"], arg["instId"]))
         first = self._frame(parsed[0], parsed[1], self.model.quotes[parsed[1]], parsed[2])
-        if first is not None and not self.stalled and parsed[0] not in self.stalled_channels:
+        stall = "spot" if parsed[0] == "spot-tickers" else parsed[0]
+        if first is not None and not self.stalled and stall not in self.stalled_channels:
             self._send(ws, {"arg": clean, "data": first})  # the current value right away, as OKX does
         self.subscribe(ws, topic)
 
@@ -138,6 +146,8 @@ class OkxServer(VenueServer):
             return None
         if channel in SWAP_CHANNELS and not business and inst in self.by_swap:
             return channel, self.by_swap[inst], ""
+        if channel == "tickers" and not business and inst in self.by_spot:
+            return "spot-tickers", self.by_spot[inst], ""
         if channel == "tickers" and not business and inst in self.futures:
             return "futures-tickers", self.futures[inst][0], inst
         if channel == "index-tickers" and not business and inst in self.by_index:
@@ -166,6 +176,11 @@ class OkxServer(VenueServer):
             if candles:
                 self._publish_candles(a, q)
         if "tickers" in due:
+            for a, inst in self.spot_pairs.items():
+                topic = f"tickers:{inst}"
+                if self.has_subscribers(topic):
+                    row = self.spot_ticker(self.model.spot[a])
+                    self.fanout("spot", topic, {"arg": {"channel": "tickers", "instId": inst}, "data": [row]})
             for inst, (a, _, _) in self.futures.items():
                 topic = f"tickers:{inst}"
                 if self.has_subscribers(topic):
@@ -177,6 +192,8 @@ class OkxServer(VenueServer):
         swap = self.swaps[a]
         if channel == "tickers":
             return [self.ticker(q)]
+        if channel == "spot-tickers":
+            return [self.spot_ticker(self.model.spot[a])]
         if channel == "futures-tickers":  # ``bar`` is the future's instId
             return [self.dated_ticker(q, bar, self.futures[bar][1])]
         if channel == "mark-price":
@@ -246,6 +263,30 @@ class OkxServer(VenueServer):
             "volCcy24h": f"{q.volume_24h:.4f}",
             "vol24h": self._ct(a, q.volume_24h),
             "ts": str(q.ts_ms),
+        }
+
+    def spot_ticker(self, s: SpotQuote) -> dict[str, Any]:
+        """The ``tickers`` row of the spot pair (``instType`` SPOT): sizes in base units."""
+        a = s.asset
+        q = self.model.quotes[a]
+        ratio = s.mid / q.mid if q.mid else 1.0  # the 24 h figures of the spot pair, scaled from the swap's
+        return {
+            "instType": "SPOT",
+            "instId": self.spot_pairs[a],
+            "last": self._p(a, s.bid if q.trades and q.trades[-1][3] else s.ask),
+            "lastSz": self._q(a, s.bid_qty),
+            "askPx": self._p(a, s.ask),
+            "askSz": self._q(a, s.ask_qty),
+            "bidPx": self._p(a, s.bid),
+            "bidSz": self._q(a, s.bid_qty),
+            "open24h": self._p(a, q.open_24h * ratio),
+            "high24h": self._p(a, q.high_24h * ratio),
+            "low24h": self._p(a, q.low_24h * ratio),
+            "sodUtc0": self._p(a, q.open_24h * ratio),
+            "sodUtc8": self._p(a, q.open_24h * ratio),
+            "volCcy24h": f"{q.turnover_24h * ratio:.4f}",
+            "vol24h": self._q(a, q.volume_24h),
+            "ts": str(s.ts_ms),
         }
 
     def dated_ticker(self, q: AssetQuote, inst: str, expiry_ms: int) -> dict[str, Any]:

@@ -71,6 +71,8 @@ def instruments(srv: OkxServer, params: dict[str, str]) -> Any:
         raise ParamError("50014", "Parameter instType can not be empty")
     if params["instType"] == "FUTURES":
         return dated_instruments(srv, params)
+    if params["instType"] == "SPOT":
+        return spot_instruments(srv, params)
     _swap_type(params)
     quote = srv.model.path.scenario.quote
     out = []
@@ -109,6 +111,27 @@ def instruments(srv: OkxServer, params: dict[str, str]) -> Any:
                 "ruleType": "normal",
             }
         )
+    return out
+
+
+def spot_instruments(srv: OkxServer, params: dict[str, str]) -> Any:
+    """``instType=SPOT``: the spot pairs (``BTC-USDT``), sizes in base units, in the shape OKX lists them."""
+    wanted = params.get("instId")
+    quote = srv.model.path.scenario.quote
+    out = []
+    for a, inst in srv.spot_pairs.items():
+        if wanted and inst != wanted:
+            continue
+        spec = srv.model.path.specs[a]
+        out.append({"instType": "SPOT", "instId": inst, "uly": "", "instFamily": "", "baseCcy": a,
+                    "quoteCcy": quote, "settleCcy": "", "ctVal": "", "ctMult": "", "ctValCcy": "", "optType": "",
+                    "stk": "", "listTime": "1548133413000", "expTime": "", "lever": "10",
+                    "tickSz": f"{spec.tick_size:.{decimals(spec.tick_size)}f}",
+                    "lotSz": f"{spec.qty_step:.{decimals(spec.qty_step)}f}",
+                    "minSz": f"{spec.qty_step:.{decimals(spec.qty_step)}f}", "ctType": "", "alias": "",
+                    "state": "live", "ruleType": "normal"})
+    if wanted and not out:
+        raise ParamError("51001", "Instrument ID does not exist")
     return out
 
 

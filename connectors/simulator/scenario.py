@@ -80,6 +80,9 @@ class AssetSpec(_Model):
     open_interest: float = Field(default=10_000.0, gt=0, description="base units, whole market")
     funding_rate: float = Field(default=0.0001, description="per funding interval")
     funding_interval_h: int = Field(default=8, gt=0)
+    # The perpetuals' premium over the spot market (the basis): each venue quotes its spot pair at the
+    # path price divided by ``1 + spot_basis_bps * 1e-4``, its perpetual at the path price.
+    spot_basis_bps: float = Field(default=5.0, gt=-1000, lt=1000)
     okx_ct_val: float = Field(default=0.01, gt=0, description="OKX contract value in base units")
     tick_size: float = Field(default=0.1, gt=0)
     qty_step: float = Field(default=0.001, gt=0)
@@ -150,6 +153,7 @@ class Regime(_Model):
     volatility: float | None = Field(default=None, ge=0)
     funding_rate: float | None = None
     oi_growth_per_hour: float | None = None
+    spot_basis_bps: float | None = Field(default=None, gt=-1000, lt=1000)
 
 
 class Fault(_Model):

@@ -46,13 +46,26 @@ def _protocols() -> dict[str, type[VenueServer]]:
 @dataclass(frozen=True)
 class VenueEndpoint:
     """Where one simulated venue listens. ``exchange`` is the ccxt id of its protocol; ``quote`` what its
-    contracts are quoted in (``USD`` for coin-margined ones), the source's ``quote``."""
+    contracts are quoted in (``USD`` for coin-margined ones), the source's ``quote``; ``spot_ws_url`` and
+    ``spot_rest_url`` where its spot market is served (None: the venue serves none), the source's
+    ``spot_ws_url``/``spot_rest_url``."""
 
     name: str
     exchange: str
     ws_url: str
     rest_url: str
     quote: str = "USDT"
+    spot_ws_url: str | None = None
+    spot_rest_url: str | None = None
+
+    def source(self, symbols: list[str] | tuple[str, ...]) -> dict[str, object]:
+        """The ``sources:`` entry a config needs for this venue (its spot market included, where served)."""
+        out: dict[str, object] = {"exchange": self.exchange, "name": self.name, "symbols": list(symbols),
+                                  "ws_url": self.ws_url, "rest_url": self.rest_url, "quote": self.quote}
+        if self.spot_ws_url is not None:
+            out["spot_ws_url"] = self.spot_ws_url
+            out["spot_rest_url"] = self.spot_rest_url
+        return out
 
 
 class Simulator:
@@ -101,9 +114,11 @@ class Simulator:
                 srv.routes[MARKET_CHART_RANGE.format(id=a.lower())] = partial(self.coins.market_chart, a, ranged=True)
         for name, srv in self.servers.items():
             port = await srv.start(self.host)
+            ws, rest = f"ws://{self.host}:{port}", f"http://{self.host}:{port}"
+            spot = srv.spot_ws_path
             self._endpoints.append(
-                VenueEndpoint(name, srv.exchange, f"ws://{self.host}:{port}", f"http://{self.host}:{port}",
-                              srv.quote)
+                VenueEndpoint(name, srv.exchange, ws, rest, srv.quote,
+                              None if spot is None else ws + spot, None if spot is None else rest)
             )
         self.faults = FaultRunner(sc.faults, self.models, self.servers)
         self._runner = asyncio.create_task(self._run(), name="simulator")

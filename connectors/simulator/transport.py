@@ -50,6 +50,8 @@ class VenueServer:
     default_ping_interval_s: float | None = None
     default_idle_timeout_s: float | None = None
     idle_counts_pushes = False  # OKX counts its own pushes as activity; Bybit wants client pings
+    # where the venue's spot market is served, relative to the port's ws:// URL (None: no spot market)
+    spot_ws_path: str | None = ""
 
     def __init__(self, model: VenueModel, now_ms: Callable[[], int]) -> None:
         self.model = model

@@ -85,6 +85,23 @@ class AssetQuote:
         return (self.bid + self.ask) * 0.5
 
 
+@dataclass
+class SpotQuote:
+    """The top of a venue's spot order book for one asset (the ``<A><QUOTE>`` pair) at one step."""
+
+    asset: str
+    ts_ms: int = 0
+    bid: float = 0.0
+    ask: float = 0.0
+    bid_qty: float = 0.0
+    ask_qty: float = 0.0
+    update_id: int = 0
+
+    @property
+    def mid(self) -> float:
+        return (self.bid + self.ask) * 0.5
+
+
 class VenueModel:
     """Quotes of one venue for its assets, recomputed at every step of the shared path."""
 
@@ -97,6 +114,10 @@ class VenueModel:
         self._oi_noise = dict.fromkeys(self.assets, 0.0)
         self.candles = CandleBook(path, hash_str(spec.name))
         self.quotes = {a: AssetQuote(a) for a in self.assets}
+        # the spot pairs: their own generator, so serving spot changes none of the perpetuals' numbers
+        self.spot = {a: SpotQuote(a) for a in self.assets}
+        self._spot_rng = random.Random(f"spot:{path.scenario.seed}:{spec.name}")
+        self._spot_noise = dict.fromkeys(self.assets, 0.0)
         self.manipulation: dict[str, float] = {}  # asset ("" = all) -> price factor
         self.absurd: dict[str, tuple[float, int]] = {}  # asset ("" = all) -> (factor, frames left)
         self.extra_lag_s = 0.0  # a lag fault in force
@@ -117,6 +138,27 @@ class VenueModel:
         now, prices = self.path.lookback(self.spec.latency_ms / 1000.0 + self.extra_lag_s)
         for a in self.assets:
             self._quote(a, now, prices[a], trade_prob)
+            self._spot(a, now, prices[a])
+
+    def _spot(self, a: str, now: int, ref: float) -> None:
+        """The spot pair: the path price below the perpetual by the asset's basis, with the venue's own
+        (independent) noise and spread."""
+        spec = self.spec
+        aspec = self.path.specs[a]
+        rng = self._spot_rng
+        s = self.spot[a]
+        self._spot_noise[a] = 0.9 * self._spot_noise[a] + 0.4359 * spec.noise_bps * 1e-4 * rng.gauss(0.0, 1.0)
+        basis = self.path.assets[a].spot_basis_bps * 1e-4
+        mid = ref * (1.0 + spec.bias_bps * 1e-4 + self._spot_noise[a]) / (1.0 + basis) * self.price_factor(a)
+        half = max(mid * spec.spread_bps * 0.5e-4, aspec.tick_size * 0.5)
+        tick = aspec.tick_size
+        s.bid = math.floor((mid - half) / tick + 1e-9) * tick
+        s.ask = max(math.ceil((mid + half) / tick - 1e-9) * tick, s.bid + tick)
+        step = aspec.qty_step
+        s.bid_qty = max(step, round(rng.expovariate(1.0) * 1000) * step)
+        s.ask_qty = max(step, round(rng.expovariate(1.0) * 1000) * step)
+        s.ts_ms = now
+        s.update_id += 1
 
     def _quote(self, a: str, now: int, ref: float, trade_prob: float) -> None:
         spec = self.spec

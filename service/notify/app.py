@@ -22,7 +22,14 @@ from hedgewatch.service.keys import Keys, keys_for
 from hedgewatch.service.logs import setup_logging
 from hedgewatch.service.metrics import NotifyMetrics
 from hedgewatch.service.notify.alertmanager import mirror_silence
-from hedgewatch.service.notify.silences import Silence, add_silence, list_silences, parse_duration, parse_matchers, remove_silence
+from hedgewatch.service.notify.silences import (
+    Silence,
+    add_silence,
+    list_silences,
+    parse_duration,
+    parse_matchers,
+    remove_silence,
+)
 from hedgewatch.service.notify.worker import Notifier
 from hedgewatch.service.redisconn import redis_factory
 

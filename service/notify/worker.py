@@ -35,7 +35,7 @@ from hedgewatch.service.notify.destinations import RETRY_REASONS, Destination, G
 from hedgewatch.service.notify.grouping import Grouper, Item, Notification
 from hedgewatch.service.notify.routing import build_routes, route
 from hedgewatch.service.notify.silences import Silence, list_silences, purge_expired
-from hedgewatch.service.outbox import check_cancelled
+from hedgewatch.service.retry import raise_if_cancelled
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -135,15 +135,15 @@ class Notifier:
         while True:
             try:
                 result = await op()
-                check_cancelled()
+                raise_if_cancelled()
             except ResponseError as exc:
-                check_cancelled()
+                raise_if_cancelled()
                 if "NOGROUP" not in str(exc):
                     raise
                 await self._ensure_group()  # Redis came back without our group (no persistence)
                 continue
             except (RedisError, OSError) as exc:
-                check_cancelled()  # a cancellation redis-py turned into a connection error
+                raise_if_cancelled()  # a cancellation redis-py turned into a connection error
                 self._redis_burst.failed(f"{what}: {type(exc).__name__}")
                 self.metrics.redis_errors.inc()
                 await asyncio.sleep(delay * (0.5 + random.random()))

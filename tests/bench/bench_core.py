@@ -16,6 +16,7 @@ import time
 from hedgewatch.service.config import parse_config
 from hedgewatch.service.events import Quote
 from hedgewatch.service.market import MarketState
+from hedgewatch.service.market_metrics import GaugeExporter
 
 VENUES = ("binanceusdm", "bybit", "okx", "kraken", "coinbase")
 SIZES = (10, 100, 1000)
@@ -76,8 +77,9 @@ def periodic(n: int) -> tuple[float, float, float]:
         m.apply(ev)
     now = events[-1].ts_recv
     metrics = Metrics()
+    exporter = GaugeExporter()
     out = []
-    for call in (lambda: m.tick(now), lambda: m.snapshot(now), lambda: m.export(metrics, now)):
+    for call in (lambda: m.tick(now), lambda: m.snapshot(now), lambda: exporter.export(m, metrics, now)):
         samples = []
         for _ in range(5):
             t0 = time.perf_counter()

@@ -58,7 +58,8 @@ def spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEDGEWATCH__")}
     env["PYTHONPATH"] = str(REPO)
     with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "hedgewatch.service", *args], stdout=out, stderr=subprocess.STDOUT,
+        return subprocess.Popen([sys.executable, "-m", "hedgewatch.service", *args], stdout=out,
+                                stderr=subprocess.STDOUT,
                                 env=env, cwd=REPO)
 
 
