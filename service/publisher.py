@@ -32,6 +32,7 @@ from hedgewatch.service.keys import Keys
 from hedgewatch.service.metrics import Metrics
 from hedgewatch.service.outbox import close_client
 from hedgewatch.service.redisconn import error_text
+from hedgewatch.service.retry import raise_if_cancelled
 
 log = logging.getLogger("hedgewatch.redis")
 
@@ -172,6 +173,7 @@ class RedisPublisher:
             try:
                 await self._write()
             except (RedisError, OSError) as exc:
+                raise_if_cancelled()  # a cancellation redis-py turned into a connection error must still stop us
                 self._on_error(exc)
                 if self._stopping:
                     return
