@@ -31,16 +31,18 @@ from hedgewatch.service.clock import SteadyClock
 from hedgewatch.service.commands import CommandError, CommandReader
 from hedgewatch.service.config import Config
 from hedgewatch.service.engine import Engine
-from hedgewatch.service.errors import ClosedError, FeedError, RejectedMessage, SecretError
+from hedgewatch.service.errors import ClosedError, ConfigError, FeedError, Problem, RejectedMessage, SecretError
 from hedgewatch.service.events import Event
 from hedgewatch.service.http import HttpServer
-from hedgewatch.service.keys import Keys
+from hedgewatch.service.keys import keys_for
 from hedgewatch.service.market_metrics import GaugeExporter
 from hedgewatch.service.metrics import Metrics
 from hedgewatch.service.outbox import AlertSink
+from hedgewatch.service.ownership import Ownership
 from hedgewatch.service.position import AckError
 from hedgewatch.service.publisher import RedisPublisher
-from hedgewatch.service.redisconn import redacted, redis_factory
+from hedgewatch.service.redisconn import is_cluster, parse_redis_url, redacted, redis_factory
+from hedgewatch.service.scale import StreamReader, streams_for
 from hedgewatch.service.selection import SelectionFeed
 
 log = logging.getLogger("hedgewatch")
@@ -91,7 +93,10 @@ class Daemon:
         self.clock = clock
         self.deadlines = deadlines or Deadlines()
         self.index_name = config.index.name
-        self.keys = Keys(config.redis.prefix)
+        # the scaled layout: events from the Redis streams of `hedgewatch ingest` shards, the index owned
+        # through a lease (service/ownership.py), every Redis name hash-tagged by index
+        self.scaled = config.bus == "redis"
+        self.keys = keys_for(config.redis.prefix, self.index_name, self.scaled)
         self.bus: MemoryBus[Event] = MemoryBus(config.ingest_queue_size, name="ingest")
         # the synchronous engine (market, rules, hedge sizing, ledger) the backtest drives too
         self.engine = Engine(config, clock())
@@ -99,11 +104,16 @@ class Daemon:
         self.market_exporter = GaugeExporter()
         self.rules = self.engine.rules
         self.selection = SelectionFeed.for_config(config, self.market, clock=clock, on_change=self._touched)
-        self.connectors: list[Connector] = [
+        self.connectors: list[Connector] = [] if self.scaled else [
             build_connector(src, self.bus.put, self.metrics, clock=clock) for src in config.sources if src.enabled
         ]
         url = config.redis.resolved_url()
+        if self.scaled and not url:
+            raise ConfigError([Problem("<config>", None, None, "redis.url",
+                                       "bus: redis (run --bus redis) reads the events from Redis: redis.url is "
+                                       "required")])
         self.metrics.redis_known(bool(url))
+        self.metrics.scaled_known(self.index_name if self.scaled else None)
         self.metrics.rules_known(r.name for r in self.rules.engine.rules)
         self.publisher: RedisPublisher | None = None
         if url:
@@ -124,6 +134,10 @@ class Daemon:
                 redis_factory(url), self.keys, Path(config.redis.outbox_dir), config.redis.stream_maxlen,
                 self.metrics, clock,
             )
+        self.role: Ownership | None = None
+        self._candles: list[Any] = []  # the kline history, for the fresh engine after a step-down
+        if self.scaled and url:
+            self.role = self._ownership(url)
         self.http = HttpServer(
             config.http.host, config.http.port, self.metrics, ready=self._readiness, state=self.state,
             rebalance=self.rebalance, hedge_ack=self.hedge_ack, settings=config.http,
@@ -143,6 +157,66 @@ class Daemon:
         self._dropped_exported = 0
         self._grace_logged = False
         self.metrics.queue_capacity.labels("ingest").set(self.bus.capacity)
+
+    def _ownership(self, url: str) -> Ownership:
+        from hedgewatch.service.ingest import process_name
+
+        cfg = self.config
+        factory = redis_factory(url)
+        holder = process_name(cfg)
+        assets = {s for src in cfg.sources if src.enabled for s in src.symbols} | set(cfg.index.constituents)
+        if cfg.index.track:
+            assets.add(cfg.index.track)
+        reader = StreamReader(factory, streams_for(self.keys, assets), self.bus.put,
+                              cluster=is_cluster(parse_redis_url(url)), count=cfg.scale.batch_max,
+                              on_error=lambda exc: self.metrics.redis_errors.inc())
+        role = Ownership(factory, self.keys, self.index_name, holder, lease_s=cfg.scale.lease_s, reader=reader,
+                         metrics=self.metrics, replay_s=cfg.oracle.max_age_s, take_over=self._take_over,
+                         step_down=self._step_down, owned=self._owned_tasks)
+        assert self.publisher is not None and self.alerts is not None
+        self.publisher.fenced = True
+        self.publisher.on_fenced = role.fenced
+        self.publisher.heartbeat_key = self.keys.process_heartbeat("engine", holder)
+        self.alerts.fenced = True
+        self.alerts.fence_index = self.index_name
+        self.alerts.on_fenced = role.fenced
+        self.alerts.ids_ttl_ms = int(cfg.scale.alert_ids_ttl_s * 1000)
+        return role
+
+    @property
+    def owning(self) -> bool:
+        """This process runs the index now: always in one process; in the scaled layout while it holds the
+        lease."""
+        return self.role is None or self.role.owning
+
+    async def _take_over(self, token: int) -> None:
+        """The lease is ours: restore the index from Redis, then let the fenced writes through."""
+        assert self.publisher is not None and self.alerts is not None
+        await self._restore()
+        self.publisher.fence_token = token
+        self.alerts.set_fence(token)
+        self._last_publish = self._last_eval = 0.0
+
+    def _step_down(self) -> None:
+        """The lease is gone: write nothing more, forget the market, start over as a standby."""
+        if self.publisher is not None:
+            self.publisher.fence_token = None
+        if self.alerts is not None:
+            self.alerts.set_fence(None)
+        self.bus.clear()
+        now = self.clock()
+        self.engine = Engine(self.config, now)
+        self.market = self.engine.market
+        self.rules = self.engine.rules
+        if self._candles:
+            self.engine.bootstrap(self._candles)
+        self._saved = None
+        self._dirty = False
+        self._grace_logged = False
+
+    def _owned_tasks(self) -> list[tuple[str, Any]]:
+        """The tasks only the owner runs, besides the stream readers."""
+        return [] if self.commands is None else [("commands", self.commands.run())]
 
     # --- views -----------------------------------------------------------------------------------------
 
@@ -168,6 +242,7 @@ class Daemon:
             "ledger": self.engine.primary.state(),
             "feeds": {c.name: c.status() for c in self.connectors},
             "selection": None if self.selection is None else self.selection.status(),
+            "scale": None if self.role is None else self.role.state(),
             "pipeline": {
                 "events": self.stats.events,
                 "index_updates": self.stats.index_updates,
@@ -185,7 +260,7 @@ class Daemon:
         """An on-demand rebalance (``POST /rebalance``): units change, the divisor keeps the level
         continuous, and the new composition is published with the next snapshot."""
         now = self.clock()
-        done = self.market.rebalance_now(now)
+        done = self.owning and self.market.rebalance_now(now)
         if done:
             self._dirty = True
             log.info("index %s rebalanced on demand", self.index_name)
@@ -199,6 +274,8 @@ class Daemon:
         ack``, the Redis command stream). The new belief is persisted at once and the advice republished in
         its new state; the next evaluation advises from it. AckError when it cannot be applied."""
         index = body.get("index")
+        if not self.owning:
+            raise AckError(f"this process stands by for index {self.index_name}; its owner takes acknowledgements")
         if index not in (None, self.index_name):
             raise AckError(f"unknown index {index!r} (this daemon runs {self.index_name})")
         contracts = body.get("contracts")
@@ -238,7 +315,6 @@ class Daemon:
 
     async def _pipeline(self) -> None:
         """Consume the bus in batches; every index change is timed and, when due, published."""
-        apply_batch = self.engine.apply_batch
         observe = self.metrics.tick_to_index.observe
         bus = self.bus
         interval = self.config.index.publish_interval_s
@@ -248,7 +324,9 @@ class Daemon:
                 batch = await bus.get_batch(BATCH_MAX)
             except ClosedError:
                 return
-            step = apply_batch(batch)
+            if not self.owning:
+                continue  # read before a step-down: the next owner reads these again
+            step = self.engine.apply_batch(batch)
             first_change = step.first_change
             self.stats.events += len(batch)
             if first_change is None:
@@ -327,6 +405,11 @@ class Daemon:
         while True:
             await asyncio.sleep(TICK_INTERVAL_S)
             now = self.clock()
+            if not self.owning:
+                if now >= next_export:
+                    self._export_standby()
+                    next_export = now + EXPORT_INTERVAL_S
+                continue
             if self.engine.tick(now):
                 self._dirty = True
             self._transitions(now)
@@ -381,8 +464,15 @@ class Daemon:
                         "silences and rule durations keep real elapsed time, shown times stay on the start's "
                         "time line", step, self.steady.offset)
 
+    def _export_standby(self) -> None:
+        self._check_clock()
+        if self.role is not None:
+            self.role.export()
+
     def _export(self, now: float) -> None:
         self._check_clock()
+        if self.role is not None:
+            self.role.export()
         self.market_exporter.export(self.market, self.metrics, now)
         self.rules.export(self.metrics)
         self.engine.primary.export(self.metrics)
@@ -401,7 +491,7 @@ class Daemon:
         self.metrics.up.set(1)
         self.metrics.start_time.set(self.stats.started)
         await self.http.start()
-        if self.publisher is not None:
+        if self.publisher is not None and self.role is None:
             await self._restore()
         try:
             async with asyncio.TaskGroup() as tg:
@@ -416,14 +506,18 @@ class Daemon:
                     writer = tg.create_task(self.publisher.run(), name="redis-publisher")
                 if self.alerts is not None:
                     others.append(tg.create_task(self.alerts.run(), name="alert-sink"))
-                if self.commands is not None:
+                if self.commands is not None and self.role is None:
                     others.append(tg.create_task(self.commands.run(), name="commands"))
+                if self.role is not None:
+                    others.append(tg.create_task(self.role.run(), name="ownership"))
                 if self.config.portfolio.balances is not None:
                     others.append(tg.create_task(self._balances(), name="balances"))
                 self.started.set()
                 log.info(
-                    "running index %s over %d sources; http %s:%d%s",
-                    self.index_name, len(self.connectors), self.http.host, self.http.port,
+                    "running index %s over %s; http %s:%d%s",
+                    self.index_name, f"{len(self.connectors)} sources" if self.role is None else
+                    f"the Redis event streams, standing by for its lease as {self.role.holder}",
+                    self.http.host, self.http.port,
                     "" if self.alerts is None else f"; outbox and state copy in {self.state_dir}",
                 )
                 await stop.wait()
@@ -493,6 +587,8 @@ class Daemon:
                         log.warning("kline history from %s failed: %s", src.source_id, exc)
                     continue
                 self.engine.bootstrap(candles)
+                if self.role is not None:
+                    self._candles.extend(candles)
                 got = {c.asset for c in candles}
                 remaining = {a: n for a, n in remaining.items() if a not in got}
                 log.info("indicators bootstrapped with %d klines from %s (%s)", len(candles), src.source_id,
@@ -505,9 +601,12 @@ class Daemon:
 
     async def _restore(self) -> None:
         assert self.publisher is not None
-        saved = statefile.newer(await self.publisher.load_state(self.index_name),
-                                await asyncio.to_thread(statefile.load, self.state_file))
-        saved = statefile.newer(saved, self._outbox_state())
+        saved = await self.publisher.load_state(self.index_name, strict=self.role is not None)
+        if self.role is None:
+            # one process: the local copies may be newer than a Redis that restarted empty; in the scaled
+            # layout Redis is the one truth (a local copy may hold what a lost lease kept from Redis)
+            saved = statefile.newer(saved, await asyncio.to_thread(statefile.load, self.state_file))
+            saved = statefile.newer(saved, self._outbox_state())
         if saved:
             # the basket first: the restored levels, extremes and crossings are in its points
             self.market.restore(saved.get("snapshot") or {}, self.clock())
@@ -583,10 +682,13 @@ class Daemon:
             log.warning("drain deadline passed with %d events queued; dropping them", len(self.bus))
             pipeline.cancel()
             await _settle([pipeline], left(d.cancel_s))
-        self._publish(self.clock())  # queues the final snapshot and state, and keeps it for the local copy
+        if self.owning:
+            self._publish(self.clock())  # queues the final snapshot and state, and keeps it for the local copy
         flush_s = left(d.flush_s)
         flushed, delivered, _ = await asyncio.gather(
             self._final_snapshot(writer, others, flush_s), self._final_alerts(flush_s), self._save_local())
+        if self.role is not None:
+            await self.role.release()
         if self.publisher is not None:
             await self.publisher.close()
         for t in others:

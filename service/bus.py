@@ -83,6 +83,12 @@ class MemoryBus(Generic[T]):
             batch = [items.popleft() for _ in range(n)]
         return batch
 
+    def clear(self) -> int:
+        """Drop what is queued (not counted as overflow); returns how many items."""
+        n = len(self._items)
+        self._items.clear()
+        return n
+
     def close(self) -> None:
         """Stop intake; the consumer drains what is queued, then gets ClosedError."""
         self._closed = True

@@ -119,12 +119,24 @@ def _run_async(coro: object, listen: tuple[str, str, int] | None = None) -> int:
         return _fatal(exc)
 
 
+Bus = Literal["memory", "redis"]
+
+
 @app.command()
-def run(config: ConfigOpt = None) -> None:
+def run(
+    config: ConfigOpt = None,
+    bus: Annotated[Bus | None, typer.Option(
+        metavar="memory|redis", show_default=False,
+        help="where the events come from: this process's connectors (memory, the default), or the Redis "
+             "streams of `hedgewatch ingest` shards (redis: the index owned through a lease, with failover)")]
+    = None,
+) -> None:
     """Run the daemon (without -c: the bundled live config for Binance USDⓈ-M, Bybit and OKX)."""
     from hedgewatch.service.app import serve
 
     cfg = _load(config)
+    if bus is not None:
+        cfg = cfg.model_copy(update={"bus": bus})
     problems = preflight(cfg, str(config or DEFAULT_CONFIG))
     if problems:
         _print_problems(problems)
@@ -132,6 +144,33 @@ def run(config: ConfigOpt = None) -> None:
     setup_logging(cfg.log_level)
     listen = (f"{config or DEFAULT_CONFIG}: http.port", cfg.http.host, cfg.http.port)
     raise typer.Exit(_run_async(serve(cfg), listen))
+
+
+@app.command()
+def ingest(
+    config: ConfigOpt = None,
+    shard: Annotated[str, typer.Option(metavar="K/N", help="run shard K of N of the (source, asset) pairs")]
+    = "1/1",
+    http_port: Annotated[int | None, typer.Option(help="this shard's metrics and /state port (default: "
+                                                       "http.port)", show_default=False)] = None,
+) -> None:
+    """The connectors alone, for one shard of the sources: events into Redis Streams (the scaled layout)."""
+    from hedgewatch.service.ingest import parse_shard, serve_ingest
+
+    try:
+        k, n = parse_shard(shard)
+    except ValueError as exc:
+        raise typer.Exit(_fatal(exc, str(exc))) from None
+    cfg = _load(config)
+    if http_port is not None:
+        cfg = cfg.model_copy(update={"http": cfg.http.model_copy(update={"port": http_port})})
+    problems = preflight(cfg, str(config or DEFAULT_CONFIG))
+    if problems:
+        _print_problems(problems)
+        raise typer.Exit(1)
+    setup_logging(cfg.log_level)
+    listen = (f"{config or DEFAULT_CONFIG}: http.port", cfg.http.host, cfg.http.port)
+    raise typer.Exit(_run_async(serve_ingest(cfg, k, n), listen))
 
 
 @app.command()

@@ -21,6 +21,8 @@ from redis.exceptions import RedisError, ResponseError
 from hedgewatch.service.errors import HedgewatchError
 from hedgewatch.service.keys import Keys
 from hedgewatch.service.outbox import close_client
+from hedgewatch.service.redisconn import error_text
+from hedgewatch.service.retry import raise_if_cancelled
 
 log = logging.getLogger("hedgewatch.commands")
 
@@ -82,11 +84,12 @@ class CommandReader:
                     down, backoff = False, 1.0
                 await self._consume(client)
             except (RedisError, OSError) as exc:
+                raise_if_cancelled()  # a cancellation redis-py turned into a connection error must still stop us
                 if self._closed:
                     return
                 if not down:
                     log.warning("command stream %s unreadable (%s); retrying", self._keys.commands,
-                                type(exc).__name__)
+                                error_text(exc))
                     down = True
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
@@ -108,6 +111,7 @@ class CommandReader:
         while True:
             got: Any = await client.xreadgroup(GROUP, CONSUMER, {stream: start}, count=100,
                                                block=None if start == "0" else BLOCK_MS)
+            raise_if_cancelled()  # redis-py can swallow a cancellation and return the reply
             entries: list[tuple[bytes, dict[bytes, bytes]]] = got[0][1] if got else []
             if start == "0" and not entries:
                 start = ">"

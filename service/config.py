@@ -402,6 +402,23 @@ class RedisConfig(Section):
         return url
 
 
+class ScaleConfig(Section):
+    """The scaled layout (``hedgewatch ingest`` shards, ``hedgewatch run --bus redis`` engines): event
+    streams, index leases and the fencing of their writes (docs/scale.md)."""
+
+    # an index's lease: its owner renews it every lease_s/3; a dead owner's index is taken over within
+    # two lease periods (the lease runs out, then the next attempt of a standby, at most lease_s/3 later)
+    lease_s: float = Field(default=4.0, gt=0.2, le=300)
+    # entries kept per event stream (MAXLEN ~); an entry holds one flush's events of that asset
+    events_maxlen: Count = 10_000
+    # events a shard writes in one pipelined flush at most, and entries an engine reads in one call
+    batch_max: Count = 4_096
+    # how long the ids of alerts already in the stream are remembered (a new owner never adds one twice)
+    alert_ids_ttl_s: float = Field(default=7 * 86400.0, gt=0)
+    # this process's name in the lease and its heartbeat (default: host name and process id)
+    process_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
 class HttpConfig(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=9108, ge=0, le=65535)
@@ -566,6 +583,10 @@ class Config(Section):
     http: HttpConfig = HttpConfig()
     notify: NotifyConfig = NotifyConfig()
     ledger: LedgerConfig = LedgerConfig()
+    # the events' way from the connectors to the engine: in this process (memory), or over Redis Streams
+    # from `hedgewatch ingest` shards (redis: the scaled layout, whose Redis names carry hash tags)
+    bus: Literal["memory", "redis"] = "memory"
+    scale: ScaleConfig = ScaleConfig()
     log_level: str = "INFO"
     # the bus between connectors and the pricing core; when full the oldest tick is dropped and counted
     ingest_queue_size: Count = 10_000

@@ -50,7 +50,66 @@ def _default_collectors(registry: CollectorRegistry) -> None:
     GCCollector(registry=registry)
 
 
-class Metrics:
+class FeedMetrics:
+    """The connectors' metrics, shared by the daemon and by ``hedgewatch ingest`` (which runs only them)."""
+
+    registry: CollectorRegistry
+
+    def _define_feeds(self, r: CollectorRegistry) -> None:
+            self.messages = Counter(
+                "hedgewatch_messages", "Messages received and decoded", ["exchange", "channel"], registry=r
+            )
+            self.messages_rejected = Counter(
+                "hedgewatch_messages_rejected", "Messages rejected", ["exchange", "reason"], registry=r
+            )
+            self.reconnects = Counter("hedgewatch_reconnects", "Reconnections", ["exchange"], registry=r)
+            self.feed_connected = Gauge(
+                "hedgewatch_feed_connected",
+                "1 while every connection of the venue is connected, subscribed and delivering",
+                ["exchange"],
+                registry=r,
+            )
+            self.feed_connection_up = Gauge(
+                "hedgewatch_feed_connection_up",
+                "1 while this connection is connected, subscribed and delivering",
+                ["exchange", "connection"],
+                registry=r,
+            )
+            self.feed_channel_subscribed = Gauge(
+                "hedgewatch_feed_channel_subscribed",
+                "1 while the channel of this asset is subscribed on a live connection",
+                ["exchange", "channel", "asset"],
+                registry=r,
+            )
+            self.feed_channel_quiet = Gauge(
+                "hedgewatch_feed_channel_quiet",
+                "1 while a subscribed channel of this asset is past its learned silence bound on a live connection",
+                ["exchange", "channel", "asset"],
+                registry=r,
+            )
+            self.channel_silent = Counter(
+                "hedgewatch_channel_silent",
+                "Times a subscribed channel went past its silence bound (quiet on a live connection)",
+                ["exchange", "channel"],
+                registry=r,
+            )
+
+    def feed_known(self, exchange: str) -> None:
+        """A source's counters at 0 before its first message: rejects per reason, reconnects."""
+        for reason in REJECT_REASONS:
+            self.messages_rejected.labels(exchange, reason)
+        self.reconnects.labels(exchange)
+
+    def channel_known(self, exchange: str, channel: str) -> None:
+        """A subscribed channel's counters at 0: messages and silences."""
+        self.messages.labels(exchange, channel)
+        self.channel_silent.labels(exchange, channel)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class Metrics(FeedMetrics):
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry if registry is not None else CollectorRegistry()
         _default_collectors(r)
@@ -181,44 +240,7 @@ class Metrics:
             registry=r,
         )
 
-        # feeds
-        self.messages = Counter(
-            "hedgewatch_messages", "Messages received and decoded", ["exchange", "channel"], registry=r
-        )
-        self.messages_rejected = Counter(
-            "hedgewatch_messages_rejected", "Messages rejected", ["exchange", "reason"], registry=r
-        )
-        self.reconnects = Counter("hedgewatch_reconnects", "Reconnections", ["exchange"], registry=r)
-        self.feed_connected = Gauge(
-            "hedgewatch_feed_connected",
-            "1 while every connection of the venue is connected, subscribed and delivering",
-            ["exchange"],
-            registry=r,
-        )
-        self.feed_connection_up = Gauge(
-            "hedgewatch_feed_connection_up",
-            "1 while this connection is connected, subscribed and delivering",
-            ["exchange", "connection"],
-            registry=r,
-        )
-        self.feed_channel_subscribed = Gauge(
-            "hedgewatch_feed_channel_subscribed",
-            "1 while the channel of this asset is subscribed on a live connection",
-            ["exchange", "channel", "asset"],
-            registry=r,
-        )
-        self.feed_channel_quiet = Gauge(
-            "hedgewatch_feed_channel_quiet",
-            "1 while a subscribed channel of this asset is past its learned silence bound on a live connection",
-            ["exchange", "channel", "asset"],
-            registry=r,
-        )
-        self.channel_silent = Counter(
-            "hedgewatch_channel_silent",
-            "Times a subscribed channel went past its silence bound (quiet on a live connection)",
-            ["exchange", "channel"],
-            registry=r,
-        )
+        self._define_feeds(r)
 
         # pipeline
         self.tick_to_index = Histogram(
@@ -264,6 +286,28 @@ class Metrics:
         self.clock_steps = Counter(
             "hedgewatch_clock_steps", "Wall-clock steps of a second or more detected", registry=r
         )
+        # the scaled layout (run --bus redis): index ownership and the event streams
+        self.index_owner = Gauge(
+            "hedgewatch_index_owner", "1 while this process holds the lease of the index", ["index"], registry=r
+        )
+        self.lease_age = Gauge(
+            "hedgewatch_lease_age_seconds", "Seconds since Redis last confirmed this process's lease renewal",
+            ["index"], registry=r,
+        )
+        self.takeovers = Counter(
+            "hedgewatch_takeovers", "Acquisitions of the index's lease by this process", ["index"], registry=r
+        )
+        self.fencing_refusals = Counter(
+            "hedgewatch_fencing_refusals", "Writes refused because the lease had passed to another process",
+            ["index"], registry=r,
+        )
+        self.lease_losses = Counter(
+            "hedgewatch_lease_losses", "Times this process stepped down as the index's owner", ["index"],
+            registry=r,
+        )
+        self.stream_events = Counter(
+            "hedgewatch_stream_events_read", "Events read from the Redis event streams", registry=r
+        )
         self.up = Gauge("hedgewatch_up", "1 while the daemon runs", registry=r)
         self.ready = Gauge("hedgewatch_ready", "1 when every constituent has oracle quorum", registry=r)
         self.start_time = Gauge("hedgewatch_start_time_seconds", "Start time (epoch)", registry=r)
@@ -272,17 +316,6 @@ class Metrics:
             self.queue_dropped.labels(q)
 
     # -- label sets known at start --------------------------------------------------------------------
-
-    def feed_known(self, exchange: str) -> None:
-        """A source's counters at 0 before its first message: rejects per reason, reconnects."""
-        for reason in REJECT_REASONS:
-            self.messages_rejected.labels(exchange, reason)
-        self.reconnects.labels(exchange)
-
-    def channel_known(self, exchange: str, channel: str) -> None:
-        """A subscribed channel's counters at 0: messages and silences."""
-        self.messages.labels(exchange, channel)
-        self.channel_silent.labels(exchange, channel)
 
     def rules_known(self, rules: Iterable[str]) -> None:
         """Alerts emitted per rule and status at 0."""
@@ -303,13 +336,59 @@ class Metrics:
                        self.outbox_writable, self.outbox_write_errors, self.heartbeat_timestamp):
             self.registry.unregister(metric)
 
+    def scaled_known(self, index: str | None) -> None:
+        """In the scaled layout (``index`` given) the ownership series at 0; otherwise none of them."""
+        scaled = (self.index_owner, self.lease_age, self.takeovers, self.fencing_refusals, self.lease_losses,
+                  self.stream_events)
+        if index is None:
+            for metric in scaled:
+                self.registry.unregister(metric)
+            return
+        self.index_owner.labels(index).set(0)
+        for counter in (self.takeovers, self.fencing_refusals, self.lease_losses):
+            counter.labels(index)
+
     def redis_answers(self, client: str, ok: bool) -> None:
         """``client`` (``publisher``, ``outbox``) reached Redis (``ok``) or failed to."""
         self._redis_seen[client] = ok
         self.redis_up.set(1 if all(self._redis_seen.values()) else 0)
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+
+class IngestMetrics(FeedMetrics):
+    """``hedgewatch ingest``'s own: the connectors', its queue, its writes to the event streams, its shard."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry if registry is not None else CollectorRegistry()
+        _default_collectors(r)
+        self._define_feeds(r)
+        self.shard = Gauge(
+            "hedgewatch_ingest_shard", "This shard's number (label shard K of shards N), always 1",
+            ["shard", "shards"], registry=r,
+        )
+        self.assigned = Gauge(
+            "hedgewatch_ingest_assigned", "1 for each source and asset this shard runs", ["exchange", "asset"],
+            registry=r,
+        )
+        self.events_written = Counter(
+            "hedgewatch_ingest_events_written", "Events written to the Redis event streams", registry=r
+        )
+        self.entries_written = Counter(
+            "hedgewatch_ingest_entries_written", "Stream entries written (one per asset per flush)", registry=r
+        )
+        self.queue_depth = Gauge("hedgewatch_queue_depth", "Items waiting in a queue", ["queue"], registry=r)
+        self.queue_capacity = Gauge("hedgewatch_queue_capacity", "Capacity of a queue", ["queue"], registry=r)
+        self.queue_dropped = Counter(
+            "hedgewatch_queue_dropped", "Items dropped by a queue's overflow policy", ["queue"], registry=r
+        )
+        self.redis_up = Gauge("hedgewatch_redis_up", "1 while Redis answers", registry=r)
+        self.redis_errors = Counter("hedgewatch_redis_errors", "Failed Redis operations", registry=r)
+        self.heartbeat_timestamp = Gauge(
+            "hedgewatch_heartbeat_timestamp_seconds", "When the heartbeat key was last set (epoch)",
+            registry=r,
+        )
+        self.up = Gauge("hedgewatch_ingest_up", "1 while the ingest shard runs", registry=r)
+        self.start_time = Gauge("hedgewatch_start_time_seconds", "Start time (epoch)", registry=r)
+        self.queue_dropped.labels("ingest")
 
 
 class NotifyMetrics:

@@ -86,6 +86,37 @@ redis.call('HSET', KEYS[1], ARGV[1], tostring(last))
 return added
 """
 
+# The scaled layout's delivery (``run --bus redis``): the same, only while the writer's fencing token is the
+# index's (else nothing is written and -1 returned: the lease is another's), skipping an alert whose id is
+# already in the stream (a new owner re-emitting what the old one delivered), and writing the state an
+# alert carries in the same step, unless a newer one is stored: the alert and the state that produced it
+# reach Redis together or not at all, so a takeover never restores a state behind an alert it can see.
+# KEYS: marker hash, stream, channel, fence, alert id set, state, state saved_at.
+# ARGV: outbox id, maxlen, token, id set TTL ms, then (seq, alert id, json, state json or '', saved_at).
+FENCED_DELIVER_LUA = """
+if redis.call('GET', KEYS[4]) ~= ARGV[3] then return -1 end
+local last = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+local added = 0
+for i = 5, #ARGV, 5 do
+  local seq = tonumber(ARGV[i])
+  if seq > last then
+    if redis.call('SADD', KEYS[5], ARGV[i + 1]) == 1 then
+      redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'id', ARGV[i + 1], 'alert', ARGV[i + 2])
+      redis.call('PUBLISH', KEYS[3], ARGV[i + 2])
+      added = added + 1
+    end
+    if ARGV[i + 3] ~= '' and tonumber(ARGV[i + 4]) >= tonumber(redis.call('GET', KEYS[7]) or '-1') then
+      redis.call('SET', KEYS[6], ARGV[i + 3])
+      redis.call('SET', KEYS[7], ARGV[i + 4])
+    end
+    last = seq
+  end
+end
+redis.call('PEXPIRE', KEYS[5], ARGV[4])
+redis.call('HSET', KEYS[1], ARGV[1], tostring(last))
+return added
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class Record:
@@ -361,6 +392,14 @@ class AlertSink:
         self._closing = False  # flush has begun: no new Redis call may start after its deadline
         self._closed = False
         self.delivered = 0
+        # the scaled layout: deliveries carry the index's fencing token (None: not the owner, deliver
+        # nothing); a refusal drops the batch and calls on_fenced (the new owner emits its own alerts)
+        self.fenced = False
+        self.fence_index = ""
+        self.fence_token: int | None = None
+        self.ids_ttl_ms = 7 * 86_400_000
+        self.on_fenced: Callable[[], None] | None = None
+        self.refused = 0
         metrics.outbox_writable.set(1)
         if self._persisted:
             log.info("outbox: %d alerts from a previous run wait for delivery", len(self._persisted))
@@ -411,8 +450,15 @@ class AlertSink:
 
     # -- delivery ------------------------------------------------------------------------------------
 
+    def set_fence(self, token: int | None) -> None:
+        """The fencing token of the index's lease now held (None: not the owner)."""
+        self.fence_token = token
+        self._wake.set()
+
     def _deliverable(self) -> list[Record]:
         """The next batch in sequence order: from the disk, and from memory while the disk fails."""
+        if self.fenced and self.fence_token is None:
+            return []
         batch = [self._persisted[i] for i in range(min(self._batch, len(self._persisted)))]
         if not self._disk_ok:
             batch += [self._submitted[i] for i in range(min(self._batch - len(batch), len(self._submitted)))]
@@ -546,13 +592,25 @@ class AlertSink:
     async def _deliver_locked(self, batch: list[Record]) -> int:
         if self._redis is None:
             self._redis = self._factory()
-            self._script = self._redis.register_script(DELIVER_LUA)
-        args: list[Any] = [self._outbox.id, self._maxlen]
-        for rec in batch:
-            args += [rec.seq, rec.alert_id, rec.payload]
+            self._script = self._redis.register_script(FENCED_DELIVER_LUA if self.fenced else DELIVER_LUA)
         k = self._keys
-        added = await self._script(keys=[k.outbox_marker, k.alerts_stream, k.alerts_channel], args=args)
+        if self.fenced:
+            added = await self._script(keys=self._fenced_keys(), args=self._fenced_args(batch))
+        else:
+            args: list[Any] = [self._outbox.id, self._maxlen]
+            for rec in batch:
+                args += [rec.seq, rec.alert_id, rec.payload]
+            added = await self._script(keys=[k.outbox_marker, k.alerts_stream, k.alerts_channel], args=args)
         raise_if_cancelled()
+        if int(added) < 0:
+            added = 0
+            self.refused += len(batch)
+            log.warning("outbox: %d alerts refused: the lease of %s is another process's now (fencing token "
+                        "%s is not the index's); its new owner emits them from the state it restores",
+                        len(batch), self.fence_index, self.fence_token)
+            self.fence_token = None
+            if self.on_fenced is not None:
+                self.on_fenced()
         self._metrics.redis_answers("outbox", True)
         if not self._redis_ok:
             self._redis_ok = True
@@ -569,6 +627,21 @@ class AlertSink:
         if self._disk_ok:
             await self._persist()  # the cursor; a failure here only means the batch is offered again
         return int(added)
+
+    def _fenced_keys(self) -> list[str]:
+        k, index = self._keys, self.fence_index
+        return [k.outbox_marker, k.alerts_stream, k.alerts_channel, k.fence(index), k.alert_ids, k.state(index),
+                k.state_at(index)]
+
+    def _fenced_args(self, batch: list[Record]) -> list[Any]:
+        args: list[Any] = [self._outbox.id, self._maxlen, str(self.fence_token), self.ids_ttl_ms]
+        for rec in batch:
+            saved_at = 0.0
+            if rec.state is not None:
+                with contextlib.suppress(orjson.JSONDecodeError, TypeError, ValueError, AttributeError):
+                    saved_at = float(orjson.loads(rec.state).get("saved_at") or 0.0)
+            args += [rec.seq, rec.alert_id, rec.payload, rec.state or b"", repr(saved_at)]
+        return args
 
     async def _on_redis_error(self, exc: BaseException) -> None:
         raise_if_cancelled()  # a cancellation redis-py turned into a connection error must still stop us

@@ -32,8 +32,24 @@ from hedgewatch.service.keys import Keys
 from hedgewatch.service.metrics import Metrics
 from hedgewatch.service.outbox import close_client
 from hedgewatch.service.redisconn import error_text
+from hedgewatch.service.retry import raise_if_cancelled
 
 log = logging.getLogger("hedgewatch.redis")
+
+# The scaled layout's write of one index (``run --bus redis``): only while the writer's fencing token is the
+# index's; the state only when no newer one is stored (the alert outbox writes states too).
+# KEYS: fence, state, state saved_at. ARGV: token, index channel, hedge channel, snapshot JSON or '',
+# state JSON or '', its saved_at, then hedge recommendation JSONs. 1 when written, 0 when refused.
+FENCED_WRITE_LUA = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[2], ARGV[4]) end
+if ARGV[5] ~= '' and tonumber(ARGV[6]) >= tonumber(redis.call('GET', KEYS[3]) or '-1') then
+  redis.call('SET', KEYS[2], ARGV[5])
+  redis.call('SET', KEYS[3], ARGV[6])
+end
+for i = 7, #ARGV do redis.call('PUBLISH', ARGV[3], ARGV[i]) end
+return 1
+"""
 
 
 class RedisPublisher:
@@ -66,6 +82,14 @@ class RedisPublisher:
         self._healthy = healthy
         self._clock = clock
         self._next_heartbeat = 0.0
+        self.heartbeat_key = keys.heartbeat
+        # the scaled layout: index writes carry the lease's fencing token (None: not the owner, nothing is
+        # written); a refusal drops them and calls on_fenced
+        self.fenced = False
+        self.fence_token: int | None = None
+        self.on_fenced: Callable[[], None] | None = None
+        self.refused = 0
+        self._fenced_script: Any = None
         self.connected = False
         self.published = 0
         self.dropped = 0
@@ -104,12 +128,15 @@ class RedisPublisher:
 
     # --- consumer side ---------------------------------------------------------------------------------
 
-    async def load_state(self, index: str, timeout_s: float = 3.0) -> dict[str, Any] | None:
-        """The persisted state of ``index``, or None when absent or Redis cannot be reached in time."""
+    async def load_state(self, index: str, timeout_s: float = 3.0, *, strict: bool = False) -> dict[str, Any] | None:
+        """The persisted state of ``index``, or None when absent or Redis cannot be reached in time. ``strict``
+        (a takeover, which must not start fresh over a state it could not read): the error is raised."""
         try:
             async with asyncio.timeout(timeout_s):
                 raw = await self._get_client().get(self.keys.state(index))
         except (RedisError, OSError, TimeoutError) as exc:
+            if strict:
+                raise
             log.warning("could not read persisted state from %s: %s; starting fresh", self.where,
                         error_text(exc))
             return None
@@ -146,6 +173,7 @@ class RedisPublisher:
             try:
                 await self._write()
             except (RedisError, OSError) as exc:
+                raise_if_cancelled()  # a cancellation redis-py turned into a connection error must still stop us
                 self._on_error(exc)
                 if self._stopping:
                     return
@@ -175,6 +203,7 @@ class RedisPublisher:
     async def close(self) -> None:
         """Close the client within a bound: a write in flight on a frozen Redis ends with it."""
         client, self._client = self._client, None
+        self._fenced_script = None
         await close_client(client)
 
     async def _write(self) -> None:
@@ -217,6 +246,11 @@ class RedisPublisher:
     ) -> None:
         if not (snapshots or states or hedges or heartbeat):
             return
+        if self.fenced:
+            await self._send_fenced(snapshots, states, hedges)
+            snapshots, states, hedges = {}, {}, []
+            if not heartbeat:
+                return
         pipe = self._get_client().pipeline(transaction=False)
         for index, (snap, _) in snapshots.items():
             pipe.publish(self.keys.index_channel(index), orjson.dumps(snap))
@@ -226,7 +260,7 @@ class RedisPublisher:
             pipe.publish(self.keys.hedge_channel(index), orjson.dumps(rec))
         if heartbeat:
             beat = self._clock()
-            pipe.set(self.keys.heartbeat, str(beat), px=int(self._hb_ttl * 1000))
+            pipe.set(self.heartbeat_key, str(beat), px=int(self._hb_ttl * 1000))
         await pipe.execute()
         if heartbeat:
             self.metrics.heartbeat_timestamp.set(beat)
@@ -235,6 +269,44 @@ class RedisPublisher:
         if hedges:
             self.metrics.redis_published.labels("hedge").inc(len(hedges))
         self.published += len(snapshots) + len(hedges)
+
+    async def _send_fenced(
+        self,
+        snapshots: dict[str, tuple[dict[str, Any], float | None]],
+        states: dict[str, dict[str, Any]],
+        hedges: list[tuple[str, dict[str, Any]]],
+    ) -> None:
+        """Each index's writes in one fenced script; nothing at all while not the owner."""
+        token = self.fence_token
+        indices = set(snapshots) | set(states) | {i for i, _ in hedges}
+        if token is None or not indices:
+            return
+        client = self._get_client()
+        if self._fenced_script is None:
+            self._fenced_script = client.register_script(FENCED_WRITE_LUA)
+        for index in sorted(indices):
+            snap = snapshots.get(index)
+            state = states.get(index)
+            k = self.keys
+            args: list[Any] = [str(token), k.index_channel(index), k.hedge_channel(index),
+                               orjson.dumps(snap[0]) if snap else b"", orjson.dumps(state) if state else b"",
+                               repr(float((state or {}).get("saved_at") or 0.0)),
+                               *(orjson.dumps(rec) for i, rec in hedges if i == index)]
+            ok = await self._fenced_script(keys=[k.fence(index), k.state(index), k.state_at(index)], args=args)
+            if not ok:
+                self.refused += 1
+                log.warning("writes of %s refused: the lease is another process's now (fencing token %s is not "
+                            "the index's)", index, token)
+                self.fence_token = None
+                if self.on_fenced is not None:
+                    self.on_fenced()
+                return
+            if snap:
+                self.metrics.redis_published.labels("index").inc()
+            n = sum(1 for i, _ in hedges if i == index)
+            if n:
+                self.metrics.redis_published.labels("hedge").inc(n)
+            self.published += (1 if snap else 0) + n
 
     def _mark_up(self) -> None:
         if not self.connected:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 if TYPE_CHECKING:  # the client library loads only where a client is made, not with the config
@@ -106,13 +106,37 @@ def parse_redis_url(url: str) -> RedisURL:
     return RedisURL(scheme, m["host"], port, db, username, password, tuple(options))
 
 
+TRUE = frozenset({"1", "true", "yes", "on"})
+
+
+def is_cluster(url: RedisURL) -> bool:
+    """``?cluster=true``: the URL names one node of a Redis Cluster (the client learns the others)."""
+    return any(k == "cluster" and v.lower() in TRUE for k, v in url.options)
+
+
 def redis_factory(url: str, *, timeout_s: float = 5.0) -> Callable[[], aioredis.Redis]:
     """A factory of clients for ``url`` (any form ``parse_redis_url`` reads) with connect and socket
-    timeouts, so an unreachable server is noticed instead of waited on forever. The URL (it may hold the
-    password) goes into no log line: use ``redacted`` for that."""
+    timeouts, so an unreachable server is noticed instead of waited on forever. With ``?cluster=true`` the
+    clients are Redis Cluster clients (``redis.asyncio.cluster.RedisCluster``), which route every command
+    by its key's hash slot and follow the cluster's redirections; they take the same calls. The URL (it may
+    hold the password) goes into no log line: use ``redacted`` for that."""
     import redis.asyncio as aioredis
 
-    canonical = parse_redis_url(url).canonical()
+    parsed = parse_redis_url(url)
+    if is_cluster(parsed):
+        from redis.asyncio.cluster import RedisCluster
+
+        rest = tuple((k, v) for k, v in parsed.options if k != "cluster")
+        node = RedisURL(parsed.scheme, parsed.host, parsed.port, None, parsed.username, parsed.password,
+                        rest).canonical()
+
+        def make_cluster() -> aioredis.Redis:
+            client = RedisCluster.from_url(node, socket_connect_timeout=min(timeout_s, 2.0),
+                                           socket_timeout=timeout_s)
+            return cast(aioredis.Redis, client)
+
+        return make_cluster
+    canonical = parsed.canonical()
 
     def make() -> aioredis.Redis:
         return aioredis.Redis.from_url(canonical, socket_connect_timeout=min(timeout_s, 2.0),

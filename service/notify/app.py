@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 
 from hedgewatch.service.config import Config, load_config
 from hedgewatch.service.errors import ConfigError, HedgewatchError, ListenError, Problem
-from hedgewatch.service.keys import Keys
+from hedgewatch.service.keys import Keys, keys_for
 from hedgewatch.service.logs import setup_logging
 from hedgewatch.service.metrics import NotifyMetrics
 from hedgewatch.service.notify.alertmanager import mirror_silence
@@ -134,7 +134,7 @@ def _with_redis(config_path: str | None, op: Callable[[aredis.Redis, Keys], Awai
     async def go() -> T:
         r = redis_factory(_redis_url(config))()
         try:
-            return await op(r, Keys(config.redis.prefix))
+            return await op(r, keys_for(config.redis.prefix, config.index.name, config.bus == "redis"))
         finally:
             await r.aclose()
 

@@ -35,7 +35,7 @@ from telegram.request import HTTPXRequest
 
 from hedgewatch.service.config import Config, TelegramBotConfig
 from hedgewatch.service.errors import ConfigError, Problem
-from hedgewatch.service.keys import Keys
+from hedgewatch.service.keys import keys_for
 from hedgewatch.service.metrics import NotifyMetrics
 from hedgewatch.service.notify import status as view
 from hedgewatch.service.notify.alertmanager import mirror_silence
@@ -84,7 +84,7 @@ class TelegramBot:
         self.allowed = allowed_chats(tg.bot, tg.chat_id)
         self.index = tg.bot.index or config.index.name
         self.alertmanager = config.notify.alertmanager
-        self.keys = Keys(config.redis.prefix)
+        self.keys = keys_for(config.redis.prefix, config.index.name, config.bus == "redis")
         self.redis = redis
         self.metrics = metrics
         self.clock = clock

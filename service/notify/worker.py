@@ -27,7 +27,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from hedgewatch.service.alerts import Alert
 from hedgewatch.service.config import Config
-from hedgewatch.service.keys import Keys
+from hedgewatch.service.keys import keys_for
 from hedgewatch.service.metrics import NotifyMetrics
 from hedgewatch.service.notify.alertmanager import AlertmanagerPusher
 from hedgewatch.service.notify.bursts import Burst
@@ -62,7 +62,7 @@ class Notifier:
     def __init__(self, config: Config, redis: aredis.Redis, client: httpx.AsyncClient, metrics: NotifyMetrics,
                  clock: Callable[[], float] = time.time) -> None:
         self.cfg = config.notify
-        self.keys = Keys(config.redis.prefix)
+        self.keys = keys_for(config.redis.prefix, config.index.name, config.bus == "redis")
         self.redis = redis
         self.metrics = metrics
         self.clock = clock
