@@ -34,6 +34,8 @@ INTERVALS_MS = {
     "1w": 168 * HOUR_MS,
 }
 
+HOURLY_VOLUME_RATIO = 0.02  # a venue's mean hourly volume per unit of open interest (times its share)
+
 # A bar: [open_ms, open, high, low, close, volume, trades]
 Bar = list[float]
 
@@ -60,11 +62,18 @@ def bar_open(t_ms: int, interval_ms: int) -> int:
 class CandleBook:
     """Bars of one venue: the shared history plus this venue's recorded minutes."""
 
-    def __init__(self, path: PricePath, venue_key: int) -> None:
+    def __init__(self, path: PricePath, venue_key: int, volume_share: float = 1.0) -> None:
         self.path = path
         self._key = venue_key
+        self.volume_share = volume_share
         self._live: dict[str, dict[int, Bar]] = {a: {} for a in path.all_names}
         self._asset_keys = {a: _mix(hash_str(f"{path.scenario.seed}:{a}")) for a in path.all_names}
+
+    def hourly_volume(self, asset: str) -> float:
+        """This venue's mean hourly volume of ``asset`` in base units, the basis of history and live alike:
+        2% of the asset's open interest an hour, times the venue's share of the market (its ``oi_share``).
+        A history hour draws from 0.5x to 1.5x of it; live trades print it on average (``VenueModel``)."""
+        return self.path.specs[asset].open_interest * HOURLY_VOLUME_RATIO * self.volume_share
 
     def record(self, asset: str, t_ms: int, price: float, qty: float = 0.0, trades: int = 0) -> None:
         """Fold a quote (qty 0) or a trade into the minute bar holding ``t_ms``."""
@@ -211,7 +220,7 @@ class CandleBook:
         wiggle = vol * math.sqrt(span_ms / 1000.0 / SECONDS_PER_YEAR) * 0.5
         hi = max(o, c) * (1.0 + wiggle * _uniform(key))
         lo = min(o, c) * (1.0 - wiggle * _uniform(key + 1))
-        base = self.path.specs[asset].open_interest * 0.02 * span_ms / HOUR_MS
+        base = self.hourly_volume(asset) * span_ms / HOUR_MS
         volume = base * (0.5 + _uniform(key + 2 + self._key))
         return [t, o, hi, lo, c, volume, int(volume * 10) + 1]
 

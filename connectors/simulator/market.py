@@ -3,7 +3,7 @@
 Pure and deterministic: no asyncio, no wall clock. For a given scenario (seed included) step ``k`` always
 yields the same prices, whatever the machine's speed. Each step is GBM with a correlation across assets
 (Cholesky of the scenario's correlation matrix) and optional Poisson jumps; regimes change drift, volatility,
-funding and open-interest growth at scripted simulated times.
+funding, open-interest growth and trade volume at scripted simulated times.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ class AssetState:
     funding_rate: float
     oi_growth_per_hour: float
     spot_basis_bps: float = 0.0  # the perpetual's premium over spot
+    volume_factor: float = 1.0  # live trade volume relative to the history's hourly basis
     oi_log: float = 0.0  # accumulated log growth of open interest since start
 
 
@@ -125,6 +126,8 @@ class PricePath:
                     st.oi_growth_per_hour = reg.oi_growth_per_hour
                 if reg.spot_basis_bps is not None:
                     st.spot_basis_bps = reg.spot_basis_bps
+                if reg.volume_factor is not None:
+                    st.volume_factor = reg.volume_factor
             self._next_regime += 1
 
     def _composites(self) -> dict[str, dict[str, float]]:

@@ -154,6 +154,7 @@ class Regime(_Model):
     funding_rate: float | None = None
     oi_growth_per_hour: float | None = None
     spot_basis_bps: float | None = Field(default=None, gt=-1000, lt=1000)
+    volume_factor: float | None = Field(default=None, ge=0, description="live trade volume x the usual")
 
 
 class Fault(_Model):

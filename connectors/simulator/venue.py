@@ -112,7 +112,7 @@ class VenueModel:
         self._rng = random.Random(f"venue:{path.scenario.seed}:{spec.name}")
         self._noise = dict.fromkeys(self.assets, 0.0)
         self._oi_noise = dict.fromkeys(self.assets, 0.0)
-        self.candles = CandleBook(path, hash_str(spec.name))
+        self.candles = CandleBook(path, hash_str(spec.name), spec.oi_share)
         self.quotes = {a: AssetQuote(a) for a in self.assets}
         # the spot pairs: their own generator, so serving spot changes none of the perpetuals' numbers
         self.spot = {a: SpotQuote(a) for a in self.assets}
@@ -130,8 +130,10 @@ class VenueModel:
         q.open_24h = closes[0]
         q.high_24h = max(closes) * 1.002
         q.low_24h = min(closes) * 0.998
-        q.volume_24h = self.path.specs[asset].open_interest * 0.5 * self.spec.oi_share
-        q.turnover_24h = q.volume_24h * closes[-1]
+        # the 24 hours of history before the start, as the venue's hourly klines give them
+        day = self.candles.klines(asset, HOUR_MS, self.path.start_ms - 1, limit=24)
+        q.volume_24h = sum(b[5] for b in day)
+        q.turnover_24h = sum(b[5] * b[4] for b in day)
 
     def step(self, trade_prob: float) -> None:
         """Recompute every quote from the path's current step; print a trade with ``trade_prob``."""
@@ -190,7 +192,7 @@ class VenueModel:
         if rng.random() < trade_prob:
             buyer_maker = rng.random() < 0.5
             price = q.bid if buyer_maker else q.ask
-            qty = max(step, round(rng.expovariate(1.0) * 100) * step)
+            qty = max(step, round(rng.expovariate(1.0) * self._mean_trade(a, trade_prob) / step) * step)
             q.trade_id += 1
             q.trades.append((q.trade_id, price, qty, buyer_maker))
             q.last, q.last_qty = price, qty
@@ -202,6 +204,13 @@ class VenueModel:
         q.high_24h = max(q.high_24h, q.ask)
         q.low_24h = min(q.low_24h, q.bid)
         self.candles.record(a, now, q.mid)
+
+    def _mean_trade(self, asset: str, trade_prob: float) -> float:
+        """The mean trade size, so that trades printed with ``trade_prob`` a step add up to the venue's hourly
+        volume of the history (``CandleBook.hourly_volume``) times the regime's ``volume_factor``: live and
+        history volume on one basis, whatever the tick and the trade channel's rate."""
+        trades_per_hour = trade_prob * 3600.0 / self.path.dt_s
+        return self.candles.hourly_volume(asset) * self.path.assets[asset].volume_factor / trades_per_hour
 
     def price_factor(self, asset: str) -> float:
         """The manipulation factor in force for ``asset`` (1.0 when none)."""
