@@ -32,26 +32,10 @@ class Connector(Protocol):
 
 def build_connector(source: SourceConfig, sink: Callable[[Event], None], metrics: Metrics, *,
                     clock: Callable[[], float] = time.time, **kw: Any) -> Connector:
-    """The connector for ``source.exchange`` (a ccxt id): native for ``binanceusdm``, ``binancecoinm``,
-    ``bybit`` and ``okx``, the generic ccxt connector for any other id. Extra keywords (``tuning``) go to
-    the connector."""
-    ex = source.exchange
-    if ex == "binanceusdm":
-        from hedgewatch.connectors.binance import BinanceUsdmConnector
+    """The connector for ``source.exchange`` (a ccxt id) from the venue table (``connectors.registry``):
+    native for ``binanceusdm``, ``binancecoinm``, ``bybit`` and ``okx``, the generic ccxt connector for any
+    other id. Extra keywords (``tuning``) go to the connector."""
+    from hedgewatch.connectors.registry import venue
 
-        return BinanceUsdmConnector(source, sink, metrics, clock=clock, **kw)
-    if ex == "binancecoinm":
-        from hedgewatch.connectors.binance import BinanceCoinmConnector
-
-        return BinanceCoinmConnector(source, sink, metrics, clock=clock, **kw)
-    if ex == "bybit":
-        from hedgewatch.connectors.bybit import BybitConnector
-
-        return BybitConnector(source, sink, metrics, clock=clock, **kw)
-    if ex == "okx":
-        from hedgewatch.connectors.okx import OkxConnector
-
-        return OkxConnector(source, sink, metrics, clock=clock, **kw)
-    from hedgewatch.connectors.ccxt_generic import CcxtConnector
-
-    return CcxtConnector(source, sink, metrics, clock=clock, **kw)
+    connector: Connector = venue(source.exchange).connector(source.exchange)(source, sink, metrics, clock=clock, **kw)
+    return connector

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, get_args
 
 import httpx
 
 from hedgewatch.connectors.base import FeedContext, Tuning
+from hedgewatch.connectors.history import KlineHistory
 from hedgewatch.connectors.instruments import Instrument
 from hedgewatch.connectors.wsconn import WsConnection
 from hedgewatch.service.config import FeedChannel, SourceConfig
 from hedgewatch.service.errors import FeedError, RejectedMessage
-from hedgewatch.service.events import Event, FeedState
+from hedgewatch.service.events import Candle, Event, FeedState
 from hedgewatch.service.metrics import Metrics
 from hedgewatch.service.retry import Backoff, raise_if_cancelled
 
@@ -246,3 +248,18 @@ class VenueConnector:
             "connections": {c.name: c.status() for c in (*self.connections, *self.spot_connections)},
             "pollers": {p.name: p.status() for p in self.pollers},
         }
+
+
+@dataclass(frozen=True)
+class Venue:
+    """One venue protocol as the registry (``connectors.registry``) knows it: per exchange id it serves,
+    the connector and the REST kline history. ``connectors`` keyed ``"*"`` serves any id (ccxt), whose
+    history is ``fetch_history`` instead of a ``KlineHistory``."""
+
+    name: str
+    connectors: Mapping[str, Callable[..., Any]]
+    history: Mapping[str, KlineHistory] = field(default_factory=dict)
+    fetch_history: Callable[..., Awaitable[list[Candle]]] | None = None
+
+    def connector(self, exchange: str) -> Callable[..., Any]:
+        return self.connectors.get(exchange) or self.connectors["*"]

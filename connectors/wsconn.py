@@ -25,6 +25,7 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -59,6 +60,10 @@ class WsProtocol:
     # -- to implement ---------------------------------------------------------------------------------
     def handle(self, raw: bytes) -> None:
         raise NotImplementedError
+
+    def receiver(self) -> Callable[[bytes], None]:
+        """What the receive loop calls for each frame: ``handle``, or a protocol's decoder directly."""
+        return self.handle
 
     def subscribe_frame(self, req_id: int, routes: list[Route], unsubscribe: bool = False) -> tuple[str, Any]:
         """The text to send and the ack key to wait for (None when the venue does not ack per request)."""
@@ -265,7 +270,7 @@ class WsConnection:
             raise _Recycle(self._recycle)
 
     async def _receive(self, ws: ClientConnection) -> None:
-        handle = self.proto.handle
+        handle = self.proto.receiver()
         reject = self.ctx.reject
         recv = ws.recv
         try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hedgewatch.connectors.ccxt_funding import from_history, from_market, parse_interval
+from hedgewatch.connectors.ccxt.funding import from_history, from_market, parse_interval
 
 H = 3_600_000
 

@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 
-from hedgewatch.connectors import ccxt_generic, ccxt_history, klines
-from hedgewatch.connectors.binance import BinanceUsdmConnector
-from hedgewatch.connectors.ccxt_generic import CcxtConnector
+from hedgewatch.connectors import klines
+from hedgewatch.connectors.binance.connector import BinanceUsdmConnector
+from hedgewatch.connectors.ccxt import connector as ccxt_generic
+from hedgewatch.connectors.ccxt import history as ccxt_history
+from hedgewatch.connectors.ccxt.connector import CcxtConnector
 from hedgewatch.connectors.simulator import Simulator, load_scenario
 from hedgewatch.service.config import IndexConfig, SourceConfig
 from hedgewatch.service.derivatives import Derivatives

@@ -18,8 +18,9 @@ import pytest
 from websockets.asyncio.server import ServerConnection
 
 from hedgewatch.connectors.base import FeedContext, Route
-from hedgewatch.connectors.binance import BOOK, COMPOSITE, KLINE, MARK, TRADE, BinanceProtocol
-from hedgewatch.connectors.instruments import binance_usdm
+from hedgewatch.connectors.binance.connector import BinanceProtocol
+from hedgewatch.connectors.binance.decode import BOOK, COMPOSITE, KLINE, MARK, TRADE
+from hedgewatch.connectors.binance.instruments import binance_usdm
 from hedgewatch.service.config import SourceConfig
 from hedgewatch.service.errors import RejectedMessage
 from hedgewatch.service.events import Candle, CompositeIndex, FeedStatus, Funding, MarkPrice, OpenInterest, Quote, Trade

@@ -13,8 +13,9 @@ import pytest
 from websockets.asyncio.server import ServerConnection
 
 from hedgewatch.connectors.base import FeedContext, Route
-from hedgewatch.connectors.bybit import KLINE, TICKERS, TRADES, BybitProtocol
-from hedgewatch.connectors.instruments import bybit_linear
+from hedgewatch.connectors.bybit.connector import BybitProtocol
+from hedgewatch.connectors.bybit.decode import KLINE, TICKERS, TRADES
+from hedgewatch.connectors.bybit.instruments import bybit_linear
 from hedgewatch.connectors.venue import CHANNELS
 from hedgewatch.service.config import SourceConfig
 from hedgewatch.service.errors import RejectedMessage

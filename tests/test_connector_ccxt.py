@@ -14,8 +14,9 @@ import orjson
 import pytest
 from websockets.asyncio.server import ServerConnection
 
-from hedgewatch.connectors import build_connector, ccxt_generic
-from hedgewatch.connectors.ccxt_generic import CcxtConnector, pick_market
+from hedgewatch.connectors import build_connector
+from hedgewatch.connectors.ccxt import connector as ccxt_generic
+from hedgewatch.connectors.ccxt.connector import CcxtConnector, pick_market
 from hedgewatch.service.config import SourceConfig
 from hedgewatch.service.errors import FeedError
 from hedgewatch.service.events import FeedStatus, Funding, OpenInterest, Quote

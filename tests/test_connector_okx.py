@@ -15,18 +15,9 @@ from websockets.asyncio.server import ServerConnection
 
 from hedgewatch.connectors import build_connector
 from hedgewatch.connectors.base import FeedContext, Route
-from hedgewatch.connectors.instruments import okx_swaps
-from hedgewatch.connectors.okx import (
-    CANDLE,
-    FUNDING,
-    INDEX,
-    MARK,
-    OI,
-    TICKERS,
-    TRADES,
-    OkxProtocol,
-    decode_open_interest,
-)
+from hedgewatch.connectors.okx.connector import OkxProtocol
+from hedgewatch.connectors.okx.decode import CANDLE, FUNDING, INDEX, MARK, OI, TICKERS, TRADES, decode_open_interest
+from hedgewatch.connectors.okx.instruments import okx_swaps
 from hedgewatch.service.config import SourceConfig
 from hedgewatch.service.errors import RejectedMessage
 from hedgewatch.service.events import Candle, Funding, MarkPrice, OpenInterest, Quote, Trade

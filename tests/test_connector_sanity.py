@@ -14,10 +14,12 @@ import orjson
 import pytest
 
 from hedgewatch.connectors.base import FeedContext, Route, Tuning
-from hedgewatch.connectors.binance import BOOK, BinanceProtocol
-from hedgewatch.connectors.bybit import TICKERS, BybitProtocol
-from hedgewatch.connectors.okx import TICKERS as OKX_TICKERS
-from hedgewatch.connectors.okx import OkxProtocol
+from hedgewatch.connectors.binance.connector import BinanceProtocol
+from hedgewatch.connectors.binance.decode import BOOK
+from hedgewatch.connectors.bybit.connector import BybitProtocol
+from hedgewatch.connectors.bybit.decode import TICKERS
+from hedgewatch.connectors.okx.connector import OkxProtocol
+from hedgewatch.connectors.okx.decode import TICKERS as OKX_TICKERS
 from hedgewatch.connectors.sanity import REANCHOR_FRAMES, venue_text
 from hedgewatch.service.errors import RejectedMessage
 from hedgewatch.service.events import Quote

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from hedgewatch.connectors import build_connector
-from hedgewatch.connectors.instruments import binance_dated, okx_futures
+from hedgewatch.connectors.binance.instruments import binance_dated
+from hedgewatch.connectors.okx.instruments import okx_futures
 from hedgewatch.connectors.simulator import Simulator, load_scenario
 from hedgewatch.service.app import Daemon
 from hedgewatch.service.config import config_from_dict

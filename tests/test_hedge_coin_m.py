@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from hedgewatch.connectors.binance import BinanceCoinmConnector
+from hedgewatch.connectors.binance.connector import BinanceCoinmConnector
 from hedgewatch.connectors.simulator import Simulator, load_scenario
 from hedgewatch.service.app import Daemon
 from hedgewatch.service.config import config_from_dict

@@ -17,8 +17,9 @@ from websockets.asyncio.client import connect
 
 from hedgewatch.connectors import build_connector
 from hedgewatch.connectors.base import FeedContext, Route
-from hedgewatch.connectors.bybit import KLINE, TICKERS, TRADES, BybitProtocol
-from hedgewatch.connectors.instruments import bybit_category, bybit_perpetuals
+from hedgewatch.connectors.bybit.connector import BybitProtocol
+from hedgewatch.connectors.bybit.decode import KLINE, TICKERS, TRADES
+from hedgewatch.connectors.bybit.instruments import bybit_category, bybit_perpetuals
 from hedgewatch.connectors.klines import fetch_history
 from hedgewatch.connectors.simulator import Simulator, load_scenario
 from hedgewatch.connectors.simulator.scenario import VenueSpec

@@ -11,8 +11,9 @@ import orjson
 import pytest
 
 from hedgewatch.connectors.base import FeedContext, Route
-from hedgewatch.connectors.instruments import okx_swaps
-from hedgewatch.connectors.okx import TRADES, OkxConnector, OkxProtocol
+from hedgewatch.connectors.okx.connector import OkxConnector, OkxProtocol
+from hedgewatch.connectors.okx.decode import TRADES
+from hedgewatch.connectors.okx.instruments import okx_swaps
 from hedgewatch.connectors.simulator import Simulator, load_scenario
 from hedgewatch.service.config import SourceConfig
 from hedgewatch.service.events import MarkPrice, OpenInterest, Quote, Trade

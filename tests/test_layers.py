@@ -63,6 +63,8 @@ def test_the_foundation_imports_nothing_else_of_the_project(module: str) -> None
 def test_the_connectors_and_the_core_do_not_import_the_daemon_shell() -> None:
     shell = {"hedgewatch.service.app", "hedgewatch.service.http", "hedgewatch.service.cli",
              "hedgewatch.service.demo", "hedgewatch.service.publisher", "hedgewatch.service.outbox"}
-    for module in (*CORE, "connectors.binance", "connectors.bybit", "connectors.okx", "connectors.ccxt_generic"):
+    venues = ("connectors.binance", "connectors.bybit", "connectors.okx", "connectors.ccxt.connector",
+              "connectors.registry")
+    for module in (*CORE, *venues):
         reached = shell & set(_probe(module)["project"])
         assert not reached, f"hedgewatch.{module} imports the shell: {sorted(reached)}"

@@ -17,14 +17,18 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from hedgewatch.connectors import ccxt_generic
 from hedgewatch.connectors.base import FeedContext, Route
-from hedgewatch.connectors.binance import BOOK, BinanceSpotProtocol, BinanceUsdmConnector
-from hedgewatch.connectors.bybit import BOOK as BYBIT_BOOK
-from hedgewatch.connectors.bybit import BybitConnector, BybitSpotProtocol
-from hedgewatch.connectors.ccxt_generic import CcxtConnector, spot_source
-from hedgewatch.connectors.instruments import binance_spot, bybit_spot, okx_spot
-from hedgewatch.connectors.okx import TICKERS, OkxConnector, OkxProtocol
+from hedgewatch.connectors.binance.connector import BinanceSpotProtocol, BinanceUsdmConnector
+from hedgewatch.connectors.binance.decode import BOOK
+from hedgewatch.connectors.binance.instruments import binance_spot
+from hedgewatch.connectors.bybit.connector import BybitConnector, BybitSpotProtocol
+from hedgewatch.connectors.bybit.decode import BOOK as BYBIT_BOOK
+from hedgewatch.connectors.bybit.instruments import bybit_spot
+from hedgewatch.connectors.ccxt import connector as ccxt_generic
+from hedgewatch.connectors.ccxt.connector import CcxtConnector, spot_source
+from hedgewatch.connectors.okx.connector import OkxConnector, OkxProtocol
+from hedgewatch.connectors.okx.decode import TICKERS
+from hedgewatch.connectors.okx.instruments import okx_spot
 from hedgewatch.connectors.simulator import Simulator, load_scenario
 from hedgewatch.connectors.simulator.scenario import Fault
 from hedgewatch.service.app import Daemon

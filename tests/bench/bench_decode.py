@@ -30,10 +30,12 @@ from typing import Any
 import orjson
 
 from hedgewatch.connectors.base import FeedContext, Route, Tuning
-from hedgewatch.connectors.binance import BOOK, MARK, TRADE, BinanceProtocol
-from hedgewatch.connectors.bybit import TICKERS, BybitProtocol
-from hedgewatch.connectors.okx import TICKERS as OKX_TICKERS
-from hedgewatch.connectors.okx import OkxProtocol
+from hedgewatch.connectors.binance.connector import BinanceProtocol
+from hedgewatch.connectors.binance.decode import BOOK, MARK, TRADE
+from hedgewatch.connectors.bybit.connector import BybitProtocol
+from hedgewatch.connectors.bybit.decode import TICKERS
+from hedgewatch.connectors.okx.connector import OkxProtocol
+from hedgewatch.connectors.okx.decode import TICKERS as OKX_TICKERS
 from hedgewatch.connectors.venue import CHANNELS
 from hedgewatch.service.metrics import Metrics
 
@@ -210,7 +212,7 @@ def ours(venue: str, all_channels: bool = False) -> Runner:
                                             "BTC-USDT-SWAP", "USDT", 0.1,
                                             topic={"channel": "tickers", "instId": "BTC-USDT-SWAP"},
                                             scale=0.01)])
-    handle = proto.handle
+    handle = proto.receiver()  # what the connection's receive loop calls
 
     def reset() -> None:
         out.clear()

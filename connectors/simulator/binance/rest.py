@@ -12,7 +12,7 @@ from hedgewatch.connectors.simulator.transport import RestError
 from hedgewatch.connectors.simulator.venue import decimals
 
 if TYPE_CHECKING:
-    from hedgewatch.connectors.simulator.binance import BinanceCoinmServer, BinanceServer
+    from hedgewatch.connectors.simulator.binance.stream import BinanceCoinmServer, BinanceServer
 
 ONBOARD_MS = 1_569_398_400_000
 PERIODS_MS = {

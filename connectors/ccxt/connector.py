@@ -10,7 +10,7 @@ configured quote, else the spot market in that quote. Per market, ccxt's unified
 - mark and index: ``watch_mark_price``, else ``fetch_mark_price`` every ``TICKER_POLL_S``, else from the
   ticker where it carries them (Bybit, OKX);
 - funding: ``watch_funding_rate`` where present, else ``fetch_funding_rate`` every ``FUNDING_POLL_S``; its
-  interval from the venue's own data (``connectors.ccxt_funding``): unknown stays unknown (``0``), never
+  interval from the venue's own data (``connectors.ccxt.funding``): unknown stays unknown (``0``), never
   an assumed 8 h;
 - open interest: ``fetch_open_interest`` every ``source.open_interest_poll_s``;
 - kline history: ``fetch_ohlcv``, paged (``connectors.klines``);
@@ -41,7 +41,7 @@ import ccxt
 import ccxt.pro as ccxtpro
 
 from hedgewatch.connectors.base import FeedContext, Route, Tuning, positive
-from hedgewatch.connectors.ccxt_funding import FundingIntervals
+from hedgewatch.connectors.ccxt.funding import FundingIntervals
 from hedgewatch.connectors.sanity import accept_price, check_quote
 from hedgewatch.connectors.venue import CHANNELS, DEFAULT_CHANNELS
 from hedgewatch.service.config import SourceConfig

@@ -22,9 +22,9 @@ from typing import Any
 import orjson
 from websockets.asyncio.server import ServerConnection, broadcast
 
-from hedgewatch.connectors.simulator import okx_rest
 from hedgewatch.connectors.simulator.candles import INTERVALS_MS
-from hedgewatch.connectors.simulator.okx_rest import BARS
+from hedgewatch.connectors.simulator.okx import rest as okx_rest
+from hedgewatch.connectors.simulator.okx.rest import BARS
 from hedgewatch.connectors.simulator.transport import RestError, VenueServer
 from hedgewatch.connectors.simulator.venue import AssetQuote, SpotQuote, dated_price, quarterly_expiries
 

@@ -26,34 +26,25 @@ import msgspec
 import orjson
 
 from hedgewatch.connectors.base import Route, ms, ms_of, num
-from hedgewatch.connectors.instruments import Instrument, get_json, okx_futures, okx_spot, okx_swaps
+from hedgewatch.connectors.instruments import Instrument, get_json
+from hedgewatch.connectors.okx.decode import (
+    CANDLE,
+    FUNDING,
+    INDEX,
+    MARK,
+    OI,
+    TICKERS,
+    TICKERS_DECODER,
+    TRADES,
+    decode_open_interest,
+)
+from hedgewatch.connectors.okx.instruments import okx_futures, okx_spot, okx_swaps
 from hedgewatch.connectors.sanity import MAX_PRICE, accept_price, check_quote, positive, venue_text
 from hedgewatch.connectors.venue import VenueConnector
 from hedgewatch.connectors.wsconn import WsConnection, WsProtocol, group_routes
 from hedgewatch.service.errors import FeedError, ProtocolError, RejectedMessage
-from hedgewatch.service.events import Candle, Funding, Market, MarkPrice, OpenInterest, Quote, Trade
+from hedgewatch.service.events import Candle, Funding, Market, MarkPrice, Quote, Trade
 
-TICKERS, MARK, INDEX, FUNDING, OI, TRADES, CANDLE = range(7)
-
-
-class _Arg(msgspec.Struct):
-    channel: str
-    instId: str
-
-
-class _TickerRow(msgspec.Struct):
-    bidPx: float
-    askPx: float
-    ts: int
-
-
-class _Frame(msgspec.Struct):
-    arg: _Arg
-    data: list[_TickerRow]
-
-
-# The typed decoder of the tickers hot path: numeric strings straight to numbers (strict=False).
-_FAST = msgspec.json.Decoder(_Frame, strict=False)
 _EMPTY: dict[str, Route] = {}
 
 
@@ -103,7 +94,7 @@ class OkxProtocol(WsProtocol):
         message or odd frame goes to ``handle_generic`` (orjson, per-channel decoders, reject reasons)."""
         now = self._clock()
         try:
-            m = _FAST.decode(raw)
+            m = TICKERS_DECODER.decode(raw)
         except (msgspec.DecodeError, RecursionError):  # msgspec recurses to skip deeply nested fields
             self.handle_generic(raw, now)
             return
@@ -235,18 +226,6 @@ class OkxProtocol(WsProtocol):
         r.check_jump(c, now)
         self._sink(Candle(self._ex, r.asset, r.instrument, 60, start, o, h, lo, c, vol, row[8] == "1", start,
                           now))
-
-
-def decode_open_interest(ex: str, r: Route, d: dict[str, Any], now: float) -> OpenInterest:
-    """One ``open-interest`` row (websocket channel or REST ``/api/v5/public/open-interest``)."""
-    contracts = num(d, "oi")
-    base = num(d, "oiCcy") if d.get("oiCcy") not in (None, "") else contracts * r.scale
-    usd = num(d, "oiUsd") if d.get("oiUsd") not in (None, "") else None
-    for v in (contracts, base, usd if usd is not None else 0.0):
-        if not 0.0 <= v < 1e15:
-            raise RejectedMessage("non_positive" if v < 0 else "absurd", "open interest")
-    return OpenInterest(ex, r.asset, r.instrument, contracts, base, usd, ms_of(d, "ts"), now)
-
 
 class OkxConnector(VenueConnector):
     """OKX v5 linear swaps: see the module docstring."""

@@ -26,8 +26,8 @@ from typing import Any
 import orjson
 from websockets.asyncio.server import ServerConnection, broadcast
 
-from hedgewatch.connectors.simulator import bybit_rest
-from hedgewatch.connectors.simulator.bybit_rest import KLINE_INTERVALS
+from hedgewatch.connectors.simulator.bybit import rest as bybit_rest
+from hedgewatch.connectors.simulator.bybit.rest import KLINE_INTERVALS
 from hedgewatch.connectors.simulator.candles import INTERVALS_MS
 from hedgewatch.connectors.simulator.market import HOUR_MS
 from hedgewatch.connectors.simulator.transport import RestError, VenueServer

@@ -11,7 +11,7 @@ from hedgewatch.connectors.simulator.candles import INTERVALS_MS, Bar
 from hedgewatch.connectors.simulator.venue import decimals
 
 if TYPE_CHECKING:
-    from hedgewatch.connectors.simulator.okx import OkxServer
+    from hedgewatch.connectors.simulator.okx.stream import OkxServer
 
 BARS = {
     "1m": "1m",

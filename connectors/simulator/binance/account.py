@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from hedgewatch.connectors.simulator.transport import RestError
 
 if TYPE_CHECKING:
-    from hedgewatch.connectors.simulator.binance import BinanceServer
+    from hedgewatch.connectors.simulator.binance.stream import BinanceServer
 
 
 @dataclass

@@ -11,7 +11,7 @@ from hedgewatch.connectors.simulator.candles import INTERVALS_MS
 from hedgewatch.connectors.simulator.venue import decimals
 
 if TYPE_CHECKING:
-    from hedgewatch.connectors.simulator.bybit import BybitServer
+    from hedgewatch.connectors.simulator.bybit.stream import BybitServer
 
 KLINE_INTERVALS = {
     "1": "1m",

@@ -29,9 +29,24 @@ import msgspec
 import orjson
 
 from hedgewatch.connectors.base import Route, ms
-from hedgewatch.connectors.instruments import Instrument, bybit_category, bybit_perpetuals, bybit_spot, get_json
+from hedgewatch.connectors.bybit.decode import (
+    BOOK,
+    KLINE,
+    KLINE_S,
+    QUOTE_CONFIRM_S,
+    TICKERS,
+    TICKERS_DECODER,
+    TRADES,
+    Tick,
+    TickerState,
+    book_top,
+    check_derivatives,
+    check_mark,
+    tick_from_dict,
+)
+from hedgewatch.connectors.bybit.instruments import bybit_category, bybit_perpetuals, bybit_spot
+from hedgewatch.connectors.instruments import Instrument, get_json
 from hedgewatch.connectors.sanity import (
-    MAX_JUMP_FACTOR,
     MAX_PRICE,
     accept_price,
     accept_seq,
@@ -45,98 +60,6 @@ from hedgewatch.connectors.venue import VenueConnector
 from hedgewatch.connectors.wsconn import WsConnection, WsProtocol, group_routes
 from hedgewatch.service.errors import FeedError, RejectedMessage
 from hedgewatch.service.events import Candle, Funding, Market, MarkPrice, OpenInterest, Quote, Trade
-
-TICKERS, TRADES, KLINE, BOOK = range(4)
-KLINE_S = {"1": 60, "3": 180, "5": 300, "15": 900, "30": 1800, "60": 3600, "240": 14400, "D": 86400}
-
-
-QUOTE_CONFIRM_S = 1.0
-
-
-class TickerState:
-    """Merged ``tickers`` state of one symbol: the last accepted value of every field we use."""
-
-    __slots__ = ("ask", "bid", "cs", "index", "interval_h", "mark", "next_ts", "oi", "oi_value", "quoted_at",
-                 "rate")
-
-    def __init__(self) -> None:
-        self.bid = self.ask = self.mark = self.index = self.rate = self.oi = 0.0
-        self.quoted_at = 0.0  # venue time of the last Quote emitted
-        self.oi_value: float | None = None
-        self.interval_h = 0.0
-        self.next_ts: float | None = None
-        self.cs = -1
-
-
-def _f(d: dict[str, Any], key: str) -> float | None:
-    """The field as a float, None when absent or empty (Bybit sends "" for an empty side)."""
-    v = d.get(key)
-    if v is None or v == "":
-        return None
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        raise RejectedMessage("non_numeric", key) from None
-
-
-class _Tick(msgspec.Struct):
-    """The ``tickers`` fields we use; absent ones (a delta carries only what changed) stay None."""
-
-    bid1Price: float | None = None
-    ask1Price: float | None = None
-    markPrice: float | None = None
-    indexPrice: float | None = None
-    fundingRate: float | None = None
-    fundingIntervalHour: float | None = None
-    nextFundingTime: float | None = None
-    openInterest: float | None = None
-    openInterestValue: float | None = None
-
-
-_TICK_FIELDS = tuple(_Tick.__struct_fields__)
-
-
-def _tick_from_dict(d: dict[str, Any]) -> _Tick:
-    """The generic path's dict (strings, "" for an empty side) as a ``_Tick``."""
-    return _Tick(*(_f(d, k) for k in _TICK_FIELDS))
-
-
-class _Frame(msgspec.Struct):
-    topic: str
-    type: str
-    ts: int
-    data: _Tick | list[dict[str, Any]]
-    cs: int | None = None
-
-
-# The typed decoder of the hot path: numeric strings straight to floats (strict=False).
-_FAST = msgspec.json.Decoder(_Frame, strict=False)
-
-
-def _check_mark(st: TickerState, mark: float | None, index: float | None) -> tuple[float, float]:
-    """The merged (mark, index) after checking the new values."""
-    if mark is None:
-        mark = st.mark
-    elif not 0.0 < mark < MAX_PRICE:
-        positive(mark, "mark")
-    if index is None:
-        index = st.index
-    elif not 0.0 < index < MAX_PRICE:
-        positive(index, "index")
-    if mark and index and not index / MAX_JUMP_FACTOR < mark < index * MAX_JUMP_FACTOR:
-        raise RejectedMessage("absurd", "mark")
-    return mark, index
-
-
-def _check_derivatives(t: _Tick) -> None:
-    if t.fundingRate is not None and not -1.0 < t.fundingRate < 1.0:
-        raise RejectedMessage("absurd", "funding")
-    if t.fundingIntervalHour is not None:
-        positive(t.fundingIntervalHour, "interval")
-    if t.openInterest is not None and not 0.0 <= t.openInterest < 1e15:
-        raise RejectedMessage("non_positive" if t.openInterest < 0 else "absurd", "openInterest")
-    if t.openInterestValue is not None and not 0.0 <= t.openInterestValue < 1e15:
-        raise RejectedMessage("non_positive" if t.openInterestValue < 0 else "absurd", "openInterestValue")
 
 
 class BybitProtocol(WsProtocol):
@@ -171,7 +94,7 @@ class BybitProtocol(WsProtocol):
         anything the schema does not fit goes to ``handle_generic``, which classifies rejects."""
         now = self._clock()
         try:
-            m = _FAST.decode(raw)
+            m = TICKERS_DECODER.decode(raw)
         except (msgspec.DecodeError, RecursionError):  # msgspec recurses to skip deeply nested fields
             self.handle_generic(raw, now)
             return
@@ -180,7 +103,7 @@ class BybitProtocol(WsProtocol):
             self.handle_generic(raw, now)
             return
         d = m.data
-        if r.kind == TICKERS and d.__class__ is _Tick:
+        if r.kind == TICKERS and d.__class__ is Tick:
             self._apply(r, m.type, m.ts / 1000.0, m.cs, d, now)
         elif r.kind == TRADES and d.__class__ is list:
             self._trades(r, {"data": d}, now)
@@ -233,9 +156,9 @@ class BybitProtocol(WsProtocol):
         if not isinstance(d, dict):
             raise RejectedMessage("malformed", "data")
         cs = msg.get("cs")
-        self._apply(r, typ, ts, cs if isinstance(cs, int) else None, _tick_from_dict(d), now)
+        self._apply(r, typ, ts, cs if isinstance(cs, int) else None, tick_from_dict(d), now)
 
-    def _apply(self, r: Route, typ: str, ts: float, cs: int | None, t: _Tick,  # noqa: C901
+    def _apply(self, r: Route, typ: str, ts: float, cs: int | None, t: Tick,  # noqa: C901
                now: float) -> None:
         """Validate the fields ``t`` carries, merge them into the symbol's state and emit the events whose
         inputs changed. Every check runs before anything is merged, so a bad delta leaves the state intact.
@@ -267,12 +190,12 @@ class BybitProtocol(WsProtocol):
         mark, index = t.markPrice, t.indexPrice
         marked = self.want_mark and (mark is not None or index is not None)
         if marked:
-            mark, index = _check_mark(st, mark, index)
+            mark, index = check_mark(st, mark, index)
         derivs = self.want_derivatives and (
             t.fundingRate is not None or t.fundingIntervalHour is not None or t.nextFundingTime is not None
             or t.openInterest is not None or t.openInterestValue is not None)
         if derivs:
-            _check_derivatives(t)
+            check_derivatives(t)
         # every check passed: only now does the frame touch any state
         if cs is not None:
             accept_seq(r, cs, now)
@@ -293,14 +216,14 @@ class BybitProtocol(WsProtocol):
             st.quoted_at = ts
             self._sink(Quote(self._ex, r.asset, r.instrument, st.bid, st.ask, ts, now, r.quote))
         if marked:
-            st.mark = mark  # type: ignore[assignment]  # _check_mark returned floats
+            st.mark = mark  # type: ignore[assignment]  # check_mark returned floats
             st.index = index  # type: ignore[assignment]
             if mark:
                 self._sink(MarkPrice(self._ex, r.asset, r.instrument, mark, index or None, ts, now, r.quote))
         if derivs:
             self._merge_derivatives(r, st, t, ts, now)
 
-    def _merge_derivatives(self, r: Route, st: TickerState, t: _Tick, ts: float, now: float) -> None:
+    def _merge_derivatives(self, r: Route, st: TickerState, t: Tick, ts: float, now: float) -> None:
         sink, ex = self._sink, self._ex
         if t.fundingRate is not None or t.fundingIntervalHour is not None or t.nextFundingTime is not None:
             if t.fundingRate is not None:
@@ -386,22 +309,6 @@ class BybitProtocol(WsProtocol):
             self._sink(k)
 
 
-def _top(rows: Any, old: float, snapshot: bool) -> float:
-    """The best price of one side of an ``orderbook.1`` frame: its first level (0.0 when a size of 0
-    removes it); an empty side is empty in a snapshot and unchanged in a delta."""
-    if not isinstance(rows, list):
-        raise RejectedMessage("malformed", "book side")
-    if not rows:
-        return 0.0 if snapshot else old
-    try:
-        price, size = float(rows[0][0]), float(rows[0][1])
-    except (TypeError, ValueError, IndexError):
-        raise RejectedMessage("non_numeric", "book level") from None
-    if size == 0.0:
-        return 0.0
-    return positive(price, "price")
-
-
 class BybitSpotProtocol(BybitProtocol):
     """One Bybit ``/v5/public/spot`` connection: ``orderbook.1.{symbol}`` into quotes of market ``spot``."""
 
@@ -450,7 +357,7 @@ class BybitSpotProtocol(BybitProtocol):
             raise RejectedMessage("unexpected", "type")
         check_seq(r, u, strict=False)  # level 1 re-sends an unchanged book with the same ``u``
         snapshot = typ == "snapshot"
-        bid, ask = _top(bids, old[0], snapshot), _top(asks, old[1], snapshot)
+        bid, ask = book_top(bids, old[0], snapshot), book_top(asks, old[1], snapshot)
         if bid and ask:
             check_quote(r, bid, ask, now)
         accept_seq(r, u, now)

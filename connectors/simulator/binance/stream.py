@@ -25,7 +25,8 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 from websockets.asyncio.server import ServerConnection
 
-from hedgewatch.connectors.simulator import binance_account, binance_rest
+from hedgewatch.connectors.simulator.binance import account as binance_account
+from hedgewatch.connectors.simulator.binance import rest as binance_rest
 from hedgewatch.connectors.simulator.candles import INTERVALS_MS, Bar
 from hedgewatch.connectors.simulator.transport import RestError, VenueServer
 from hedgewatch.connectors.simulator.venue import DATED_TYPES, AssetQuote, SpotQuote, dated_price, quarterly_expiries

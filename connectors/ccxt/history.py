@@ -66,7 +66,7 @@ async def fetch_history(source: SourceConfig, needs: dict[str, dict[int, int]], 
                         factory: Callable[[SourceConfig], Any] | None = None) -> list[Candle]:
     """Klines of a ccxt ``source`` for ``needs`` (asset -> timeframe seconds -> bars); an asset without a
     market and a timeframe the exchange lacks are skipped with a log line."""
-    from hedgewatch.connectors.ccxt_generic import default_factory, pick_market
+    from hedgewatch.connectors.ccxt.connector import default_factory, pick_market
 
     ex = (factory or default_factory)(source)
     try:
