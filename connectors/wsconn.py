@@ -123,7 +123,12 @@ class WsProtocol:
 
 
 class _Recycle(Exception):
-    """Close this connection on purpose and open a fresh one."""
+    """Close this connection on purpose and open a fresh one; ``immediate`` reconnects without a backoff
+    (a planned renewal, not a fault)."""
+
+    def __init__(self, reason: str, immediate: bool = False) -> None:
+        super().__init__(reason)
+        self.immediate = immediate
 
 
 def group_routes(routes: list[Route], per_connection: int) -> list[tuple[str, list[Route]]]:
@@ -207,7 +212,7 @@ class WsConnection:
                 raise
             except _Recycle as exc:
                 reason = str(exc)
-                immediate = reason.startswith("age")
+                immediate = exc.immediate
             except BaseExceptionGroup as eg:
                 raise_if_cancelled()
                 reason = _describe(_first(eg))
@@ -335,7 +340,7 @@ class WsConnection:
                 self.ctx.burst.flush()
                 last_flush = mono
             if mono - opened >= max_age:
-                raise _Recycle("age limit: proactive reconnect")
+                raise _Recycle("age limit: proactive reconnect", immediate=True)
             if proto.ping_sent_at and mono - proto.ping_sent_at > tn.ack_timeout_s:
                 raise _Recycle("no pong to keep-alive ping")
             if proto.keepalive_s is not None and mono - proto._last_send >= proto.keepalive_s:

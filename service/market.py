@@ -30,7 +30,7 @@ from hedgewatch.service.events import (
     Trade,
 )
 from hedgewatch.service.index import Basket
-from hedgewatch.service.oracle import DEGRADED, OK, STALE, AssetOracle, SourceTransition
+from hedgewatch.service.oracle import DEGRADED, OK, STALE, AssetOracle, SourceTransition, Status, TransitionKind
 from hedgewatch.service.rebalance import Rebalancer, next_rebalance
 from hedgewatch.service.venue_markets import VenueMarkets
 
@@ -118,7 +118,7 @@ class MarketState:
             return False
         return self._after_oracle(oracle, old, first, now)
 
-    def _after_oracle(self, oracle: AssetOracle, old: str, first: bool, now: float) -> bool:
+    def _after_oracle(self, oracle: AssetOracle, old: Status, first: bool, now: float) -> bool:
         """Propagate an oracle change to the basket; True when the level or the status moved."""
         asset = oracle.asset
         if oracle.price is not None:
@@ -179,7 +179,7 @@ class MarketState:
     def _note_switches(self, now: float) -> None:
         """The venues that changed markets, as ``market`` transitions (logged; no event rule watches them)."""
         for sw in self.venue_markets.drain():
-            self._transitions.append(SourceTransition(now, "market", sw.asset, sw.source, sw.old, sw.new,
+            self._transitions.append(SourceTransition(now, TransitionKind.MARKET, sw.asset, sw.source, sw.old, sw.new,
                                                       sw.reason, sw.price))
 
     def _on_mark(self, ev: MarkPrice) -> bool:
@@ -265,7 +265,7 @@ class MarketState:
     def _note_rebalance(self, now: float) -> None:
         last = self.rebalancer.history[-1]
         why = f"added {', '.join(last['added']) or '-'}; removed {', '.join(last['removed']) or '-'}"
-        tr = SourceTransition(now, "rebalance", self.name, "", "", "done", why, self.level)
+        tr = SourceTransition(now, TransitionKind.REBALANCE, self.name, "", "", "done", why, self.level)
         self._transitions.append(tr)
 
     def _adopt_members(self) -> None:
@@ -293,13 +293,13 @@ class MarketState:
         else:
             status = OK
         if status != self._status:
-            tr = SourceTransition(now, "index", self.name, "", self._status, status, self._why(status))
+            tr = SourceTransition(now, TransitionKind.INDEX, self.name, "", self._status, status, self._why(status))
             self._transitions.append(tr)
             self._status = status
             return True
         return False
 
-    def _why(self, status: str) -> str:
+    def _why(self, status: Status) -> str:
         if status == OK:
             return ""
         if not self.basket.built:
@@ -333,7 +333,8 @@ class MarketState:
             why = (f"rebalance at {when}: added {', '.join(preview['added']) or '-'}; "
                    f"removed {', '.join(preview['removed']) or '-'}")
             self._transitions.append(
-                SourceTransition(now, "rebalance_preview", self.name, "", "", "scheduled", why, self.level))
+                SourceTransition(now, TransitionKind.REBALANCE_PREVIEW, self.name, "", "", "scheduled", why,
+                                 self.level))
         if now - self._last_recompute >= RECOMPUTE_EVERY_S:
             self.basket.recompute()
             self._last_recompute = now
@@ -373,7 +374,7 @@ class MarketState:
         return self.basket.level
 
     @property
-    def status(self) -> str:
+    def status(self) -> Status:
         return self._status
 
     def oracle(self, asset: str) -> AssetOracle | None:

@@ -34,20 +34,44 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import StrEnum
 
 from hedgewatch.service.config import OracleConfig
 
-OK = "ok"
-DEGRADED = "degraded"
-STALE = "stale"
-STATUS_CODE = {OK: 0, DEGRADED: 1, STALE: 2}
 
-# Per-source states; only VALID sources contribute to the published price.
-VALID = "ok"
-EXCLUDED = "excluded"
-REJECTED = "rejected"
-SRC_STALE = "stale"
-PENDING = "pending"
+class Status(StrEnum):
+    """An asset oracle's or an index's status (the strings are the published contract)."""
+
+    OK = "ok"
+    DEGRADED = "degraded"
+    STALE = "stale"
+
+
+class SourceState(StrEnum):
+    """One source's state in an asset oracle; only VALID sources contribute to the published price."""
+
+    VALID = "ok"
+    EXCLUDED = "excluded"
+    REJECTED = "rejected"
+    STALE = "stale"
+    PENDING = "pending"
+
+
+class TransitionKind(StrEnum):
+    """What a ``SourceTransition`` is about."""
+
+    SOURCE = "source"  # a source's state (``source`` names the venue)
+    ORACLE = "oracle"  # an asset oracle's status
+    INDEX = "index"  # the index status (``asset`` holds the index name)
+    MARKET = "market"  # the market (spot or perpetual) that prices a source
+    REBALANCE = "rebalance"  # a rebalance happened (``reason`` lists members added and removed)
+    REBALANCE_PREVIEW = "rebalance_preview"  # a scheduled rebalance's preview window opened
+
+
+OK, DEGRADED, STALE = Status.OK, Status.DEGRADED, Status.STALE
+STATUS_CODE = {OK: 0, DEGRADED: 1, STALE: 2}
+VALID, EXCLUDED, REJECTED = SourceState.VALID, SourceState.EXCLUDED, SourceState.REJECTED
+SRC_STALE, PENDING = SourceState.STALE, SourceState.PENDING
 
 # Consecutive rejected ticks after which a source is taken out of the price: one hostile tick changes
 # nothing, a venue that keeps sending absurd prices is reported.
@@ -62,7 +86,7 @@ class SourceTransition:
     ``rebalance_preview`` (a scheduled rebalance's preview window opened)."""
 
     ts: float
-    kind: str
+    kind: TransitionKind
     asset: str
     source: str
     old: str
@@ -209,7 +233,7 @@ class AssetOracle:
     def sources(self) -> list[Source]:
         return self._sources
 
-    def _set_source(self, src: Source, status: str, reason: str, now: float, ref: float | None) -> None:
+    def _set_source(self, src: Source, status: SourceState, reason: str, now: float, ref: float | None) -> None:
         if status == EXCLUDED:
             src.outlier = True
         elif status == VALID:
@@ -221,7 +245,7 @@ class AssetOracle:
             if (src.status != PENDING or status != VALID) and {src.status, status} != {EXCLUDED, REJECTED}:
                 self._sink.append(
                     SourceTransition(
-                        now, "source", self.asset, src.name, src.status, status, reason, src.price, ref
+                        now, TransitionKind.SOURCE, self.asset, src.name, src.status, status, reason, src.price, ref
                     )
                 )
             src.status = status
@@ -365,7 +389,7 @@ class AssetOracle:
         self.reason = reason
         if status != old_status:
             self._sink.append(
-                SourceTransition(now, "oracle", self.asset, "", old_status, status, reason, price)
+                SourceTransition(now, TransitionKind.ORACLE, self.asset, "", old_status, status, reason, price)
             )
             self.status = status
         if price != last:
@@ -374,8 +398,8 @@ class AssetOracle:
             return True
         return status != old_status
 
-    def _pair(self, a: float, b: float, last: float | None, old_status: str,
-              now: float) -> tuple[float | None, str, str]:
+    def _pair(self, a: float, b: float, last: float | None, old_status: Status,
+              now: float) -> tuple[float | None, Status, str]:
         """Two valid sources: their mean while they agree within the pair band; else the last value held,
         ``ok`` for ``pair_hold_s`` and ``degraded`` after (at once when the oracle was not ok)."""
         if abs(a - b) * 2.0 <= self._pair_band * (a + b):

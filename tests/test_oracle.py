@@ -299,3 +299,24 @@ def test_modes_follow_design(steps) -> None:
             assert o.status == STALE and o.price == last
     statuses = [t for t in sink if t.kind == "oracle"]
     assert all(t.old != t.new for t in statuses)
+
+
+def test_states_and_transitions_are_enums_that_publish_as_their_strings() -> None:
+    """States are enums inside (a misspelt state is an attribute error, not a silently unknown string) and
+    the same strings outside: the published JSON and ``/state`` keep the documented values."""
+    import orjson
+
+    from hedgewatch.service.oracle import SourceState, Status, TransitionKind
+
+    o, sink = oracle()
+    feed(o, {"a": 100.0, "b": 100.1, "c": 100.2}, 1.0)
+    for now in (2.0, 2.5, 3.0):  # c keeps quoting far off: out of the price, reported
+        feed(o, {"a": 100.0, "b": 100.1, "c": 180.0}, now)
+    assert isinstance(o.status, Status) and o.status is Status.OK
+    kinds = {tr.kind for tr in sink}
+    assert kinds and all(isinstance(k, TransitionKind) for k in kinds)
+    excluded = [tr for tr in sink if tr.kind is TransitionKind.SOURCE and tr.source == "c"]
+    assert excluded and excluded[-1].new in (SourceState.EXCLUDED, SourceState.REJECTED)
+    body = orjson.loads(orjson.dumps(o.to_dict(3.0)))
+    assert body["status"] == "ok" and type(body["status"]) is str
+    assert {s["status"] for s in body["sources"].values()} <= {"ok", "excluded", "rejected", "stale", "pending"}
