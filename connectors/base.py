@@ -10,19 +10,18 @@ by the connection's housekeeping task about once a second.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from hedgewatch.connectors.sanity import MAX_JUMP_FACTOR, MAX_PRICE, accept_price, check_price, positive
+from hedgewatch.service.clock import Timebase
 from hedgewatch.service.errors import RejectedMessage
 from hedgewatch.service.events import Event, FeedState, FeedStatus
 from hedgewatch.service.metrics import Metrics
-from hedgewatch.service.retry import BurstLog
+from hedgewatch.service.retry import Backoff, BurstLog
 
 __all__ = ["MAX_JUMP_FACTOR", "MAX_PRICE", "positive"]  # the price checks live in connectors.sanity
 
@@ -230,11 +229,13 @@ class FeedContext:
     burst-limited reject log, all keyed by the source's name."""
 
     def __init__(self, exchange: str, sink: Callable[[Event], None], metrics: Metrics,
-                 clock: Callable[[], float], tuning: Tuning) -> None:
+                 clock: Callable[[], float], tuning: Tuning, timebase: Timebase | None = None) -> None:
         self.exchange = exchange
         self.sink = sink
         self.metrics = metrics
         self.clock = clock
+        # pacing, keep-alive, connection age, backoff waits and jitter: one injected timebase
+        self.time = timebase or Timebase()
         self.tuning = tuning
         self.log = logging.getLogger(f"hedgewatch.connectors.{exchange}")
         self.burst = BurstLog(self.log, tuning.log_interval_s)
@@ -289,11 +290,15 @@ class FeedContext:
         """Space the venue's connection attempts ``connect_gap_s`` apart (venue connect rate limits: OKX
         allows 3 a second per IP), whatever the number of connections starting or reconnecting at once."""
         gap = self.tuning.connect_gap_s
-        now = time.monotonic()
+        now = self.time.monotonic()
         slot = max(now, self._last_connect + gap)
         self._last_connect = slot
         if slot > now:
-            await asyncio.sleep(slot - now)
+            await self.time.sleep(slot - now)
+
+    def backoff(self, base_s: float, cap_s: float) -> Backoff:
+        """A backoff drawing its jitter from the timebase's random source."""
+        return Backoff(base_s, cap_s, self.time.rng)
 
     def status(self, channel: str, state: str, detail: str = "") -> None:
         self.sink(FeedStatus(self.exchange, channel, state, detail, self.clock()))

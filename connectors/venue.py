@@ -20,11 +20,12 @@ from hedgewatch.connectors.base import FeedContext, Tuning
 from hedgewatch.connectors.history import KlineHistory
 from hedgewatch.connectors.instruments import Instrument
 from hedgewatch.connectors.wsconn import WsConnection
+from hedgewatch.service.clock import Timebase
 from hedgewatch.service.config import FeedChannel, SourceConfig
 from hedgewatch.service.errors import FeedError, RejectedMessage
 from hedgewatch.service.events import Candle, Event, FeedState
 from hedgewatch.service.metrics import Metrics
-from hedgewatch.service.retry import Backoff, raise_if_cancelled
+from hedgewatch.service.retry import raise_if_cancelled
 
 # Channel names a source may list in ``channels`` (validated by the config); None means the default set.
 CHANNELS: tuple[str, ...] = get_args(FeedChannel)
@@ -54,7 +55,7 @@ class Poller:
 
     async def run(self) -> None:
         tn = self.ctx.tuning
-        backoff = Backoff(tn.backoff_base_s, max(tn.backoff_cap_s, self.interval_s))
+        backoff = self.ctx.backoff(tn.backoff_base_s, max(tn.backoff_cap_s, self.interval_s))
         gap = max(self.min_gap_s, self.interval_s / max(1, len(self.items)))
         while True:
             failed = False
@@ -73,9 +74,9 @@ class Poller:
                     self._fail(f"{type(exc).__name__}: {exc}")
                 else:
                     self._ok()
-                await asyncio.sleep(gap)
+                await self.ctx.time.sleep(gap)
             if failed:
-                await asyncio.sleep(backoff.next())
+                await self.ctx.time.sleep(backoff.next())
             else:
                 backoff.reset()
 
@@ -116,10 +117,11 @@ class VenueConnector:
     default_spot_rest = ""  # "": likewise for REST
 
     def __init__(self, source: SourceConfig, sink: Callable[[Event], None], metrics: Metrics, *,
-                 clock: Callable[[], float] = time.time, tuning: Tuning | None = None) -> None:
+                 clock: Callable[[], float] = time.time, tuning: Tuning | None = None,
+                 timebase: Timebase | None = None) -> None:
         self.source = source
         self.name = source.source_id
-        self.ctx = FeedContext(self.name, sink, metrics, clock, tuning or Tuning())
+        self.ctx = FeedContext(self.name, sink, metrics, clock, tuning or Tuning(), timebase)
         self.ws_base = (source.ws_url or self.default_ws).rstrip("/")
         self.rest_base = (source.rest_url or self.default_rest).rstrip("/")
         channels = source.channels if source.channels is not None else DEFAULT_CHANNELS
@@ -215,7 +217,7 @@ class VenueConnector:
                        load: Callable[[httpx.AsyncClient], Awaitable[list[Instrument]]], key: str,
                        what: str) -> list[Instrument]:
         tn = self.ctx.tuning
-        backoff = Backoff(tn.backoff_base_s, tn.backoff_cap_s)
+        backoff = self.ctx.backoff(tn.backoff_base_s, tn.backoff_cap_s)
         while True:
             try:
                 found = await load(http)
@@ -223,7 +225,7 @@ class VenueConnector:
                 raise_if_cancelled()
                 self.ctx.burst.event(key, f"{self.name}: cannot load the {key} list from "
                                           f"{http.base_url} ({exc}); retrying with backoff")
-                await asyncio.sleep(backoff.next())
+                await self.ctx.time.sleep(backoff.next())
                 continue
             self.ctx.burst.clear(key, f"{self.name}: {key} list loaded")
             missing = sorted(set(self.source.symbols) - {i.asset for i in found})
@@ -235,7 +237,7 @@ class VenueConnector:
                 return found
             self.ctx.burst.event(key, f"{self.name}: none of {', '.join(self.source.symbols)} is listed; "
                                       "retrying")
-            await asyncio.sleep(backoff.next())
+            await self.ctx.time.sleep(backoff.next())
 
     def status(self) -> dict[str, Any]:
         return {

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -34,7 +32,7 @@ from websockets.exceptions import ConnectionClosed
 from hedgewatch.connectors.base import Cadence, FeedContext, Route, Tuning
 from hedgewatch.service.errors import FeedError, ProtocolError, RejectedMessage
 from hedgewatch.service.events import FeedState
-from hedgewatch.service.retry import Backoff, raise_if_cancelled
+from hedgewatch.service.retry import raise_if_cancelled
 
 
 class WsProtocol:
@@ -77,10 +75,10 @@ class WsProtocol:
         ws = self.ws
         if ws is None:
             raise FeedError("not connected")
-        wait = self._last_send + self.send_gap_s - time.monotonic()
+        wait = self._last_send + self.send_gap_s - self.ctx.time.monotonic()
         if wait > 0:
-            await asyncio.sleep(wait)
-        self._last_send = time.monotonic()
+            await self.ctx.time.sleep(wait)
+        self._last_send = self.ctx.time.monotonic()
         await ws.send(text)
 
     def expect(self, key: Any) -> asyncio.Future[None]:
@@ -103,7 +101,7 @@ class WsProtocol:
         if self.ping_frame is not None:
             await self.send(self.ping_frame)
             if not self.ping_sent_at:
-                self.ping_sent_at = time.monotonic()
+                self.ping_sent_at = self.ctx.time.monotonic()
 
     async def subscribe(self, routes: list[Route], unsubscribe: bool = False) -> None:
         """(Un)subscribe ``routes`` in batches, waiting for each batch's ack."""
@@ -172,8 +170,8 @@ class WsConnection:
             r.cadence.memory_s = tn.cadence_memory_s
         self._seen = 0
         self._checked_at = 0.0
-        self._recycle: str | None = None
-        self._backoff = Backoff(tn.backoff_base_s, tn.backoff_cap_s)
+        self._recycle: _Recycle | None = None
+        self._backoff = ctx.backoff(tn.backoff_base_s, tn.backoff_cap_s)
         ctx.add_connection(name)
         for r in proto.routes:
             ctx.channel_state(r, False, False)
@@ -204,7 +202,7 @@ class WsConnection:
                     ping_timeout=tn.ping_interval_s, close_timeout=2.0, max_size=tn.max_frame_bytes,
                     max_queue=tn.max_queue, compression=None, proxy=None,
                 ) as ws:
-                    up_since = time.monotonic()
+                    up_since = self.ctx.time.monotonic()
                     await self._session(ws)
                 reason = "closed"
             except asyncio.CancelledError:
@@ -223,12 +221,12 @@ class WsConnection:
             was_healthy = self.healthy
             self.last_error = reason
             self._down(reason)
-            if up_since is not None and time.monotonic() - up_since >= tn.stable_after_s:
+            if up_since is not None and self.ctx.time.monotonic() - up_since >= tn.stable_after_s:
                 self._backoff.reset()
             delay = 0.0 if immediate else self._backoff.next()
             self._log_end(reason, up_since is not None, immediate, was_healthy, delay)
             if delay:
-                await asyncio.sleep(delay)
+                await self.ctx.time.sleep(delay)
 
     def _log_end(self, reason: str, opened: bool, immediate: bool, was_healthy: bool, delay: float) -> None:
         ex = self.ctx.exchange
@@ -272,7 +270,7 @@ class WsConnection:
             self.proto.ws = None
             self.ctx.flush(self.proto.routes)
         if self._recycle is not None:
-            raise _Recycle(self._recycle)
+            raise self._recycle
 
     async def _receive(self, ws: ClientConnection) -> None:
         handle = self.proto.receiver()
@@ -298,7 +296,7 @@ class WsConnection:
             await self._subscribe_all()
             await self._loop(ws)
         except _Recycle as exc:
-            self._recycle = str(exc)
+            self._recycle = exc
             self._mark_down()  # down in the metrics now, not after the close handshake
             await ws.close()  # ends the receive loop
 
@@ -324,14 +322,14 @@ class WsConnection:
     async def _loop(self, ws: ClientConnection) -> None:
         tn = self.ctx.tuning
         proto = self.proto
-        opened = time.monotonic()
+        opened = self.ctx.time.monotonic()
         last_flush = opened
         stable = False
         # connections opened together must not all recycle at the same moment: up to 5% earlier, at random
-        max_age = tn.max_conn_age_s * (1.0 - 0.05 * random.random())
+        max_age = tn.max_conn_age_s * (1.0 - 0.05 * self.ctx.time.rng.random())
         while True:
-            await asyncio.sleep(tn.watchdog_interval_s)
-            mono = time.monotonic()
+            await self.ctx.time.sleep(tn.watchdog_interval_s)
+            mono = self.ctx.time.monotonic()
             if not stable and mono - opened >= tn.stable_after_s:
                 stable = True  # a later loss starts a new burst of log lines
                 self.ctx.burst.clear(f"lost:{self.name}")

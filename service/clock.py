@@ -10,8 +10,10 @@ start. ``check`` compares it with the wall clock and reports a step, which the d
 
 from __future__ import annotations
 
+import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 STEP_S = 1.0  # a disagreement this large between the wall clock and the steady one is a step, not drift
 
@@ -42,3 +44,22 @@ class SteadyClock:
             return None
         self._reported = off
         return step
+
+
+async def _loop_sleep(seconds: float) -> None:
+    import asyncio  # the event loop's sleep; imported here so the pure core that reads clocks loads no loop
+
+    await asyncio.sleep(seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class Timebase:
+    """Everything time-dependent code reads or waits on, injected in one piece: the wall clock (event
+    timestamps, ages), the monotonic clock (pacing, keep-alive, connection age), the sleep that waits on it
+    and the random source of jitter. Production uses the defaults; a test hands in a fake of all four, so
+    what it checks does not depend on the machine's speed."""
+
+    wall: Callable[[], float] = time.time
+    monotonic: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], Awaitable[None]] = _loop_sleep
+    rng: random.Random = field(default_factory=random.Random)

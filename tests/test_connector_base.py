@@ -120,3 +120,33 @@ def test_burst_log_force_and_what_it_held_back(caplog: pytest.LogCaptureFixture)
         "quiet",
         "quiet (1 like it since the last report)",
     ]
+
+
+async def test_connection_pacing_and_backoff_run_on_the_injected_timebase() -> None:
+    """Pacing waits and backoff jitter come from the connector's timebase: on a fake one the waits are
+    exact and repeatable, and nothing sleeps on the machine's clock."""
+    import random
+
+    from hedgewatch.connectors.base import FeedContext
+    from hedgewatch.service.clock import Timebase
+    from hedgewatch.service.metrics import Metrics
+
+    now = [100.0]
+    waits: list[float] = []
+
+    async def sleep(s: float) -> None:
+        waits.append(s)
+        now[0] += s
+
+    def make() -> FeedContext:
+        return FeedContext("okx", lambda ev: None, Metrics(), lambda: now[0], Tuning(connect_gap_s=0.4),
+                           Timebase(wall=lambda: now[0], monotonic=lambda: now[0], sleep=sleep,
+                                    rng=random.Random(7)))
+
+    ctx = make()
+    for _ in range(3):
+        await ctx.pace_connect()
+    # three attempts at once: the first goes now, each next one waits its gap on the fake clock
+    assert waits == [pytest.approx(0.4), pytest.approx(0.4)] and now[0] == pytest.approx(100.8)
+    one, two = make().backoff(1.0, 30.0), make().backoff(1.0, 30.0)
+    assert [one.next() for _ in range(4)] == [two.next() for _ in range(4)]  # same seed, same jitter

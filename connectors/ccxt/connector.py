@@ -47,7 +47,7 @@ from hedgewatch.connectors.venue import CHANNELS, DEFAULT_CHANNELS
 from hedgewatch.service.config import SourceConfig
 from hedgewatch.service.errors import FeedError, RejectedMessage
 from hedgewatch.service.events import Event, FeedState, Funding, Market, MarkPrice, OpenInterest, Quote
-from hedgewatch.service.retry import Backoff, raise_if_cancelled
+from hedgewatch.service.retry import raise_if_cancelled
 
 TICKER_POLL_S = 1.0
 # ccxt ids whose spot market is another id's
@@ -223,7 +223,7 @@ class CcxtConnector:
     async def _load_markets(self, ex: Any = None) -> dict[str, Any]:
         ex = self.ex if ex is None else ex
         tn = self.ctx.tuning
-        backoff = Backoff(tn.backoff_base_s, tn.backoff_cap_s)
+        backoff = self.ctx.backoff(tn.backoff_base_s, tn.backoff_cap_s)
         while True:
             try:
                 markets = await ex.load_markets()
@@ -231,7 +231,7 @@ class CcxtConnector:
                 raise_if_cancelled()
                 self.ctx.burst.event("markets", f"{self.name}: cannot load markets ({_describe(exc)}); "
                                                 "retrying with backoff")
-                await asyncio.sleep(backoff.next())
+                await self.ctx.time.sleep(backoff.next())
                 continue
             self.ctx.burst.clear("markets", f"{self.name}: markets loaded")
             return dict(markets or {})
@@ -297,7 +297,7 @@ class CcxtConnector:
     # -- one channel of one market ----------------------------------------------------------------------
     async def _channel(self, r: Route) -> None:
         tn = self.ctx.tuning
-        backoff = Backoff(tn.backoff_base_s, tn.backoff_cap_s)
+        backoff = self.ctx.backoff(tn.backoff_base_s, tn.backoff_cap_s)
         call, decode = self._calls(r)
         timeouts = 0
         while True:
@@ -318,7 +318,7 @@ class CcxtConnector:
             except Exception as exc:  # ccxt errors, and library bugs on odd input: back off, never crash
                 raise_if_cancelled()
                 self._down(r, _describe(exc))
-                await asyncio.sleep(backoff.next())
+                await self.ctx.time.sleep(backoff.next())
                 continue
             timeouts = 0
             now = self.ctx.clock()
