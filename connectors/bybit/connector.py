@@ -113,16 +113,23 @@ class BybitProtocol(WsProtocol):
             raise RejectedMessage("malformed", "data")
         r.count += 1
 
-    def handle_generic(self, raw: bytes, now: float) -> None:
+    def _routed(self, raw: bytes) -> tuple[Route, Any] | None:
+        """The frame parsed and the route of its topic; None for a control frame (handled here)."""
         try:
             msg = orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise RejectedMessage("malformed") from None
         try:
-            r = self.by_topic[msg["topic"]]
+            return self.by_topic[msg["topic"]], msg
         except (KeyError, TypeError):
             self._control(msg)
+            return None
+
+    def handle_generic(self, raw: bytes, now: float) -> None:
+        routed = self._routed(raw)
+        if routed is None:
             return
+        r, msg = routed
         kind = r.kind
         if kind == TICKERS:
             self._tickers(r, msg, now)
@@ -323,15 +330,10 @@ class BybitSpotProtocol(BybitProtocol):
 
     def handle(self, raw: bytes) -> None:
         now = self._clock()
-        try:
-            msg = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise RejectedMessage("malformed") from None
-        try:
-            r = self.by_topic[msg["topic"]]
-        except (KeyError, TypeError):
-            self._control(msg)
+        routed = self._routed(raw)
+        if routed is None:
             return
+        r, msg = routed
         self._book(r, msg, now)
         r.count += 1
 

@@ -53,8 +53,8 @@ def decimals(step: float) -> int:
 
 
 @dataclass
-class AssetQuote:
-    """Everything a venue publishes about one asset at one step."""
+class BookTop:
+    """The top of one order book at one step: best bid and ask, their sizes, the update id."""
 
     asset: str
     ts_ms: int = 0
@@ -62,13 +62,23 @@ class AssetQuote:
     ask: float = 0.0
     bid_qty: float = 0.0
     ask_qty: float = 0.0
+    update_id: int = 0
+
+    @property
+    def mid(self) -> float:
+        return (self.bid + self.ask) * 0.5
+
+
+@dataclass
+class AssetQuote(BookTop):
+    """Everything a venue publishes about one asset's perpetual at one step: its book and the rest."""
+
     mark: float = 0.0
     index: float = 0.0
     funding_rate: float = 0.0
     next_funding_ms: int = 0
     funding_interval_h: int = 8
     open_interest: float = 0.0
-    update_id: int = 0
     trade_id: int = 0
     # Trades printed at this step: (id, price, qty, buyer is maker)
     trades: list[tuple[int, float, float, bool]] = field(default_factory=list)
@@ -80,26 +90,10 @@ class AssetQuote:
     last: float = 0.0
     last_qty: float = 0.0
 
-    @property
-    def mid(self) -> float:
-        return (self.bid + self.ask) * 0.5
-
 
 @dataclass
-class SpotQuote:
+class SpotQuote(BookTop):
     """The top of a venue's spot order book for one asset (the ``<A><QUOTE>`` pair) at one step."""
-
-    asset: str
-    ts_ms: int = 0
-    bid: float = 0.0
-    ask: float = 0.0
-    bid_qty: float = 0.0
-    ask_qty: float = 0.0
-    update_id: int = 0
-
-    @property
-    def mid(self) -> float:
-        return (self.bid + self.ask) * 0.5
 
 
 class VenueModel:
@@ -142,25 +136,29 @@ class VenueModel:
             self._quote(a, now, prices[a], trade_prob)
             self._spot(a, now, prices[a])
 
+    def _set_book(self, book: BookTop, a: str, mid: float, now: int, rng: random.Random, depth: float) -> None:
+        """Quote ``mid`` with the venue's spread on the asset's tick, and sizes of about ``depth`` lots."""
+        aspec = self.path.specs[a]
+        half = max(mid * self.spec.spread_bps * 0.5e-4, aspec.tick_size * 0.5)
+        tick = aspec.tick_size
+        book.bid = math.floor((mid - half) / tick + 1e-9) * tick
+        book.ask = max(math.ceil((mid + half) / tick - 1e-9) * tick, book.bid + tick)
+        step = aspec.qty_step
+        book.bid_qty = max(step, round(rng.expovariate(1.0) * depth) * step)
+        book.ask_qty = max(step, round(rng.expovariate(1.0) * depth) * step)
+        book.ts_ms = now
+        book.update_id += 1
+
     def _spot(self, a: str, now: int, ref: float) -> None:
         """The spot pair: the path price below the perpetual by the asset's basis, with the venue's own
         (independent) noise and spread."""
         spec = self.spec
-        aspec = self.path.specs[a]
         rng = self._spot_rng
         s = self.spot[a]
         self._spot_noise[a] = 0.9 * self._spot_noise[a] + 0.4359 * spec.noise_bps * 1e-4 * rng.gauss(0.0, 1.0)
         basis = self.path.assets[a].spot_basis_bps * 1e-4
         mid = ref * (1.0 + spec.bias_bps * 1e-4 + self._spot_noise[a]) / (1.0 + basis) * self.price_factor(a)
-        half = max(mid * spec.spread_bps * 0.5e-4, aspec.tick_size * 0.5)
-        tick = aspec.tick_size
-        s.bid = math.floor((mid - half) / tick + 1e-9) * tick
-        s.ask = max(math.ceil((mid + half) / tick - 1e-9) * tick, s.bid + tick)
-        step = aspec.qty_step
-        s.bid_qty = max(step, round(rng.expovariate(1.0) * 1000) * step)
-        s.ask_qty = max(step, round(rng.expovariate(1.0) * 1000) * step)
-        s.ts_ms = now
-        s.update_id += 1
+        self._set_book(s, a, mid, now, rng, 1000)
 
     def _quote(self, a: str, now: int, ref: float, trade_prob: float) -> None:
         spec = self.spec
@@ -170,15 +168,8 @@ class VenueModel:
         # AR(1) noise keeps the venue near the path without a random walk of its own.
         self._noise[a] = 0.9 * self._noise[a] + 0.4359 * spec.noise_bps * 1e-4 * rng.gauss(0.0, 1.0)
         mid = ref * (1.0 + spec.bias_bps * 1e-4 + self._noise[a]) * self.price_factor(a)
-        half = max(mid * spec.spread_bps * 0.5e-4, aspec.tick_size * 0.5)
-        tick = aspec.tick_size
-        q.bid = math.floor((mid - half) / tick + 1e-9) * tick
-        q.ask = max(math.ceil((mid + half) / tick - 1e-9) * tick, q.bid + tick)
+        self._set_book(q, a, mid, now, rng, 2000)
         step = aspec.qty_step
-        q.bid_qty = max(step, round(rng.expovariate(1.0) * 2000 * step / step) * step)
-        q.ask_qty = max(step, round(rng.expovariate(1.0) * 2000 * step / step) * step)
-        q.ts_ms = now
-        q.update_id += 1
         q.index = ref * (1.0 + 0.2e-4 * rng.gauss(0.0, 1.0))
         st = self.path.assets[a]
         q.funding_rate = st.funding_rate + spec.funding_offset + 2e-6 * rng.gauss(0.0, 1.0)
